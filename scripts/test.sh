@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh Debian machine: installs what is missing, builds, runs CTest (unit
+# tests and the Python reference checks), then the unit tests again under AddressSanitizer +
+# UndefinedBehaviorSanitizer (skip that with ELUTQ_NO_SANITIZE=1).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+export ELUTQ_SHARED="${ELUTQ_SHARED:-$(cd "$ROOT/.." && pwd)/shared}"
+bash scripts/install_deps.sh
+bash scripts/setup_venv.sh
+bash scripts/build.sh "$ROOT/build"
+export ELUTQ_SMOLLM2="${ELUTQ_SMOLLM2:-$(bash scripts/fetch_smollm2.sh)}"
+ctest --test-dir "$ROOT/build" --output-on-failure -j"$(nproc)" --timeout 1800
+if [ "${ELUTQ_NO_SANITIZE:-0}" != 1 ]; then
+  bash scripts/build.sh "$ROOT/build-asan" -DELUTQ_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DELUTQ_BUILD_BENCH=OFF
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir "$ROOT/build-asan" --output-on-failure -j"$(nproc)" -L unit --timeout 1800
+fi

@@ -1,0 +1,36 @@
+// Errors. Library code never exits or prints: it throws elutq::Error with a message that says what
+// went wrong and, where we can tell, what to do next. The CLI prints it as one line and exits 1.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace elutq {
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& what) : std::runtime_error(what) {}
+};
+
+// Concatenates its arguments with operator<< into an Error and throws it.
+template <typename... Args>
+[[noreturn]] void fail(Args&&... args);
+
+// Throws Error(args...) unless cond holds. Use for checks on input data (files, CLI values);
+// internal invariants use assert.
+template <typename... Args>
+inline void require(bool cond, Args&&... args) {
+  if (!cond) fail(std::forward<Args>(args)...);
+}
+
+}  // namespace elutq
+
+#include <sstream>
+
+template <typename... Args>
+[[noreturn]] void elutq::fail(Args&&... args) {
+  std::ostringstream os;
+  (os << ... << std::forward<Args>(args));
+  throw Error(os.str());
+}

@@ -1,0 +1,36 @@
+// Element types of stored tensors. The GGML block types use the values of the GGUF specification
+// so a GGUF tensor's type field maps to DType directly; our own quantized formats sit above 1000.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace elutq {
+
+enum class DType : uint32_t {
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
+  Q8_0 = 8,
+  Q2_K = 10,
+  Q3_K = 11,
+  Q4_K = 12,
+  Q5_K = 13,
+  Q6_K = 14,
+  BF16 = 30,
+};
+
+// "F32", "Q4_K", ...; "unknown(N)" for a value that is not a DType.
+std::string dtype_name(DType t);
+// True if t is one of the enumerators above.
+bool dtype_known(uint32_t t);
+// Elements per block (1 for F32/F16/BF16) and bytes per block.
+int64_t dtype_block_elems(DType t);
+int64_t dtype_block_bytes(DType t);
+// Bytes of a row of n elements; throws Error if n is not a multiple of the block size.
+uint64_t dtype_row_bytes(DType t, int64_t n);
+
+}  // namespace elutq

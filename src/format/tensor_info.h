@@ -1,0 +1,35 @@
+// A stored tensor as a loader sees it: a name, a shape, an element type and its bytes in a
+// memory-mapped file. Shapes are row-major, outermost first: a linear layer's weight is
+// {out_features, in_features} whatever the file format's own convention is.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "format/dtype.h"
+
+namespace elutq {
+
+struct TensorInfo {
+  std::string name;
+  std::vector<int64_t> shape;  // row-major, outermost first
+  DType dtype = DType::F32;
+  const uint8_t* data = nullptr;  // points into a mapping owned by the ModelSource
+  uint64_t nbytes = 0;
+
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+  int64_t rows() const { return shape.empty() ? 1 : numel() / shape.back(); }
+  int64_t cols() const { return shape.empty() ? 1 : shape.back(); }
+};
+
+// Dequantizes / widens the whole tensor to fp32 into dst (numel() floats).
+void tensor_to_f32(const TensorInfo& t, float* dst);
+// Same for rows [row_begin, row_end) of the tensor viewed as rows() x cols().
+void tensor_rows_to_f32(const TensorInfo& t, int64_t row_begin, int64_t row_end, float* dst);
+
+}  // namespace elutq

@@ -1,0 +1,30 @@
+#include "model/config.h"
+
+#include "core/error.h"
+
+namespace elutq {
+
+const char* supported_architectures() { return "llama, mistral, qwen2, qwen3"; }
+
+void validate_config(const ModelConfig& c) {
+  require(c.arch == "llama" || c.arch == "mistral" || c.arch == "qwen2" || c.arch == "qwen3",
+          "unknown architecture '", c.arch, "'; supported: ", supported_architectures());
+  require(c.n_layers > 0, "config: n_layers must be positive, got ", c.n_layers);
+  require(c.dim > 0, "config: hidden size must be positive, got ", c.dim);
+  require(c.hidden_dim > 0, "config: intermediate size must be positive, got ", c.hidden_dim);
+  require(c.n_heads > 0, "config: n_heads must be positive, got ", c.n_heads);
+  require(c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0, "config: n_kv_heads (", c.n_kv_heads,
+          ") must divide n_heads (", c.n_heads, ")");
+  require(c.head_dim > 0 && c.head_dim % 2 == 0, "config: head_dim must be even and positive, got ",
+          c.head_dim);
+  require(c.vocab_size > 0, "config: vocab_size must be positive, got ", c.vocab_size);
+  require(c.max_seq_len > 0, "config: max_seq_len must be positive, got ", c.max_seq_len);
+  require(c.norm_eps > 0, "config: norm epsilon must be positive");
+  require(c.rope_theta > 0, "config: rope_theta must be positive");
+  require(c.rope_scaling.type == "none" || c.rope_scaling.type == "linear" ||
+              c.rope_scaling.type == "llama3",
+          "config: unsupported rope scaling '", c.rope_scaling.type,
+          "'; supported: none, linear, llama3");
+}
+
+}  // namespace elutq

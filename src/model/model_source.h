@@ -1,0 +1,54 @@
+// An opened model file or folder: its config, tokenizer and stored tensors. Every loader
+// (GGUF, HF safetensors folder, llama2.c checkpoint, our own quantized file) produces one.
+//
+// Tensors use canonical names, the ones GGUF uses for LLaMA-family models:
+//   token_embd.weight            (vocab, dim)
+//   output_norm.weight           (dim)
+//   output.weight                (vocab, dim)       absent when embeddings are tied
+//   blk.N.attn_norm.weight       (dim)
+//   blk.N.attn_q.weight          (n_heads * head_dim, dim)      .bias (n_heads*head_dim) if attn_bias
+//   blk.N.attn_k.weight          (n_kv_heads * head_dim, dim)   .bias if attn_bias
+//   blk.N.attn_v.weight          (n_kv_heads * head_dim, dim)   .bias if attn_bias
+//   blk.N.attn_output.weight     (dim, n_heads * head_dim)
+//   blk.N.attn_q_norm.weight     (head_dim)         qk_norm only
+//   blk.N.attn_k_norm.weight     (head_dim)         qk_norm only
+//   blk.N.ffn_norm.weight        (dim)
+//   blk.N.ffn_gate.weight        (hidden_dim, dim)
+//   blk.N.ffn_up.weight          (hidden_dim, dim)
+//   blk.N.ffn_down.weight        (dim, hidden_dim)
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "format/tensor_info.h"
+#include "model/config.h"
+#include "tokenizer/tokenizer_spec.h"
+
+namespace elutq {
+
+class ModelSource {
+ public:
+  virtual ~ModelSource() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual const TokenizerSpec& tokenizer() const = 0;
+  // Canonical names of every tensor, in file order.
+  virtual std::vector<std::string> tensor_names() const = 0;
+  // nullptr if the tensor is absent.
+  virtual const TensorInfo* find(const std::string& canonical_name) const = 0;
+  // "gguf", "safetensors", "llama2.c", ...
+  virtual std::string format_name() const = 0;
+
+  // Like find(), but throws Error naming the tensor and the file if it is absent or its shape
+  // differs from the expected one.
+  const TensorInfo& get(const std::string& name, const std::vector<int64_t>& shape) const;
+};
+
+// Opens a model, choosing the loader by what the path is: a folder with config.json (Hugging
+// Face), a file starting with the GGUF magic, or a llama2.c checkpoint (.bin; its tokenizer is
+// found by tokenizer_path, or tokenizer.bin / tok*.bin beside it). Throws Error otherwise.
+std::unique_ptr<ModelSource> open_model(const std::string& path,
+                                        const std::string& tokenizer_path = "");
+
+}  // namespace elutq
