@@ -1,0 +1,67 @@
+// The quantized weight formats, defined once for the quantizers, the model file and the runtime.
+//
+// A quantized matrix has rows x cols weights (rows = output features), each stored as a B-bit code
+// (0 <= code < 2^B). Bit b of a code is the weight's bit in bit-plane b. How codes map back to
+// values depends on the kind:
+//   Uniform   per group of `group` consecutive weights in a row: {scale, zero};
+//             w = zero + scale * code                               (group 0 = the whole row)
+//   HLQ       per group: {s_0, ..., s_{B-1}, zero};
+//             w = zero + sum_b s_b * bit_b(code)                    (uniform is s_b = scale * 2^b)
+//   Codebook  per row: {c_0, ..., c_{2^B - 1}} (GANQ); w = c[code]
+// Parameters are fp16 in the file; in memory they are floats that hold fp16-representable values
+// (quantizers round them with round_params_to_fp16 before the final code assignment, so a file
+// round trip is bit-exact and what was fitted is what runs).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace elutq {
+
+enum class QuantKind : uint8_t { Uniform = 0, HLQ = 1, Codebook = 2 };
+
+struct QuantSpec {
+  QuantKind kind = QuantKind::Uniform;
+  int bits = 4;   // B, 1..8 (HLQ: 1..4)
+  int group = 128;  // weights per group along a row; 0 = whole row (ignored for Codebook)
+
+  // Group length for a row of `cols` weights.
+  int64_t group_len(int64_t cols) const { return group > 0 ? group : cols; }
+  int64_t groups_per_row(int64_t cols) const {
+    int64_t g = group_len(cols);
+    return (cols + g - 1) / g;
+  }
+  // Floats of parameters per group (Uniform, HLQ) or per row (Codebook).
+  int params_per_group() const;
+  // Storage bits per weight including fp16 parameters, for a row of `cols` weights.
+  double bits_per_weight(int64_t cols) const;
+  // "hlq-w2g128", "uniform-w4g128", "codebook-w3", "uniform-w4grow".
+  std::string name() const;
+};
+
+// Parses the names name() produces. Throws Error on anything else.
+QuantSpec parse_quant_spec(const std::string& name);
+// Throws Error if the spec is out of range (bits, group) for its kind.
+void validate_quant_spec(const QuantSpec& spec);
+
+// A quantized matrix in its plain, unpacked form: one byte per code. Kernels pack it their way.
+struct QuantizedMatrix {
+  QuantSpec spec;
+  int64_t rows = 0, cols = 0;
+  std::vector<uint8_t> codes;  // rows * cols, row-major
+  // Uniform/HLQ: rows * groups_per_row * params_per_group, row-major by (row, group);
+  // Codebook: rows * 2^B.
+  std::vector<float> params;
+
+  const float* group_params(int64_t row, int64_t group_index) const;
+};
+
+// The value a code stands for, with the parameters of its group (or row, for Codebook).
+float dequant_code(const QuantSpec& spec, const float* params, uint8_t code);
+// Reference dequantization of the whole matrix into dst (rows * cols floats, row-major).
+void dequantize(const QuantizedMatrix& q, float* dst);
+// Rounds every parameter to the nearest fp16 value (in place).
+void round_params_to_fp16(std::vector<float>& params);
+
+}  // namespace elutq
