@@ -1,0 +1,45 @@
+// Text <-> token ids for the vocabularies LLaMA-family models use, built from a TokenizerSpec.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tokenizer/tokenizer_spec.h"
+
+namespace elutq {
+
+class Tokenizer {
+ public:
+  explicit Tokenizer(const TokenizerSpec& spec);
+  ~Tokenizer();
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+
+  // Encodes UTF-8 text (Error on invalid UTF-8). add_special: prepend BOS / append EOS as the
+  // model's policy says. parse_special: text like "<|im_start|>" becomes its special token id
+  // (for chat templates); otherwise it is encoded as plain text.
+  std::vector<int> encode(std::string_view text, bool add_special = true,
+                          bool parse_special = false) const;
+
+  // Decodes ids to UTF-8 text; special/control tokens are dropped unless keep_special.
+  std::string decode(const std::vector<int>& ids, bool keep_special = false) const;
+
+  // The raw bytes one token stands for (byte tokens give their byte, "▁" gives a space,
+  // byte-level pieces are mapped back to bytes). May be part of a UTF-8 character. Control
+  // tokens give "" unless keep_special.
+  std::string token_bytes(int id, bool keep_special = false) const;
+
+  int vocab_size() const;
+  int bos_id() const;
+  int eos_id() const;
+  bool is_stop(int id) const;  // EOS or another end-of-turn token
+  const TokenizerSpec& spec() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace elutq
