@@ -55,6 +55,20 @@ std::string canonical_name(const std::string& hf) {
   return "";
 }
 
+// The HF name of a canonical name, for messages.
+std::string hf_name(const std::string& canonical) {
+  if (canonical == "token_embd.weight") return "model.embed_tokens.weight";
+  if (canonical == "output_norm.weight") return "model.norm.weight";
+  if (canonical == "output.weight") return "lm_head.weight";
+  const size_t dot = canonical.find('.', 4);
+  if (canonical.rfind("blk.", 0) == 0 && dot != std::string::npos) {
+    const std::string rest = canonical.substr(dot + 1);
+    for (const auto& [from, to] : kLayerNames)
+      if (rest == to) return "model.layers." + canonical.substr(4, dot - 4) + "." + from;
+  }
+  return canonical;
+}
+
 // Every tensor the config implies, with its shape (see model/model_source.h).
 std::map<std::string, std::vector<int64_t>> expected_tensors(const ModelConfig& c) {
   const int64_t dim = c.dim, q = int64_t(c.n_heads) * c.head_dim,
@@ -160,9 +174,9 @@ HfModel::HfModel(const std::string& folder) {
   const auto expected = expected_tensors(config_);
   for (const auto& [name, shape] : expected) {
     const TensorInfo* t = find(name);
-    require(t != nullptr, "folder '", folder, "' lacks tensor ", name,
-            " (HF name model.layers.N.* / model.* / lm_head.*) that a ", config_.arch,
-            " model with this config.json needs");
+    require(t != nullptr, "folder '", folder, "' lacks tensor '", hf_name(name), "' that a ",
+            config_.arch, " model with this config.json needs",
+            name == "output.weight" ? " (tie_word_embeddings is false)" : "");
     require(t->shape == shape, "folder '", folder, "': tensor ", origin_[name], " has shape ",
             shape_str(t->shape), " but config.json implies ", shape_str(shape));
   }

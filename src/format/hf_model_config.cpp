@@ -177,6 +177,13 @@ void read_sliding_window(const ConfigReader& r, const ArchDefaults& a, ModelConf
   c->sliding_window = sliding_layers == 0 ? 0 : window;
 }
 
+// A parser message made printable: it may quote raw bytes of a corrupt file.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+  return out;
+}
+
 }  // namespace
 
 ModelConfig read_hf_config(const std::string& path) {
@@ -186,7 +193,7 @@ ModelConfig read_hf_config(const std::string& path) {
   try {
     j = json::parse(in);
   } catch (const json::exception& e) {
-    fail("'", path, "' is not valid JSON (", e.what(), ")");
+    fail("'", path, "' is not valid JSON (", printable(e.what()), ")");
   }
   require(j.is_object(), "'", path, "' must hold a JSON object");
   const ConfigReader r(j, path);

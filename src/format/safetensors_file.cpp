@@ -48,6 +48,13 @@ uint64_t parse_count(const json& v, const std::string& where, const char* what) 
   return v.get<uint64_t>();
 }
 
+// A parser message made printable: it may quote raw bytes of the (possibly binary) header.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+  return out;
+}
+
 std::string shape_str(const std::vector<int64_t>& s) {
   std::ostringstream os;
   os << "[";
@@ -78,7 +85,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
   try {
     header = json::parse(text, text + header_len);
   } catch (const json::exception& e) {
-    fail("'", path, "': the header is not valid JSON (", e.what(),
+    fail("'", path, "': the header is not valid JSON (", printable(e.what()),
          "); the file is corrupt or not safetensors");
   }
   require(header.is_object(), "'", path, "': the header must be a JSON object, got ",
@@ -143,7 +150,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
     const Span& s = spans[i];
     if (s.begin < covered) {
       fail("'", path, "': tensor '", tensors_[s.tensor].name, "' (bytes ", s.begin, "..", s.end,
-           ") overlaps tensor '", tensors_[spans[i - 1].tensor].name, "'; the file is corrupt");
+           ") overlaps tensor '", ordered.back().name, "'; the file is corrupt");
     }
     require(s.begin == covered, "'", path, "': bytes ", covered, "..", s.begin,
             " of the data area belong to no tensor; the file is corrupt");
