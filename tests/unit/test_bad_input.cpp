@@ -139,6 +139,12 @@ TEST(BadInput, UnknownModelKind) {
   expect_error([&] { open_model(dir.file("m.txt")); }, {"cannot tell"});
   expect_error([&] { open_model(dir.file("absent.bin")); }, {"does not exist"});
   expect_error([&] { open_model(dir.path()); }, {"config.json"});
+  write_file(dir.file("m.gguf"), "GGUX and more bytes");
+  expect_error([&] { open_model(dir.file("m.gguf")); }, {"GGUF magic"});
+  write_file(dir.file("pytorch_model.bin"), "PK");
+  expect_error([&] { open_model(dir.file("pytorch_model.bin")); }, {"PyTorch", "safetensors"});
+  write_file(dir.file("model.safetensors"), "");
+  expect_error([&] { open_model(dir.file("model.safetensors")); }, {"no config.json"});
 }
 
 // ---- safetensors ----------------------------------------------------------------------------

@@ -223,6 +223,16 @@ TEST(HfFolder, LoadsEachArchitecture) {
   }
 }
 
+TEST(HfFolder, AFileInTheFolderOpensTheFolder) {
+  test::TempDir dir;
+  const auto written = test::write_tiny_hf_folder(dir.path(), "llama", false);
+  for (const char* f : {"config.json", "model.safetensors"}) {
+    auto m = open_model(dir.file(f));
+    EXPECT_EQ(m->format_name(), "safetensors");
+    expect_tensors_match(*m, written, false);
+  }
+}
+
 TEST(HfFolder, TiedEmbeddingsHaveNoOutputTensor) {
   test::TempDir dir;
   const auto written = test::write_tiny_hf_folder(dir.path(), "llama", true);
