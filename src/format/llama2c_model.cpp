@@ -91,6 +91,11 @@ Llama2cModel::Llama2cModel(const std::string& path, const std::string& tokenizer
     : file_(path) {
   require(file_.size() >= kHeaderBytes, "'", path, "' is ", file_.size(),
           " bytes, too small for a llama2.c checkpoint (its header alone is 28 bytes)");
+  uint32_t magic;
+  std::memcpy(&magic, file_.data(), 4);
+  require(magic != 0x616b3432u, "'", path,
+          "' is a llama2.c checkpoint in the newer versioned export format (magic \"ak42\"); "
+          "elutq reads the legacy fp32 format: re-export it with llama2.c's export.py --version 0");
   int32_t h[7];
   std::memcpy(h, file_.data(), sizeof(h));
   const char* field[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size",

@@ -22,7 +22,9 @@ class SafetensorsFile {
   explicit SafetensorsFile(const std::string& path);
 
   const std::string& path() const { return file_->path(); }
-  // Tensors with the names used in the file, in order of their data.
+  // Tensors with the names used in the file, in order of their data. Their data points into the
+  // mapping and need not be aligned (the format pads the header only by convention): read it
+  // with memcpy or unaligned loads.
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
 
  private:

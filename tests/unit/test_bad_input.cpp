@@ -87,6 +87,11 @@ TEST(BadInput, Llama2cTruncatedCheckpoint) {
   expect_error([&] { open_model(dir.file("m.bin")); }, {"m.bin", "expected", "bytes"});
   write_file(dir.file("m.bin"), bytes + "xxxx");
   expect_error([&] { open_model(dir.file("m.bin")); }, {"expected", "bytes"});
+  std::string v1 = bytes;
+  const uint32_t magic = 0x616b3432;  // what llama2.c's versioned export writes first
+  std::memcpy(v1.data(), &magic, 4);
+  write_file(dir.file("m.bin"), v1);
+  expect_error([&] { open_model(dir.file("m.bin")); }, {"versioned export format", "--version 0"});
   write_file(dir.file("m.bin"), bytes.substr(0, 10));
   expect_error([&] { open_model(dir.file("m.bin")); }, {"too small"});
   write_file(dir.file("m.bin"), "");
