@@ -133,9 +133,9 @@ class HfModel : public ModelSource {
   ModelConfig config_;
   TokenizerSpec tokenizer_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
-  std::vector<TensorInfo> tensors_;           // canonical names, file order
-  std::map<std::string, size_t> index_;       // canonical name -> tensors_
-  std::map<std::string, std::string> origin_; // canonical name -> "hf name in file"
+  std::vector<TensorInfo> tensors_;            // canonical names, file order
+  std::map<std::string, size_t> index_;        // canonical name -> tensors_
+  std::map<std::string, std::string> origin_;  // canonical name -> "hf name in file"
 };
 
 HfModel::HfModel(const std::string& folder) {
@@ -197,7 +197,8 @@ void HfModel::take_tensors(const SafetensorsFile& file,
     found.insert(t.name);
     std::string name = canonical_name(t.name);
     if (name.empty()) continue;
-    if (name == "output.weight" && config_.tied_embeddings) continue;  // tied: the embedding is used
+    if (name == "output.weight" && config_.tied_embeddings)
+      continue;  // tied: the embedding is used
     require(!index_.count(name), "'", file.path(), "': tensor ", t.name, " appears twice (also as ",
             origin_[name], ")");
     TensorInfo c = t;

@@ -20,8 +20,8 @@ struct ArchDefaults {
   int n_kv_heads;          // 0: same as num_attention_heads
   int head_dim;            // 0: hidden_size / num_attention_heads
   int max_position_embeddings;
-  bool attn_bias;    // q/k/v biases regardless of attention_bias (Qwen2)
-  bool qk_norm;      // per-head q/k RMSNorm (Qwen3)
+  bool attn_bias;      // q/k/v biases regardless of attention_bias (Qwen2)
+  bool qk_norm;        // per-head q/k RMSNorm (Qwen3)
   int sliding_window;  // mistral's default when the key is absent; 0: none
 };
 
@@ -91,8 +91,8 @@ const ArchDefaults& find_arch(const ConfigReader& r) {
     fail("'", r.path(), "' has neither \"model_type\" nor \"architectures\"; cannot tell the ",
          "architecture (supported: ", supported_architectures(), ")");
   }
-  fail("'", r.path(), "': architecture '", named, "' is not supported (supported: ",
-       supported_architectures(), ")");
+  fail("'", r.path(), "': architecture '", named,
+       "' is not supported (supported: ", supported_architectures(), ")");
 }
 
 // rope_theta and the rope scaling, from transformers 4.x keys (rope_theta, rope_scaling) or 5.x
@@ -171,8 +171,8 @@ void read_sliding_window(const ConfigReader& r, const ArchDefaults& a, ModelConf
     const int first = r.get_int("max_window_layers", 28);
     sliding_layers = first >= c->n_layers ? 0 : c->n_layers - first;
   }
-  require(sliding_layers == 0 || sliding_layers == c->n_layers, "'", r.path(), "': ",
-          sliding_layers, " of ", c->n_layers,
+  require(sliding_layers == 0 || sliding_layers == c->n_layers, "'", r.path(),
+          "': ", sliding_layers, " of ", c->n_layers,
           " layers use a sliding window; a window on only some layers is not supported");
   c->sliding_window = sliding_layers == 0 ? 0 : window;
 }

@@ -98,8 +98,8 @@ Llama2cModel::Llama2cModel(const std::string& path, const std::string& tokenizer
           "elutq reads the legacy fp32 format: re-export it with llama2.c's export.py --version 0");
   int32_t h[7];
   std::memcpy(h, file_.data(), sizeof(h));
-  const char* field[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size",
-                          "seq_len"};
+  const char* field[7] = {"dim",        "hidden_dim", "n_layers", "n_heads",
+                          "n_kv_heads", "vocab_size", "seq_len"};
   for (int i = 0; i < 7; ++i) {
     const int64_t v = i == 5 ? std::abs(static_cast<int64_t>(h[i])) : h[i];
     require(v > 0 && v <= kMaxDimension, "'", path, "' is not a llama2.c checkpoint: header field ",
@@ -145,7 +145,8 @@ Llama2cModel::Llama2cModel(const std::string& path, const std::string& tokenizer
 
   uint64_t off = kHeaderBytes;
   auto per_layer_tensors = [&](const std::string& suffix, std::vector<int64_t> shape) {
-    for (int64_t l = 0; l < layers; ++l) add("blk." + std::to_string(l) + "." + suffix, shape, &off);
+    for (int64_t l = 0; l < layers; ++l)
+      add("blk." + std::to_string(l) + "." + suffix, shape, &off);
   };
   add("token_embd.weight", {vocab, dim}, &off);
   per_layer_tensors("attn_norm.weight", {dim});

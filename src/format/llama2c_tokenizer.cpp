@@ -47,8 +47,9 @@ TokenizerSpec load_llama2c_tokenizer(const std::string& path, int vocab_size) {
     return v;
   };
   const int32_t max_len = read_i32(0, "the header", 0);
-  require(max_len > 0 && max_len <= 4096, "tokenizer '", path, "' is not a llama2.c tokenizer.bin: ",
-          "max_token_length is ", max_len, " (expected 1..4096)");
+  require(max_len > 0 && max_len <= 4096, "tokenizer '", path,
+          "' is not a llama2.c tokenizer.bin: ", "max_token_length is ", max_len,
+          " (expected 1..4096)");
 
   TokenizerSpec spec;
   spec.kind = TokenizerKind::SentencePieceBPE;

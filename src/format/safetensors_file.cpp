@@ -22,8 +22,8 @@ constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 
 // Element types of the safetensors format that elutq does not load, for a clearer message.
 bool is_other_safetensors_dtype(const std::string& s) {
-  static const char* kOther[] = {"BOOL", "U8",  "I8",  "I16", "U16", "I32",     "U32",
-                                 "I64",  "U64", "F64", "F8_E4M3", "F8_E5M2", "F4", "F6_E2M3"};
+  static const char* kOther[] = {"BOOL", "U8",  "I8",  "I16",     "U16",     "I32", "U32",
+                                 "I64",  "U64", "F64", "F8_E4M3", "F8_E5M2", "F4",  "F6_E2M3"};
   for (const char* o : kOther)
     if (s == o) return true;
   return false;
@@ -109,8 +109,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
     t.dtype = parse_dtype(entry["dtype"], where);
 
     const json& shape = entry["shape"];
-    require(shape.is_array() && shape.size() <= 8, where, ": \"shape\" must be a list of at most 8 ",
-            "dimensions");
+    require(shape.is_array() && shape.size() <= 8, where,
+            ": \"shape\" must be a list of at most 8 ", "dimensions");
     uint64_t numel = 1;
     for (const json& d : shape) {
       const uint64_t n = parse_count(d, where, "shape dimensions");
@@ -132,8 +132,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
     const uint64_t elem = static_cast<uint64_t>(dtype_block_bytes(t.dtype));
     t.nbytes = numel * elem;
     require(end - begin == t.nbytes, where, " has shape ", shape_str(t.shape), " and dtype ",
-            dtype_name(t.dtype), " (", t.nbytes, " bytes) but its data_offsets [", begin, ", ",
-            end, ") hold ", end - begin, " bytes; shape, dtype and offsets disagree");
+            dtype_name(t.dtype), " (", t.nbytes, " bytes) but its data_offsets [", begin, ", ", end,
+            ") hold ", end - begin, " bytes; shape, dtype and offsets disagree");
     t.data = base + data_start + begin;
     spans.push_back({begin, end, tensors_.size()});
     tensors_.push_back(std::move(t));
@@ -171,13 +171,12 @@ SafetensorsIndex read_safetensors_index(const std::string& index_path) {
   } catch (const json::exception& e) {
     fail("'", index_path, "' is not valid JSON (", e.what(), ")");
   }
-  require(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(), "'",
-          index_path, "' has no \"weight_map\" object; it is not a safetensors index");
+  require(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(), "'", index_path,
+          "' has no \"weight_map\" object; it is not a safetensors index");
   SafetensorsIndex index;
   std::set<std::string> seen;
   for (const auto& [name, file] : j["weight_map"].items()) {
-    require(file.is_string(), "'", index_path, "': weight_map entry '", name,
-            "' must name a file");
+    require(file.is_string(), "'", index_path, "': weight_map entry '", name, "' must name a file");
     const std::string f = file.get<std::string>();
     require(!f.empty() && f.find('/') == std::string::npos && f.find('\\') == std::string::npos &&
                 f != "." && f != "..",

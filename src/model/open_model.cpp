@@ -12,7 +12,8 @@ namespace elutq {
 
 namespace fs = std::filesystem;
 
-const TensorInfo& ModelSource::get(const std::string& name, const std::vector<int64_t>& shape) const {
+const TensorInfo& ModelSource::get(const std::string& name,
+                                   const std::vector<int64_t>& shape) const {
   const TensorInfo* t = find(name);
   require(t != nullptr, "tensor '", name, "' is missing from the ", format_name(), " model");
   if (t->shape != shape) {
@@ -26,9 +27,11 @@ const TensorInfo& ModelSource::get(const std::string& name, const std::vector<in
   return *t;
 }
 
-std::unique_ptr<ModelSource> open_model(const std::string& path, const std::string& tokenizer_path) {
+std::unique_ptr<ModelSource> open_model(const std::string& path,
+                                        const std::string& tokenizer_path) {
   std::error_code ec;
-  require(!path.empty(), "no model given; pass a GGUF file, a Hugging Face folder or a llama2.c .bin");
+  require(!path.empty(),
+          "no model given; pass a GGUF file, a Hugging Face folder or a llama2.c .bin");
   require(fs::exists(path, ec), "model '", path, "' does not exist");
   if (fs::is_directory(path, ec)) {
     require(fs::exists(fs::path(path) / "config.json", ec), "folder '", path,

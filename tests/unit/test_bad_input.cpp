@@ -50,8 +50,8 @@ std::string tiny_llama2c(bool separate_classifier) {
   for (int32_t v : {dim, hidden, layers, heads, kv, separate_classifier ? -vocab : vocab, seq})
     append(&s, v);
   const int kv_dim = kv * dim / heads, head = dim / heads;
-  const size_t floats = vocab * dim + layers * (2 * dim + 2 * dim * dim + 2 * dim * kv_dim +
-                                                3 * dim * hidden) +
+  const size_t floats = vocab * dim +
+                        layers * (2 * dim + 2 * dim * dim + 2 * dim * kv_dim + 3 * dim * hidden) +
                         dim + seq * head + (separate_classifier ? vocab * dim : 0);
   for (size_t i = 0; i < floats; ++i) append(&s, 0.01f * float(i % 97));
   return s;
@@ -122,7 +122,9 @@ TEST(BadInput, Llama2cWrongTokenizer) {
   write_file(dir.file("m.bin"), tiny_llama2c(false));
   // The right one loads.
   write_file(dir.file("tokenizer.bin"), tiny_tokenizer({"<unk>", "\n<s>\n", "\n</s>\n", " a"}));
-  EXPECT_EQ(open_model(dir.file("m.bin"))->tokenizer().tokens[3], "\xE2\x96\x81" "a");
+  EXPECT_EQ(open_model(dir.file("m.bin"))->tokenizer().tokens[3],
+            "\xE2\x96\x81"
+            "a");
   // Too few tokens for the model (another model's vocabulary, or truncated).
   write_file(dir.file("tokenizer.bin"), tiny_tokenizer({"<unk>", "<s>", "</s>"}));
   expect_error([&] { open_model(dir.file("m.bin")); }, {"tokenizer.bin", "ends"});
@@ -237,7 +239,8 @@ TEST(BadInput, SafetensorsShapeDtypeOffsetMismatch) {
   nlohmann::json h = test::safetensors_header(ts);
   h["w"]["shape"] = {3, 5};  // 60 bytes of F32 in a 48-byte span
   test::write_bytes(dir.file("x.safetensors"), test::safetensors_from_header(h, data_of(ts)));
-  expect_error([&] { SafetensorsFile f(dir.file("x.safetensors")); }, {"'w'", "[3, 5]", "disagree"});
+  expect_error([&] { SafetensorsFile f(dir.file("x.safetensors")); },
+               {"'w'", "[3, 5]", "disagree"});
   h = test::safetensors_header(ts);
   h["b"]["dtype"] = "F32";  // 5 F32 need 20 bytes, the span holds 10
   test::write_bytes(dir.file("x.safetensors"), test::safetensors_from_header(h, data_of(ts)));
@@ -254,7 +257,8 @@ TEST(BadInput, SafetensorsShapeDtypeOffsetMismatch) {
   h = test::safetensors_header(ts);
   h["c"] = h["w"];
   test::write_bytes(dir.file("x.safetensors"), test::safetensors_from_header(h, data_of(ts)));
-  expect_error([&] { SafetensorsFile f(dir.file("x.safetensors")); }, {"'w'", "overlaps tensor", "'c'"});
+  expect_error([&] { SafetensorsFile f(dir.file("x.safetensors")); },
+               {"'w'", "overlaps tensor", "'c'"});
   h = test::safetensors_header(ts);
   test::write_bytes(dir.file("x.safetensors"),
                     test::safetensors_from_header(h, data_of(ts) + "tail"));
@@ -271,7 +275,8 @@ TEST(BadInput, SafetensorsUnknownDtype) {
                {"'b'", "unknown dtype", "Q7", "F32, F16, BF16"});
   h["b"]["dtype"] = "I16";
   test::write_bytes(dir.file("x.safetensors"), test::safetensors_from_header(h, data_of(ts)));
-  expect_error([&] { SafetensorsFile f(dir.file("x.safetensors")); }, {"'b'", "I16", "cannot load"});
+  expect_error([&] { SafetensorsFile f(dir.file("x.safetensors")); },
+               {"'b'", "I16", "cannot load"});
 }
 
 TEST(BadInput, SafetensorsRandomCorruptionNeverCrashes) {
@@ -349,7 +354,8 @@ TEST(BadInput, HfTensorsDisagreeWithConfig) {
   auto ts = test::tiny_tensors("llama", false);
   ts.erase(ts.begin() + 2);  // layer 0 q_proj
   test::write_bytes(dir.file("model.safetensors"), test::safetensors_bytes(ts));
-  expect_error([&] { open_model(dir.path()); }, {"lacks tensor", "model.layers.0.self_attn.q_proj.weight"});
+  expect_error([&] { open_model(dir.path()); },
+               {"lacks tensor", "model.layers.0.self_attn.q_proj.weight"});
   // Untied config without lm_head.
   ts = test::tiny_tensors("llama", true);
   test::write_bytes(dir.file("model.safetensors"), test::safetensors_bytes(ts));

@@ -253,10 +253,12 @@ TEST(HfFolder, ShardedFolderLoadsLikeOneFile) {
   test::write_bytes(dir.file("config.json"), test::tiny_config("qwen2", false).dump());
   const auto ts = test::tiny_tensors("qwen2", false);
   const size_t half = ts.size() / 2;
-  const std::vector<test::StTensor> a(ts.begin(), ts.begin() + half), b(ts.begin() + half, ts.end());
+  const std::vector<test::StTensor> a(ts.begin(), ts.begin() + half),
+      b(ts.begin() + half, ts.end());
   test::write_bytes(dir.file("model-00001-of-00002.safetensors"), test::safetensors_bytes(a));
   test::write_bytes(dir.file("model-00002-of-00002.safetensors"), test::safetensors_bytes(b));
-  nlohmann::json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::json::object()}};
+  nlohmann::json index = {{"metadata", {{"total_size", 0}}},
+                          {"weight_map", nlohmann::json::object()}};
   for (const auto& t : a) index["weight_map"][t.name] = "model-00001-of-00002.safetensors";
   for (const auto& t : b) index["weight_map"][t.name] = "model-00002-of-00002.safetensors";
   test::write_bytes(dir.file("model.safetensors.index.json"), index.dump(2));
@@ -266,10 +268,9 @@ TEST(HfFolder, ShardedFolderLoadsLikeOneFile) {
 
 TEST(Safetensors, ReadsNamesShapesDtypesInDataOrder) {
   test::TempDir dir;
-  const std::vector<test::StTensor> ts = {test::make_tensor("z", "F32", {3, 5}, 1),
-                                          test::make_tensor("a", "F16", {7}, 2),
-                                          test::make_tensor("m", "BF16", {2, 0, 4}, 3),
-                                          test::make_tensor("s", "F32", {}, 4)};
+  const std::vector<test::StTensor> ts = {
+      test::make_tensor("z", "F32", {3, 5}, 1), test::make_tensor("a", "F16", {7}, 2),
+      test::make_tensor("m", "BF16", {2, 0, 4}, 3), test::make_tensor("s", "F32", {}, 4)};
   test::write_bytes(dir.file("x.safetensors"), test::safetensors_bytes(ts));
   SafetensorsFile f(dir.file("x.safetensors"));
   ASSERT_EQ(f.tensors().size(), 4u);
@@ -332,8 +333,11 @@ TEST(HfConfig, RopeScalingAndSlidingWindow) {
     return read_hf_config(dir.file("config.json"));
   };
   nlohmann::json j = test::tiny_config("llama", false);
-  j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 32.0}, {"low_freq_factor", 1.0},
-                       {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  j["rope_scaling"] = {{"rope_type", "llama3"},
+                       {"factor", 32.0},
+                       {"low_freq_factor", 1.0},
+                       {"high_freq_factor", 4.0},
+                       {"original_max_position_embeddings", 8192}};
   ModelConfig c = read(j);
   EXPECT_EQ(c.rope_scaling.type, "llama3");
   EXPECT_FLOAT_EQ(c.rope_scaling.factor, 32.0f);

@@ -68,7 +68,8 @@ inline nlohmann::json safetensors_header(const std::vector<StTensor>& tensors) {
   header["__metadata__"] = {{"format", "pt"}};
   uint64_t off = 0;
   for (const auto& t : tensors) {
-    header[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {off, off + t.bytes.size()}}};
+    header[t.name] = {
+        {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {off, off + t.bytes.size()}}};
     off += t.bytes.size();
   }
   return header;
