@@ -3,6 +3,7 @@
 // Qwen3Config), because transformers itself applies them when it loads such a folder.
 #include "format/hf_model_config.h"
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -45,15 +46,13 @@ class ConfigReader {
   int get_int(const char* key, int def) const { return has(key) ? as_int(j_[key], key) : def; }
   double get_number(const json& obj, const char* key, double def) const {
     if (!obj.contains(key) || obj[key].is_null()) return def;
-    require(obj[key].is_number(), "'", path_, "': \"", key, "\" must be a number, got ",
-            obj[key].dump());
-    return obj[key].get<double>();
+    return finite(obj[key], key);
   }
   double get_number(const char* key, double def) const { return get_number(j_, key, def); }
   double require_number(const json& obj, const char* key, const char* where) const {
     require(obj.contains(key) && obj[key].is_number(), "'", path_, "': ", where,
             " lacks the number \"", key, "\"");
-    return obj[key].get<double>();
+    return finite(obj[key], key);
   }
   bool get_bool(const char* key, bool def) const {
     if (!has(key)) return def;
@@ -65,6 +64,14 @@ class ConfigReader {
   const std::string& path() const { return path_; }
 
  private:
+  // A number that also fits a float (rope_theta 1e300 would become infinity).
+  double finite(const json& v, const char* key) const {
+    require(v.is_number(), "'", path_, "': \"", key, "\" must be a number, got ", v.dump());
+    const double d = v.get<double>();
+    require(std::isfinite(d) && std::abs(d) < 1e30, "'", path_, "': \"", key, "\" = ", v.dump(),
+            " is out of range");
+    return d;
+  }
   int as_int(const json& v, const char* key) const {
     require(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= (1 << 30), "'",
             path_, "': \"", key, "\" must be a non-negative integer, got ", v.dump());
@@ -184,18 +191,8 @@ std::string printable(const std::string& s) {
   return out;
 }
 
-}  // namespace
-
-ModelConfig read_hf_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  require(in.good(), "cannot open '", path, "'");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    fail("'", path, "' is not valid JSON (", printable(e.what()), ")");
-  }
-  require(j.is_object(), "'", path, "' must hold a JSON object");
+// config.json's values -> ModelConfig; see read_hf_config.
+ModelConfig config_from_json(const json& j, const std::string& path) {
   const ConfigReader r(j, path);
   const ArchDefaults& a = find_arch(r);
 
@@ -207,6 +204,9 @@ ModelConfig read_hf_config(const std::string& path) {
   c.n_heads = r.get_int("num_attention_heads");
   c.vocab_size = r.get_int("vocab_size");
   require(c.n_heads > 0, "'", path, "': num_attention_heads must be positive");
+  // Far above any real model; keeps a corrupt value from making us list billions of tensors.
+  require(c.n_layers <= 4096, "'", path, "': num_hidden_layers = ", c.n_layers,
+          " is implausible (at most 4096)");
   // An explicit null means "same as num_attention_heads" in every class; absent takes the default.
   if (j.contains("num_key_value_heads")) {
     c.n_kv_heads = r.get_int("num_key_value_heads", c.n_heads);
@@ -241,6 +241,25 @@ ModelConfig read_hf_config(const std::string& path) {
     fail("'", path, "': ", e.what());
   }
   return c;
+}
+
+}  // namespace
+
+ModelConfig read_hf_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  require(in.good(), "cannot open '", path, "'");
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::exception& e) {
+    fail("'", path, "' is not valid JSON (", printable(e.what()), ")");
+  }
+  require(j.is_object(), "'", path, "' must hold a JSON object");
+  try {
+    return config_from_json(j, path);
+  } catch (const json::exception& e) {  // a value of a type we did not check for
+    fail("'", path, "': unexpected value (", printable(e.what()), ")");
+  }
 }
 
 }  // namespace elutq

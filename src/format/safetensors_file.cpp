@@ -98,45 +98,49 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
     size_t tensor;
   };
   std::vector<Span> spans;
-  for (const auto& [name, entry] : header.items()) {
-    if (name == "__metadata__") continue;  // free-form strings; nothing we need
-    const std::string where = "'" + path + "': tensor '" + name + "'";
-    require(entry.is_object(), where, " must be described by a JSON object");
-    require(entry.contains("dtype") && entry.contains("shape") && entry.contains("data_offsets"),
-            where, " lacks one of \"dtype\", \"shape\", \"data_offsets\"");
-    TensorInfo t;
-    t.name = name;
-    t.dtype = parse_dtype(entry["dtype"], where);
+  try {
+    for (const auto& [name, entry] : header.items()) {
+      if (name == "__metadata__") continue;  // free-form strings; nothing we need
+      const std::string where = "'" + path + "': tensor '" + name + "'";
+      require(entry.is_object(), where, " must be described by a JSON object");
+      require(entry.contains("dtype") && entry.contains("shape") && entry.contains("data_offsets"),
+              where, " lacks one of \"dtype\", \"shape\", \"data_offsets\"");
+      TensorInfo t;
+      t.name = name;
+      t.dtype = parse_dtype(entry["dtype"], where);
 
-    const json& shape = entry["shape"];
-    require(shape.is_array() && shape.size() <= 8, where,
-            ": \"shape\" must be a list of at most 8 ", "dimensions");
-    uint64_t numel = 1;
-    for (const json& d : shape) {
-      const uint64_t n = parse_count(d, where, "shape dimensions");
-      require(n <= (uint64_t(1) << 48) && (n == 0 || numel <= (uint64_t(1) << 60) / n), where,
-              ": shape ", shape.dump(), " is too large");
-      numel *= n;
-      t.shape.push_back(static_cast<int64_t>(n));
+      const json& shape = entry["shape"];
+      require(shape.is_array() && shape.size() <= 8, where,
+              ": \"shape\" must be a list of at most 8 ", "dimensions");
+      uint64_t numel = 1;
+      for (const json& d : shape) {
+        const uint64_t n = parse_count(d, where, "shape dimensions");
+        require(n <= (uint64_t(1) << 48) && (n == 0 || numel <= (uint64_t(1) << 60) / n), where,
+                ": shape ", shape.dump(), " is too large");
+        numel *= n;
+        t.shape.push_back(static_cast<int64_t>(n));
+      }
+
+      const json& offs = entry["data_offsets"];
+      require(offs.is_array() && offs.size() == 2, where,
+              ": \"data_offsets\" must be a list [begin, end]");
+      const uint64_t begin = parse_count(offs[0], where, "data_offsets");
+      const uint64_t end = parse_count(offs[1], where, "data_offsets");
+      require(begin <= end, where, ": data_offsets [", begin, ", ", end, ") end before they begin");
+      require(end <= data_size, where, ": data_offsets [", begin, ", ", end,
+              ") run past the end of the data area (", data_size,
+              " bytes); the file is truncated or corrupt");
+      const uint64_t elem = static_cast<uint64_t>(dtype_block_bytes(t.dtype));
+      t.nbytes = numel * elem;
+      require(end - begin == t.nbytes, where, " has shape ", shape_str(t.shape), " and dtype ",
+              dtype_name(t.dtype), " (", t.nbytes, " bytes) but its data_offsets [", begin, ", ",
+              end, ") hold ", end - begin, " bytes; shape, dtype and offsets disagree");
+      t.data = base + data_start + begin;
+      spans.push_back({begin, end, tensors_.size()});
+      tensors_.push_back(std::move(t));
     }
-
-    const json& offs = entry["data_offsets"];
-    require(offs.is_array() && offs.size() == 2, where,
-            ": \"data_offsets\" must be a list [begin, end]");
-    const uint64_t begin = parse_count(offs[0], where, "data_offsets");
-    const uint64_t end = parse_count(offs[1], where, "data_offsets");
-    require(begin <= end, where, ": data_offsets [", begin, ", ", end, ") end before they begin");
-    require(end <= data_size, where, ": data_offsets [", begin, ", ", end,
-            ") run past the end of the data area (", data_size,
-            " bytes); the file is truncated or corrupt");
-    const uint64_t elem = static_cast<uint64_t>(dtype_block_bytes(t.dtype));
-    t.nbytes = numel * elem;
-    require(end - begin == t.nbytes, where, " has shape ", shape_str(t.shape), " and dtype ",
-            dtype_name(t.dtype), " (", t.nbytes, " bytes) but its data_offsets [", begin, ", ", end,
-            ") hold ", end - begin, " bytes; shape, dtype and offsets disagree");
-    t.data = base + data_start + begin;
-    spans.push_back({begin, end, tensors_.size()});
-    tensors_.push_back(std::move(t));
+  } catch (const json::exception& e) {  // a value of a type the checks above did not expect
+    fail("'", path, "': unexpected value in the header (", printable(e.what()), ")");
   }
 
   // Tensors must tile the data area exactly, as the format requires: no overlap, no hole.

@@ -331,6 +331,13 @@ TEST(BadInput, HfMissingOrBadConfigKey) {
   test::write_bytes(dir.file("config.json"), c.dump());
   expect_error([&] { open_model(dir.path()); }, {"hidden_size", "integer"});
   c = test::tiny_config("llama", false);
+  c["num_hidden_layers"] = 1 << 29;
+  test::write_bytes(dir.file("config.json"), c.dump());
+  expect_error([&] { open_model(dir.path()); }, {"num_hidden_layers", "implausible"});
+  c["num_hidden_layers"] = -2;
+  test::write_bytes(dir.file("config.json"), c.dump());
+  expect_error([&] { open_model(dir.path()); }, {"num_hidden_layers", "non-negative"});
+  c = test::tiny_config("llama", false);
   c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
   test::write_bytes(dir.file("config.json"), c.dump());
   expect_error([&] { open_model(dir.path()); }, {"yarn", "not supported"});
@@ -339,6 +346,30 @@ TEST(BadInput, HfMissingOrBadConfigKey) {
   expect_error([&] { open_model(dir.path()); }, {"llama3", "low_freq_factor"});
   test::write_bytes(dir.file("config.json"), "{\"hidden_size\": 8,");
   expect_error([&] { open_model(dir.path()); }, {"config.json", "not valid JSON"});
+}
+
+TEST(BadInput, HfConfigValuesOfAnyTypeNeverCrash) {
+  test::TempDir dir;
+  test::write_tiny_hf_folder(dir.path(), "qwen2", false);
+  const nlohmann::json base = test::tiny_config("qwen2", false);
+  const nlohmann::json odd[] = {nullptr, "x", -1, 0, 1.5, true, nlohmann::json::array(),
+                                nlohmann::json::object(), {1, 2}, 1e300};
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : base.items()) keys.push_back(k);
+  for (const char* k : {"rope_scaling", "rope_parameters", "layer_types", "use_sliding_window",
+                        "sliding_window", "max_window_layers", "attention_bias", "mlp_bias"})
+    keys.push_back(k);
+  for (const auto& key : keys) {
+    for (const auto& v : odd) {
+      nlohmann::json c = base;
+      c[key] = v;
+      test::write_bytes(dir.file("config.json"), c.dump());
+      try {
+        open_model(dir.path());
+      } catch (const Error&) {
+      }  // anything else escapes and fails the test
+    }
+  }
 }
 
 TEST(BadInput, HfTensorsDisagreeWithConfig) {
