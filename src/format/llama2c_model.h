@@ -10,6 +10,7 @@
 namespace elutq {
 
 // tokenizer_path "" means: tokenizer.bin or tok*.bin in the checkpoint's folder.
-std::unique_ptr<ModelSource> open_llama2c(const std::string& path, const std::string& tokenizer_path);
+std::unique_ptr<ModelSource> open_llama2c(const std::string& path,
+                                          const std::string& tokenizer_path);
 
 }  // namespace elutq

@@ -1,3 +1,5 @@
+// open_model: picks the loader for a path (HF folder, GGUF file, llama2.c checkpoint) and the
+// shape-checked tensor lookup shared by every ModelSource.
 #include <filesystem>
 
 #include "core/error.h"
@@ -10,7 +12,8 @@ namespace elutq {
 
 namespace fs = std::filesystem;
 
-const TensorInfo& ModelSource::get(const std::string& name, const std::vector<int64_t>& shape) const {
+const TensorInfo& ModelSource::get(const std::string& name,
+                                   const std::vector<int64_t>& shape) const {
   const TensorInfo* t = find(name);
   require(t != nullptr, "tensor '", name, "' is missing from the ", format_name(), " model");
   if (t->shape != shape) {
@@ -24,8 +27,11 @@ const TensorInfo& ModelSource::get(const std::string& name, const std::vector<in
   return *t;
 }
 
-std::unique_ptr<ModelSource> open_model(const std::string& path, const std::string& tokenizer_path) {
+std::unique_ptr<ModelSource> open_model(const std::string& path,
+                                        const std::string& tokenizer_path) {
   std::error_code ec;
+  require(!path.empty(),
+          "no model given; pass a GGUF file, a Hugging Face folder or a llama2.c .bin");
   require(fs::exists(path, ec), "model '", path, "' does not exist");
   if (fs::is_directory(path, ec)) {
     require(fs::exists(fs::path(path) / "config.json", ec), "folder '", path,
@@ -33,9 +39,29 @@ std::unique_ptr<ModelSource> open_model(const std::string& path, const std::stri
     return open_hf_folder(path);
   }
   if (is_gguf_file(path)) return open_gguf(path);
-  if (fs::path(path).extension() == ".bin") return open_llama2c(path, tokenizer_path);
+  // A file inside a Hugging Face folder stands for the folder.
+  const fs::path p(path);
+  const std::string name = p.filename().string();
+  if (p.extension() == ".safetensors" || name == "config.json" ||
+      name == "model.safetensors.index.json") {
+    const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+    require(fs::exists(dir / "config.json", ec), "'", path,
+            "' is part of a Hugging Face model, but its folder has no config.json; pass a folder "
+            "holding config.json and the safetensors weights");
+    return open_hf_folder(dir.string());
+  }
+  require(p.extension() != ".gguf", "'", path,
+          "' is named .gguf but does not start with the GGUF magic; the file is corrupt or "
+          "truncated");
+  if (p.extension() == ".bin") {
+    require(name.rfind("pytorch_model", 0) != 0, "'", path,
+            "' is PyTorch pickle weights, which elutq does not read; use the safetensors version "
+            "of the model (a folder with config.json and model.safetensors)");
+    return open_llama2c(path, tokenizer_path);
+  }
   fail("cannot tell what kind of model '", path,
-       "' is: expected a GGUF file, a Hugging Face folder (with config.json) or a llama2.c .bin checkpoint");
+       "' is: expected a GGUF file, a Hugging Face folder (with config.json) or a llama2.c .bin "
+       "checkpoint");
 }
 
 }  // namespace elutq
