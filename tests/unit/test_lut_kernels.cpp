@@ -135,6 +135,12 @@ TEST(LutPacked, RoundTripsCodesAndChecksBlobs) {
 TEST(LutKernels, EverySimdPathEqualsScalarExactly) {
   const std::vector<Isa> isas = runnable_isas();
   ASSERT_GE(isas.size(), 1u);
+#if defined(__aarch64__)
+  ASSERT_TRUE(isa_available(Isa::Neon)) << "the NEON path must run on every aarch64 CPU";
+#endif
+  std::string names;
+  for (Isa isa : isas) names += std::string(" ") + isa_name(isa);
+  std::printf("instruction sets checked against the scalar reference:%s\n", names.c_str());
   uint32_t seed = 100;
   for (const Case& c : cases()) {
     QuantizedMatrix q = random_matrix(c.kind, c.bits, c.group, c.rows, c.cols, ++seed);
