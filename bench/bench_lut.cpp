@@ -5,6 +5,7 @@
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <random>
@@ -33,10 +34,12 @@ ThreadPool& pool(int threads) {
   return *p;
 }
 
+std::string shape_key(Shape s) { return std::to_string(s.rows) + "x" + std::to_string(s.cols); }
+
 // Random codes and fp16 parameters: speed does not depend on the values.
 const PackedMatrix& packed(const std::string& format, Shape s) {
   static std::map<std::string, PackedMatrix> cache;
-  const std::string key = format + "/" + std::to_string(s.rows) + "x" + std::to_string(s.cols);
+  const std::string key = format + "/" + shape_key(s);
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   QuantizedMatrix q;
@@ -74,6 +77,29 @@ void bench_lut(benchmark::State& state, Isa isa, std::string format, Shape s, in
   state.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["tok/s"] = benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["bits/w"] = bytes * 8.0 / double(s.rows * s.cols);
+}
+
+// GEMV over enough copies of the matrix (>= 256 MiB) that every call reads from DRAM, as a whole
+// model's decode does; the hot-cache numbers above partly run out of the 32 MiB L3.
+void bench_lut_cold(benchmark::State& state, Isa isa, std::string format, Shape s, int threads) {
+  const PackedMatrix& w = packed(format, s);
+  const size_t copies = std::max<size_t>(2, (size_t(256) << 20) / w.size_bytes());
+  static std::map<std::string, std::vector<std::vector<uint8_t>>> blobs;
+  auto& mine = blobs[format + shape_key(s)];
+  if (mine.empty())
+    for (size_t i = 0; i < copies; ++i) mine.emplace_back(w.data(), w.data() + w.size_bytes());
+  std::vector<PackedMatrix> views;
+  for (auto& b : mine) views.push_back(PackedMatrix::view(b.data(), b.size()));
+  const std::vector<float> x = activations(s.cols);
+  std::vector<float> y(static_cast<size_t>(s.rows));
+  ThreadPool& p = pool(threads);
+  size_t i = 0;
+  for (auto _ : state) {
+    lut_gemm_isa(isa, views[i++ % views.size()], x.data(), 1, y.data(), &p);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GB/s"] = benchmark::Counter(double(w.weight_bytes()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tok/s"] = benchmark::Counter(1.0, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void bench_fp32(benchmark::State& state, Shape s, int64_t n) {
@@ -116,7 +142,7 @@ void bench_read_bandwidth(benchmark::State& state, int threads) {
   state.counters["GB/s"] = benchmark::Counter(double(n) * 8e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-std::string shape_name(Shape s) { return std::to_string(s.rows) + "x" + std::to_string(s.cols); }
+std::string shape_name(Shape s) { return shape_key(s); }
 
 const bool registered = [] {
   for (int threads : {1, 2})
@@ -140,6 +166,16 @@ const bool registered = [] {
                 ->UseRealTime()
                 ->Unit(benchmark::kMicrosecond);
           }
+  }
+  for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon}) {
+    if (!isa_available(isa)) continue;
+    for (const char* format : {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "uniform-w4g128"})
+      for (int threads : {1, 2})
+        benchmark::RegisterBenchmark((std::string("gemv_dram/") + isa_name(isa) + "/" + format +
+                                      "/11008x4096/threads:" + std::to_string(threads)).c_str(),
+                                     bench_lut_cold, isa, std::string(format), kShapes[1], threads)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
   }
   for (Shape s : kShapes)
     for (int64_t n : {int64_t(1), kPrefillTokens})

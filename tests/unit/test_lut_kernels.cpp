@@ -176,6 +176,21 @@ TEST(LutKernels, WithinStatedErrorOfFp32Matmul) {
   std::printf("worst relative L2 error vs fp32: %.4f\n", worst);
 }
 
+// At LLaMA width (4096 inputs, g128) with Gaussian activations, the figure docs/RESULTS.md quotes.
+TEST(LutKernels, ErrorAtLlamaWidth) {
+  for (auto [kind, bits] : {std::pair{QuantKind::HLQ, 2}, {QuantKind::HLQ, 3}, {QuantKind::HLQ, 4},
+                            {QuantKind::Uniform, 4}}) {
+    QuantizedMatrix q = random_matrix(kind, bits, 128, 64, 4096, 11);
+    PackedMatrix p = PackedMatrix::pack(q);
+    const std::vector<float> x = random_activations(q.cols, 12);
+    std::vector<float> y(size_t(q.rows));
+    lut_gemv(p, x.data(), y.data(), nullptr);
+    const double err = rel_error(y, reference(q, x, 1));
+    std::printf("%s 64x4096: relative L2 error vs fp32 %.4f\n", q.spec.name().c_str(), err);
+    EXPECT_LT(err, kMaxRelErrorVsFp32) << q.spec.name();
+  }
+}
+
 TEST(LutKernels, ThreadsAndGemvMatchSingleThreadedGemm) {
   ThreadPool pool(2);
   QuantizedMatrix q = random_matrix(QuantKind::HLQ, 3, 64, 200, 320, 9);
