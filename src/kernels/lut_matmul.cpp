@@ -1,0 +1,122 @@
+// The LUT matmul driver: prepares the activation tables once per call (shared by all threads),
+// then splits the weight tiles (equal bytes each) over the thread pool, the caller included.
+#include "kernels/lut_matmul.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "kernels/lut_isa.h"
+
+namespace elutq {
+namespace {
+
+const LutIsaKernels& kernels_for(Isa isa) {
+  require(isa_available(isa), "instruction set '", isa_name(isa), "' is not available on this CPU");
+  switch (isa) {
+    case Isa::Scalar: return lut_kernels_scalar();
+#if defined(ELUTQ_X86)
+    case Isa::Avx2: return lut_kernels_avx2();
+    case Isa::Avx512: return lut_kernels_avx512();
+#endif
+#if defined(ELUTQ_ARM)
+    case Isa::Neon: return lut_kernels_neon();
+#endif
+    default: break;
+  }
+  fail("instruction set '", isa_name(isa), "' is not compiled into this build");
+}
+
+// Per-call buffers of the calling thread, grown on demand and kept (no allocation per call once
+// the largest shape has been seen).
+struct SharedScratch {
+  std::vector<int8_t> tables;      // (n, n_groups, quads, 64)
+  std::vector<float> scale_half;   // (n, n_groups)
+  std::vector<float> sum_x;        // (n, n_groups)
+};
+
+// One token: zero-pads x per group into xpad, computes each group's table scale and sum in a fixed
+// order (so every ISA sees the same floats), then builds its tables with the ISA's builder.
+void prepare_token(const LutIsaKernels& k, const PackedHeader& h, const float* x, int8_t* tables,
+                   float* scale_half, float* sum_x) {
+  thread_local std::vector<float> xpad;  // (n_groups, group_padded)
+  thread_local std::vector<float> inv;   // (n_groups)
+  const int64_t gp = h.group_padded, G = h.group_len;
+  xpad.assign(size_t(h.n_groups * gp), 0.0f);
+  inv.resize(size_t(h.n_groups));
+  for (int64_t g = 0; g < h.n_groups; ++g) {
+    const int64_t len = std::min<int64_t>(G, h.cols - g * G);
+    std::copy(x + g * G, x + g * G + len, xpad.begin() + g * gp);
+    const float* xg = xpad.data() + g * gp;
+    float max_abs = 0.0f, sum = 0.0f;
+    for (int64_t c = 0; c < gp; c += 4) {
+      const float a = ((std::fabs(xg[c]) + std::fabs(xg[c + 1])) + std::fabs(xg[c + 2])) +
+                      std::fabs(xg[c + 3]);
+      max_abs = std::max(max_abs, a);
+      sum += ((xg[c] + xg[c + 1]) + xg[c + 2]) + xg[c + 3];
+    }
+    inv[size_t(g)] = max_abs > 0.0f ? 127.0f / max_abs : 0.0f;
+    scale_half[g] = max_abs * (0.5f / 127.0f);
+    sum_x[g] = sum;
+  }
+  k.build_tables(xpad.data(), inv.data(), h.n_groups, gp / 4, tables);
+}
+
+}  // namespace
+
+void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, float* Y,
+                  ThreadPool* pool) {
+  require(!w.empty(), "LUT matmul on an empty packed matrix");
+  require(n >= 0, "LUT matmul with a negative token count");
+  if (n == 0) return;
+  const LutIsaKernels& k = kernels_for(isa);
+  const PackedHeader& h = w.header();
+  const int64_t quads = h.group_padded / kLutQuadCols;
+  const int64_t table_bytes = h.n_groups * quads * kLutUnitBytes;  // per token
+
+  thread_local SharedScratch s;
+  s.tables.resize(size_t(n * table_bytes));
+  s.scale_half.resize(size_t(n * h.n_groups));
+  s.sum_x.resize(size_t(n * h.n_groups));
+  // Plain pointers: a lambda naming the thread_local `s` would see each worker's own copy.
+  int8_t* tables = s.tables.data();
+  float* scale_half = s.scale_half.data();
+  float* sum_x = s.sum_x.data();
+  auto prepare = [&](int64_t t) {
+    prepare_token(k, h, X + t * h.cols, tables + t * table_bytes, scale_half + t * h.n_groups,
+                  sum_x + t * h.n_groups);
+  };
+  if (pool && pool->size() > 1 && n > 1) {
+    pool->parallel_for(n, prepare);
+  } else {
+    for (int64_t t = 0; t < n; ++t) prepare(t);
+  }
+
+  LutActivations a;
+  a.n = n;
+  a.n_groups = h.n_groups;
+  a.quads_per_group = quads;
+  a.tables = tables;
+  a.scale_half = scale_half;
+  a.sum_x = sum_x;
+  if (pool && pool->size() > 1 && h.n_tiles > 1) {
+    // Tiles all hold the same number of bytes, so equal tile ranges are equal weight bytes.
+    pool->run(h.n_tiles, [&](int, int64_t begin, int64_t end) {
+      if (begin < end) k.matmul_tiles(w, a, begin, end, Y);
+    });
+  } else {
+    k.matmul_tiles(w, a, 0, h.n_tiles, Y);
+  }
+}
+
+void lut_gemm(const PackedMatrix& w, const float* X, int64_t n, float* Y, ThreadPool* pool) {
+  lut_gemm_isa(active_isa(), w, X, n, Y, pool);
+}
+
+void lut_gemv(const PackedMatrix& w, const float* x, float* y, ThreadPool* pool) {
+  lut_gemm_isa(active_isa(), w, x, 1, y, pool);
+}
+
+}  // namespace elutq

@@ -1,0 +1,102 @@
+// The plain scalar reference of the LUT kernels: the specification every SIMD path must match
+// bit for bit (same integer sums, same fma order).
+#include <cmath>
+#include <vector>
+
+#include "core/fp16.h"
+#include "kernels/lut_isa.h"
+
+namespace elutq {
+namespace {
+
+void build_tables_scalar(const float* xpad, const float* inv_scale, int64_t n_groups,
+                         int64_t chunks_per_group, int8_t* tables) {
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const float inv = inv_scale[g];
+    for (int64_t c = 0; c < chunks_per_group; ++c) {
+      const float* x = xpad + (g * chunks_per_group + c) * 4;  // (4)
+      int8_t* t = tables + (g * chunks_per_group + c) * 16;   // (16)
+      for (int p = 0; p < 16; ++p) {
+        float v = (p & 1) ? x[0] : -x[0];
+        v = v + ((p & 2) ? x[1] : -x[1]);
+        v = v + ((p & 4) ? x[2] : -x[2]);
+        v = v + ((p & 8) ? x[3] : -x[3]);
+        t[p] = int8_t(std::nearbyint(v * inv));
+      }
+    }
+  }
+}
+
+// Per-plane scales s_b and z' = z + sum_b s_b / 2 of the 32 rows of one block.
+void decode_params(const PackedHeader& h, const uint8_t* blk, float s[4][kLutTileRows],
+                   float zp[kLutTileRows]) {
+  const uint16_t* p = reinterpret_cast<const uint16_t*>(blk);  // (P, 32) fp16
+  for (int r = 0; r < kLutTileRows; ++r) {
+    float z;
+    if (h.kind == uint8_t(QuantKind::Uniform)) {
+      const float scale = fp16_to_f32(p[r]);
+      z = fp16_to_f32(p[kLutTileRows + r]);
+      for (int b = 0; b < h.bits; ++b) s[b][r] = scale * float(1 << b);
+    } else {
+      for (int b = 0; b < h.bits; ++b) s[b][r] = fp16_to_f32(p[b * kLutTileRows + r]);
+      z = fp16_to_f32(p[h.bits * kLutTileRows + r]);
+    }
+    for (int b = 0; b < h.bits; ++b) z = std::fma(0.5f, s[b][r], z);
+    zp[r] = z;
+  }
+}
+
+void matmul_tiles_scalar(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
+                         int64_t tile_end, float* Y) {
+  const PackedHeader& h = w.header();
+  const int B = h.bits;
+  const int64_t quads = a.quads_per_group;
+  thread_local std::vector<float> ybuf;  // (n, 32)
+  ybuf.resize(size_t(a.n * kLutTileRows));
+  float s[4][kLutTileRows], zp[kLutTileRows];
+  for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
+    std::fill(ybuf.begin(), ybuf.end(), 0.0f);
+    for (int64_t g = 0; g < h.n_groups; ++g) {
+      const uint8_t* blk = w.block(tile, g);
+      decode_params(h, blk, s, zp);
+      const uint8_t* bits = blk + h.params_per_group * kLutUnitBytes;  // (quads, B, 64)
+      for (int64_t t = 0; t < a.n; ++t) {
+        const int8_t* tab = a.tables + (t * a.n_groups + g) * quads * kLutUnitBytes;
+        float gacc[kLutTileRows] = {};
+        for (int b = 0; b < B; ++b) {
+          int32_t isum[kLutTileRows] = {};
+          for (int64_t q = 0; q < quads; ++q) {
+            const uint8_t* unit = bits + (q * B + b) * kLutUnitBytes;
+            const int8_t* tq = tab + q * kLutUnitBytes;
+            for (int i = 0; i < kLutUnitBytes; ++i) {
+              isum[i / 4] += tq[(i % 4) * 16 + (unit[i] & 15)];
+              isum[16 + i / 4] += tq[(i % 4) * 16 + (unit[i] >> 4)];
+            }
+          }
+          for (int r = 0; r < kLutTileRows; ++r) gacc[r] = std::fma(float(isum[r]), s[b][r], gacc[r]);
+        }
+        const float sh = a.scale_half[t * a.n_groups + g], sx = a.sum_x[t * a.n_groups + g];
+        float* y = ybuf.data() + t * kLutTileRows;
+        for (int r = 0; r < kLutTileRows; ++r) {
+          y[r] = std::fma(gacc[r], sh, y[r]);
+          y[r] = std::fma(zp[r], sx, y[r]);
+        }
+      }
+    }
+    for (int64_t t = 0; t < a.n; ++t) {
+      for (int r = 0; r < kLutTileRows; ++r) {
+        const int64_t row = tile * kLutTileRows + r;
+        if (row < h.rows) Y[t * h.rows + row] = ybuf[size_t(t * kLutTileRows + r)];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+const LutIsaKernels& lut_kernels_scalar() {
+  static const LutIsaKernels k = {build_tables_scalar, matmul_tiles_scalar};
+  return k;
+}
+
+}  // namespace elutq

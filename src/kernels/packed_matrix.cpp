@@ -1,0 +1,159 @@
+// Packing a QuantizedMatrix into the LUT kernel layout (see packed_matrix.h) and checking a blob.
+#include "kernels/packed_matrix.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/fp16.h"
+
+namespace elutq {
+namespace {
+
+constexpr char kMagic[8] = {'E', 'L', 'U', 'T', 'Q', 'L', 'P', '1'};
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+PackedHeader make_header(const QuantSpec& spec, int64_t rows, int64_t cols) {
+  PackedHeader h;
+  std::memset(&h, 0, sizeof h);
+  std::memcpy(h.magic, kMagic, 8);
+  h.version = 1;
+  h.kind = uint8_t(spec.kind);
+  h.bits = uint8_t(spec.bits);
+  h.params_per_group = uint8_t(spec.params_per_group());
+  h.rows = rows;
+  h.cols = cols;
+  h.group = spec.group;
+  h.group_len = int32_t(spec.group_len(cols));
+  h.group_padded = int32_t(round_up(h.group_len, kLutQuadCols));
+  h.n_groups = int32_t(spec.groups_per_row(cols));
+  h.n_tiles = (rows + kLutTileRows - 1) / kLutTileRows;
+  h.block_bytes = int64_t(h.params_per_group) * kLutUnitBytes +
+                  int64_t(h.group_padded / kLutQuadCols) * h.bits * kLutUnitBytes;
+  return h;
+}
+
+}  // namespace
+
+PackedMatrix PackedMatrix::pack(const QuantizedMatrix& q) {
+  const QuantSpec& spec = q.spec;
+  require(spec.kind == QuantKind::Uniform || spec.kind == QuantKind::HLQ,
+          "LUT kernels take uniform or HLQ matrices, not ", spec.name());
+  require(spec.bits >= 1 && spec.bits <= 4, "LUT kernels take 1..4 bits, not ", spec.name());
+  require(q.rows > 0 && q.cols > 0, "cannot pack an empty ", q.rows, "x", q.cols, " matrix");
+  require(int64_t(q.codes.size()) == q.rows * q.cols, "quantized matrix has ", q.codes.size(),
+          " codes for ", q.rows, "x", q.cols);
+  const int64_t gpr = spec.groups_per_row(q.cols);
+  require(int64_t(q.params.size()) == q.rows * gpr * spec.params_per_group(),
+          "quantized matrix has ", q.params.size(), " parameters, expected ",
+          q.rows * gpr * spec.params_per_group());
+  require(spec.group_len(q.cols) <= (int64_t(1) << 24), "group too long for the LUT kernels");
+
+  const PackedHeader h = make_header(spec, q.rows, q.cols);
+  PackedMatrix out;
+  out.owned_.assign(sizeof(PackedHeader) + size_t(h.n_tiles * h.n_groups * h.block_bytes), 0);
+  std::memcpy(out.owned_.data(), &h, sizeof h);
+  out.data_ = out.owned_.data();
+  out.size_ = out.owned_.size();
+
+  const int B = spec.bits, P = h.params_per_group;
+  const int64_t n_quads = h.group_padded / kLutQuadCols;
+  for (int64_t tile = 0; tile < h.n_tiles; ++tile) {
+    for (int64_t g = 0; g < h.n_groups; ++g) {
+      uint8_t* blk = out.owned_.data() + (out.block(tile, g) - out.data_);
+      uint16_t* params = reinterpret_cast<uint16_t*>(blk);  // (P, 32) fp16
+      const int64_t col0 = g * h.group_len;
+      const int64_t col_end = std::min<int64_t>(col0 + h.group_len, q.cols);
+      for (int r = 0; r < kLutTileRows; ++r) {
+        const int64_t row = tile * kLutTileRows + r;
+        if (row >= q.rows) break;
+        const float* p = q.group_params(row, g);
+        for (int k = 0; k < P; ++k) params[k * kLutTileRows + r] = f32_to_fp16(p[k]);
+      }
+      uint8_t* bits = blk + P * kLutUnitBytes;  // (n_quads, B, 64)
+      for (int64_t quad = 0; quad < n_quads; ++quad) {
+        for (int b = 0; b < B; ++b) {
+          uint8_t* unit = bits + (quad * B + b) * kLutUnitBytes;
+          for (int i = 0; i < kLutUnitBytes; ++i) {
+            uint8_t byte = 0;
+            for (int half = 0; half < 2; ++half) {
+              const int64_t row = tile * kLutTileRows + half * 16 + i / 4;
+              if (row >= q.rows) continue;
+              for (int m = 0; m < 4; ++m) {
+                const int64_t col = col0 + quad * kLutQuadCols + (i % 4) * 4 + m;
+                if (col >= col_end) continue;
+                const uint8_t code = q.codes[row * q.cols + col];
+                byte |= uint8_t(((code >> b) & 1) << (half * 4 + m));
+              }
+            }
+            unit[i] = byte;
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+PackedMatrix PackedMatrix::view(const uint8_t* data, size_t size) {
+  require(data != nullptr && size >= sizeof(PackedHeader),
+          "packed LUT matrix is truncated (", size, " bytes, the header alone is 64)");
+  PackedHeader h;
+  std::memcpy(&h, data, sizeof h);
+  require(std::memcmp(h.magic, kMagic, 8) == 0, "not a packed LUT matrix (bad magic)");
+  require(h.version == 1, "packed LUT matrix version ", h.version, " is not supported (expected 1)");
+  require(h.kind == uint8_t(QuantKind::Uniform) || h.kind == uint8_t(QuantKind::HLQ),
+          "packed LUT matrix has unknown kind ", int(h.kind));
+  require(h.rows > 0 && h.cols > 0 && h.rows < (int64_t(1) << 32) && h.cols < (int64_t(1) << 32),
+          "packed LUT matrix has bad shape ", h.rows, "x", h.cols);
+  QuantSpec spec;
+  spec.kind = QuantKind(h.kind);
+  spec.bits = h.bits;
+  spec.group = h.group;
+  require(h.bits >= 1 && h.bits <= 4 && h.group >= 0, "packed LUT matrix has bad bits/group");
+  validate_quant_spec(spec);
+  const PackedHeader want = make_header(spec, h.rows, h.cols);
+  require(h.params_per_group == want.params_per_group && h.group_len == want.group_len &&
+              h.group_padded == want.group_padded && h.n_groups == want.n_groups &&
+              h.n_tiles == want.n_tiles && h.block_bytes == want.block_bytes,
+          "packed LUT matrix header is inconsistent with its shape ", h.rows, "x", h.cols, " ",
+          spec.name());
+  const size_t want_size = sizeof(PackedHeader) + size_t(h.n_tiles * h.n_groups * h.block_bytes);
+  require(size == want_size, "packed LUT matrix ", h.rows, "x", h.cols, " ", spec.name(), " has ",
+          size, " bytes, expected ", want_size, " (truncated or corrupt file?)");
+  PackedMatrix out;
+  out.data_ = data;
+  out.size_ = size;
+  return out;
+}
+
+std::vector<uint8_t> PackedMatrix::unpack_codes() const {
+  const PackedHeader& h = header();
+  std::vector<uint8_t> codes(size_t(h.rows * h.cols), 0);
+  const int B = h.bits;
+  for (int64_t tile = 0; tile < h.n_tiles; ++tile) {
+    for (int64_t g = 0; g < h.n_groups; ++g) {
+      const uint8_t* bits = block(tile, g) + h.params_per_group * kLutUnitBytes;
+      for (int64_t quad = 0; quad < h.group_padded / kLutQuadCols; ++quad) {
+        for (int b = 0; b < B; ++b) {
+          const uint8_t* unit = bits + (quad * B + b) * kLutUnitBytes;
+          for (int i = 0; i < kLutUnitBytes; ++i) {
+            for (int half = 0; half < 2; ++half) {
+              const int64_t row = tile * kLutTileRows + half * 16 + i / 4;
+              for (int m = 0; m < 4; ++m) {
+                const int64_t off = quad * kLutQuadCols + (i % 4) * 4 + m;
+                const int64_t col = g * h.group_len + off;
+                if (row >= h.rows || off >= h.group_len || col >= h.cols) continue;
+                if ((unit[i] >> (half * 4 + m)) & 1) codes[row * h.cols + col] |= uint8_t(1 << b);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return codes;
+}
+
+}  // namespace elutq

@@ -1,0 +1,85 @@
+// The kernel-ready layout of a quantized matrix (Uniform or HLQ, B = 1..4): a flat byte blob with a
+// 64-byte header, made once from a QuantizedMatrix and usable straight from an mmap'ed model file.
+//
+// Rows are cut into tiles of 32 (the last one padded with zero rows); each row's columns into the
+// format's groups, each padded with zero columns to a multiple of 16. For every (tile, group) there
+// is one block, blocks ordered tile-major:
+//   params  P x 32 fp16: parameter p of rows 0..31 of the tile, p-major.
+//           HLQ: P = B + 1 (s_0 .. s_{B-1}, zero); Uniform: P = 2 (scale, zero; s_b = scale * 2^b).
+//   bits    (padded_group / 16) quads x B planes x 64 bytes, quad-major. In the 64 bytes of
+//           (quad q, plane b), byte i holds two 4-bit patterns: the low nibble is row i/4, the high
+//           nibble row 16 + i/4, both for the 4 columns 16q + 4(i%4) .. +3 of the group; bit m of
+//           a nibble is bit b of the code of column 16q + 4(i%4) + m.
+// Byte i of a unit thus pairs with entry (i%4)*16 + nibble of the 64-byte activation table of that
+// quad (four 16-entry tables, one per 4 columns), which is what vpermb / tbl look up in one go.
+// docs/FORMAT.md ("LUT kernel layout") describes the same with a worked example.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "quant/qformat.h"
+
+namespace elutq {
+
+inline constexpr int kLutTileRows = 32;     // rows per tile
+inline constexpr int kLutQuadCols = 16;     // columns per 64-byte unit (4 tables of 4 columns)
+inline constexpr int kLutUnitBytes = 64;    // bytes per (quad, plane) unit and per param row
+
+struct PackedHeader {
+  char magic[8];             // "ELUTQLP1"
+  uint32_t version;          // 1
+  uint8_t kind;              // QuantKind::Uniform or QuantKind::HLQ
+  uint8_t bits;              // B, 1..4
+  uint8_t params_per_group;  // P: HLQ B + 1, Uniform 2
+  uint8_t reserved0;
+  int64_t rows, cols;        // the logical matrix
+  int32_t group;             // spec.group (0 = whole row)
+  int32_t group_len;         // columns per group (group, or cols for a whole-row group)
+  int32_t group_padded;      // group_len rounded up to a multiple of 16
+  int32_t n_groups;          // groups per row
+  int64_t n_tiles;           // ceil(rows / 32)
+  int64_t block_bytes;       // bytes per (tile, group) block
+};
+static_assert(sizeof(PackedHeader) == 64, "the packed header is 64 bytes on disk");
+
+class PackedMatrix {
+ public:
+  PackedMatrix() = default;
+  PackedMatrix(PackedMatrix&&) = default;
+  PackedMatrix& operator=(PackedMatrix&&) = default;
+  PackedMatrix(const PackedMatrix&) = delete;
+  PackedMatrix& operator=(const PackedMatrix&) = delete;
+
+  // Packs a Uniform or HLQ matrix with B <= 4 (throws Error for anything else).
+  static PackedMatrix pack(const QuantizedMatrix& q);
+  // Uses bytes produced by pack() (e.g. mmap'ed from a model file) without copying; they must
+  // outlive the result. Throws Error if the header or the size is inconsistent.
+  static PackedMatrix view(const uint8_t* data, size_t size);
+
+  const PackedHeader& header() const { return *reinterpret_cast<const PackedHeader*>(data_); }
+  const uint8_t* data() const { return data_; }
+  size_t size_bytes() const { return size_; }
+  // Bytes the kernels stream per call: everything after the header.
+  size_t weight_bytes() const { return size_ - sizeof(PackedHeader); }
+  int64_t rows() const { return header().rows; }
+  int64_t cols() const { return header().cols; }
+  bool empty() const { return data_ == nullptr; }
+
+  // The (tile, group) block: params then bit-plane units.
+  const uint8_t* block(int64_t tile, int64_t group) const {
+    const PackedHeader& h = header();
+    return data_ + sizeof(PackedHeader) + (tile * h.n_groups + group) * h.block_bytes;
+  }
+
+  // The codes back out (rows * cols, row-major), for tests.
+  std::vector<uint8_t> unpack_codes() const;
+
+ private:
+  std::vector<uint8_t> owned_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace elutq
