@@ -1,0 +1,255 @@
+// GPTQ and HLQ-GPTQ (see gptq.h).
+#include "quant/gptq.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "quant/group_fit.h"
+#include "quant/hessian.h"
+
+namespace elutq {
+
+namespace {
+
+// Nearest code of x under one group's params, and the value it stands for.
+inline uint8_t nearest_code(const QuantSpec& spec, const float* p, float x, float* value) {
+  uint8_t code;
+  if (spec.kind == QuantKind::Uniform) {
+    uniform_assign(&x, 1, spec.bits, p, &code);
+  } else {
+    hlq_assign(&x, 1, spec.bits, p, &code);
+  }
+  *value = dequant_code(spec, p, code);
+  return code;
+}
+
+// Effective Hessian of a group at the head of the unquantized columns: (U_gg^T U_gg)^{-1} =
+// U_gg^{-1} U_gg^{-T}, where U_gg (n, n) is the group's diagonal block of the upper factor U.
+std::vector<float> effective_block(const std::vector<float>& U, int64_t dim, int64_t a, int n) {
+  std::vector<double> Ui(size_t(n) * n, 0.0);  // (n, n) upper, then its inverse
+  for (int i = 0; i < n; ++i)
+    for (int j = i; j < n; ++j) Ui[size_t(i) * n + j] = U[(a + i) * dim + a + j];
+  require(LAPACKE_dtrtri(LAPACK_ROW_MAJOR, 'U', 'N', n, Ui.data(), n) == 0,
+          "GPTQ: singular Cholesky block (increase damping)");
+  std::vector<float> Heff(size_t(n) * n);  // (n, n)
+  for (int i = 0; i < n; ++i)
+    for (int j = i; j < n; ++j) {
+      double acc = 0;
+      for (int k = j; k < n; ++k) acc += Ui[size_t(i) * n + k] * Ui[size_t(j) * n + k];
+      Heff[size_t(i) * n + j] = Heff[size_t(j) * n + i] = float(acc);
+    }
+  return Heff;
+}
+
+// Largest divisor of g that is <= cap (so lazy blocks never straddle a group start).
+int64_t divisor_block(int64_t g, int64_t cap) {
+  for (int64_t d = std::min(g, cap); d > 1; --d)
+    if (g % d == 0) return d;
+  return 1;
+}
+
+}  // namespace
+
+GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H,
+                         const QuantSpec& spec, const GptqOptions& opt, ThreadPool* pool) {
+  validate_quant_spec(spec);
+  require(spec.kind != QuantKind::Codebook, "GPTQ: codebook formats are quantized by GANQ");
+  require(rows > 0 && cols > 0, "GPTQ: empty matrix");
+  require(int64_t(H.size()) == cols * cols, "GPTQ: Hessian must be ", cols, " x ", cols,
+          " for a layer with ", cols, " inputs, got ", H.size(), " values");
+  require(opt.block > 0, "GPTQ: block size must be positive");
+  const bool hlq = spec.kind == QuantKind::HLQ;
+  const int64_t g = spec.group_len(cols), gpr = spec.groups_per_row(cols);
+  const int ppg = spec.params_per_group();
+  GptqResult res;
+
+  // Column order: identity, or by decreasing Hessian diagonal (act-order).
+  std::vector<int64_t> perm(cols);  // (cols) original column at each sweep position
+  std::iota(perm.begin(), perm.end(), 0);
+  if (opt.act_order)
+    std::stable_sort(perm.begin(), perm.end(),
+                     [&](int64_t a, int64_t b) { return H[a * cols + a] > H[b * cols + b]; });
+  std::vector<float> Hp(size_t(cols * cols));  // (cols, cols) permuted Hessian
+  for (int64_t i = 0; i < cols; ++i)
+    for (int64_t j = 0; j < cols; ++j) Hp[i * cols + j] = H[perm[i] * cols + perm[j]];
+  PreparedHessian ph = prepare_hessian(Hp, cols, opt.percdamp);
+  res.log = ph.log;
+  const std::vector<float>& U = ph.U;  // (cols, cols) upper factor of H^{-1}, sweep order
+
+  std::vector<float> Wk(size_t(rows * cols));  // (rows, cols) working weights, sweep order
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < cols; ++i)
+      Wk[r * cols + i] = ph.dead[i] ? 0.0f : W[r * cols + perm[i]];
+
+  QuantizedMatrix& q = res.q;
+  q.spec = spec;
+  q.rows = rows;
+  q.cols = cols;
+  q.codes.assign(size_t(rows * cols), 0);
+  q.params.assign(size_t(rows * gpr * ppg), 0.0f);
+
+  // Per-group importance for fits made on the sweep-order weights (no permutation here).
+  auto group_weights = [&](int64_t a, int n, const std::vector<float>* heff,
+                           std::vector<float>& diag_buf) {
+    GroupWeights gw;
+    if (opt.fit_weight == GroupFitWeight::HessianDiag) {
+      diag_buf.resize(n);
+      for (int i = 0; i < n; ++i) diag_buf[i] = ph.H[(a + i) * cols + a + i];
+      gw.diag = diag_buf.data();
+    } else if (opt.fit_weight == GroupFitWeight::HessianBlock && heff) {
+      gw.full = heff->data();
+    }
+    return gw;
+  };
+  auto fit_group = [&](const float* w, int n, const GroupWeights& gw, float* P, uint8_t* codes) {
+    if (hlq) hlq_fit_group(w, n, spec.bits, gw, opt.fit, P, codes);
+    else rtn_fit_group(w, n, spec.bits, gw, opt.rtn, P, codes);
+  };
+
+  // Static groups (act-order): every group's params from the original weights, before the sweep.
+  const bool static_groups = opt.act_order;
+  if (static_groups) {
+    if (hlq && opt.variant == HlqGptqVariant::Ours)
+      res.log += "act-order uses static groups: the in-group refit of the 'ours' variant is off. ";
+    std::vector<float> Wz(W, W + rows * cols);  // (rows, cols) original order, dead inputs zeroed
+    for (int64_t i = 0; i < cols; ++i)
+      if (ph.dead[i])
+        for (int64_t r = 0; r < rows; ++r) Wz[r * cols + perm[i]] = 0.0f;
+    QuantizedMatrix s = quantize_groupwise(
+        Wz.data(), rows, cols, spec,
+        [&](int64_t, int64_t, const float* w, int n, float* P, uint8_t* codes) {
+          fit_group(w, n, GroupWeights{}, P, codes);
+        },
+        pool);
+    q.params = std::move(s.params);
+  }
+
+  // Lazy blocks aligned with groups, so a group start is always at a block start or inside a
+  // block that holds the whole group.
+  const bool ours = hlq && opt.variant == HlqGptqVariant::Ours && !static_groups;
+  int64_t block = opt.block;
+  if (!static_groups) {
+    if (g >= block) block = ours ? g : divisor_block(g, block);
+    else block = (block / g) * g;
+  }
+  const int64_t bmax = std::min(block, cols);
+  std::vector<float> E(size_t(rows * bmax));  // (rows, bs) scaled errors of the current block
+  std::vector<double> row_loss(size_t(rows), 0.0);
+
+  for (int64_t i1 = 0; i1 < cols; i1 += block) {
+    const int64_t i2 = std::min(i1 + block, cols), bs = i2 - i1;
+    // Effective Hessian blocks of the groups that start in this block (shared by all rows).
+    std::vector<std::vector<float>> heff;  // per group starting in [i1, i2): (n, n)
+    const bool need_heff = !static_groups && (ours || opt.fit_weight == GroupFitWeight::HessianBlock);
+    if (need_heff)
+      for (int64_t a = i1; a < i2; a += g)
+        if (a % g == 0) heff.push_back(effective_block(U, cols, a, int(std::min(g, cols - a))));
+
+    auto do_rows = [&](int, int64_t r0, int64_t r1) {
+      std::vector<float> w0, wt, diag_buf, P2(ppg), Pbest(ppg);  // group scratch
+      std::vector<float> et, ebest;
+      std::vector<uint8_t> ct, cbest, tmp_codes;
+      for (int64_t r = r0; r < r1; ++r) {
+        float* w = Wk.data() + r * cols;  // (cols) this row, sweep order
+        float* e = E.data() + r * bs;     // (bs) this row's scaled errors
+        double loss = 0;
+        // Quantizes sweep column i with params P, pushing the error onto columns (i, i2).
+        auto sweep_col = [&](int64_t i, const float* P) {
+          float v;
+          uint8_t code = nearest_code(spec, P, w[i], &v);
+          float err = (w[i] - v) / U[i * cols + i];
+          const float* Ui = U.data() + i * cols;
+          for (int64_t j = i + 1; j < i2; ++j) w[j] -= err * Ui[j];
+          e[i - i1] = err;
+          loss += double(err) * err;
+          q.codes[r * cols + perm[i]] = code;
+        };
+        for (int64_t c = i1; c < i2;) {
+          if (static_groups) {
+            sweep_col(c, q.params.data() + (r * gpr + perm[c] / g) * ppg);
+            ++c;
+            continue;
+          }
+          const int64_t gi = c / g, a = gi * g, b = std::min(a + g, cols);
+          const int n = int(b - a);
+          float* P = q.params.data() + (r * gpr + gi) * ppg;
+          const std::vector<float>* hb = need_heff && a >= i1 ? &heff[(a - i1) / g] : nullptr;
+          if (c == a) {
+            tmp_codes.resize(n);
+            fit_group(w + a, n, group_weights(a, n, hb, diag_buf), P, tmp_codes.data());
+          }
+          if (!ours) {
+            const int64_t seg_end = std::min(b, i2);
+            for (int64_t i = c; i < seg_end; ++i) sweep_col(i, P);
+            c = seg_end;
+            continue;
+          }
+          // Ours: the whole group lies in this block. Sweep it on a copy, refit, keep the best.
+          w0.assign(w + a, w + b);
+          wt.resize(n);
+          et.resize(n);
+          ct.resize(n);
+          double best = std::numeric_limits<double>::infinity();
+          std::copy(P, P + ppg, P2.begin());
+          for (int round = 0; round <= opt.refit_rounds; ++round) {
+            if (round > 0) {
+              GroupWeights gw;
+              gw.full = hb->data();
+              hlq_refit_params(w0.data(), n, spec.bits, ct.data(), gw, P2.data(), P2.data());
+              round_params_to_fp16(P2);
+              bool finite = true;
+              for (float x : P2) finite = finite && std::isfinite(x);
+              if (!finite) break;
+            }
+            std::copy(w0.begin(), w0.end(), wt.begin());
+            double l = 0;
+            for (int i = 0; i < n; ++i) {
+              float v;
+              ct[i] = nearest_code(spec, P2.data(), wt[i], &v);
+              const float* Ui = U.data() + (a + i) * cols + a;
+              float err = (wt[i] - v) / Ui[i];
+              for (int j = i + 1; j < n; ++j) wt[j] -= err * Ui[j];
+              et[i] = err;
+              l += double(err) * err;
+            }
+            if (l < best) {
+              best = l;
+              Pbest = P2;
+              cbest = ct;
+              ebest = et;
+            }
+          }
+          std::copy(Pbest.begin(), Pbest.end(), P);
+          for (int i = 0; i < n; ++i) {
+            q.codes[r * cols + perm[a + i]] = cbest[i];
+            e[a + i - i1] = ebest[i];
+            const float* Ui = U.data() + (a + i) * cols;
+            for (int64_t j = b; j < i2; ++j) w[j] -= ebest[i] * Ui[j];
+          }
+          loss += best;
+          c = b;
+        }
+        row_loss[r] += loss;
+      }
+    };
+    if (pool) pool->run(rows, do_rows);
+    else do_rows(0, 0, rows);
+    // Lazy update of the later columns: W[:, i2:] -= E (rows, bs) * U[i1:i2, i2:] (bs, cols - i2).
+    if (i2 < cols)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(cols - i2), int(bs),
+                  -1.0f, E.data(), int(bs), U.data() + i1 * cols + i2, int(cols), 1.0f,
+                  Wk.data() + i2, int(cols));
+  }
+  res.proxy_loss = std::accumulate(row_loss.begin(), row_loss.end(), 0.0);
+  return res;
+}
+
+}  // namespace elutq

@@ -1,0 +1,36 @@
+// What every per-group fitter shares: the importance weights of a group's weights (none, a diagonal,
+// or a full symmetric block of the layer Hessian), the weighted error, and a driver that runs a
+// group fitter over every (row, group) of a matrix on the thread pool.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "quant/qformat.h"
+
+namespace elutq {
+
+class ThreadPool;
+
+// Importance of the n weights of one group. With neither set, every weight counts 1.
+// diag: (n) non-negative; full: (n, n) symmetric positive semi-definite, row-major.
+struct GroupWeights {
+  const float* diag = nullptr;
+  const float* full = nullptr;
+};
+
+// err = r^T H r with r = w - q (H = identity, diag(h) or the full block).
+double weighted_error(const float* w, const float* q, int n, const GroupWeights& h);
+
+// A group fitter: fits params (spec.params_per_group() floats, fp16-representable) and codes (n)
+// for the n weights w of group `group` of row `row`.
+using GroupFitter = std::function<void(int64_t row, int64_t group, const float* w, int n,
+                                       float* params, uint8_t* codes)>;
+
+// Runs fit over every (row, group) of W (rows, cols) row-major and collects a QuantizedMatrix.
+// Rows are spread over the pool (nullptr = this thread); fit must be thread-safe.
+QuantizedMatrix quantize_groupwise(const float* W, int64_t rows, int64_t cols,
+                                   const QuantSpec& spec, const GroupFitter& fit,
+                                   ThreadPool* pool);
+
+}  // namespace elutq

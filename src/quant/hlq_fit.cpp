@@ -1,0 +1,252 @@
+// HLQ group fitting: alternating least squares, Adam, several starts (see hlq_fit.h).
+#include "quant/hlq_fit.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/error.h"
+#include "quant/rtn.h"
+#include "quant/small_lstsq.h"
+
+namespace elutq {
+
+namespace {
+
+constexpr int kMaxBits = 4;
+constexpr int kMaxParams = kMaxBits + 1;
+
+// The 2^B representable values of params {s_0..s_{B-1}, z}: vals[c] for code c.
+void hlq_values(const float* p, int bits, float* vals) {
+  for (int c = 0; c < (1 << bits); ++c) {
+    float v = p[bits];
+    for (int b = 0; b < bits; ++b)
+      if (c >> b & 1) v += p[b];
+    vals[c] = v;
+  }
+}
+
+// Assigns nearest codes under p and returns the weighted error; q (n) gets the values.
+double assign_and_error(const float* w, int n, int bits, const GroupWeights& h, const float* p,
+                        uint8_t* codes, float* q) {
+  hlq_assign(w, n, bits, p, codes);
+  float vals[1 << kMaxBits];
+  hlq_values(p, bits, vals);
+  for (int i = 0; i < n; ++i) q[i] = vals[codes[i]];
+  return weighted_error(w, q, n, h);
+}
+
+void uniform_to_hlq(float scale, float zero, int bits, float* p) {
+  for (int b = 0; b < bits; ++b) p[b] = scale * float(1 << b);  // exact: power-of-two multiple
+  p[bits] = zero;
+}
+
+// Greedy binary coding: w ~ mu + sum_b alpha_b * (+-1), each alpha_b = mean |residual|; then
+// alpha * (+-1) = 2*alpha*bit - alpha gives s_b = 2*alpha_b and z = mu - sum alpha_b.
+void greedy_start(const float* w, int n, int bits, float* p) {
+  double mu = 0;
+  for (int i = 0; i < n; ++i) mu += w[i];
+  mu /= n;
+  std::vector<double> r(n);  // (n) residual
+  for (int i = 0; i < n; ++i) r[i] = w[i] - mu;
+  double z = mu;
+  for (int b = bits - 1; b >= 0; --b) {
+    double a = 0;
+    for (int i = 0; i < n; ++i) a += std::fabs(r[i]);
+    a /= n;
+    for (int i = 0; i < n; ++i) r[i] -= r[i] >= 0 ? a : -a;
+    p[b] = float(2 * a);
+    z -= a;
+  }
+  p[bits] = float(z);
+}
+
+struct Fitted {
+  float p[kMaxParams];
+};
+
+// One alternating run from p0; returns the last iterate, or the best one if keep_best.
+Fitted run_alternating(const float* w, int n, int bits, const GroupWeights& h,
+                       const HlqFitOptions& opt, const float* p0, uint8_t* codes, float* q) {
+  Fitted cur, best;
+  std::copy(p0, p0 + bits + 1, cur.p);
+  best = cur;
+  double best_e = assign_and_error(w, n, bits, h, cur.p, codes, q);
+  for (int t = 0; t < opt.iterations; ++t) {
+    hlq_refit_params(w, n, bits, codes, h, cur.p, cur.p);
+    double e = assign_and_error(w, n, bits, h, cur.p, codes, q);
+    if (e < best_e) {
+      best_e = e;
+      best = cur;
+    }
+  }
+  return opt.keep_best ? best : cur;
+}
+
+// Adam on (s, z) with codes reassigned each step (straight-through); keeps the best iterate.
+Fitted run_gradient(const float* w, int n, int bits, const GroupWeights& h,
+                    const HlqFitOptions& opt, const float* p0, uint8_t* codes, float* q) {
+  const int np = bits + 1;
+  Fitted cur, best;
+  std::copy(p0, p0 + np, cur.p);
+  best = cur;
+  double m[kMaxParams] = {}, v[kMaxParams] = {};
+  const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+  double best_e = assign_and_error(w, n, bits, h, cur.p, codes, q);
+  std::vector<double> hr(n);  // (n) H r
+  for (int t = 1; t <= opt.grad_iterations; ++t) {
+    for (int i = 0; i < n; ++i) {
+      if (h.full) {
+        double acc = 0;
+        for (int j = 0; j < n; ++j) acc += double(h.full[int64_t(i) * n + j]) * (w[j] - q[j]);
+        hr[i] = acc;
+      } else {
+        hr[i] = (h.diag ? h.diag[i] : 1.0) * (double(w[i]) - q[i]);
+      }
+    }
+    double g[kMaxParams] = {};  // d/dp of (1/n) r^T H r = -(2/n) A^T H r
+    for (int i = 0; i < n; ++i) {
+      for (int b = 0; b < bits; ++b)
+        if (codes[i] >> b & 1) g[b] -= 2.0 * hr[i] / n;
+      g[bits] -= 2.0 * hr[i] / n;
+    }
+    for (int k = 0; k < np; ++k) {
+      m[k] = b1 * m[k] + (1 - b1) * g[k];
+      v[k] = b2 * v[k] + (1 - b2) * g[k] * g[k];
+      double mh = m[k] / (1 - std::pow(b1, t)), vh = v[k] / (1 - std::pow(b2, t));
+      cur.p[k] = float(cur.p[k] - opt.lr * mh / (std::sqrt(vh) + eps));
+    }
+    double e = assign_and_error(w, n, bits, h, cur.p, codes, q);
+    if (e < best_e) {
+      best_e = e;
+      best = cur;
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+void hlq_assign(const float* w, int n, int bits, const float* params, uint8_t* codes) {
+  float vals[1 << kMaxBits];
+  hlq_values(params, bits, vals);
+  const int nv = 1 << bits;
+  for (int i = 0; i < n; ++i) {
+    int best = 0;
+    float bd = std::fabs(w[i] - vals[0]);
+    for (int c = 1; c < nv; ++c) {
+      float d = std::fabs(w[i] - vals[c]);
+      if (d < bd) {
+        bd = d;
+        best = c;
+      }
+    }
+    codes[i] = uint8_t(best);
+  }
+}
+
+bool hlq_refit_params(const float* w, int n, int bits, const uint8_t* codes,
+                      const GroupWeights& h, const float* p_prev, float* params) {
+  const int np = bits + 1;
+  double M[kMaxParams * kMaxParams] = {}, rhs[kMaxParams] = {};  // (np, np), (np)
+  auto a = [&](int i, int k) { return k == bits ? 1.0 : double(codes[i] >> k & 1); };
+  if (h.full) {
+    std::vector<double> HA(size_t(n) * np, 0.0), Hw(n, 0.0);  // (n, np), (n)
+    for (int i = 0; i < n; ++i) {
+      const float* Hi = h.full + int64_t(i) * n;
+      for (int j = 0; j < n; ++j) {
+        double hij = Hi[j];
+        Hw[i] += hij * w[j];
+        for (int k = 0; k < np; ++k) HA[size_t(i) * np + k] += hij * a(j, k);
+      }
+    }
+    for (int i = 0; i < n; ++i)
+      for (int k = 0; k < np; ++k) {
+        rhs[k] += a(i, k) * Hw[i];
+        for (int l = 0; l < np; ++l) M[k * np + l] += a(i, k) * HA[size_t(i) * np + l];
+      }
+  } else {
+    for (int i = 0; i < n; ++i) {
+      double hi = h.diag ? double(h.diag[i]) : 1.0;
+      for (int k = 0; k < np; ++k) {
+        double ak = a(i, k);
+        if (ak == 0) continue;
+        rhs[k] += hi * ak * w[i];
+        for (int l = 0; l < np; ++l) M[k * np + l] += hi * ak * a(i, l);
+      }
+    }
+  }
+  double prev[kMaxParams], x[kMaxParams];
+  for (int k = 0; k < np; ++k) prev[k] = p_prev[k];
+  bool ok = solve_proximal_spd(M, rhs, prev, np, 1e-9, x);
+  for (int k = 0; k < np; ++k) params[k] = float(x[k]);
+  return ok;
+}
+
+double hlq_fit_group(const float* w, int n, int bits, const GroupWeights& h,
+                     const HlqFitOptions& opt, float* params, uint8_t* codes) {
+  require(bits >= 1 && bits <= kMaxBits, "HLQ fit: bits must be 1..4, got ", bits);
+  require(n > 0, "HLQ fit: empty group");
+  const int np = bits + 1;
+  std::vector<float> q(n);          // (n) dequantized values of the current candidate
+  std::vector<uint8_t> tmp(n);      // (n) scratch codes
+
+  // Uniform fits (RTN, fp16-rounded) serve as starts and, with keep_best, as candidates.
+  float rtn_p[2];
+  RtnOptions ro;
+  rtn_fit_group(w, n, bits, h, ro, rtn_p, tmp.data());
+  std::vector<Fitted> starts, candidates;
+  Fitted f;
+  uniform_to_hlq(rtn_p[0], rtn_p[1], bits, f.p);
+  const bool uniform = opt.start_uniform || !(opt.start_clipped || opt.start_greedy);
+  if (uniform) starts.push_back(f);
+  if (opt.keep_best) candidates.push_back(f);
+  if (opt.start_clipped) {
+    ro.clip_search = true;
+    rtn_fit_group(w, n, bits, h, ro, rtn_p, tmp.data());
+    uniform_to_hlq(rtn_p[0], rtn_p[1], bits, f.p);
+    starts.push_back(f);
+    if (opt.keep_best) candidates.push_back(f);
+  }
+  if (opt.start_greedy) {
+    greedy_start(w, n, bits, f.p);
+    starts.push_back(f);
+  }
+  for (const Fitted& s : starts) {
+    candidates.push_back(opt.method == HlqFitMethod::Alternating
+                             ? run_alternating(w, n, bits, h, opt, s.p, tmp.data(), q.data())
+                             : run_gradient(w, n, bits, h, opt, s.p, tmp.data(), q.data()));
+  }
+  // Final choice after fp16 rounding, codes assigned to the rounded parameters.
+  double best_e = std::numeric_limits<double>::infinity();
+  std::vector<float> rp(np);
+  for (const Fitted& c : candidates) {
+    rp.assign(c.p, c.p + np);
+    round_params_to_fp16(rp);
+    bool finite = true;
+    for (float v : rp) finite = finite && std::isfinite(v);
+    if (!finite) continue;  // a parameter overflowed fp16
+    double e = assign_and_error(w, n, bits, h, rp.data(), tmp.data(), q.data());
+    if (e < best_e || best_e == std::numeric_limits<double>::infinity()) {
+      best_e = e;
+      std::copy(rp.begin(), rp.end(), params);
+      std::copy(tmp.begin(), tmp.end(), codes);
+    }
+  }
+  require(std::isfinite(best_e), "HLQ fit: parameters do not fit in fp16 (weights too large?)");
+  return best_e;
+}
+
+QuantizedMatrix quantize_hlq(const float* W, int64_t rows, int64_t cols, const QuantSpec& spec,
+                             const HlqFitOptions& opt, ThreadPool* pool) {
+  require(spec.kind == QuantKind::HLQ, "quantize_hlq: needs an HLQ format, got ", spec.name());
+  return quantize_groupwise(
+      W, rows, cols, spec,
+      [&](int64_t, int64_t, const float* w, int n, float* params, uint8_t* codes) {
+        hlq_fit_group(w, n, spec.bits, GroupWeights{}, opt, params, codes);
+      },
+      pool);
+}
+
+}  // namespace elutq

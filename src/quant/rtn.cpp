@@ -1,0 +1,82 @@
+// Round-to-nearest uniform quantization (see rtn.h).
+#include "quant/rtn.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+#include "core/fp16.h"
+
+namespace elutq {
+
+namespace {
+
+float to_fp16_value(float v) { return fp16_to_f32(f32_to_fp16(v)); }
+
+// Error of (scale, zero) after fp16 rounding and nearest assignment; fills params/codes.
+double try_range(const float* w, int n, int bits, const GroupWeights& h, float lo, float hi,
+                 float* params, uint8_t* codes, float* qbuf) {
+  const int levels = (1 << bits) - 1;
+  params[0] = to_fp16_value((hi - lo) / float(levels));
+  params[1] = to_fp16_value(lo);
+  uniform_assign(w, n, bits, params, codes);
+  for (int i = 0; i < n; ++i) qbuf[i] = params[1] + params[0] * float(codes[i]);
+  return weighted_error(w, qbuf, n, h);
+}
+
+}  // namespace
+
+void uniform_assign(const float* w, int n, int bits, const float* params, uint8_t* codes) {
+  const int levels = (1 << bits) - 1;
+  const float scale = params[0], zero = params[1];
+  for (int i = 0; i < n; ++i) {
+    float c = scale > 0 ? std::nearbyint((w[i] - zero) / scale) : 0.0f;
+    if (!(c >= 0)) c = 0;  // also catches NaN
+    if (c > levels) c = float(levels);
+    codes[i] = uint8_t(c);
+  }
+}
+
+double rtn_fit_group(const float* w, int n, int bits, const GroupWeights& h,
+                     const RtnOptions& opt, float* params, uint8_t* codes) {
+  require(n > 0, "rtn: empty group");
+  float lo = w[0], hi = w[0];
+  for (int i = 1; i < n; ++i) {
+    lo = std::min(lo, w[i]);
+    hi = std::max(hi, w[i]);
+  }
+  require(std::isfinite(lo) && std::isfinite(hi), "rtn: group has non-finite weights");
+  std::vector<float> qbuf(n);                       // (n) dequantized values
+  std::vector<uint8_t> cbuf(n);                     // (n) candidate codes
+  double best = try_range(w, n, bits, h, lo, hi, params, codes, qbuf.data());
+  if (!opt.clip_search || opt.clip_steps < 2) return best;
+  float cand[2];
+  for (int k = 1; k < opt.clip_steps; ++k) {
+    float p = 1.0f - (1.0f - opt.clip_min) * float(k) / float(opt.clip_steps - 1);
+    // Shrink the range about its middle (zero is a free float here, so 0 need not stay inside).
+    float mid = 0.5f * (lo + hi), half = 0.5f * (hi - lo) * p;
+    double e = try_range(w, n, bits, h, mid - half, mid + half, cand, cbuf.data(), qbuf.data());
+    if (e < best) {
+      best = e;
+      params[0] = cand[0];
+      params[1] = cand[1];
+      std::copy(cbuf.begin(), cbuf.end(), codes);
+    }
+  }
+  return best;
+}
+
+QuantizedMatrix quantize_rtn(const float* W, int64_t rows, int64_t cols, const QuantSpec& spec,
+                             const RtnOptions& opt, ThreadPool* pool) {
+  require(spec.kind == QuantKind::Uniform, "quantize_rtn: needs a uniform format, got ",
+          spec.name());
+  return quantize_groupwise(
+      W, rows, cols, spec,
+      [&](int64_t, int64_t, const float* w, int n, float* params, uint8_t* codes) {
+        rtn_fit_group(w, n, spec.bits, GroupWeights{}, opt, params, codes);
+      },
+      pool);
+}
+
+}  // namespace elutq
