@@ -11,6 +11,8 @@ bash scripts/setup_venv.sh
 bash scripts/build.sh "$ROOT/build"
 export ELUTQ_SMOLLM2="${ELUTQ_SMOLLM2:-$(bash scripts/fetch_smollm2.sh)}"
 ctest --test-dir "$ROOT/build" --output-on-failure -j"$(nproc)" --timeout 1800
+# The ARM NEON kernels, cross-compiled and run under qemu-user (skips if the tools are missing).
+bash scripts/test_arm.sh "$ROOT/build-arm"
 if [ "${ELUTQ_NO_SANITIZE:-0}" != 1 ]; then
   bash scripts/build.sh "$ROOT/build-asan" -DELUTQ_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DELUTQ_BUILD_BENCH=OFF
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \

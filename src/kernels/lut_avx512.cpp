@@ -37,6 +37,8 @@ void build_tables_avx512(const float* xpad, const float* inv_scale, int64_t n_gr
   }
 }
 
+constexpr int64_t kPrefetchBytes = 2048;
+
 struct BlockParams {
   __m512 s[4][2];  // per plane, rows 0-15 / 16-31
   __m512 zp[2];    // z' = z + sum_b s_b / 2
@@ -114,11 +116,16 @@ void matmul_tiles_avx512(const PackedMatrix& w, const LutActivations& a, int64_t
   const int64_t quads = a.quads_per_group;
   thread_local std::vector<float> ybuf;  // (n, 32)
   ybuf.resize(size_t(a.n * 32));
+  const uint8_t* blob_end = w.data() + w.size_bytes();
   for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
     std::fill(ybuf.begin(), ybuf.end(), 0.0f);
     for (int64_t g = 0; g < h.n_groups; ++g) {
       const uint8_t* blk = w.block(tile, g);
-      if (g + 1 < h.n_groups) _mm_prefetch(reinterpret_cast<const char*>(w.block(tile, g + 1)), _MM_HINT_T0);
+      // Blocks are contiguous across groups and tiles: ask for the bytes kPrefetchBytes ahead so
+      // DRAM latency hides behind this block's lookups (the hardware prefetcher alone falls short).
+      const uint8_t* ahead = blk + kPrefetchBytes;
+      for (int64_t off = 0; kPrefetchBytes > 0 && off < h.block_bytes && ahead + off < blob_end; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
       const BlockParams bp = decode_params(h, blk);
       const uint8_t* bits = blk + h.params_per_group * 64;
       int64_t t = 0;

@@ -135,6 +135,12 @@ TEST(LutPacked, RoundTripsCodesAndChecksBlobs) {
 TEST(LutKernels, EverySimdPathEqualsScalarExactly) {
   const std::vector<Isa> isas = runnable_isas();
   ASSERT_GE(isas.size(), 1u);
+#if defined(__aarch64__)
+  ASSERT_TRUE(isa_available(Isa::Neon)) << "the NEON path must run on every aarch64 CPU";
+#endif
+  std::string names;
+  for (Isa isa : isas) names += std::string(" ") + isa_name(isa);
+  std::printf("instruction sets checked against the scalar reference:%s\n", names.c_str());
   uint32_t seed = 100;
   for (const Case& c : cases()) {
     QuantizedMatrix q = random_matrix(c.kind, c.bits, c.group, c.rows, c.cols, ++seed);
@@ -168,6 +174,21 @@ TEST(LutKernels, WithinStatedErrorOfFp32Matmul) {
     EXPECT_LT(err, kMaxRelErrorVsFp32) << q.spec.name() << " " << c.rows << "x" << c.cols;
   }
   std::printf("worst relative L2 error vs fp32: %.4f\n", worst);
+}
+
+// At LLaMA width (4096 inputs, g128) with Gaussian activations, the figure docs/RESULTS.md quotes.
+TEST(LutKernels, ErrorAtLlamaWidth) {
+  for (auto [kind, bits] : {std::pair{QuantKind::HLQ, 2}, {QuantKind::HLQ, 3}, {QuantKind::HLQ, 4},
+                            {QuantKind::Uniform, 4}}) {
+    QuantizedMatrix q = random_matrix(kind, bits, 128, 64, 4096, 11);
+    PackedMatrix p = PackedMatrix::pack(q);
+    const std::vector<float> x = random_activations(q.cols, 12);
+    std::vector<float> y(size_t(q.rows));
+    lut_gemv(p, x.data(), y.data(), nullptr);
+    const double err = rel_error(y, reference(q, x, 1));
+    std::printf("%s 64x4096: relative L2 error vs fp32 %.4f\n", q.spec.name().c_str(), err);
+    EXPECT_LT(err, kMaxRelErrorVsFp32) << q.spec.name();
+  }
 }
 
 TEST(LutKernels, ThreadsAndGemvMatchSingleThreadedGemm) {

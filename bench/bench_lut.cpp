@@ -1,0 +1,191 @@
+// Microbenchmarks of the LUT kernels at LLaMA-2-7B linear shapes: GEMV (decode, 1 token) and GEMM
+// (prefill, 64 tokens) for every ISA path this machine runs, HLQ w2/w3/w4 g128 and uniform w4g128,
+// on 1 and 2 threads; plus an fp32 OpenBLAS sgemv/sgemm baseline and a memory read bandwidth probe
+// (the roofline for GEMV: weight bytes / bandwidth). Counter "GB/s" = weight bytes read per second.
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/cpu_features.h"
+#include "core/thread_pool.h"
+#include "kernels/lut_matmul.h"
+#include "kernels/packed_matrix.h"
+#include "quant/qformat.h"
+
+namespace elutq {
+namespace {
+
+struct Shape {
+  int64_t rows, cols;
+};
+constexpr Shape kShapes[] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
+constexpr int64_t kPrefillTokens = 64;
+
+ThreadPool& pool(int threads) {
+  static std::map<int, std::unique_ptr<ThreadPool>> pools;
+  auto& p = pools[threads];
+  if (!p) p = std::make_unique<ThreadPool>(threads);
+  return *p;
+}
+
+std::string shape_key(Shape s) { return std::to_string(s.rows) + "x" + std::to_string(s.cols); }
+
+// Random codes and fp16 parameters: speed does not depend on the values.
+const PackedMatrix& packed(const std::string& format, Shape s) {
+  static std::map<std::string, PackedMatrix> cache;
+  const std::string key = format + "/" + shape_key(s);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  QuantizedMatrix q;
+  q.spec = parse_quant_spec(format);
+  q.rows = s.rows;
+  q.cols = s.cols;
+  std::mt19937 rng(1);
+  q.codes.resize(size_t(s.rows * s.cols));
+  for (auto& c : q.codes) c = uint8_t(rng() & ((1u << q.spec.bits) - 1));
+  q.params.resize(size_t(s.rows * q.spec.groups_per_row(s.cols) * q.spec.params_per_group()));
+  for (auto& p : q.params) p = 0.01f * float(rng() % 1000) / 1000.0f;
+  round_params_to_fp16(q.params);
+  return cache.emplace(key, PackedMatrix::pack(q)).first->second;
+}
+
+std::vector<float> activations(int64_t n) {
+  std::mt19937 rng(2);
+  std::normal_distribution<float> d;
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = d(rng);
+  return x;
+}
+
+void bench_lut(benchmark::State& state, Isa isa, std::string format, Shape s, int64_t n,
+               int threads) {
+  const PackedMatrix& w = packed(format, s);
+  const std::vector<float> X = activations(n * s.cols);
+  std::vector<float> Y(static_cast<size_t>(n * s.rows));
+  ThreadPool& p = pool(threads);
+  for (auto _ : state) {
+    lut_gemm_isa(isa, w, X.data(), n, Y.data(), &p);
+    benchmark::DoNotOptimize(Y.data());
+  }
+  const double bytes = double(w.weight_bytes());
+  state.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tok/s"] = benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["bits/w"] = bytes * 8.0 / double(s.rows * s.cols);
+}
+
+// GEMV over enough copies of the matrix (>= 256 MiB) that every call reads from DRAM, as a whole
+// model's decode does; the hot-cache numbers above partly run out of the 32 MiB L3.
+void bench_lut_cold(benchmark::State& state, Isa isa, std::string format, Shape s, int threads) {
+  const PackedMatrix& w = packed(format, s);
+  const size_t copies = std::max<size_t>(2, (size_t(256) << 20) / w.size_bytes());
+  static std::map<std::string, std::vector<std::vector<uint8_t>>> blobs;
+  auto& mine = blobs[format + shape_key(s)];
+  if (mine.empty())
+    for (size_t i = 0; i < copies; ++i) mine.emplace_back(w.data(), w.data() + w.size_bytes());
+  std::vector<PackedMatrix> views;
+  for (auto& b : mine) views.push_back(PackedMatrix::view(b.data(), b.size()));
+  const std::vector<float> x = activations(s.cols);
+  std::vector<float> y(static_cast<size_t>(s.rows));
+  ThreadPool& p = pool(threads);
+  size_t i = 0;
+  for (auto _ : state) {
+    lut_gemm_isa(isa, views[i++ % views.size()], x.data(), 1, y.data(), &p);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GB/s"] = benchmark::Counter(double(w.weight_bytes()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tok/s"] = benchmark::Counter(1.0, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void bench_fp32(benchmark::State& state, Shape s, int64_t n) {
+  std::vector<float> W = activations(s.rows * s.cols), X = activations(n * s.cols);
+  std::vector<float> Y(static_cast<size_t>(n * s.rows));
+  for (auto _ : state) {
+    if (n == 1) {
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, int(s.rows), int(s.cols), 1.0f, W.data(),
+                  int(s.cols), X.data(), 1, 0.0f, Y.data(), 1);
+    } else {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(s.rows), int(s.cols), 1.0f,
+                  X.data(), int(s.cols), W.data(), int(s.cols), 0.0f, Y.data(), int(s.rows));
+    }
+    benchmark::DoNotOptimize(Y.data());
+  }
+  state.counters["GB/s"] = benchmark::Counter(double(W.size()) * 4e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tok/s"] = benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Streams a 1 GiB buffer (far beyond the caches) with `threads` threads: the read bandwidth that
+// bounds GEMV.
+void bench_read_bandwidth(benchmark::State& state, int threads) {
+  const size_t n = size_t(1) << 27;  // uint64 words
+  static std::vector<uint64_t> buf(n, 1);
+  ThreadPool& p = pool(threads);
+  std::vector<uint64_t> sums(size_t(threads), 0);
+  for (auto _ : state) {
+    p.run(int64_t(n), [&](int t, int64_t begin, int64_t end) {
+      uint64_t a = 0, b = 0, c = 0, d = 0;
+      for (int64_t i = begin; i + 4 <= end; i += 4) {
+        a += buf[size_t(i)];
+        b += buf[size_t(i + 1)];
+        c += buf[size_t(i + 2)];
+        d += buf[size_t(i + 3)];
+      }
+      sums[size_t(t)] = a + b + c + d;
+    });
+    benchmark::DoNotOptimize(sums.data());
+  }
+  state.counters["GB/s"] = benchmark::Counter(double(n) * 8e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+std::string shape_name(Shape s) { return shape_key(s); }
+
+const bool registered = [] {
+  for (int threads : {1, 2})
+    benchmark::RegisterBenchmark(("read_bandwidth/threads:" + std::to_string(threads)).c_str(),
+                                 bench_read_bandwidth, threads)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+  for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Scalar}) {
+    if (!isa_available(isa)) continue;
+    for (const char* format : {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "uniform-w4g128"})
+      for (Shape s : kShapes)
+        for (int64_t n : {int64_t(1), kPrefillTokens})
+          for (int threads : {1, 2}) {
+            // The scalar reference is the specification, not a contender: one shape only.
+            if (isa == Isa::Scalar && (n > 1 || s.rows != 4096 || s.cols != 4096)) continue;
+            const std::string name = std::string(n == 1 ? "gemv/" : "gemm64/") + isa_name(isa) +
+                                     "/" + format + "/" + shape_name(s) + "/threads:" +
+                                     std::to_string(threads);
+            benchmark::RegisterBenchmark(name.c_str(), bench_lut, isa, std::string(format), s, n,
+                                         threads)
+                ->UseRealTime()
+                ->Unit(benchmark::kMicrosecond);
+          }
+  }
+  for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon}) {
+    if (!isa_available(isa)) continue;
+    for (const char* format : {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "uniform-w4g128"})
+      for (int threads : {1, 2})
+        benchmark::RegisterBenchmark((std::string("gemv_dram/") + isa_name(isa) + "/" + format +
+                                      "/11008x4096/threads:" + std::to_string(threads)).c_str(),
+                                     bench_lut_cold, isa, std::string(format), kShapes[1], threads)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+  }
+  for (Shape s : kShapes)
+    for (int64_t n : {int64_t(1), kPrefillTokens})
+      benchmark::RegisterBenchmark(
+          (std::string(n == 1 ? "gemv/" : "gemm64/") + "fp32-openblas/" + shape_name(s)).c_str(),
+          bench_fp32, s, n)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+  return true;
+}();
+
+}  // namespace
+}  // namespace elutq
