@@ -96,6 +96,35 @@ PackedMatrix PackedMatrix::pack(const QuantizedMatrix& q) {
   return out;
 }
 
+PackedMatrix PackedMatrix::synthetic(const QuantSpec& spec, int64_t rows, int64_t cols,
+                                     uint64_t seed) {
+  require(spec.kind == QuantKind::Uniform || spec.kind == QuantKind::HLQ,
+          "LUT kernels take uniform or HLQ matrices, not ", spec.name());
+  validate_quant_spec(spec);
+  require(spec.bits <= 4, "LUT kernels take 1..4 bits, not ", spec.name());
+  require(rows > 0 && cols > 0, "cannot make an empty ", rows, "x", cols, " matrix");
+  const PackedHeader h = make_header(spec, rows, cols);
+  PackedMatrix out;
+  out.owned_.resize(sizeof(PackedHeader) + size_t(h.n_tiles * h.n_groups * h.block_bytes));
+  std::memcpy(out.owned_.data(), &h, sizeof h);
+  out.data_ = out.owned_.data();
+  out.size_ = out.owned_.size();
+  uint64_t state = seed * 0x9E3779B97F4A7C15ull + 1;
+  const uint16_t param = f32_to_fp16(0.01f);
+  for (int64_t blk = 0; blk < h.n_tiles * h.n_groups; ++blk) {
+    uint8_t* b = out.owned_.data() + sizeof(PackedHeader) + blk * h.block_bytes;
+    uint16_t* params = reinterpret_cast<uint16_t*>(b);  // (P, 32) fp16
+    for (int i = 0; i < h.params_per_group * kLutTileRows; ++i) params[i] = param;
+    for (int64_t off = h.params_per_group * kLutUnitBytes; off < h.block_bytes; off += 8) {
+      state ^= state << 13;  // xorshift64: bits only need to look random
+      state ^= state >> 7;
+      state ^= state << 17;
+      std::memcpy(b + off, &state, 8);
+    }
+  }
+  return out;
+}
+
 PackedMatrix PackedMatrix::view(const uint8_t* data, size_t size) {
   require(data != nullptr && size >= sizeof(PackedHeader),
           "packed LUT matrix is truncated (", size, " bytes, the header alone is 64)");

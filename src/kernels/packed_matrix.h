@@ -54,6 +54,9 @@ class PackedMatrix {
 
   // Packs a Uniform or HLQ matrix with B <= 4 (throws Error for anything else).
   static PackedMatrix pack(const QuantizedMatrix& q);
+  // Random bits and small constant parameters at a real shape, built directly in the packed form
+  // (fast even for 7B-size models): for speed measurements only.
+  static PackedMatrix synthetic(const QuantSpec& spec, int64_t rows, int64_t cols, uint64_t seed);
   // Uses bytes produced by pack() (e.g. mmap'ed from a model file) without copying; they must
   // outlive the result. Throws Error if the header or the size is inconsistent.
   static PackedMatrix view(const uint8_t* data, size_t size);

@@ -12,7 +12,7 @@ namespace elutq {
 enum class RopeStyle { HalfSplit, Interleaved };
 
 struct RopeScaling {
-  std::string type = "none";  // "none", "linear" or "llama3"
+  std::string type = "none";  // "none", "linear", "llama3" or "llama3-freqs" (rope_freqs.weight)
   float factor = 1.0f;
   float low_freq_factor = 1.0f;   // llama3 only
   float high_freq_factor = 4.0f;  // llama3 only

@@ -217,3 +217,21 @@ TEST(LutKernels, ZeroActivationsGiveZero) {
 
 }  // namespace
 }  // namespace elutq
+
+namespace elutq {
+namespace {
+
+TEST(LutPacked, SyntheticMatrixIsAValidBlob) {
+  QuantSpec spec = parse_quant_spec("hlq-w3g128");
+  PackedMatrix p = PackedMatrix::synthetic(spec, 70, 300, 5);
+  PackedMatrix v = PackedMatrix::view(p.data(), p.size_bytes());
+  EXPECT_EQ(v.rows(), 70);
+  EXPECT_EQ(v.header().bits, 3);
+  std::vector<float> x(300, 1.0f), y(70);
+  lut_gemv(v, x.data(), y.data(), nullptr);
+  for (float f : y) EXPECT_TRUE(std::isfinite(f));
+  EXPECT_THROW(PackedMatrix::synthetic(parse_quant_spec("codebook-w3"), 4, 32, 1), Error);
+}
+
+}  // namespace
+}  // namespace elutq

@@ -1,0 +1,40 @@
+// Read-bandwidth probe (see memory_bandwidth.h).
+#include "kernels/memory_bandwidth.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+#include "core/thread_pool.h"
+
+namespace elutq {
+
+double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int repeats) {
+  const int64_t words = int64_t(bytes / 8);
+  std::vector<uint64_t> buf(size_t(words), 1);  // (words) touched here, so pages are mapped
+  std::vector<uint64_t> sums(size_t(pool.size()), 0);
+  double best = 0.0;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    pool.run(words, [&](int t, int64_t begin, int64_t end) {
+      uint64_t a = 0, b = 0, c = 0, d = 0;  // independent sums keep several loads in flight
+      int64_t i = begin;
+      for (; i + 4 <= end; i += 4) {
+        a += buf[size_t(i)];
+        b += buf[size_t(i + 1)];
+        c += buf[size_t(i + 2)];
+        d += buf[size_t(i + 3)];
+      }
+      for (; i < end; ++i) a += buf[size_t(i)];
+      sums[size_t(t)] = a + b + c + d;
+    });
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, double(words) * 8.0 / s * 1e-9);
+  }
+  volatile uint64_t sink = 0;
+  for (uint64_t v : sums) sink = sink + v;
+  return best;
+}
+
+}  // namespace elutq
