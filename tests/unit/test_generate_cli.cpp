@@ -75,3 +75,27 @@ TEST(GenerateCli, BadArgumentsAreOneLineErrors) {
 
 }  // namespace
 }  // namespace elutq
+
+namespace elutq {
+namespace {
+
+TEST(ChatCli, SmolLM2KeepsTheConversationAcrossTurns) {
+  const std::string model = test::smollm2_path();
+  ELUTQ_REQUIRE_FILE(model, "SmolLM2 GGUF");
+  // The second question only makes sense with the first turn in context (KV cache reused).
+  const std::string cmd = "printf 'What is the capital of France?\\nAnd of Germany?\\n/quit\\n' | " +
+                          std::string(ELUTQ_CLI_PATH) + " chat -m " + model +
+                          " --temp 0 -n 40 -t 1 2>/dev/null";
+  FILE* f = popen(cmd.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  EXPECT_EQ(pclose(f), 0) << out;
+  EXPECT_NE(out.find("Paris"), std::string::npos) << out;
+  EXPECT_NE(out.find("Berlin"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace elutq
