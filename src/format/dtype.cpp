@@ -19,6 +19,8 @@ constexpr DTypeRow kRows[] = {
     {DType::Q5_1, "Q5_1", 32, 24},  {DType::Q8_0, "Q8_0", 32, 34},   {DType::Q2_K, "Q2_K", 256, 84},
     {DType::Q3_K, "Q3_K", 256, 110}, {DType::Q4_K, "Q4_K", 256, 144}, {DType::Q5_K, "Q5_K", 256, 176},
     {DType::Q6_K, "Q6_K", 256, 210},
+    {DType::I8, "I8", 1, 1},        {DType::I16, "I16", 1, 2},       {DType::I32, "I32", 1, 4},
+    {DType::I64, "I64", 1, 8},      {DType::F64, "F64", 1, 8},
 };
 
 const DTypeRow* row(DType t) {

@@ -20,6 +20,11 @@ enum class DType : uint32_t {
   Q4_K = 12,
   Q5_K = 13,
   Q6_K = 14,
+  I8 = 24,   // plain integer / double tensors (GGUF values); raw blobs in our own files
+  I16 = 25,
+  I32 = 26,
+  I64 = 27,
+  F64 = 28,
   BF16 = 30,
 };
 

@@ -22,9 +22,9 @@ void validate_config(const ModelConfig& c) {
   require(c.norm_eps > 0, "config: norm epsilon must be positive");
   require(c.rope_theta > 0, "config: rope_theta must be positive");
   require(c.rope_scaling.type == "none" || c.rope_scaling.type == "linear" ||
-              c.rope_scaling.type == "llama3",
+              c.rope_scaling.type == "llama3" || c.rope_scaling.type == "llama3-freqs",
           "config: unsupported rope scaling '", c.rope_scaling.type,
-          "'; supported: none, linear, llama3");
+          "'; supported: none, linear, llama3, llama3-freqs");
 }
 
 }  // namespace elutq

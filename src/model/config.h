@@ -12,7 +12,10 @@ namespace elutq {
 enum class RopeStyle { HalfSplit, Interleaved };
 
 struct RopeScaling {
-  std::string type = "none";  // "none", "linear" or "llama3"
+  // "none", "linear", "llama3", or "llama3-freqs": a GGUF (Llama-3.1 style) that stores the llama3
+  // per-frequency divisors as the tensor rope_freqs.weight (head_dim/2); the inverse frequencies
+  // are divided by it and the other llama3 fields are unused.
+  std::string type = "none";
   float factor = 1.0f;
   float low_freq_factor = 1.0f;   // llama3 only
   float high_freq_factor = 4.0f;  // llama3 only

@@ -19,12 +19,15 @@ namespace elutq {
 void ganq_codebook_update(const float* wH, const float* H, int n, const uint8_t* codes, int bits,
                           float* T) {
   const int K = 1 << bits;
-  std::vector<double> M(size_t(K) * K, 0.0), b(K, 0.0), HS(K);  // S H S^T, w H S^T, row of H S^T
+  // S^T (n, K) one-hot; HS = H S^T (n, K) by one GEMM; then S H S^T (K, K) and w H S^T (K) by
+  // summing rows of HS and entries of wH by code.
+  std::vector<float> St(size_t(n) * K, 0.0f), HS(size_t(n) * K);
+  for (int i = 0; i < n; ++i) St[size_t(i) * K + codes[i]] = 1.0f;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, K, n, 1.0f, H, n, St.data(), K, 0.0f,
+              HS.data(), K);
+  std::vector<double> M(size_t(K) * K, 0.0), b(K, 0.0);  // S H S^T, w H S^T
   for (int i = 0; i < n; ++i) {
-    std::fill(HS.begin(), HS.end(), 0.0);
-    const float* Hi = H + int64_t(i) * n;
-    for (int j = 0; j < n; ++j) HS[codes[j]] += Hi[j];
-    for (int l = 0; l < K; ++l) M[size_t(codes[i]) * K + l] += HS[l];
+    for (int l = 0; l < K; ++l) M[size_t(codes[i]) * K + l] += HS[size_t(i) * K + l];
     b[codes[i]] += wH[i];
   }
   // Solve on the codes that occur; the others keep their entries.
@@ -47,7 +50,7 @@ void ganq_codebook_update(const float* wH, const float* H, int n, const uint8_t*
 double ganq_assign(const float* w, const float* L, int n, const float* T, int bits,
                    uint8_t* codes) {
   const int K = 1 << bits;
-  std::vector<double> acc(n, 0.0);  // (n) acc_j = sum_{i > j} (w_i - q_i) L_ij
+  std::vector<float> acc(n, 0.0f);  // (n) acc_j = sum_{i > j} (w_i - q_i) L_ij
   double loss = 0;
   for (int j = n - 1; j >= 0; --j) {
     const double ljj = L[int64_t(j) * n + j];
@@ -63,7 +66,7 @@ double ganq_assign(const float* w, const float* L, int n, const float* T, int bi
     }
     codes[j] = uint8_t(best);
     loss += (bd * ljj) * (bd * ljj);
-    const double e = double(w[j]) - T[best];
+    const float e = w[j] - T[best];
     const float* Lj = L + int64_t(j) * n;  // row j: L_jk for k < j
     for (int k = 0; k < j; ++k) acc[k] += e * Lj[k];
   }

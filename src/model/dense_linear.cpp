@@ -1,0 +1,117 @@
+// fp32 dense Linear: threaded GEMV for one token, sliced OpenBLAS sgemm for several.
+#include "model/dense_linear.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/cpu_features.h"
+#include "core/error.h"
+#include "format/tensor_info.h"
+#include "model/gemv_kernels.h"
+#include "model/model_source.h"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace elutq {
+
+namespace kern {
+float dot_f32_scalar(const float* a, const float* b, int64_t n) {
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+void gemv_rows_f32_scalar(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y) {
+  for (int64_t r = r0; r < r1; ++r) y[r] = dot_f32_scalar(W + r * n, x, n);
+}
+}  // namespace kern
+
+namespace {
+using DotFn = float (*)(const float*, const float*, int64_t);
+using GemvFn = void (*)(const float*, const float*, int64_t, int64_t, int64_t, float*);
+struct Kernels {
+  DotFn dot = kern::dot_f32_scalar;
+  GemvFn gemv = kern::gemv_rows_f32_scalar;
+  // ELUTQ_BLAS_THREADS=1 hands the whole sgemm to OpenBLAS's own threads instead of slicing it
+  // over our pool (kept to compare the two in scripts/bench_fp32.sh).
+  bool blas_threads = false;
+};
+const Kernels& kernels() {
+  static const Kernels k = [] {
+    Kernels r;
+#if defined(ELUTQ_X86)
+    if (active_isa() != Isa::Scalar && isa_available(Isa::Avx2)) {
+      r.dot = kern::dot_f32_avx2;
+      r.gemv = kern::gemv_rows_f32_avx2;
+    }
+#endif
+    const char* e = std::getenv("ELUTQ_BLAS_THREADS");
+    r.blas_threads = e && std::string(e) == "1";
+    // Our pool does the threading; OpenBLAS runs single-threaded inside each slice.
+    if (!r.blas_threads) openblas_set_num_threads(1);
+    return r;
+  }();
+  return k;
+}
+}  // namespace
+
+float dot_f32(const float* a, const float* b, int64_t n) { return kernels().dot(a, b, n); }
+
+void gemv_rows_f32(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y) {
+  kernels().gemv(W, x, n, r0, r1, y);
+}
+
+DenseLinear::DenseLinear(std::shared_ptr<const std::vector<float>> weight, int64_t out, int64_t in)
+    : w_(std::move(weight)), out_(out), in_(in) {
+  require(w_ && int64_t(w_->size()) >= out * in, "DenseLinear: weight buffer holds fewer than ",
+          out, "x", in, " floats");
+  kernels();
+}
+
+std::string DenseLinear::describe() const {
+  return "f32 dense " + std::to_string(out_) + "x" + std::to_string(in_);
+}
+
+void DenseLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool) const {
+  const float* W = w_->data();
+  const int64_t in = in_, out = out_;
+  if (n == 1) {
+    pool.run(out, [&](int, int64_t r0, int64_t r1) { gemv_rows_f32(W, x, in, r0, r1, y); });
+    return;
+  }
+  if (kernels().blas_threads) {
+    openblas_set_num_threads(pool.size());
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(out), int(in), 1.0f, x, int(in),
+                W, int(in), 0.0f, y, int(out));
+    return;
+  }
+  // Each thread: y[:, r0:r1] = x (n, in) * W[r0:r1, :]^T, written with leading dimension out.
+  // Slices are rounded to 16 rows so sgemm works on whole panels.
+  const int64_t units = (out + 15) / 16;
+  pool.run(units, [&](int, int64_t u0, int64_t u1) {
+    const int64_t r0 = u0 * 16, r1 = std::min(out, u1 * 16);
+    if (r1 <= r0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(r1 - r0), int(in), 1.0f, x,
+                int(in), W + r0 * in, int(in), 0.0f, y + r0, int(out));
+  });
+}
+
+void load_tensor_f32(const TensorInfo& t, float* dst) {
+  if (t.dtype == DType::F32) {
+    require(t.nbytes >= uint64_t(t.numel()) * 4, "tensor '", t.name, "' is truncated");
+    std::memcpy(dst, t.data, size_t(t.numel()) * 4);
+  } else {
+    tensor_to_f32(t, dst);
+  }
+}
+
+std::unique_ptr<Linear> make_dense_linear(const ModelSource&, const TensorInfo& weight) {
+  require(weight.shape.size() == 2, "tensor '", weight.name, "' is not a matrix");
+  auto w = std::make_shared<std::vector<float>>(size_t(weight.numel()));
+  load_tensor_f32(weight, w->data());
+  return std::make_unique<DenseLinear>(std::move(w), weight.shape[0], weight.shape[1]);
+}
+
+}  // namespace elutq

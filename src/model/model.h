@@ -1,0 +1,103 @@
+// The fp32 LLaMA-family decoder: weights loaded once from a ModelSource, every buffer (KV cache,
+// activations, attention scratch) sized at load time from the config and the options, nothing
+// allocated in the forward pass.
+//
+// Typical use:
+//   auto src = open_model(path);
+//   Model m(*src, {.n_threads = 2});
+//   const float* logits = m.prefill_logits(ids.data(), n, 0);   // (vocab) of the last token
+//   logits = m.decode_logits(next, n);                          // one token at position n
+//
+// Positions: every call names the position of its first token; the KV cache keeps positions
+// [0, pos) of earlier calls, so a caller rewinds or starts a new sequence just by passing a
+// smaller pos. Positions must stay below max_ctx().
+//
+// Block by block (calibration, quantization): embed() -> forward_block(l, ...) for each layer ->
+// final_norm() -> logits(); replace a projection with set_linear().
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "model/config.h"
+#include "model/linear.h"
+
+namespace elutq {
+
+class ModelSource;
+
+struct ModelOptions {
+  int n_threads = 0;   // <= 0: one per hardware core
+  int max_ctx = 0;     // KV cache length in tokens; 0: the config's max_seq_len, capped at 4096
+  int max_batch = 256; // tokens per batched pass; longer prefills are split into chunks of this
+  LinearFactory linear_factory;  // empty: make_dense_linear (fp32)
+};
+
+// The projections of one block, for linear() / set_linear().
+enum class LinearSlot { Q, K, V, O, Gate, Up, Down };
+constexpr int kLinearSlots = 7;
+// Canonical tensor suffix of a slot: "attn_q", "ffn_down", ...
+const char* linear_slot_name(LinearSlot s);
+
+class Model {
+ public:
+  Model(const ModelSource& source, const ModelOptions& options = {});
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  int max_ctx() const { return max_ctx_; }
+  int max_batch() const { return max_batch_; }
+  ThreadPool& pool() { return *pool_; }
+
+  // Runs tokens[0..n) at positions pos..pos+n-1 through every block (batched, in chunks of
+  // max_batch) and writes the final-normed hidden states to hidden (n, dim) if not null.
+  void forward(const int* tokens, int n, int pos, float* hidden);
+
+  // Logits (n, vocab) for n rows of final-normed hidden states (n, dim). Callers scoring long
+  // sequences call it in chunks of rows so (n, vocab) stays small.
+  void logits(const float* hidden, int n, float* out);
+
+  // Convenience for generation: forward() then logits of the last token. The returned (vocab)
+  // buffer is owned by the model and valid until the next call.
+  const float* prefill_logits(const int* tokens, int n, int pos);
+  const float* decode_logits(int token, int pos) { return prefill_logits(&token, 1, pos); }
+
+  // --- block-level access --------------------------------------------------------------------
+  // x (n, dim) = embedding rows of tokens.
+  void embed(const int* tokens, int n, float* x) const;
+  // One decoder block in place on x (n, dim) at positions pos..pos+n-1, n <= max_batch; reads
+  // and extends layer's KV cache.
+  void forward_block(int layer, float* x, int n, int pos);
+  // RMSNorm with the output norm, in place on x (n, dim).
+  void final_norm(float* x, int n) const;
+
+  Linear& linear(int layer, LinearSlot slot);
+  void set_linear(int layer, LinearSlot slot, std::unique_ptr<Linear> lin);
+  const Linear& output() const { return *output_; }
+  void set_output(std::unique_ptr<Linear> lin);
+  // Norm weights, (dim) each; for folding (AWQ) or inspection.
+  std::vector<float>& attn_norm(int layer);
+  std::vector<float>& ffn_norm(int layer);
+
+ private:
+  struct Layer;
+  struct Scratch;
+  void attention(int layer, int n, int pos);
+
+  ModelConfig cfg_;
+  int max_ctx_ = 0;
+  int max_batch_ = 0;
+  std::unique_ptr<ThreadPool> pool_;
+  std::shared_ptr<std::vector<float>> token_embd_;  // (vocab, dim)
+  std::vector<float> output_norm_;                  // (dim)
+  std::unique_ptr<Linear> output_;                  // (vocab, dim)
+  std::vector<float> inv_freq_;                     // (head_dim / 2)
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::unique_ptr<Scratch> s_;
+};
+
+}  // namespace elutq

@@ -1,0 +1,65 @@
+// Calibration-free model quantization loop (see pipeline.h).
+#include "quant/pipeline.h"
+
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+
+namespace elutq {
+
+bool is_quantizable_linear(const std::string& name, bool quantize_output) {
+  if (name == "output.weight") return quantize_output;
+  if (name.rfind("blk.", 0) != 0) return false;
+  static const char* kSuffixes[] = {".attn_q.weight",   ".attn_k.weight",   ".attn_v.weight",
+                                    ".attn_output.weight", ".ffn_gate.weight", ".ffn_up.weight",
+                                    ".ffn_down.weight"};
+  for (const char* s : kSuffixes) {
+    std::string suf(s);
+    if (name.size() > suf.size() && name.compare(name.size() - suf.size(), suf.size(), suf) == 0)
+      return true;
+  }
+  return false;
+}
+
+PipelineReport quantize_model_data_free(
+    const ModelSource& src, const PipelineOptions& opt, QuantizedTensorSink& sink,
+    ThreadPool* pool, const std::function<void(int64_t, int64_t, const std::string&)>& progress) {
+  require(!method_needs_calibration(opt.layer.method), "method '",
+          quant_method_name(opt.layer.method),
+          "' needs calibration inputs, which this build cannot collect yet (the per-block forward "
+          "is not wired into quantization); use --method rtn or hlq");
+  method_spec(opt.layer);  // validates bits / group before any work
+  PipelineReport rep;
+  const std::vector<std::string> names = src.tensor_names();
+  std::vector<float> W;  // (rows, cols) the one tensor in memory
+  int64_t done = 0;
+  for (const std::string& name : names) {
+    const TensorInfo* t = src.find(name);
+    require(t != nullptr, "model lists tensor '", name, "' but does not provide it");
+    if (!is_quantizable_linear(name, opt.quantize_output)) {
+      sink.add_unchanged(*t);
+    } else {
+      require(t->shape.size() == 2, "tensor '", name, "' should be a matrix, has ",
+              t->shape.size(), " dimensions");
+      const int64_t rows = t->shape[0], cols = t->shape[1];
+      W.resize(size_t(rows * cols));
+      // fp32 sources (llama2.c checkpoints) are read as they are; others go through the shared
+      // dequantizer.
+      if (t->dtype == DType::F32 && t->nbytes == uint64_t(rows * cols) * 4)
+        std::memcpy(W.data(), t->data, size_t(t->nbytes));
+      else
+        tensor_to_f32(*t, W.data());
+      LayerQuantResult r = quantize_layer(W.data(), rows, cols, opt.layer, nullptr, nullptr, pool);
+      sink.add_quantized(name, r.q);
+      rep.layers.push_back({name, rows, cols, r.rel_weight_error, r.bits_per_weight, r.log});
+      rep.quantized_weights += rows * cols;
+      rep.quantized_bits += r.bits_per_weight * double(rows * cols);
+    }
+    ++done;
+    if (progress) progress(done, int64_t(names.size()), name);
+  }
+  return rep;
+}
+
+}  // namespace elutq

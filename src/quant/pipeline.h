@@ -1,0 +1,62 @@
+// The model-level quantization loop, first stage: calibration-free methods (rtn, hlq) over every
+// decoder linear layer of an opened model, one tensor in memory at a time, results handed to a
+// sink (the model-file writer plugs in there). Calibrated methods (gptq, hlq-gptq, ganq, awq) need
+// the runtime's per-block forward to collect layer inputs; until it is wired in they are refused
+// with a clear error rather than silently run without data.
+//
+// Quantized: blk.N.{attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down}.weight, and
+// output.weight only if asked (the paper keeps lm_head at higher precision). Everything else
+// (embeddings, norms, biases) is passed through unchanged.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "format/tensor_info.h"
+#include "model/model_source.h"
+#include "quant/qformat.h"
+#include "quant/quantize_layer.h"
+
+namespace elutq {
+
+class ThreadPool;
+
+// Receives every tensor of the output model, in the source's order.
+class QuantizedTensorSink {
+ public:
+  virtual ~QuantizedTensorSink() = default;
+  virtual void add_quantized(const std::string& name, const QuantizedMatrix& q) = 0;
+  virtual void add_unchanged(const TensorInfo& t) = 0;
+};
+
+struct PipelineOptions {
+  LayerQuantOptions layer;
+  bool quantize_output = false;  // also quantize output.weight (lm_head)
+};
+
+struct LayerReportLine {
+  std::string name;
+  int64_t rows = 0, cols = 0;
+  double rel_weight_error = 0;
+  double bits_per_weight = 0;
+  std::string log;
+};
+
+struct PipelineReport {
+  std::vector<LayerReportLine> layers;
+  int64_t quantized_weights = 0;
+  double quantized_bits = 0;  // storage bits of the quantized tensors, parameters included
+};
+
+// True for the canonical names this pipeline quantizes (see above).
+bool is_quantizable_linear(const std::string& name, bool quantize_output);
+
+// progress(done, total, name) is called after each tensor.
+PipelineReport quantize_model_data_free(
+    const ModelSource& src, const PipelineOptions& opt, QuantizedTensorSink& sink,
+    ThreadPool* pool = nullptr,
+    const std::function<void(int64_t, int64_t, const std::string&)>& progress = {});
+
+}  // namespace elutq

@@ -1,0 +1,151 @@
+// Perplexity: the windowed protocol on models whose answer is known in closed form, the text
+// readers, and (with the shared data) stories260K against its published figures.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+#include "core/error.h"
+#include "eval/perplexity.h"
+#include "model/model.h"
+#include "model/model_source.h"
+#include "test_forward_model.h"
+#include "test_util.h"
+#include "tokenizer/tokenizer.h"
+
+namespace elutq {
+namespace {
+
+TEST(Perplexity, TokenNllIsLogSumExpMinusTarget) {
+  const float logits[3] = {1.0f, 2.0f, 3.0f};
+  const double lse = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0));
+  EXPECT_NEAR(token_nll(logits, 3, 0), lse - 1.0, 1e-12);
+  EXPECT_NEAR(token_nll(logits, 3, 2), lse - 3.0, 1e-12);
+  const float big[2] = {1000.0f, 1000.0f};  // no overflow
+  EXPECT_NEAR(token_nll(big, 2, 1), std::log(2.0), 1e-12);
+}
+
+TEST(Perplexity, ZeroOutputHeadGivesVocabSizeAndCountsWindows) {
+  // With an all-zero output projection every logit is 0: p = 1/vocab for every token.
+  ModelConfig c = test::tiny("llama");
+  test::MemorySource src(c);
+  std::fill(src.mutable_w("output.weight").begin(), src.mutable_w("output.weight").end(), 0.0f);
+  ModelOptions opt;
+  opt.n_threads = 2;
+  opt.max_ctx = 10;
+  Model m(src, opt);
+  std::vector<int> ids(47);
+  for (int i = 0; i < 47; ++i) ids[i] = (i * 7) % c.vocab_size;
+  int calls = 0;
+  const PerplexityResult r = perplexity(m, ids, 10, 0, [&](int, int, const PerplexityResult&) { ++calls; });
+  EXPECT_EQ(r.windows, 4);  // 47 / 10, remainder dropped
+  EXPECT_EQ(calls, 4);
+  EXPECT_EQ(r.n_scored, 4 * 9);
+  EXPECT_NEAR(r.ppl(), double(c.vocab_size), 1e-3);
+  EXPECT_EQ(perplexity(m, ids, 10, 2).windows, 2);
+  EXPECT_EQ(perplexity(m, std::vector<int>(ids.begin(), ids.begin() + 6), 10, 0).n_scored, 5);
+  EXPECT_THROW(perplexity(m, {3}, 10, 0), Error);
+  EXPECT_THROW(perplexity(m, ids, 11, 0), Error);  // over max_ctx
+}
+
+TEST(Perplexity, ScoresEqualTokenByTokenDecode) {
+  // Window scores computed from chunked prefill logits equal -log softmax of decode logits.
+  test::MemorySource src(test::tiny("qwen2"));
+  ModelOptions opt;
+  opt.n_threads = 1;
+  opt.max_ctx = 12;
+  Model m(src, opt);
+  std::vector<int> ids = {3, 9, 1, 22, 5, 5, 17, 30, 2, 8, 11, 4};
+  const PerplexityResult r = perplexity(m, ids, 12, 0);
+  double nll = 0;
+  for (int i = 0; i + 1 < 12; ++i) nll += token_nll(m.decode_logits(ids[i], i), 40, ids[i + 1]);
+  EXPECT_NEAR(r.nll_sum, nll, 1e-4 * nll);
+}
+
+TEST(Perplexity, ReadsPlainTextAndJsonl) {
+  test::TempDir dir;
+  {
+    std::ofstream(dir.file("a.txt")) << "one\n\ntwo";
+    std::ofstream(dir.file("b.jsonl")) << "{\"text\": \"first\", \"url\": 1}\n\n{\"text\": \"se\\ncond\"}\n";
+    std::ofstream(dir.file("bad.jsonl")) << "{\"text\": \"ok\"}\n{\"txt\": 3}\n";
+    std::ofstream(dir.file("broken.jsonl")) << "{\"text\": \n";
+  }
+  EXPECT_EQ(read_documents(dir.file("a.txt"), false), std::vector<std::string>{"one\n\ntwo"});
+  EXPECT_EQ(read_documents(dir.file("b.jsonl"), false), (std::vector<std::string>{"first", "se\ncond"}));
+  EXPECT_THROW(read_documents(dir.file("bad.jsonl"), false), Error);
+  EXPECT_THROW(read_documents(dir.file("broken.jsonl"), false), Error);
+  EXPECT_THROW(read_documents(dir.file("missing.txt"), false), Error);
+}
+
+int run_cli(const std::string& args) {
+  const std::string cmd = std::string(ELUTQ_CLI_PATH) + " " + args + " >/dev/null 2>&1";
+  const int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+TEST(Perplexity, CliRejectsEmptyTextAndBadArguments) {
+  const std::string model = test::shared_file("models/stories260K/stories260K.bin");
+  ELUTQ_REQUIRE_FILE(model, "stories260K.bin");
+  test::TempDir dir;
+  std::ofstream(dir.file("empty.txt")).flush();
+  EXPECT_EQ(run_cli("perplexity -m " + model + " -f " + dir.file("empty.txt")), 1);
+  EXPECT_EQ(run_cli("perplexity -m " + model + " -f " + dir.file("nope.txt")), 1);
+  EXPECT_EQ(run_cli("perplexity -m " + model + " -f " + dir.file("empty.txt") + " --ctx 1"), 1);
+  EXPECT_EQ(run_cli("perplexity -m " + model + " --ctx abc -f x"), 2);
+  EXPECT_EQ(run_cli("logits -m " + model + " --ids \"1 x\""), 1);
+  EXPECT_EQ(run_cli("logits -m " + model + " --ids \"1 999\""), 1);  // outside the vocabulary
+}
+
+// Encodes with the model's tokenizer, or skips if the tokenizer is not available in this build.
+#define ENCODE_OR_SKIP(tok, text, add, out)                                   \
+  try {                                                                       \
+    out = (tok).encode(text, add);                                            \
+  } catch (const Error& e) {                                                  \
+    GTEST_SKIP() << "tokenizer unavailable: " << e.what();                    \
+  }
+
+TEST(Stories260K, GreedyContinuationMatchesReference) {
+  const std::string path = test::shared_file("models/stories260K/stories260K.bin");
+  ELUTQ_REQUIRE_FILE(path, "stories260K.bin");
+  auto src = open_model(path);
+  const Tokenizer tok(src->tokenizer());
+  std::vector<int> ids;
+  ENCODE_OR_SKIP(tok, "Once upon a time", true, ids);
+  ASSERT_EQ(ids.front(), tok.bos_id());
+  ModelOptions opt;
+  opt.n_threads = 2;
+  Model m(*src, opt);
+  const float* l = m.prefill_logits(ids.data(), int(ids.size()), 0);
+  const int V = m.config().vocab_size;
+  while (ids.size() < 40) {
+    const int next = int(std::max_element(l, l + V) - l);
+    ids.push_back(next);
+    l = m.decode_logits(next, int(ids.size()) - 1);
+  }
+  // The reference continuation from ../shared/README.md (measured outside the project).
+  const std::string expected = "Once upon a time, there was a little girl named Lily.";
+  EXPECT_EQ(tok.decode(ids).substr(0, expected.size()), expected) << tok.decode(ids);
+}
+
+TEST(Stories260K, PerplexityOnTinyStoriesAtCtx512) {
+  const std::string path = test::shared_file("models/stories260K/stories260K.bin");
+  const std::string text = test::shared_file("data/tinystories/validation_head.txt");
+  ELUTQ_REQUIRE_FILE(path, "stories260K.bin");
+  ELUTQ_REQUIRE_FILE(text, "tinystories validation_head.txt");
+  auto src = open_model(path);
+  const Tokenizer tok(src->tokenizer());
+  const std::string body = read_documents(text, false).at(0);
+  std::vector<int> ids;
+  ENCODE_OR_SKIP(tok, body, true, ids);
+  ModelOptions opt;
+  opt.n_threads = 2;
+  opt.max_ctx = 512;
+  Model m(*src, opt);
+  const PerplexityResult r = perplexity(m, ids, 512, 0);
+  // Published figure for this file and model (../shared/README.md): about 3.66.
+  EXPECT_NEAR(r.ppl(), 3.66, 0.01 * 3.66) << r.windows << " windows, " << r.n_scored << " tokens";
+}
+
+}  // namespace
+}  // namespace elutq

@@ -1,0 +1,81 @@
+// The per-layer dispatcher: method names, calibration requirements, and the report's output error
+// against a direct computation from the calibration inputs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "core/error.h"
+#include "quant/hessian.h"
+#include "quant/quantize_layer.h"
+#include "quant_test_util.h"
+
+namespace elutq {
+namespace {
+
+TEST(QuantLayer, MethodNames) {
+  for (const char* m : {"rtn", "hlq", "gptq", "hlq-gptq", "ganq", "awq"})
+    EXPECT_EQ(quant_method_name(parse_quant_method(m)), m);
+  EXPECT_THROW(parse_quant_method("gptq2"), Error);
+  LayerQuantOptions o;
+  o.method = QuantMethod::HlqGptq;
+  o.bits = 3;
+  o.group = 64;
+  EXPECT_EQ(method_spec(o).name(), "hlq-w3g64");
+  o.method = QuantMethod::Ganq;
+  EXPECT_EQ(method_spec(o).name(), "codebook-w3");
+  o.method = QuantMethod::Hlq;
+  o.bits = 5;
+  EXPECT_THROW(method_spec(o), Error);  // HLQ is 1..4 bits
+}
+
+TEST(QuantLayer, EveryMethodOnACorrelatedLayer) {
+  std::mt19937 rng(31);
+  const int rows = 24, cols = 64, n = 256;
+  std::vector<float> X = test::correlated_inputs(rng, n, cols), W(rows * cols);
+  for (int r = 0; r < rows; ++r) {
+    auto g = test::random_group(rng, cols, r % 4);
+    std::copy(g.begin(), g.end(), W.begin() + r * cols);
+  }
+  HessianAccumulator acc(cols);
+  acc.add(X.data(), n);
+  std::vector<float> H = acc.hessian(), mean_abs(cols, 0.0f);
+  for (int s = 0; s < n; ++s)
+    for (int j = 0; j < cols; ++j) mean_abs[j] += std::fabs(X[s * cols + j]) / n;
+  std::vector<float> zeros(rows * cols, 0.0f);
+  const double ref = test::output_error(W, zeros, X, rows, cols);  // ||W X^T||^2
+
+  std::map<std::string, double> out;
+  for (const char* m : {"rtn", "hlq", "gptq", "hlq-gptq", "ganq", "awq"}) {
+    LayerQuantOptions o;
+    o.method = parse_quant_method(m);
+    o.bits = 2;
+    o.group = 32;
+    if (method_needs_calibration(o.method)) {
+      EXPECT_THROW(quantize_layer(W.data(), rows, cols, o, nullptr), Error) << m;
+    }
+    LayerQuantResult r = quantize_layer(W.data(), rows, cols, o, &H, &mean_abs);
+    std::vector<float> D(rows * cols);
+    dequantize(r.q, D.data());
+    if (!r.input_scales.empty()) {
+      for (int i = 0; i < rows; ++i)
+        for (int j = 0; j < cols; ++j) D[i * cols + j] /= r.input_scales[j];
+    }
+    double direct = test::output_error(W, D, X, rows, cols) / ref;
+    EXPECT_NEAR(r.rel_output_error, direct, 1e-3 * direct + 1e-9) << m;
+    EXPECT_GT(r.rel_weight_error, 0.0);
+    EXPECT_LT(r.rel_weight_error, 1.0);
+    out[m] = r.rel_output_error;
+    std::printf("%-9s bpw %.3f  rel weight err %.4f  rel output err %.4f  %s\n", m,
+                r.bits_per_weight, r.rel_weight_error, r.rel_output_error, r.log.c_str());
+  }
+  EXPECT_LT(out["gptq"], out["rtn"]);
+  EXPECT_LT(out["hlq-gptq"], out["hlq"]);
+  EXPECT_LE(out["hlq"], out["rtn"] * 1.05);  // per-group guarantee is on weight error, not output
+  EXPECT_LE(out["awq"], out["rtn"] * (1 + 1e-6));  // alpha = 0 is RTN itself
+}
+
+}  // namespace
+}  // namespace elutq
