@@ -10,5 +10,5 @@ bash scripts/build.sh "$ROOT/build"
 MODEL="$(bash scripts/fetch_smollm2.sh)"
 ELUTQ="$ROOT/build/elutq"
 "$ELUTQ" inspect -m "$MODEL" | head -20
-"$ELUTQ" generate -m "$MODEL" --chat -p "What is the capital of France?" -n 64
+"$ELUTQ" generate -m "$MODEL" --chat -p "What is the capital of France?" -n 64 --temp 0
 "$ELUTQ" perplexity -m "$MODEL" -f "$SHARED/data/wikitext-2-raw/wiki.test.raw" --ctx 2048 --max-windows 4

@@ -6,4 +6,4 @@ VENV="${ELUTQ_VENV:-$HOME/.cache/elutq/venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check numpy gguf tokenizers sentencepiece safetensors
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check numpy gguf tokenizers sentencepiece safetensors jinja2

@@ -80,7 +80,7 @@ SpmBpe::SpmBpe(const TokenizerSpec& spec)
       piece_id_.emplace(piece, static_cast<int>(id));  // first id wins for duplicates
     }
   }
-  byte_fallback_ = n_bytes == 256;
+  byte_fallback_ = n_bytes > 0;
 }
 
 void SpmBpe::encode(std::string_view raw, bool with_prefix, std::vector<int>& out) const {
@@ -152,7 +152,12 @@ void SpmBpe::encode(std::string_view raw, bool with_prefix, std::vector<int>& ou
       out.push_back(it->second);
       last_unknown = false;
     } else if (byte_fallback_) {
-      for (char b : piece) out.push_back(byte_id_[static_cast<uint8_t>(b)]);
+      for (char b : piece) {
+        const int id = byte_id_[static_cast<uint8_t>(b)];
+        require(id >= 0 || unk_id_ >= 0, "byte ", int(static_cast<uint8_t>(b)),
+                " has no <0xNN> token and the vocabulary has no unknown token");
+        out.push_back(id >= 0 ? id : unk_id_);  // HF byte_fallback: unk for a missing byte
+      }
       last_unknown = false;
     } else {
       require(unk_id_ >= 0, "text piece '", std::string(piece),

@@ -24,7 +24,7 @@ class SpmBpe {
   PieceMap piece_id_;         // mergeable pieces (normal and user-defined) -> id
   std::vector<float> score_;  // (vocab) merge priority, higher first
   std::array<int, 256> byte_id_{};
-  bool byte_fallback_ = false;  // all 256 <0xNN> tokens exist
+  bool byte_fallback_ = false;  // the vocabulary has <0xNN> byte tokens
   int unk_id_ = -1;
   bool remove_extra_whitespaces_ = false;
 };

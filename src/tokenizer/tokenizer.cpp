@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <cstdio>
 
 #include "core/error.h"
@@ -106,10 +107,11 @@ std::vector<int> Tokenizer::encode(std::string_view text, bool add_special,
                                    bool parse_special) const {
   const Impl& m = *impl_;
   const size_t bad = utf8::find_invalid(text);
-  require(bad == std::string_view::npos, "the text is not valid UTF-8 (malformed byte 0x",
-          "0123456789ABCDEF"[static_cast<uint8_t>(text[bad < text.size() ? bad : 0]) >> 4],
-          "0123456789ABCDEF"[static_cast<uint8_t>(text[bad < text.size() ? bad : 0]) & 15],
-          " at byte offset ", bad, "); convert it to UTF-8 first");
+  if (bad != std::string_view::npos) {
+    const auto byte = static_cast<uint8_t>(text[bad]);
+    fail("the text is not valid UTF-8 (malformed byte 0x", "0123456789ABCDEF"[byte >> 4],
+         "0123456789ABCDEF"[byte & 15], " at byte offset ", bad, "); convert it to UTF-8 first");
+  }
   std::vector<int> out;
   out.reserve(text.size() / 3 + 2);
   if (add_special && m.spec.add_bos && m.spec.bos_id >= 0) out.push_back(m.spec.bos_id);

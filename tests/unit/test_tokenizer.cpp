@@ -1,5 +1,8 @@
 // Tokenizer unit tests: small vocabularies built here (expected ids worked out by hand from the
 // BPE rules), plus round trips with the real LLaMA-2 vocabulary when the shared file is present.
+#include <sys/wait.h>
+
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -220,6 +223,64 @@ TEST(TokenizerFiles, HfByteLevelTokenizerJson) {
   EXPECT_EQ(s.chat_template, "{{ messages }}");
   Tokenizer t(s);
   EXPECT_EQ(t.encode("ab ab<|endoftext|>", true, true), (std::vector<int>{2, 3, 2, 4}));
+}
+
+TEST(TokenizerFiles, HfSentencePieceStyleTokenizerJson) {
+  // LLaMA-2-style tokenizer.json: "▁" normalizer, byte fallback, BOS from the template.
+  test::TempDir dir;
+  std::ofstream(dir.file("tokenizer.json")) << R"({
+    "added_tokens": [{"id": 0, "content": "<unk>", "special": true},
+                     {"id": 1, "content": "<s>", "special": true},
+                     {"id": 2, "content": "</s>", "special": true}],
+    "normalizer": {"type": "Sequence", "normalizers": [
+        {"type": "Prepend", "prepend": "▁"},
+        {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
+    "pre_tokenizer": null,
+    "post_processor": {"type": "TemplateProcessing", "single": [
+        {"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]},
+    "model": {"type": "BPE", "unk_token": "<unk>", "byte_fallback": true,
+              "vocab": {"<unk>": 0, "<s>": 1, "</s>": 2, "<0xC3>": 3, "<0xA9>": 4, "▁": 5,
+                        "a": 6, "b": 7, "ab": 8, "▁a": 9, "▁ab": 10},
+              "merges": ["▁ a", "▁a b", "a b"]}})";
+  const TokenizerSpec s = load_hf_tokenizer(dir.path());
+  EXPECT_EQ(s.kind, TokenizerKind::SentencePieceBPE);
+  EXPECT_TRUE(s.add_bos);
+  EXPECT_EQ(s.bos_id, 1);
+  EXPECT_EQ(s.eos_id, 2);
+  Tokenizer t(s);
+  // "▁ab": "▁ a" is the first merge, then "▁a b".
+  EXPECT_EQ(t.encode("ab"), (std::vector<int>{1, 10}));
+  EXPECT_EQ(t.encode("b ab", false), (std::vector<int>{5, 7, 10}));
+  // "é" is not a piece: byte fallback to <0xC3> <0xA9>.
+  EXPECT_EQ(t.encode("\xC3\xA9", false), (std::vector<int>{5, 3, 4}));
+  EXPECT_EQ(t.decode({1, 5, 7, 10}), "b ab");
+}
+
+// Runs `elutq ARGS` quietly and returns its exit status.
+int run_cli(const std::string& args) {
+  const int rc = std::system((std::string(ELUTQ_CLI_PATH) + " " + args + " >/dev/null 2>&1").c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+TEST(TokenizeCli, BadInputGivesAnErrorExit) {
+  const std::string model = test::shared_file("tokenizers/llama2-32k/tokenizer.model");
+  ELUTQ_REQUIRE_FILE(model, "LLaMA-2 tokenizer.model");
+  test::TempDir dir;
+  std::ofstream(dir.file("empty.txt")).flush();
+  std::ofstream(dir.file("bad.txt"), std::ios::binary) << "ok \xFF\xFE";
+  std::ofstream(dir.file("bad.jsonl")) << "{\"text\": \"a\"}\n{\"nope\": 1}\n";
+  const std::string spm = "tokenize --spm " + model;
+  EXPECT_EQ(run_cli(spm + " -p hello"), 0);
+  EXPECT_EQ(run_cli(spm + " --decode \"1 15043\""), 0);
+  EXPECT_EQ(run_cli("tokenize -p hello"), 1);                        // no tokenizer
+  EXPECT_EQ(run_cli(spm), 1);                                        // no text
+  EXPECT_EQ(run_cli(spm + " -f " + dir.file("empty.txt")), 1);      // empty text
+  EXPECT_EQ(run_cli(spm + " -f " + dir.file("bad.txt")), 1);        // invalid UTF-8
+  EXPECT_EQ(run_cli(spm + " -f " + dir.file("bad.jsonl") + " --jsonl"), 1);
+  EXPECT_EQ(run_cli(spm + " --decode \"1 x\""), 1);
+  EXPECT_EQ(run_cli(spm + " --decode \"1 99999\""), 1);           // outside the vocabulary
+  EXPECT_EQ(run_cli("tokenize --spm " + dir.file("missing.model") + " -p hi"), 1);
+  EXPECT_EQ(run_cli(spm + " -p hi --max-docs 0"), 2);                // CLI11 range check
 }
 
 TEST(TokenizerSpm, Llama2RoundTripsEveryWikitextLine) {
