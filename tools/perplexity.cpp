@@ -17,13 +17,15 @@ int run_perplexity(int argc, char** argv) {
   CLI::App app("Measure a model's perplexity on a text file.", argv[0]);
   std::string model, text_path, tok_path;
   int ctx = 2048, max_windows = 0, threads = 0;
-  bool jsonl = false, quiet = false;
+  bool jsonl = false, lines = false, quiet = false;
   app.add_option("-m,--model", model, "model: GGUF file, Hugging Face folder or llama2.c .bin")
       ->required();
   app.add_option("-f,--file", text_path,
                  "text to score: plain text, or JSONL with a \"text\" field per line (.jsonl)")
       ->required();
   app.add_flag("--jsonl", jsonl, "read the file as JSONL whatever its name");
+  app.add_flag("--lines", lines,
+               "each non-empty line is a document (e.g. WikiText-2 rows), joined with a blank line");
   app.add_option("-c,--ctx", ctx, "window length in tokens (default 2048; shorter if the model's is)");
   app.add_option("--max-windows", max_windows, "score at most this many windows (0 = all)");
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
@@ -36,7 +38,18 @@ int run_perplexity(int argc, char** argv) {
 
   auto src = open_model(model, tok_path);
   const Tokenizer tok(src->tokenizer());
-  const std::vector<std::string> docs = read_documents(text_path, jsonl);
+  std::vector<std::string> docs = read_documents(text_path, jsonl);
+  if (lines) {
+    std::vector<std::string> rows;
+    for (const std::string& d : docs)
+      for (size_t p = 0; p <= d.size();) {
+        size_t q = d.find('\n', p);
+        if (q == std::string::npos) q = d.size();
+        if (q > p) rows.push_back(d.substr(p, q - p));
+        p = q + 1;
+      }
+    docs = std::move(rows);
+  }
   std::string text;
   for (size_t i = 0; i < docs.size(); ++i) text += (i ? "\n\n" : "") + docs[i];
   require(!text.empty(), "'", text_path, "' holds no text to score");

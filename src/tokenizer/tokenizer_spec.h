@@ -34,6 +34,13 @@ struct TokenizerSpec {
   // Pre-tokenizer (ByteLevelBPE): "llama3", "qwen2", "smollm", "gpt2", ... as named in GGUF's
   // tokenizer.ggml.pre or derived from tokenizer.json.
   std::string pre;
+  // ByteLevelBPE: the exact pre-tokenizer regexes (PCRE2 syntax) when the file spells them out
+  // (tokenizer.json Split / ByteLevel / Digits); applied in order, each splitting the pieces the
+  // previous one produced. Empty: the regexes are chosen by `pre`.
+  std::vector<std::string> pre_regexes;
+  // ByteLevelBPE: a pre-token that is itself in the vocabulary is one token, merges or not
+  // (tokenizer.json "ignore_merges"; LLaMA-3).
+  bool ignore_merges = false;
   int bos_id = -1;
   int eos_id = -1;
   int unk_id = -1;
@@ -42,6 +49,9 @@ struct TokenizerSpec {
   bool add_bos = false;
   bool add_eos = false;
   bool add_space_prefix = true;  // SentencePieceBPE: prepend "▁" to the text
+  // SentencePieceBPE: drop leading/trailing spaces and collapse runs of spaces (SentencePiece's
+  // normalizer_spec.remove_extra_whitespaces; false for LLaMA-2).
+  bool remove_extra_whitespaces = false;
   std::string chat_template;     // Jinja template string, as found in the model's files
 };
 

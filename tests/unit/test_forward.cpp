@@ -8,6 +8,8 @@
 #include <random>
 
 #include "core/error.h"
+#include "model/dense_linear.h"
+#include "model/gemv_kernels.h"
 #include "model/model.h"
 #include "model/model_source.h"
 #include "test_forward_model.h"
@@ -255,6 +257,34 @@ TEST(Forward, ReferenceDetectsAWrongRopePairing) {
   Model m(src2, opts(1, 32));
   const auto ids = random_ids(12, c.vocab_size, 5);
   EXPECT_GT(rel_err(prefill_all(m, ids), naive_logits(src, ids)), 1e-3);
+}
+
+TEST(DenseLinear, GemvAndSgemmPathsMatchPlainLoops) {
+  // Odd sizes exercise the SIMD tails and the 16-row sgemm slices.
+  const int out = 37, in = 75;
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> u(-1, 1);
+  auto w = std::make_shared<std::vector<float>>(out * in);
+  for (float& x : *w) x = u(rng);
+  std::vector<float> x(5 * in);
+  for (float& v : x) v = u(rng);
+  DenseLinear lin(w, out, in);
+  ThreadPool pool(2);
+  for (int n : {1, 5}) {
+    std::vector<float> y(n * out);
+    lin.forward(x.data(), n, y.data(), pool);
+    for (int r = 0; r < n; ++r)
+      for (int o = 0; o < out; ++o) {
+        double s = 0;
+        for (int i = 0; i < in; ++i) s += double((*w)[o * in + i]) * x[r * in + i];
+        EXPECT_NEAR(y[r * out + o], s, 1e-5 * (1 + std::fabs(s))) << "n=" << n;
+      }
+  }
+  // The SIMD dot product (if this CPU has one) equals the scalar reference.
+  for (int n : {0, 1, 7, 8, 31, 32, 33, 75}) {
+    const float ref = kern::dot_f32_scalar(x.data(), w->data(), n);
+    EXPECT_NEAR(dot_f32(x.data(), w->data(), n), ref, 1e-5f * (1 + std::fabs(ref))) << n;
+  }
 }
 
 TEST(Forward, BadTokenAndPositionGiveErrors) {

@@ -38,7 +38,7 @@ TEST(QuantRealWeights, Stories260KFitsAgainstRtn) {
       {"hlq ours alternating", QuantMethod::Hlq, HlqFitMethod::Alternating, false},
       {"hlq ours gradient", QuantMethod::Hlq, HlqFitMethod::Gradient, false},
   };
-  for (auto [bits, group] : {std::pair{2, 64}, std::pair{3, 64}}) {
+  for (auto [bits, group] : {std::pair{2, 64}}) {  // w3g64 also measured (numbers above); kept out for ASan time
     std::map<std::string, std::vector<double>> err;  // per config, per layer
     for (const Config& c : configs) {
       PipelineOptions opt;

@@ -1,0 +1,43 @@
+// Chat prompts: renders a conversation ({role, content} messages) into the text a chat model was
+// trained on. Four built-in formats cover the LLaMA-family models we run; a model's own template
+// string (TokenizerSpec.chat_template) is recognised by its marker tokens and mapped to one of them,
+// keeping a default system prompt it embeds (SmolLM2, Qwen2/2.5).
+//
+// Not yet done: a general Jinja interpreter. A template that none of the built-ins matches is an
+// Error naming the --chat-template choices.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace elutq {
+
+struct ChatMessage {
+  std::string role;  // "system", "user" or "assistant"
+  std::string content;
+};
+
+enum class ChatFormat { ChatML, Llama2, Llama3, Zephyr };
+
+struct ChatTemplate {
+  ChatFormat format = ChatFormat::ChatML;
+  std::string default_system;  // used when the conversation has no system message ("" = none)
+  std::string bos_token;       // text of the model's BOS token, for formats that write it
+  std::string eos_token;       // text of the model's EOS token (Zephyr ends turns with it)
+};
+
+// "chatml", "llama2", "llama3", "zephyr" -> format; Error otherwise.
+ChatFormat chat_format_from_name(const std::string& name);
+const char* chat_format_name(ChatFormat f);
+
+// Recognises a model's Jinja template string. Error (suggesting --chat-template) if it is empty or
+// not one of the known families.
+ChatTemplate chat_template_from_jinja(const std::string& jinja, const std::string& bos_token,
+                                      const std::string& eos_token);
+
+// The prompt text for messages; with add_generation_prompt it ends with the opening of an
+// assistant turn. Error on an unknown role or, for Llama2, roles that do not alternate.
+std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
+                        bool add_generation_prompt);
+
+}  // namespace elutq

@@ -1,0 +1,34 @@
+// A Linear (model/linear.h) whose weights are a PackedMatrix run by the LUT kernels: what every
+// quantized projection of the runtime uses. Weights are packed once at load (from a
+// QuantizedMatrix) or viewed in place from a model file's mmap.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/cpu_features.h"
+#include "kernels/packed_matrix.h"
+#include "model/linear.h"
+#include "quant/qformat.h"
+
+namespace elutq {
+
+class LutLinear final : public Linear {
+ public:
+  // isa: the kernel path (default: active_isa(), which honours ELUTQ_ISA).
+  explicit LutLinear(PackedMatrix w, Isa isa = active_isa());
+  static std::unique_ptr<LutLinear> from_quantized(const QuantizedMatrix& q);
+
+  int64_t in_features() const override { return w_.cols(); }
+  int64_t out_features() const override { return w_.rows(); }
+  void forward(const float* x, int64_t n, float* y, ThreadPool& pool) const override;
+  std::string describe() const override;
+  uint64_t weight_bytes() const override { return w_.size_bytes(); }
+  const PackedMatrix& packed() const { return w_; }
+
+ private:
+  PackedMatrix w_;
+  Isa isa_;
+};
+
+}  // namespace elutq

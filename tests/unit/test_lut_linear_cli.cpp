@@ -1,0 +1,42 @@
+// LutLinear (kernels/lut_linear.h) behind the runtime's Linear interface: same numbers as the
+// kernel call, right shapes and description. (Host build only — the ARM kernel build has no
+// model/ sources, hence the _cli suffix it filters out.)
+#include <gtest/gtest.h>
+
+#include <random>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/lut_linear.h"
+#include "kernels/lut_matmul.h"
+
+namespace elutq {
+namespace {
+
+TEST(LutLinear, ForwardIsTheLutGemm) {
+  QuantizedMatrix q;
+  q.spec = parse_quant_spec("hlq-w2g64");
+  q.rows = 45;
+  q.cols = 192;
+  std::mt19937 rng(3);
+  q.codes.resize(size_t(q.rows * q.cols));
+  for (auto& c : q.codes) c = uint8_t(rng() & 3);
+  q.params.resize(size_t(q.rows * 3 * 3));
+  for (auto& p : q.params) p = 0.01f * float(rng() % 100);
+  round_params_to_fp16(q.params);
+  std::unique_ptr<LutLinear> lin = LutLinear::from_quantized(q);
+  EXPECT_EQ(lin->in_features(), 192);
+  EXPECT_EQ(lin->out_features(), 45);
+  EXPECT_NE(lin->describe().find("hlq-w2g64 45x192"), std::string::npos) << lin->describe();
+  std::vector<float> x(size_t(3 * q.cols));
+  for (auto& v : x) v = float(int(rng() % 200) - 100) / 50.0f;
+  std::vector<float> y(size_t(3 * q.rows)), want(y.size());
+  ThreadPool pool(2);
+  const Linear& as_linear = *lin;
+  as_linear.forward(x.data(), 3, y.data(), pool);
+  lut_gemm(lin->packed(), x.data(), 3, want.data(), nullptr);
+  EXPECT_EQ(y, want);
+}
+
+}  // namespace
+}  // namespace elutq
