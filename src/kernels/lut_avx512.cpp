@@ -109,9 +109,93 @@ void block_tokens(const uint8_t* bits, int B, int64_t quads, const BlockParams& 
   }
 }
 
+// Decode (one token): B and the format are template parameters so the block loop is fully
+// unrolled, the two outputs of a tile stay in registers across groups, each quad's table is loaded
+// once for all planes, and the 2B plane accumulators form independent vpdpbusd chains.
+template <int B, bool kUniform>
+void gemv_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
+                int64_t tile_end, float* Y) {
+  const PackedHeader& h = w.header();
+  const int64_t quads = a.quads_per_group;
+  constexpr int P = kUniform ? 2 : B + 1;
+  const __m512i low = _mm512_set1_epi8(0x0F);
+  const __m512i ones = _mm512_set1_epi8(1);
+  const __m512i pos = _mm512_set1_epi32(0x30201000);
+  const __m512 one_half = _mm512_set1_ps(0.5f);
+  const uint8_t* blob_end = w.data() + w.size_bytes();
+  for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
+    __m512 y[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int64_t g = 0; g < h.n_groups; ++g) {
+      const uint8_t* blk = w.block(tile, g);
+      const uint8_t* ahead = blk + kPrefetchBytes;
+      for (int64_t off = 0; off < h.block_bytes && ahead + off < blob_end; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
+      const uint8_t* bits = blk + P * 64;  // (quads, B, 64)
+      const int8_t* tab = a.tables + g * quads * 64;
+      __m512i alo[B], ahi[B];
+      for (int b = 0; b < B; ++b) alo[b] = ahi[b] = _mm512_setzero_si512();
+      for (int64_t q = 0; q < quads; ++q) {
+        const __m512i tv = _mm512_loadu_si512(tab + q * 64);
+        for (int b = 0; b < B; ++b) {
+          const __m512i wv = _mm512_loadu_si512(bits + (q * B + b) * 64);
+          const __m512i ilo = _mm512_ternarylogic_epi32(wv, low, pos, 0xEA);
+          const __m512i ihi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(wv, 4), low, pos, 0xEA);
+          alo[b] = _mm512_dpbusd_epi32(alo[b], ones, _mm512_permutexvar_epi8(ilo, tv));
+          ahi[b] = _mm512_dpbusd_epi32(ahi[b], ones, _mm512_permutexvar_epi8(ihi, tv));
+        }
+      }
+      const __m256i* p = reinterpret_cast<const __m256i*>(blk);  // (P, 32) fp16 = (P, 2) x 16
+      const __m512 sh = _mm512_set1_ps(a.scale_half[g]);
+      const __m512 sx = _mm512_set1_ps(a.sum_x[g]);
+      for (int part = 0; part < 2; ++part) {
+        __m512 s[B];
+        __m512 z;
+        if constexpr (kUniform) {
+          const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(p + part));
+          z = _mm512_cvtph_ps(_mm256_loadu_si256(p + 2 + part));
+          for (int b = 0; b < B; ++b) s[b] = _mm512_mul_ps(scale, _mm512_set1_ps(float(1 << b)));
+        } else {
+          for (int b = 0; b < B; ++b) s[b] = _mm512_cvtph_ps(_mm256_loadu_si256(p + 2 * b + part));
+          z = _mm512_cvtph_ps(_mm256_loadu_si256(p + 2 * B + part));
+        }
+        __m512 gacc = _mm512_setzero_ps();
+        for (int b = 0; b < B; ++b) {
+          z = _mm512_fmadd_ps(one_half, s[b], z);
+          gacc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(part ? ahi[b] : alo[b]), s[b], gacc);
+        }
+        y[part] = _mm512_fmadd_ps(z, sx, _mm512_fmadd_ps(gacc, sh, y[part]));
+      }
+    }
+    const int64_t rows_here = std::min<int64_t>(32, h.rows - tile * 32);
+    float* out = Y + tile * 32;
+    if (rows_here == 32) {
+      _mm512_storeu_ps(out, y[0]);
+      _mm512_storeu_ps(out + 16, y[1]);
+    } else {
+      alignas(64) float tmp[32];
+      _mm512_store_ps(tmp, y[0]);
+      _mm512_store_ps(tmp + 16, y[1]);
+      std::copy(tmp, tmp + rows_here, out);
+    }
+  }
+}
+
+using TilesFn = void (*)(const PackedMatrix&, const LutActivations&, int64_t, int64_t, float*);
+
+TilesFn gemv_for(const PackedHeader& h) {
+  const bool uni = h.kind == uint8_t(QuantKind::Uniform);
+  switch (h.bits) {
+    case 1: return uni ? gemv_tiles<1, true> : gemv_tiles<1, false>;
+    case 2: return uni ? gemv_tiles<2, true> : gemv_tiles<2, false>;
+    case 3: return uni ? gemv_tiles<3, true> : gemv_tiles<3, false>;
+    default: return uni ? gemv_tiles<4, true> : gemv_tiles<4, false>;
+  }
+}
+
 void matmul_tiles_avx512(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                          int64_t tile_end, float* Y) {
   const PackedHeader& h = w.header();
+  if (a.n == 1) return gemv_for(h)(w, a, tile_begin, tile_end, Y);
   const int B = h.bits;
   const int64_t quads = a.quads_per_group;
   thread_local std::vector<float> ybuf;  // (n, 32)

@@ -102,10 +102,15 @@ void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, flo
   a.scale_half = scale_half;
   a.sum_x = sum_x;
   if (pool && pool->size() > 1 && h.n_tiles > 1) {
-    // Tiles all hold the same number of bytes, so equal tile ranges are equal weight bytes.
-    pool->run(h.n_tiles, [&](int, int64_t begin, int64_t end) {
-      if (begin < end) k.matmul_tiles(w, a, begin, end, Y);
-    });
+    // Tiles all hold the same number of weight bytes. They go out in pieces claimed on demand, so
+    // a thread slowed down by another process takes fewer: several pieces per thread, each still
+    // long enough (~64 KiB of weights where that still leaves 8 pieces per thread) for the
+    // hardware prefetcher to stream it.
+    const int64_t tile_bytes = h.n_groups * h.block_bytes;
+    const int64_t by_bytes = ((int64_t(64) << 10) + tile_bytes - 1) / tile_bytes;
+    const int64_t by_balance = std::max<int64_t>(1, h.n_tiles / (8 * pool->size()));
+    pool->parallel_chunks(h.n_tiles, std::min(by_bytes, by_balance),
+                          [&](int64_t begin, int64_t end) { k.matmul_tiles(w, a, begin, end, Y); });
   } else {
     k.matmul_tiles(w, a, 0, h.n_tiles, Y);
   }
