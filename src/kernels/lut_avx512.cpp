@@ -1,6 +1,7 @@
 // AVX-512 LUT kernels (F/BW/VBMI/VNNI): vpermb looks up a whole 64-byte unit (16 rows x 4 tables)
-// in one 4-table register, vpdpbusd sums each row's 4 int8 entries into int32. A tile's weight
-// block is loaded once per group and reused by up to 4 tokens held in registers.
+// in one 4-table register, vpdpbusd sums each row's 4 int8 entries into int32. Decode has its own
+// B-templated GEMV; prefill makes each weight block's lookup indices once and reuses them for a
+// whole L2-sized block of tokens, 6 tokens at a time in registers.
 // GCC 12 warns about the _mm512_undefined_* placeholders inside its own intrinsic headers.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
@@ -66,14 +67,24 @@ BlockParams decode_params(const PackedHeader& h, const uint8_t* blk) {
   return bp;
 }
 
-// One (tile, group) block for TB tokens t0..t0+TB-1; adds into ybuf (TB, 32).
-template <int TB>
-void block_tokens(const uint8_t* bits, int B, int64_t quads, const BlockParams& bp,
-                  const LutActivations& a, int64_t g, int64_t t0, float* ybuf) {
+// Prefill: the index vectors of every unit of one block, (quads, B, 2 = low/high nibble), made
+// once per block and reused by every token block.
+void block_indices(const uint8_t* bits, int B, int64_t quads, __m512i* idx) {
   const __m512i low = _mm512_set1_epi8(0x0F);
-  const __m512i ones = _mm512_set1_epi8(1);
-  // (i % 4) << 4: which of the unit's 4 tables byte i reads.
   const __m512i pos = _mm512_set1_epi32(0x30201000);
+  for (int64_t u = 0; u < quads * B; ++u) {
+    const __m512i wv = _mm512_loadu_si512(bits + u * 64);
+    idx[2 * u] = _mm512_ternarylogic_epi32(wv, low, pos, 0xEA);
+    idx[2 * u + 1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(wv, 4), low, pos, 0xEA);
+  }
+}
+
+// One (tile, group) block for TB tokens t0..t0+TB-1 from precomputed indices; adds into
+// ybuf (TB, 32). TB = 6 keeps 12 int32 and 12 float accumulators in registers.
+template <int TB>
+void block_tokens_idx(const __m512i* idx, int B, int64_t quads, const BlockParams& bp,
+                      const LutActivations& a, int64_t g, int64_t t0, float* ybuf) {
+  const __m512i ones = _mm512_set1_epi8(1);
   const int8_t* tab[TB];
   for (int t = 0; t < TB; ++t) tab[t] = a.tables + ((t0 + t) * a.n_groups + g) * quads * 64;
   __m512 glo[TB], ghi[TB];
@@ -81,12 +92,9 @@ void block_tokens(const uint8_t* bits, int B, int64_t quads, const BlockParams& 
   for (int b = 0; b < B; ++b) {
     __m512i alo[TB], ahi[TB];
     for (int t = 0; t < TB; ++t) alo[t] = ahi[t] = _mm512_setzero_si512();
-    const uint8_t* wb = bits + b * 64;
     for (int64_t q = 0; q < quads; ++q) {
-      const __m512i wv = _mm512_loadu_si512(wb + q * B * 64);
-      // (w & 0x0F) | pos and ((w >> 4) & 0x0F) | pos in one ternary-logic op each.
-      const __m512i ilo = _mm512_ternarylogic_epi32(wv, low, pos, 0xEA);
-      const __m512i ihi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(wv, 4), low, pos, 0xEA);
+      const __m512i ilo = _mm512_load_si512(idx + 2 * (q * B + b));
+      const __m512i ihi = _mm512_load_si512(idx + 2 * (q * B + b) + 1);
       for (int t = 0; t < TB; ++t) {
         const __m512i tv = _mm512_loadu_si512(tab[t] + q * 64);
         alo[t] = _mm512_dpbusd_epi32(alo[t], ones, _mm512_permutexvar_epi8(ilo, tv));
@@ -106,6 +114,51 @@ void block_tokens(const uint8_t* bits, int B, int64_t quads, const BlockParams& 
     __m512 yhi = _mm512_fmadd_ps(ghi[t], sh, _mm512_loadu_ps(y + 16));
     _mm512_storeu_ps(y, _mm512_fmadd_ps(bp.zp[0], sx, ylo));
     _mm512_storeu_ps(y + 16, _mm512_fmadd_ps(bp.zp[1], sx, yhi));
+  }
+}
+
+// Prefill (several tokens). Tokens go in blocks whose tables fit in L2 (all of a token's tables
+// are read once per tile); within a block each weight block's indices are made once and used by
+// every token, TB tokens at a time in registers. Per (token, row) the group order and the float
+// steps are those of the scalar reference.
+constexpr int kGemmTokens = 6;
+constexpr int64_t kTableBudgetBytes = 512 << 10;
+
+void gemm_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
+                int64_t tile_end, float* Y) {
+  constexpr int TB = kGemmTokens;
+  const PackedHeader& h = w.header();
+  const int64_t table_bytes = a.n_groups * a.quads_per_group * 64;  // per token
+  const int64_t tok_block = std::max<int64_t>(TB, kTableBudgetBytes / table_bytes / TB * TB);
+  const int B = h.bits;
+  const int64_t quads = a.quads_per_group;
+  thread_local std::vector<float> ybuf;    // (tok_block, 32)
+  struct alignas(64) Vec64 {
+    uint8_t bytes[64];
+  };
+  thread_local std::vector<Vec64> idx_buf;  // (quads, B, 2) index vectors
+  idx_buf.resize(size_t(quads * B * 2));
+  __m512i* idx = reinterpret_cast<__m512i*>(idx_buf.data());
+  ybuf.resize(size_t(tok_block * 32));
+  for (int64_t t_begin = 0; t_begin < a.n; t_begin += tok_block) {
+    const int64_t t_end = std::min(a.n, t_begin + tok_block);
+    for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
+      std::fill(ybuf.begin(), ybuf.end(), 0.0f);
+      for (int64_t g = 0; g < h.n_groups; ++g) {
+        const uint8_t* blk = w.block(tile, g);
+        const BlockParams bp = decode_params(h, blk);
+        block_indices(blk + h.params_per_group * 64, B, quads, idx);
+        int64_t t = t_begin;
+        for (; t + TB <= t_end; t += TB)
+          block_tokens_idx<TB>(idx, B, quads, bp, a, g, t, ybuf.data() + (t - t_begin) * 32);
+        for (; t < t_end; ++t)
+          block_tokens_idx<1>(idx, B, quads, bp, a, g, t, ybuf.data() + (t - t_begin) * 32);
+      }
+      const int64_t rows_here = std::min<int64_t>(32, h.rows - tile * 32);
+      for (int64_t t = t_begin; t < t_end; ++t)
+        std::copy(ybuf.begin() + (t - t_begin) * 32, ybuf.begin() + (t - t_begin) * 32 + rows_here,
+                  Y + t * h.rows + tile * 32);
+    }
   }
 }
 
@@ -194,37 +247,8 @@ TilesFn gemv_for(const PackedHeader& h) {
 
 void matmul_tiles_avx512(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                          int64_t tile_end, float* Y) {
-  const PackedHeader& h = w.header();
-  if (a.n == 1) return gemv_for(h)(w, a, tile_begin, tile_end, Y);
-  const int B = h.bits;
-  const int64_t quads = a.quads_per_group;
-  thread_local std::vector<float> ybuf;  // (n, 32)
-  ybuf.resize(size_t(a.n * 32));
-  const uint8_t* blob_end = w.data() + w.size_bytes();
-  for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
-    std::fill(ybuf.begin(), ybuf.end(), 0.0f);
-    for (int64_t g = 0; g < h.n_groups; ++g) {
-      const uint8_t* blk = w.block(tile, g);
-      // Blocks are contiguous across groups and tiles: ask for the bytes kPrefetchBytes ahead so
-      // DRAM latency hides behind this block's lookups (the hardware prefetcher alone falls short).
-      const uint8_t* ahead = blk + kPrefetchBytes;
-      for (int64_t off = 0; kPrefetchBytes > 0 && off < h.block_bytes && ahead + off < blob_end; off += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
-      const BlockParams bp = decode_params(h, blk);
-      const uint8_t* bits = blk + h.params_per_group * 64;
-      int64_t t = 0;
-      for (; t + 4 <= a.n; t += 4) block_tokens<4>(bits, B, quads, bp, a, g, t, ybuf.data() + t * 32);
-      switch (a.n - t) {
-        case 3: block_tokens<3>(bits, B, quads, bp, a, g, t, ybuf.data() + t * 32); break;
-        case 2: block_tokens<2>(bits, B, quads, bp, a, g, t, ybuf.data() + t * 32); break;
-        case 1: block_tokens<1>(bits, B, quads, bp, a, g, t, ybuf.data() + t * 32); break;
-        default: break;
-      }
-    }
-    const int64_t rows_here = std::min<int64_t>(32, h.rows - tile * 32);
-    for (int64_t t = 0; t < a.n; ++t)
-      std::copy(ybuf.begin() + t * 32, ybuf.begin() + t * 32 + rows_here, Y + t * h.rows + tile * 32);
-  }
+  if (a.n == 1) return gemv_for(w.header())(w, a, tile_begin, tile_end, Y);
+  gemm_tiles(w, a, tile_begin, tile_end, Y);
 }
 
 }  // namespace

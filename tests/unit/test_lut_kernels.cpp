@@ -132,6 +132,32 @@ TEST(LutPacked, RoundTripsCodesAndChecksBlobs) {
   EXPECT_THROW(PackedMatrix::pack(cb), Error);
 }
 
+// Prefill paths cut tokens into blocks whose tables fit in L2 (a few tokens when rows are very
+// wide) and split tiles into pieces claimed by pool threads: neither may change a single bit.
+TEST(LutKernels, TokenBlocksAndThreadsEqualScalarExactly) {
+  ThreadPool pool(3);
+  uint32_t seed = 900;
+  for (auto [kind, bits] : {std::pair{QuantKind::HLQ, 3}, {QuantKind::Uniform, 4}}) {
+    QuantizedMatrix q = random_matrix(kind, bits, 128, 70, 44000, ++seed);
+    PackedMatrix p = PackedMatrix::pack(q);
+    const int64_t n = 13;
+    const std::vector<float> X = random_activations(n * q.cols, seed);
+    std::vector<float> want(size_t(n * q.rows));
+    lut_gemm_isa(Isa::Scalar, p, X.data(), n, want.data(), nullptr);
+    for (Isa isa : runnable_isas()) {
+      for (ThreadPool* tp : {static_cast<ThreadPool*>(nullptr), &pool}) {
+        std::vector<float> got(size_t(n * q.rows), -1.0f);
+        lut_gemm_isa(isa, p, X.data(), n, got.data(), tp);
+        ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+            << isa_name(isa) << " " << q.spec.name() << (tp ? " threaded" : "");
+        lut_gemm_isa(isa, p, X.data(), 1, got.data(), tp);
+        ASSERT_EQ(0, std::memcmp(got.data(), want.data(), size_t(q.rows) * sizeof(float)))
+            << isa_name(isa) << " " << q.spec.name() << " one token" << (tp ? " threaded" : "");
+      }
+    }
+  }
+}
+
 TEST(LutKernels, EverySimdPathEqualsScalarExactly) {
   const std::vector<Isa> isas = runnable_isas();
   ASSERT_GE(isas.size(), 1u);
