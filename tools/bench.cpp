@@ -1,6 +1,10 @@
-// `elutq bench`: decode and prefill speed of the LUT kernels over a model's linear layers, with the
-// machine's measured memory bandwidth and the resulting roofline. --synthetic ARCH builds random
-// packed weights at a real model's shapes, so 7B-class speed is measured without the weights.
+// `elutq bench`: decode and prefill speed of the LUT kernels next to the machine's memory-bandwidth
+// roofline. --synthetic ARCH builds random packed weights at a real model's shapes (its linear
+// layers only), so 7B-class speed is measured without the weights; -m FILE runs a real model file
+// end to end (bench_model.cpp). The bandwidth is probed again right before every timed run and
+// each run is set against its own probe, because on a shared machine both move together.
+#include "bench_common.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -18,6 +22,53 @@
 #include "quant/qformat.h"
 
 namespace elutq::cli {
+
+double median(std::vector<double> v) {
+  require(!v.empty(), "median of no values");
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+std::string load_average() {
+  FILE* f = std::fopen("/proc/loadavg", "r");
+  if (!f) return "unknown";
+  double a = 0, b = 0, c = 0;
+  const int got = std::fscanf(f, "%lf %lf %lf", &a, &b, &c);
+  std::fclose(f);
+  if (got != 3) return "unknown";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f %.2f %.2f", a, b, c);
+  return buf;
+}
+
+void report_decode(const std::vector<RunSample>& runs, double bytes_per_token) {
+  std::vector<double> rate, bw, frac;
+  for (const RunSample& r : runs) {
+    rate.push_back(r.tokens_per_s);
+    bw.push_back(r.bandwidth_gbs);
+    frac.push_back(r.tokens_per_s * bytes_per_token * 1e-9 / r.bandwidth_gbs);
+  }
+  const double med = median(rate);
+  std::printf("memory read bandwidth (probed before each run): median %.1f GB/s (min %.1f, max %.1f)"
+              " -> decode roofline %.2f tok/s\n",
+              median(bw), *std::min_element(bw.begin(), bw.end()),
+              *std::max_element(bw.begin(), bw.end()), median(bw) * 1e9 / bytes_per_token);
+  std::printf("decode: %.2f tok/s median of %zu (min %.2f, max %.2f); %.1f GB/s of weights; "
+              "%.0f%% of the roofline (median of per-run fractions; min %.0f%%, max %.0f%%)\n",
+              med, runs.size(), *std::min_element(rate.begin(), rate.end()),
+              *std::max_element(rate.begin(), rate.end()), med * bytes_per_token * 1e-9,
+              100.0 * median(frac), 100.0 * *std::min_element(frac.begin(), frac.end()),
+              100.0 * *std::max_element(frac.begin(), frac.end()));
+}
+
+void report_prefill(const std::vector<double>& rates, int tokens, double decode_median) {
+  const double pmed = median(rates);
+  std::printf("prefill (%d tokens): %.2f tok/s median of %zu (min %.2f, max %.2f); %.1fx decode\n",
+              tokens, pmed, rates.size(), *std::min_element(rates.begin(), rates.end()),
+              *std::max_element(rates.begin(), rates.end()), pmed / decode_median);
+}
+
 namespace {
 
 struct ArchShape {
@@ -36,50 +87,23 @@ struct Layer {
   PackedMatrix qkv, o, gate_up, down;
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-int run_bench(int argc, char** argv) {
-  CLI::App app(
-      "Measure decode (1 token) and prefill (many tokens) speed of the LUT kernels over a model's "
-      "linear layers (fused QKV, O, fused gate/up, down in every layer; attention, norms and the "
-      "output head are not included), next to the memory-bandwidth roofline.",
-      argv[0]);
-  std::string arch, format = "hlq-w2g128", isa_arg;
-  int threads = 0, runs = 5, prefill_tokens = 64, prefill_runs = 3;
-  app.add_option("--synthetic", arch,
-                 "random weights at the shapes of llama2-7b, llama3-8b or qwen2.5-7b")
-      ->required();
-  app.add_option("--format", format, "quantization format, e.g. hlq-w2g128, uniform-w4g128")
-      ->capture_default_str();
-  app.add_option("--threads", threads, "threads, the calling one included (0 = all cores)")
-      ->capture_default_str();
-  app.add_option("--runs", runs, "decode runs (one token each); the median is reported")
-      ->capture_default_str();
-  app.add_option("--prefill-tokens", prefill_tokens, "tokens per prefill run")->capture_default_str();
-  app.add_option("--prefill-runs", prefill_runs, "prefill runs (0 = skip prefill)")
-      ->capture_default_str();
-  app.add_option("--isa", isa_arg, "force scalar, avx2, avx512 or neon (default: best available)");
-  int code = 0;
-  if (!parse(app, argc, argv, &code)) return code;
-
+int run_synthetic(const BenchOptions& o) {
   const ArchShape* a = nullptr;
   for (const ArchShape& s : kArchs)
-    if (arch == s.name) a = &s;
-  require(a != nullptr, "unknown --synthetic architecture '", arch,
+    if (o.synthetic == s.name) a = &s;
+  require(a != nullptr, "unknown --synthetic architecture '", o.synthetic,
           "'; use llama2-7b, llama3-8b or qwen2.5-7b");
-  const QuantSpec spec = parse_quant_spec(format);
-  require(runs >= 1 && prefill_runs >= 0 && prefill_tokens >= 1,
-          "--runs and --prefill-tokens must be at least 1, --prefill-runs at least 0");
-  const Isa isa = isa_arg.empty() ? active_isa() : parse_isa(isa_arg);
-  ThreadPool pool(threads);
+  const QuantSpec spec = parse_quant_spec(o.format);
+  const Isa isa = o.isa.empty() ? active_isa() : parse_isa(o.isa);
+  ThreadPool pool(o.threads);
 
-  std::printf("model: synthetic %s, %lld layers, dim %lld, hidden %lld, kv dim %lld; format %s\n",
+  std::printf("model: synthetic %s linear layers (fused QKV, O, fused gate/up, down; attention, "
+              "norms and the output head not included), %lld layers, dim %lld, hidden %lld, kv dim "
+              "%lld; format %s\n",
               a->name, (long long)a->layers, (long long)a->dim, (long long)a->hidden,
               (long long)a->kv_dim, spec.name().c_str());
+  std::printf("load average at start: %s on %d hardware threads\n", load_average().c_str(),
+              hardware_threads());
   std::vector<Layer> layers(size_t(a->layers));
   double bytes = 0, weights = 0;
   for (int64_t l = 0; l < a->layers; ++l) {
@@ -95,12 +119,9 @@ int run_bench(int argc, char** argv) {
   }
   std::printf("linear weights: %.2f G, %.2f GB packed (%.3f bits/weight); kernels: %s, %d threads\n",
               weights * 1e-9, bytes * 1e-9, bytes * 8 / weights, isa_name(isa), pool.size());
-  const double bw = measure_read_bandwidth(pool);
-  const double roofline = bw * 1e9 / bytes;
-  std::printf("memory read bandwidth: %.1f GB/s -> decode roofline %.2f tok/s\n", bw, roofline);
 
   // Activations (tokens, features), random: speed does not depend on the values.
-  const int64_t max_n = std::max<int64_t>(1, prefill_runs > 0 ? prefill_tokens : 1);
+  const int64_t max_n = std::max<int64_t>(1, o.prefill_runs > 0 ? o.prefill_tokens : 1);
   const int64_t width = std::max(a->dim + 2 * a->kv_dim, 2 * a->hidden);
   std::vector<float> x(size_t(max_n * std::max(a->dim, a->hidden)));
   std::vector<float> y(size_t(max_n * width));
@@ -115,32 +136,72 @@ int run_bench(int argc, char** argv) {
       lut_gemm_isa(isa, L.down, x.data(), n, y.data(), &pool);
     }
   };
-  auto timed = [&](int64_t n, int count) {
-    forward(n);  // warm-up: page faults, scratch buffers
-    std::vector<double> rates;
-    for (int r = 0; r < count; ++r) {
-      const auto t0 = std::chrono::steady_clock::now();
-      forward(n);
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      rates.push_back(double(n) / s);
-    }
-    return rates;
+  auto seconds = [&](int64_t n) {
+    const auto t0 = std::chrono::steady_clock::now();
+    forward(n);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  const std::vector<double> dec = timed(1, runs);
-  const double dmed = median(dec);
-  std::printf("decode: %.2f tok/s median of %d (min %.2f, max %.2f); %.1f GB/s of weights; "
-              "%.0f%% of the roofline\n",
-              dmed, runs, *std::min_element(dec.begin(), dec.end()),
-              *std::max_element(dec.begin(), dec.end()), dmed * bytes * 1e-9,
-              100.0 * dmed / roofline);
-  if (prefill_runs > 0) {
-    const std::vector<double> pre = timed(prefill_tokens, prefill_runs);
-    const double pmed = median(pre);
-    std::printf("prefill (%d tokens): %.2f tok/s median of %d (min %.2f, max %.2f); %.1fx decode\n",
-                prefill_tokens, pmed, prefill_runs, *std::min_element(pre.begin(), pre.end()),
-                *std::max_element(pre.begin(), pre.end()), pmed / dmed);
+
+  ReadBandwidthProbe probe;
+  forward(1);  // warm-up: page faults, scratch buffers
+  std::vector<RunSample> dec;
+  for (int r = 0; r < o.runs; ++r) {
+    RunSample s;
+    s.bandwidth_gbs = probe.measure(pool);
+    s.tokens_per_s = 1.0 / seconds(1);
+    dec.push_back(s);
   }
+  report_decode(dec, bytes);
+  if (o.prefill_runs > 0) {
+    forward(std::min<int64_t>(o.prefill_tokens, 8));  // warm-up of the prefill scratch
+    std::vector<double> pre;
+    for (int r = 0; r < o.prefill_runs; ++r) pre.push_back(double(o.prefill_tokens) / seconds(o.prefill_tokens));
+    std::vector<double> rates;
+    for (const RunSample& s : dec) rates.push_back(s.tokens_per_s);
+    report_prefill(pre, o.prefill_tokens, median(rates));
+  }
+  std::printf("load average at end: %s\n", load_average().c_str());
   return 0;
+}
+
+int run_bench(int argc, char** argv) {
+  CLI::App app(
+      "Measure decode (batch 1) and prefill speed next to the memory-bandwidth roofline (read "
+      "bandwidth / bytes of weights read per token), either for a quantized model file (-m) or for "
+      "random weights at a published model's shapes (--synthetic).",
+      argv[0]);
+  BenchOptions o;
+  auto* model_opt = app.add_option("-m,--model", o.model,
+                                   "elutq quantized model file (or any model elutq loads): runs "
+                                   "the full forward pass, attention and output head included");
+  auto* synth_opt = app.add_option("--synthetic", o.synthetic,
+                                   "random weights at the linear-layer shapes of llama2-7b, "
+                                   "llama3-8b or qwen2.5-7b");
+  model_opt->excludes(synth_opt);
+  app.add_option("--format", o.format, "--synthetic only: format, e.g. hlq-w2g128, uniform-w4g128")
+      ->capture_default_str();
+  app.add_option("--kernel", o.kernel, "-m only: lut (bit-serial LUT kernels) or dequant (fp32)")
+      ->capture_default_str();
+  app.add_option("--threads", o.threads, "threads, the calling one included (0 = all cores)")
+      ->capture_default_str();
+  app.add_option("--runs", o.runs, "timed decode runs; median and spread are reported")
+      ->capture_default_str();
+  app.add_option("--decode-tokens", o.decode_tokens, "-m only: tokens generated per decode run")
+      ->capture_default_str();
+  app.add_option("--prefill-tokens", o.prefill_tokens, "tokens per prefill run")
+      ->capture_default_str();
+  app.add_option("--prefill-runs", o.prefill_runs, "timed prefill runs (0 = skip prefill)")
+      ->capture_default_str();
+  app.add_option("--isa", o.isa,
+                 "--synthetic only: force scalar, avx2, avx512 or neon (for -m set ELUTQ_ISA)");
+  int code = 0;
+  if (!parse(app, argc, argv, &code)) return code;
+  require(!o.model.empty() || !o.synthetic.empty(),
+          "give a model file with -m FILE or a shape set with --synthetic ARCH");
+  require(o.runs >= 1 && o.prefill_runs >= 0 && o.prefill_tokens >= 1 && o.decode_tokens >= 1,
+          "--runs, --decode-tokens and --prefill-tokens must be at least 1, --prefill-runs at "
+          "least 0");
+  return o.model.empty() ? run_synthetic(o) : run_model_bench(o);
 }
 
 const VerbRegistrar reg({"bench", "measure decode/prefill speed against the memory roofline",

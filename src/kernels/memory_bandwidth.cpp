@@ -10,9 +10,11 @@
 
 namespace elutq {
 
-double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int repeats) {
-  const int64_t words = int64_t(bytes / 8);
-  std::vector<uint64_t> buf(size_t(words), 1);  // (words) touched here, so pages are mapped
+ReadBandwidthProbe::ReadBandwidthProbe(size_t bytes) : buf_(bytes / 8, 1) {}
+
+double ReadBandwidthProbe::measure(ThreadPool& pool, int repeats) {
+  const int64_t words = int64_t(buf_.size());
+  const uint64_t* buf = buf_.data();
   std::vector<uint64_t> sums(size_t(pool.size()), 0);
   double best = 0.0;
   for (int r = 0; r < repeats; ++r) {
@@ -21,12 +23,12 @@ double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int repeats) {
       uint64_t a = 0, b = 0, c = 0, d = 0;  // independent sums keep several loads in flight
       int64_t i = begin;
       for (; i + 4 <= end; i += 4) {
-        a += buf[size_t(i)];
-        b += buf[size_t(i + 1)];
-        c += buf[size_t(i + 2)];
-        d += buf[size_t(i + 3)];
+        a += buf[i];
+        b += buf[i + 1];
+        c += buf[i + 2];
+        d += buf[i + 3];
       }
-      for (; i < end; ++i) a += buf[size_t(i)];
+      for (; i < end; ++i) a += buf[i];
       sums[size_t(t)] = a + b + c + d;
     });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -35,6 +37,11 @@ double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int repeats) {
   volatile uint64_t sink = 0;
   for (uint64_t v : sums) sink = sink + v;
   return best;
+}
+
+double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int repeats) {
+  ReadBandwidthProbe probe(bytes);
+  return probe.measure(pool, repeats);
 }
 
 }  // namespace elutq

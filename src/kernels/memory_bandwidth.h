@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <vector>
 
 namespace elutq {
 
@@ -10,5 +12,18 @@ class ThreadPool;
 
 // Best of `repeats` passes over a `bytes` buffer (allocated and touched once), in GB/s (1e9).
 double measure_read_bandwidth(ThreadPool& pool, size_t bytes = size_t(1) << 30, int repeats = 5);
+
+// The same probe with its buffer kept, for measuring again between benchmark runs: on a shared
+// machine the bandwidth available changes from moment to moment, so each run is compared with a
+// probe taken right before it.
+class ReadBandwidthProbe {
+ public:
+  explicit ReadBandwidthProbe(size_t bytes = size_t(512) << 20);
+  // Best of `repeats` passes, in GB/s (1e9).
+  double measure(ThreadPool& pool, int repeats = 2);
+
+ private:
+  std::vector<uint64_t> buf_;  // (bytes / 8), touched once so its pages are mapped
+};
 
 }  // namespace elutq

@@ -1,0 +1,29 @@
+// Shared by the two halves of `elutq bench` (tools/bench.cpp: options, synthetic shapes, report;
+// tools/bench_model.cpp: a real model file).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace elutq::cli {
+
+struct BenchOptions {
+  std::string model, synthetic, format = "hlq-w2g128", kernel = "lut", isa;
+  int threads = 0, runs = 5, decode_tokens = 16, prefill_tokens = 512, prefill_runs = 3;
+};
+
+// One timed decode run and the read bandwidth probed right before it.
+struct RunSample {
+  double tokens_per_s = 0, bandwidth_gbs = 0;
+};
+
+double median(std::vector<double> v);
+// "/proc/loadavg"'s three averages, or "unknown".
+std::string load_average();
+// Prints bandwidth, roofline, decode rate and fraction of the roofline (per run, then median).
+void report_decode(const std::vector<RunSample>& runs, double bytes_per_token);
+void report_prefill(const std::vector<double>& rates, int tokens, double decode_median);
+
+int run_model_bench(const BenchOptions& o);
+
+}  // namespace elutq::cli

@@ -1,0 +1,98 @@
+// `elutq bench -m FILE`: decode and prefill speed of a real model file through the full forward
+// pass (embedding, every block with attention, final norm and output head), with the quantized
+// layers on the LUT kernels (--kernel lut) or dequantized to fp32 (--kernel dequant). The roofline
+// counts the bytes one decode step must read: every projection's weights, the output head and the
+// KV cache read by attention at the benchmark's positions.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+#include "bench_common.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "kernels/memory_bandwidth.h"
+#include "model/model.h"
+#include "model/model_source.h"
+#if __has_include("model/quantized_linear_factory.h")
+#include "model/quantized_linear_factory.h"
+#define ELUTQ_HAVE_QUANTIZED_FACTORY 1
+#endif
+
+namespace elutq::cli {
+
+int run_model_bench(const BenchOptions& o) {
+  auto src = open_model(o.model);
+  ModelOptions opt;
+  opt.n_threads = o.threads;
+#if defined(ELUTQ_HAVE_QUANTIZED_FACTORY)
+  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(o.kernel));
+#else
+  require(o.kernel == "dequant", "--kernel lut needs quantized model file support, which this "
+                                 "build lacks; use --kernel dequant");
+#endif
+  const int prefill = o.prefill_runs > 0 ? o.prefill_tokens : 0;
+  const int ctx_needed = std::max(prefill, 8 + o.decode_tokens);
+  opt.max_ctx = ctx_needed;
+  opt.max_batch = std::max(1, std::min(prefill > 0 ? prefill : 1, 512));
+  Model m(*src, opt);
+  require(m.max_ctx() >= ctx_needed, "the model's context (", m.max_ctx(),
+          " tokens) is shorter than this benchmark needs (", ctx_needed,
+          "); lower --prefill-tokens or --decode-tokens");
+  const ModelConfig& c = m.config();
+
+  double weight_bytes = double(m.output().weight_bytes());
+  std::string kinds = m.linear(0, LinearSlot::Q).describe();
+  for (int l = 0; l < c.n_layers; ++l)
+    for (int s = 0; s < kLinearSlots; ++s) weight_bytes += double(m.linear(l, LinearSlot(s)).weight_bytes());
+  // Attention reads K and V (fp32) of every earlier position; decode runs at positions 8..8+T-1.
+  const double kv_bytes = 2.0 * c.n_layers * c.n_kv_heads * c.head_dim * 4.0 *
+                          (8 + 0.5 * o.decode_tokens);
+  const double bytes = weight_bytes + kv_bytes;
+  std::printf("model: %s (%s, %d layers, dim %d, vocab %d); kernel %s, e.g. %s; %d threads\n",
+              o.model.c_str(), c.arch.c_str(), c.n_layers, c.dim, c.vocab_size, o.kernel.c_str(),
+              kinds.c_str(), m.pool().size());
+  std::printf("bytes read per decode token: %.1f MB (weights and output head %.1f MB, KV cache "
+              "%.2f MB)\n",
+              bytes * 1e-6, weight_bytes * 1e-6, kv_bytes * 1e-6);
+  std::printf("load average at start: %s on %d hardware threads\n", load_average().c_str(),
+              hardware_threads());
+
+  // Token ids: any valid ids do; speed does not depend on them.
+  std::vector<int> ids(size_t(std::max(prefill, 8 + o.decode_tokens)));
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int((i * 7919 + 13) % size_t(c.vocab_size));
+
+  auto decode_run = [&] {
+    m.prefill_logits(ids.data(), 8, 0);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < o.decode_tokens; ++i) m.decode_logits(ids[size_t(8 + i)], 8 + i);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return double(o.decode_tokens) / s;
+  };
+  ReadBandwidthProbe probe;
+  decode_run();  // warm-up: page faults of the mapped weights, scratch
+  std::vector<RunSample> dec;
+  for (int r = 0; r < o.runs; ++r) {
+    RunSample s;
+    s.bandwidth_gbs = probe.measure(m.pool());
+    s.tokens_per_s = decode_run();
+    dec.push_back(s);
+  }
+  report_decode(dec, bytes);
+  if (prefill > 0) {
+    std::vector<double> rates;
+    for (int r = 0; r < o.prefill_runs; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      m.prefill_logits(ids.data(), prefill, 0);
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      rates.push_back(double(prefill) / s);
+    }
+    std::vector<double> d;
+    for (const RunSample& s : dec) d.push_back(s.tokens_per_s);
+    report_prefill(rates, prefill, median(d));
+  }
+  std::printf("load average at end: %s\n", load_average().c_str());
+  return 0;
+}
+
+}  // namespace elutq::cli
