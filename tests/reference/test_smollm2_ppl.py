@@ -38,6 +38,8 @@ def main():
     ap.add_argument("--max-windows", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--verbose", action="store_true", help="running HF perplexity per window")
+    ap.add_argument("--hf-only", action="store_true",
+                    help="only the transformers perplexity (no comparison; for long runs)")
     args = ap.parse_args()
     cli = os.environ.get("ELUTQ_CLI")
     if not cli or not os.path.exists(cli):
@@ -64,6 +66,13 @@ def main():
         sys.exit(1)
     print(f"{len(ids)} tokens; elutq tokenize and HF tokenizers agree on every id")
 
+    if args.hf_only:
+        t0 = time.time()
+        ppl, scored, windows = u.hf_perplexity(u.hf_model(reader), ids, CTX, args.max_windows,
+                                               sys.stderr if args.verbose else None)
+        print(f"transformers:     ppl {ppl:.4f} ({windows} windows, {scored} tokens scored, "
+              f"{time.time() - t0:.1f} s)")
+        return
     t0 = time.time()
     ours_ppl, ours_scored, ours_windows = u.elutq_perplexity(cli, model_path, wiki, CTX,
                                                              args.max_windows, args.threads)
