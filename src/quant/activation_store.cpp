@@ -79,7 +79,7 @@ ActivationStore::~ActivationStore() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void ActivationStore::get(int64_t i, float* dst) const {
+void ActivationStore::read(int64_t i, float* dst) const {
   require(i >= 0 && i < n_, "activation sequence ", i, " out of range [0, ", n_, ")");
   const uint64_t bytes = uint64_t(seq_floats()) * sizeof(float);
   if (fd_ < 0)
@@ -111,7 +111,7 @@ void ActivationStore::save(const std::string& path) const {
     std::vector<float> buf(static_cast<size_t>(seq_floats()));  // (seq_len, dim) one sequence at a time
     const uint64_t bytes = buf.size() * sizeof(float);
     for (int64_t i = 0; i < n_; ++i) {
-      get(i, buf.data());
+      read(i, buf.data());
       pwrite_all(fd, buf.data(), bytes, sizeof h + uint64_t(i) * bytes, "'" + tmp + "'");
     }
     if (::fsync(fd) != 0) fail("cannot flush '", tmp, "': ", std::strerror(errno));

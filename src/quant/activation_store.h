@@ -13,31 +13,34 @@
 #include <string>
 #include <vector>
 
+#include "quant/calib_activations.h"
+
 namespace elutq {
 
-class ActivationStore {
+class ActivationStore final : public CalibActivations {
  public:
   // n_seqs sequences of (seq_len, dim) floats. Spills to a scratch file in scratch_dir (created if
   // missing) when n_seqs * seq_len * dim * 4 bytes exceed budget_bytes. Throws
   // Error if the shape is not positive or the scratch file cannot be created.
   ActivationStore(int64_t n_seqs, int64_t seq_len, int64_t dim, uint64_t budget_bytes,
                   const std::string& scratch_dir);
-  ~ActivationStore();
+  ~ActivationStore() override;
   ActivationStore(const ActivationStore&) = delete;
   ActivationStore& operator=(const ActivationStore&) = delete;
 
-  int64_t n_seqs() const { return n_; }
-  int64_t seq_len() const { return L_; }
-  int64_t dim() const { return dim_; }
+  int64_t count() const override { return n_; }
+  int64_t tokens() const override { return L_; }
+  int64_t dim() const override { return dim_; }
   int64_t seq_floats() const { return L_ * dim_; }
   // Bytes of all sequences (what the budget is compared with).
   uint64_t total_bytes() const { return bytes_; }
   bool spilled() const { return fd_ >= 0; }
 
   // dst (seq_len, dim) = sequence i.
-  void get(int64_t i, float* dst) const;
+  void get(int64_t i, float* dst) override { read(i, dst); }
+  void read(int64_t i, float* dst) const;
   // sequence i = src (seq_len, dim).
-  void put(int64_t i, const float* src);
+  void put(int64_t i, const float* src) override;
 
   // Checkpoints: all sequences to / from a file (header with the shape, then the floats).
   // save writes a temporary name, fsyncs and renames, so the file is whole or absent.
