@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -596,6 +597,58 @@ TEST_F(QuantizedFileCorrupt, ConfigShapeDisagrees) {
   v += 16;
   std::memcpy(&b[at], &v, 4);
   expect_open_error(variant(b), "config implies");
+}
+
+// Writes stories260K with a different format on each projection (LUT and plain layouts, ragged
+// groups) to $ELUTQ_QUANTIZED_SAMPLE, for tests/reference/test_quantized_file_gguf.py, which
+// reads it with the gguf package and decodes the blobs independently. Skipped otherwise.
+TEST(QuantizedFile, SampleForReference) {
+  const char* out = std::getenv("ELUTQ_QUANTIZED_SAMPLE");
+  if (out == nullptr) GTEST_SKIP() << "set ELUTQ_QUANTIZED_SAMPLE=PATH to write the sample";
+  const std::string model = test::shared_file("models/stories260K/stories260K.bin");
+  ELUTQ_REQUIRE_FILE(model, "stories260K");
+  auto src = open_model(model);
+  // Per projection slot: q, k, v, o, gate, up, down.
+  const char* formats[kLinearSlots] = {"hlq-w2g64",   "uniform-w4g32", "hlq-w3grow", "uniform-w8g32",
+                                       "codebook-w3", "hlq-w4g32",     "uniform-w2g128"};
+  QuantizedFilePlan plan;
+  plan.method = "mixed";
+  plan.source_name = "stories260K";
+  plan.default_spec = parse_quant_spec("hlq-w4g32");
+  for (int l = 0; l < src->config().n_layers; ++l)
+    for (int s = 0; s < kLinearSlots; ++s)
+      plan.quantized["blk." + std::to_string(l) + "." + linear_slot_name(LinearSlot(s)) +
+                     ".weight"] = parse_quant_spec(formats[s]);
+  QuantizedModelWriter w(out, *src, plan);
+  for (const std::string& name : quantized_file_tensor_order(*src)) {
+    const auto it = plan.quantized.find(name);
+    if (it == plan.quantized.end()) continue;
+    const TensorInfo* t = src->find(name);
+    std::vector<float> W(size_t(t->numel()));  // (rows, cols)
+    tensor_to_f32(*t, W.data());
+    LayerQuantOptions o;
+    const QuantSpec& spec = it->second;
+    o.method = spec.kind == QuantKind::HLQ ? QuantMethod::Hlq : QuantMethod::Rtn;
+    o.bits = spec.bits;
+    o.group = spec.group;
+    QuantizedMatrix q = quantize_layer(W.data(), t->shape[0], t->shape[1], o, nullptr).q;
+    if (spec.kind == QuantKind::Codebook) {
+      // A row-wise uniform grid is a codebook: c_k = zero + scale * k.
+      QuantizedMatrix cb;
+      cb.spec = spec;
+      cb.rows = q.rows;
+      cb.cols = q.cols;
+      cb.codes = q.codes;
+      for (int64_t r = 0; r < q.rows; ++r) {
+        const float* p = q.group_params(r, 0);
+        for (int k = 0; k < (1 << spec.bits); ++k) cb.params.push_back(dequant_code(q.spec, p, uint8_t(k)));
+      }
+      round_params_to_fp16(cb.params);
+      q = std::move(cb);
+    }
+    w.add_quantized(name, q);
+  }
+  w.finish();
 }
 
 TEST(QuantizedFile, KernelChoiceParses) {
