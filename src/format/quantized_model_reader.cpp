@@ -55,8 +55,8 @@ std::map<std::string, TensorInfo> read_elutq_quantized_tensors(const GgufFile& g
   for (const std::string& key : g.keys()) {
     if (key.rfind(prefix, 0) != 0 || !ends_with(key, ".format")) continue;
     const std::string name = key.substr(prefix.size(), key.size() - prefix.size() - 7);
-    require(g.find_tensor(name) != nullptr, "'", path, "': ", key,
-            " describes tensor '", name, "', which the file does not hold");
+    require(g.find_tensor(name) != nullptr, "'", path, "': ", key, " describes tensor '", name,
+            "', which the file does not hold");
   }
 
   std::map<std::string, TensorInfo> out;
@@ -87,10 +87,10 @@ std::map<std::string, TensorInfo> read_elutq_quantized_tensors(const GgufFile& g
     } catch (const Error& e) {
       fail(where, ": ", e.what());
     }
-    require(info.spec.name() == spec.name(), where, ": its data holds ", info.spec.name(),
-            " but ", key, "format says ", spec.name(), "; the file is corrupt");
-    require(info.rows == shape[0] && info.cols == shape[1], where, ": its data holds a ",
-            info.rows, "x", info.cols, " matrix but ", key, "shape says ", shape_str(shape),
+    require(info.spec.name() == spec.name(), where, ": its data holds ", info.spec.name(), " but ",
+            key, "format says ", spec.name(), "; the file is corrupt");
+    require(info.rows == shape[0] && info.cols == shape[1], where, ": its data holds a ", info.rows,
+            "x", info.cols, " matrix but ", key, "shape says ", shape_str(shape),
             "; the file is corrupt");
     const std::vector<int64_t> want = expected_linear_shape(c, t.name);
     require(want.empty() || want == shape, where, " is ", shape_str(shape),

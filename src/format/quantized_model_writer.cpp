@@ -57,7 +57,8 @@ QuantizedModelWriter::QuantizedModelWriter(const std::string& path, const ModelS
     : src_(src), w_(std::make_unique<GgufWriter>(path, 64)) {
   for (const auto& [name, spec] : plan.quantized) {
     const TensorInfo* t = src.find(name);
-    require(t != nullptr, "cannot quantize tensor '", name, "': the source model has no such tensor");
+    require(t != nullptr, "cannot quantize tensor '", name,
+            "': the source model has no such tensor");
     require(t->shape.size() == 2, "cannot quantize tensor '", name, "': it has ", t->shape.size(),
             " dimensions, not 2");
     validate_quant_spec(spec);
@@ -141,8 +142,8 @@ void QuantizedModelWriter::add_quantized(const std::string& name, const Quantize
   require(e.quantized, "tensor '", name, "' is not planned to be quantized");
   require(i >= next_, "tensor '", name, "' was already written");
   const TensorInfo* t = src_.find(name);
-  require(q.rows == t->shape[0] && q.cols == t->shape[1], "quantized '", name, "' is ", q.rows,
-          "x", q.cols, " but the source tensor is ", t->shape[0], "x", t->shape[1]);
+  require(q.rows == t->shape[0] && q.cols == t->shape[1], "quantized '", name, "' is ", q.rows, "x",
+          q.cols, " but the source tensor is ", t->shape[0], "x", t->shape[1]);
   require(q.spec.name() == e.spec.name(), "quantized '", name, "' has format ", q.spec.name(),
           " but the file declares ", e.spec.name());
   copy_unchanged_until(name);

@@ -64,7 +64,8 @@ std::vector<QuantSpec> every_format() {
 // group.
 const int64_t kShapes[][2] = {{37, 100}, {64, 128}, {5, 200}};
 
-void expect_same_matrix(const QuantizedMatrix& a, const QuantizedMatrix& b, const std::string& what) {
+void expect_same_matrix(const QuantizedMatrix& a, const QuantizedMatrix& b,
+                        const std::string& what) {
   EXPECT_EQ(a.spec.name(), b.spec.name()) << what;
   EXPECT_EQ(a.rows, b.rows) << what;
   EXPECT_EQ(a.cols, b.cols) << what;
@@ -79,8 +80,8 @@ TEST(QuantizedBlob, EveryFormatRoundTripsBitExactly) {
   for (const QuantSpec& spec : every_format()) {
     for (const auto& shape : kShapes) {
       const QuantizedMatrix q = random_quantized(spec, shape[0], shape[1], ++seed);
-      const std::string what = spec.name() + " " + std::to_string(shape[0]) + "x" +
-                               std::to_string(shape[1]);
+      const std::string what =
+          spec.name() + " " + std::to_string(shape[0]) + "x" + std::to_string(shape[1]);
       const std::vector<uint8_t> blob = encode_quantized_blob(q);
       EXPECT_EQ(blob.size(), quantized_blob_bytes(spec, q.rows, q.cols)) << what;
       const QuantizedBlobInfo info = inspect_quantized_blob(blob.data(), blob.size());
@@ -98,8 +99,8 @@ TEST(QuantizedBlob, EveryFormatRoundTripsBitExactly) {
 // A ModelSource over another with a chosen config and tokenizer and extra tensors appended.
 class OverlaySource : public ModelSource {
  public:
-  explicit OverlaySource(const ModelSource& base) : base_(base), cfg_(base.config()),
-                                                    tok_(base.tokenizer()) {}
+  explicit OverlaySource(const ModelSource& base)
+      : base_(base), cfg_(base.config()), tok_(base.tokenizer()) {}
   ModelConfig& cfg() { return cfg_; }
   TokenizerSpec& tok() { return tok_; }
   // Adds an fp32 tensor; the source keeps the data.
@@ -361,8 +362,8 @@ void check_file_logits(const ModelSource& src, const std::string& path,
   Model ref(src, o);
   for (int l = 0; l < ref.config().n_layers; ++l) {
     for (int s = 0; s < kLinearSlots; ++s) {
-      const std::string name = "blk." + std::to_string(l) + "." +
-                               linear_slot_name(LinearSlot(s)) + ".weight";
+      const std::string name =
+          "blk." + std::to_string(l) + "." + linear_slot_name(LinearSlot(s)) + ".weight";
       const QuantizedMatrix& q = qs.at(name);
       auto w = std::make_shared<std::vector<float>>(size_t(q.rows * q.cols));
       dequantize(q, w->data());
@@ -406,8 +407,8 @@ TEST(QuantizedFile, TensorOrderPutsEmbeddingsFirstAndBlocksAscending) {
   struct Names : test::MemorySource {
     using MemorySource::MemorySource;
     std::vector<std::string> tensor_names() const override {
-      return {"output_norm.weight", "blk.10.ffn_up.weight", "blk.2.attn_q.weight",
-              "token_embd.weight",  "blk.2.attn_norm.weight", "rope_freqs.weight",
+      return {"output_norm.weight",  "blk.10.ffn_up.weight",   "blk.2.attn_q.weight",
+              "token_embd.weight",   "blk.2.attn_norm.weight", "rope_freqs.weight",
               "blk.10.attn_k.weight"};
     }
   };
@@ -442,8 +443,10 @@ TEST(QuantizedFile, WriterCopiesUnchangedTensorsItselfAndEnforcesOrder) {
   {
     QuantizedModelWriter w(dir.file("b.gguf"), src, plan);
     for (const std::string& n : order) {
-      if (plan.quantized.count(n)) w.add_quantized(n, qs[n]);
-      else w.add_unchanged(*src.find(n));
+      if (plan.quantized.count(n))
+        w.add_quantized(n, qs[n]);
+      else
+        w.add_unchanged(*src.find(n));
     }
     w.finish();
   }
@@ -461,8 +464,8 @@ TEST(QuantizedFile, WriterCopiesUnchangedTensorsItselfAndEnforcesOrder) {
       if (plan.quantized.count(n)) qnames.push_back(n);
     EXPECT_THROW(w.add_quantized(qnames[1], qs[qnames[1]]), Error);
     // A wrong format is refused too.
-    QuantizedMatrix wrong = random_quantized(parse_quant_spec("hlq-w3g32"), qs[qnames[0]].rows,
-                                             qs[qnames[0]].cols, 1);
+    QuantizedMatrix wrong =
+        random_quantized(parse_quant_spec("hlq-w3g32"), qs[qnames[0]].rows, qs[qnames[0]].cols, 1);
     EXPECT_THROW(w.add_quantized(qnames[0], wrong), Error);
     // Never finished: no file, no temporary left behind.
   }
@@ -609,8 +612,9 @@ TEST(QuantizedFile, SampleForReference) {
   ELUTQ_REQUIRE_FILE(model, "stories260K");
   auto src = open_model(model);
   // Per projection slot: q, k, v, o, gate, up, down.
-  const char* formats[kLinearSlots] = {"hlq-w2g64",   "uniform-w4g32", "hlq-w3grow", "uniform-w8g32",
-                                       "codebook-w3", "hlq-w4g32",     "uniform-w2g128"};
+  const char* formats[kLinearSlots] = {"hlq-w2g64",     "uniform-w4g32", "hlq-w3grow",
+                                       "uniform-w8g32", "codebook-w3",   "hlq-w4g32",
+                                       "uniform-w2g128"};
   QuantizedFilePlan plan;
   plan.method = "mixed";
   plan.source_name = "stories260K";
@@ -641,7 +645,8 @@ TEST(QuantizedFile, SampleForReference) {
       cb.codes = q.codes;
       for (int64_t r = 0; r < q.rows; ++r) {
         const float* p = q.group_params(r, 0);
-        for (int k = 0; k < (1 << spec.bits); ++k) cb.params.push_back(dequant_code(q.spec, p, uint8_t(k)));
+        for (int k = 0; k < (1 << spec.bits); ++k)
+          cb.params.push_back(dequant_code(q.spec, p, uint8_t(k)));
       }
       round_params_to_fp16(cb.params);
       q = std::move(cb);
