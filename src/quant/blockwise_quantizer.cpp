@@ -1,0 +1,548 @@
+// Calibrated block-by-block quantization (see blockwise_quantizer.h).
+#include "quant/blockwise_quantizer.h"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "model/dense_linear.h"
+#include "model/model.h"
+#include "quant/awq.h"
+#include "quant/hessian.h"
+#include "quant/rtn.h"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace elutq {
+
+namespace {
+
+constexpr LinearSlot kSlots[kLinearSlots] = {LinearSlot::Q,    LinearSlot::K,  LinearSlot::V,
+                                             LinearSlot::O,    LinearSlot::Gate, LinearSlot::Up,
+                                             LinearSlot::Down};
+
+// The true-sequential groups: layers sharing one input, in forward order.
+const std::vector<std::vector<LinearSlot>>& slot_groups() {
+  static const std::vector<std::vector<LinearSlot>> g = {
+      {LinearSlot::Q, LinearSlot::K, LinearSlot::V},
+      {LinearSlot::O},
+      {LinearSlot::Gate, LinearSlot::Up},
+      {LinearSlot::Down}};
+  return g;
+}
+
+std::string blk_name(int l, const std::string& what) {
+  return "blk." + std::to_string(l) + "." + what;
+}
+
+std::string slot_tensor(int l, LinearSlot s) {
+  return blk_name(l, linear_slot_name(s)) + ".weight";
+}
+
+// Block index of a "blk.N.*" name, or -1.
+int block_of(const std::string& name) {
+  if (name.rfind("blk.", 0) != 0) return -1;
+  size_t dot = name.find('.', 4);
+  if (dot == std::string::npos) return -1;
+  try {
+    return std::stoi(name.substr(4, dot - 4));
+  } catch (...) {
+    return -1;
+  }
+}
+
+// A projection whose weights are not in memory: the model is built with these for every block and
+// the quantizer swaps real ones in for the block it works on. Running one is a bug in the caller.
+class UnloadedLinear : public Linear {
+ public:
+  UnloadedLinear(std::string name, int64_t out, int64_t in)
+      : name_(std::move(name)), out_(out), in_(in) {}
+  int64_t in_features() const override { return in_; }
+  int64_t out_features() const override { return out_; }
+  void forward(const float*, int64_t, float*, ThreadPool&) const override {
+    fail("internal: '", name_, "' was run before its block was loaded");
+  }
+  std::string describe() const override { return "not loaded"; }
+  uint64_t weight_bytes() const override { return 0; }
+
+ private:
+  std::string name_;
+  int64_t out_, in_;
+};
+
+// A dense fp32 projection that also records its inputs: into a Hessian accumulator and/or the
+// per-channel sum of |x| (AWQ statistics).
+class CollectingLinear : public Linear {
+ public:
+  CollectingLinear(std::shared_ptr<const std::vector<float>> w, int64_t out, int64_t in,
+                   HessianAccumulator* h, std::vector<double>* abs_sum, int64_t* rows_seen)
+      : dense_(std::move(w), out, in), h_(h), abs_(abs_sum), rows_(rows_seen) {}
+  int64_t in_features() const override { return dense_.in_features(); }
+  int64_t out_features() const override { return dense_.out_features(); }
+  void forward(const float* x, int64_t n, float* y, ThreadPool& pool) const override {
+    dense_.forward(x, n, y, pool);
+    if (h_) h_->add(x, n);
+    if (abs_) {
+      const int64_t in = dense_.in_features();
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < in; ++j) (*abs_)[size_t(j)] += std::fabs(x[i * in + j]);
+    }
+    if (rows_) *rows_ += n;
+  }
+  std::string describe() const override { return "collecting " + dense_.describe(); }
+  uint64_t weight_bytes() const override { return dense_.weight_bytes(); }
+
+ private:
+  DenseLinear dense_;
+  HessianAccumulator* h_;
+  std::vector<double>* abs_;
+  int64_t* rows_;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+bool blockwise_needs_calibration(const BlockwiseOptions& opt) {
+  return opt.awq || method_needs_calibration(opt.layer.method);
+}
+
+std::vector<std::string> blockwise_tensor_order(const ModelSource& src) {
+  const std::vector<std::string> names = src.tensor_names();
+  std::vector<std::string> out;
+  int max_block = -1;
+  for (const std::string& n : names) max_block = std::max(max_block, block_of(n));
+  for (const std::string& n : names)
+    if (n == "token_embd.weight") out.push_back(n);
+  for (int l = 0; l <= max_block; ++l)
+    for (const std::string& n : names)
+      if (block_of(n) == l) out.push_back(n);
+  for (const std::string& n : names)
+    if (n != "token_embd.weight" && block_of(n) < 0) out.push_back(n);
+  return out;
+}
+
+struct BlockwiseQuantizer::Impl {
+  const ModelSource& src;
+  BlockwiseOptions opt;
+  LayerQuantOptions layer;  // what each layer gets (awq -> rtn after the scale search)
+  bool awq = false;
+  bool calibrated = false;
+  std::vector<std::string> order;
+  std::unique_ptr<Model> model;       // built by embed_calibration; no block weights of its own
+  std::unique_ptr<ThreadPool> pool;   // when there is no model
+
+  // The loaded block.
+  int loaded = -1;
+  std::array<std::shared_ptr<std::vector<float>>, kLinearSlots> W;  // (rows, cols) fp32, folded
+  std::array<int64_t, kLinearSlots> rows{}, cols{};
+  std::array<QuantizedMatrix, kLinearSlots> q;
+  std::array<std::string, kLinearSlots> awq_log;
+  std::vector<float> attn_norm, ffn_norm;  // (dim) each, as folded
+  bool norms_changed = false;
+  std::vector<float> buf;  // (tokens, dim) one calibration sequence
+
+  Impl(const ModelSource& s, const BlockwiseOptions& o) : src(s), opt(o) {}
+
+  ThreadPool& threads() { return model ? model->pool() : *pool; }
+  int n_layers() const { return src.config().n_layers; }
+
+  void install_dense(int l, LinearSlot s, std::shared_ptr<const std::vector<float>> w) {
+    model->set_linear(l, s, std::make_unique<DenseLinear>(std::move(w), rows[int(s)],
+                                                          cols[int(s)]));
+  }
+  void install_fp(int l, LinearSlot s) { install_dense(l, s, W[int(s)]); }
+  void install_quantized(int l, LinearSlot s) {
+    auto d = std::make_shared<std::vector<float>>(size_t(rows[int(s)] * cols[int(s)]));
+    dequantize(q[int(s)], d->data());
+    install_dense(l, s, std::move(d));
+  }
+
+  // Runs block l over the first n_seqs sequences of the store (all if < 0). Writes the outputs
+  // back when write_back; appends them to outputs if given.
+  void run_block(int l, CalibActivations& store, int64_t n_seqs, bool write_back,
+                 std::vector<float>* outputs) {
+    const int64_t T = store.tokens(), dim = store.dim();
+    if (n_seqs < 0) n_seqs = store.count();
+    buf.resize(size_t(T * dim));
+    for (int64_t i = 0; i < n_seqs; ++i) {
+      store.get(i, buf.data());
+      for (int64_t c = 0; c < T; c += model->max_batch()) {
+        const int m = int(std::min<int64_t>(model->max_batch(), T - c));
+        model->forward_block(l, buf.data() + c * dim, m, int(c));
+      }
+      if (write_back) store.put(i, buf.data());
+      if (outputs) outputs->insert(outputs->end(), buf.begin(), buf.end());
+    }
+  }
+
+  void awq_block(int l, CalibActivations& store, BlockwiseReport& rep);
+};
+
+BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOptions& opt)
+    : impl_(std::make_unique<Impl>(src, opt)) {
+  Impl& I = *impl_;
+  I.layer = opt.layer;
+  I.awq = opt.awq || opt.layer.method == QuantMethod::Awq;
+  if (opt.layer.method == QuantMethod::Awq) I.layer.method = QuantMethod::Rtn;
+  method_spec(I.layer);  // validates bits / group before any work
+  require(opt.awq_grid >= 1, "AWQ grid must be at least 1, got ", opt.awq_grid);
+  require(opt.awq_tokens >= 1, "AWQ search tokens must be at least 1, got ", opt.awq_tokens);
+  require(!(opt.awq_clip && !I.awq), "AWQ clip search needs AWQ (--method awq or --awq)");
+  const ModelConfig& c = src.config();
+  validate_config(c);
+  if (opt.quantize_output)
+    require(src.find("output.weight") != nullptr,
+            "this model ties its output head to the token embedding (no output.weight), so the ",
+            "head cannot be quantized separately; drop --quantize-output");
+  I.order = blockwise_tensor_order(src);
+  // GPTQ and friends were measured 13x faster with OpenBLAS single-threaded inside the pipeline
+  // (our pool splits the work); the dense forward sets the same.
+  openblas_set_num_threads(1);
+  I.pool = std::make_unique<ThreadPool>(opt.n_threads);  // replaced by the model's once built
+}
+
+BlockwiseQuantizer::~BlockwiseQuantizer() = default;
+
+Model& BlockwiseQuantizer::model() {
+  require(impl_->model != nullptr, "internal: the calibration model is built by embed_calibration");
+  return *impl_->model;
+}
+
+void BlockwiseQuantizer::embed_calibration(const std::vector<std::vector<int>>& seqs,
+                                           CalibActivations& store) {
+  Impl& I = *impl_;
+  const ModelConfig& c = I.src.config();
+  require(!seqs.empty(), "calibration: no sequences");
+  require(store.count() == int64_t(seqs.size()) && store.dim() == c.dim,
+          "internal: calibration store shape does not match the sequences");
+  for (const auto& s : seqs)
+    require(int64_t(s.size()) == store.tokens(), "calibration sequences must all hold ",
+            store.tokens(), " tokens");
+  ModelOptions mo;
+  mo.n_threads = I.opt.n_threads;
+  mo.max_ctx = int(store.tokens());
+  mo.max_batch = int(std::min<int64_t>(store.tokens(), 512));
+  mo.linear_factory = [](const ModelSource&, const TensorInfo& t) -> std::unique_ptr<Linear> {
+    return std::make_unique<UnloadedLinear>(t.name, t.shape.at(0), t.shape.at(1));
+  };
+  I.pool.reset();
+  // Streaming: no block's KV cache or weights and no fp32 embedding table are held; blocks come
+  // in with load_block and go with release_block (which also drops their mmap'd source pages).
+  mo.lazy_blocks = true;
+  I.model = std::make_unique<Model>(I.src, mo);
+  I.calibrated = true;
+  std::vector<float> x(size_t(store.tokens() * c.dim));  // (tokens, dim)
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    I.model->embed(seqs[i].data(), int(seqs[i].size()), x.data());
+    store.put(int64_t(i), x.data());
+  }
+}
+
+void BlockwiseQuantizer::emit_head(QuantizedTensorSink& sink) {
+  for (const std::string& n : impl_->order) {
+    if (block_of(n) >= 0) break;
+    if (n != "token_embd.weight") break;
+    const TensorInfo* t = impl_->src.find(n);
+    sink.add_unchanged(*t);
+    impl_->src.release_pages(*t);  // written out: its mapped pages need not stay resident
+  }
+}
+
+void BlockwiseQuantizer::load_block(int l) {
+  Impl& I = *impl_;
+  require(l >= 0 && l < I.n_layers(), "block ", l, " out of range");
+  const ModelConfig& c = I.src.config();
+  const int64_t dim = c.dim, q_dim = int64_t(c.n_heads) * c.head_dim,
+                kv_dim = int64_t(c.n_kv_heads) * c.head_dim, hidden = c.hidden_dim;
+  const int64_t shapes[kLinearSlots][2] = {{q_dim, dim},  {kv_dim, dim}, {kv_dim, dim}, {dim, q_dim},
+                                           {hidden, dim}, {hidden, dim}, {dim, hidden}};
+  for (int s = 0; s < kLinearSlots; ++s) {
+    const TensorInfo& t = I.src.get(slot_tensor(l, LinearSlot(s)), {shapes[s][0], shapes[s][1]});
+    I.rows[s] = shapes[s][0];
+    I.cols[s] = shapes[s][1];
+    I.W[s] = std::make_shared<std::vector<float>>(size_t(I.rows[s] * I.cols[s]));
+    load_tensor_f32(t, I.W[s]->data());
+    I.q[s] = QuantizedMatrix{};
+    I.awq_log[s].clear();
+  }
+  I.attn_norm.resize(size_t(dim));
+  I.ffn_norm.resize(size_t(dim));
+  load_tensor_f32(I.src.get(blk_name(l, "attn_norm.weight"), {dim}), I.attn_norm.data());
+  load_tensor_f32(I.src.get(blk_name(l, "ffn_norm.weight"), {dim}), I.ffn_norm.data());
+  I.norms_changed = false;
+  if (I.model) {
+    I.model->load_block(l);  // lazy model: KV cache (and placeholder projections) for block l
+    I.model->attn_norm(l) = I.attn_norm;
+    I.model->ffn_norm(l) = I.ffn_norm;
+    for (LinearSlot s : kSlots) I.install_fp(l, s);
+  }
+  I.loaded = l;
+}
+
+void BlockwiseQuantizer::release_block(int l) {
+  Impl& I = *impl_;
+  if (I.model) I.model->release_block(l);  // its projections, KV cache and mapped source pages
+  // The mapped source pages of the block (touched by load_block and the sink) leave the resident
+  // set, so a model larger than memory streams through.
+  const std::string prefix = "blk." + std::to_string(l) + ".";
+  for (const std::string& name : I.order)
+    if (name.rfind(prefix, 0) == 0) I.src.release_pages(*I.src.find(name));
+  for (int s = 0; s < kLinearSlots; ++s) {
+    I.W[s].reset();
+    I.q[s] = QuantizedMatrix{};
+  }
+  I.loaded = -1;
+}
+
+// AWQ on the loaded block l (see the header). The model holds block l's fp weights on entry and on
+// return (folded, so the block computes the same function).
+void BlockwiseQuantizer::Impl::awq_block(int l, CalibActivations& store, BlockwiseReport& rep) {
+  const ModelConfig& c = src.config();
+  const auto& groups = slot_groups();
+  const int64_t T = store.tokens();
+  const int64_t n_seqs =
+      std::min<int64_t>(store.count(), std::max<int64_t>(1, (opt.awq_tokens + T - 1) / T));
+
+  // One pass: mean |x| of each group's input and the fp block outputs (the search's reference).
+  std::array<std::vector<double>, 4> abs_sum;
+  std::array<int64_t, 4> seen{};
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const LinearSlot first = groups[g][0];
+    abs_sum[g].assign(size_t(cols[int(first)]), 0.0);
+    model->set_linear(l, first, std::make_unique<CollectingLinear>(
+                                    W[int(first)], rows[int(first)], cols[int(first)], nullptr,
+                                    &abs_sum[g], &seen[g]));
+  }
+  std::vector<float> ref, out;  // (n_seqs * T, dim) block outputs: fp, candidate
+  run_block(l, store, n_seqs, false, &ref);
+  for (const auto& g : groups) install_fp(l, g[0]);
+
+  QuantSpec search_spec;  // the search scores plain min-max RTN at the target bits and group
+  search_spec.kind = QuantKind::Uniform;
+  search_spec.bits = layer.bits;
+  search_spec.group = layer.group;
+  const int hd = c.head_dim, heads_per_kv = c.n_heads / c.n_kv_heads;
+  const int64_t kv_dim = int64_t(c.n_kv_heads) * hd;
+
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const std::vector<LinearSlot>& members = groups[g];
+    const bool is_o = members[0] == LinearSlot::O;
+    if (is_o && c.attn_bias) {
+      rep.notes.push_back(blk_name(l, "attn_output") +
+                          ": AWQ scaling skipped (v has a bias, which the fold would change)");
+      continue;
+    }
+    const int64_t in = cols[int(members[0])];
+    std::vector<float> mean(static_cast<size_t>(in));
+    for (int64_t j = 0; j < in; ++j) mean[size_t(j)] = float(abs_sum[g][size_t(j)] / double(seen[g]));
+    // o's input channel h*hd + d carries v's output kvh*hd + d for every head h of KV group kvh, so
+    // one scale per v output: the statistics are averaged over the heads sharing it.
+    if (is_o) {
+      std::vector<float> kv(size_t(kv_dim), 0.0f);
+      for (int h = 0; h < c.n_heads; ++h)
+        for (int d = 0; d < hd; ++d)
+          kv[size_t((h / heads_per_kv) * hd + d)] += mean[size_t(h * hd + d)] / heads_per_kv;
+      mean = std::move(kv);
+    }
+    auto expand = [&](const std::vector<float>& s) {
+      if (!is_o) return s;
+      std::vector<float> full(static_cast<size_t>(in));
+      for (int h = 0; h < c.n_heads; ++h)
+        for (int d = 0; d < hd; ++d) full[size_t(h * hd + d)] = s[size_t((h / heads_per_kv) * hd + d)];
+      return full;
+    };
+    auto error_fn = [&](const std::vector<float>& s) {
+      const std::vector<float> full = expand(s);
+      for (LinearSlot m : members) {
+        const int64_t R = rows[int(m)], C = cols[int(m)];
+        std::vector<float> ws(*W[int(m)]);  // (R, C) W diag(s)
+        scale_columns(ws.data(), R, C, full.data());
+        auto dq = std::make_shared<std::vector<float>>(size_t(R * C));
+        dequantize(quantize_rtn(ws.data(), R, C, search_spec, RtnOptions{}, &threads()), dq->data());
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t j = 0; j < C; ++j) (*dq)[size_t(r * C + j)] /= full[size_t(j)];
+        install_dense(l, m, std::move(dq));
+      }
+      out.clear();
+      run_block(l, store, n_seqs, false, &out);
+      for (LinearSlot m : members) install_fp(l, m);
+      double e = 0;
+      for (size_t i = 0; i < out.size(); ++i) {
+        const double d = double(out[i]) - ref[i];
+        e += d * d;
+      }
+      return e;
+    };
+    const AwqSearchResult a = awq_search_scales(mean, error_fn, opt.awq_grid);
+    const std::vector<float> full = expand(a.scales);
+    for (LinearSlot m : members) {
+      scale_columns(W[int(m)]->data(), rows[int(m)], cols[int(m)], full.data());
+      awq_log[int(m)] = "awq alpha " + std::to_string(a.alpha).substr(0, 4) + ". ";
+    }
+    switch (members[0]) {
+      case LinearSlot::Q:
+        fold_into_norm(attn_norm.data(), c.dim, a.scales.data());
+        model->attn_norm(l) = attn_norm;
+        norms_changed = true;
+        break;
+      case LinearSlot::O:
+        fold_into_linear_rows(W[int(LinearSlot::V)]->data(), rows[int(LinearSlot::V)],
+                              cols[int(LinearSlot::V)], a.scales.data());
+        install_fp(l, LinearSlot::V);
+        break;
+      case LinearSlot::Gate:
+        fold_into_norm(ffn_norm.data(), c.dim, a.scales.data());
+        model->ffn_norm(l) = ffn_norm;
+        norms_changed = true;
+        break;
+      default:  // down: its input is silu(gate) * up, linear in up's output rows
+        fold_into_linear_rows(W[int(LinearSlot::Up)]->data(), rows[int(LinearSlot::Up)],
+                              cols[int(LinearSlot::Up)], a.scales.data());
+        install_fp(l, LinearSlot::Up);
+        break;
+    }
+    for (LinearSlot m : members) install_fp(l, m);
+  }
+}
+
+void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, QuantizedTensorSink& sink) {
+  Impl& I = *impl_;
+  require(I.loaded == l, "internal: block ", l, " is not loaded");
+  require(I.calibrated || !blockwise_needs_calibration(I.opt), "method '",
+          quant_method_name(I.opt.layer.method), "'", I.awq ? " with AWQ" : "",
+          " needs calibration data (embed_calibration first)");
+  require(!I.calibrated || store, "internal: calibrated quantization needs the activation store");
+  const int n = I.n_layers();
+  const std::string tag = "blk " + std::to_string(l + 1) + "/" + std::to_string(n) + " ";
+  if (I.awq) {
+    if (progress_) progress_(l, n, tag + "awq scale search");
+    I.awq_block(l, *store, report_);
+  }
+  const QuantSpec spec = method_spec(I.layer);
+  for (const std::vector<LinearSlot>& members : slot_groups()) {
+    if (I.opt.fold_only) break;
+    std::vector<float> H;  // (cols, cols) the group's input Hessian, with earlier groups quantized
+    const LinearSlot first = members[0];
+    if (I.calibrated) {
+      if (progress_) progress_(l, n, tag + linear_slot_name(first) + " inputs");
+      HessianAccumulator acc(I.cols[int(first)]);
+      I.model->set_linear(l, first, std::make_unique<CollectingLinear>(
+                                        I.W[int(first)], I.rows[int(first)], I.cols[int(first)],
+                                        &acc, nullptr, nullptr));
+      I.run_block(l, *store, -1, false, nullptr);
+      I.install_fp(l, first);
+      H = acc.hessian();
+    }
+    for (LinearSlot m : members) {
+      const std::string name = slot_tensor(l, m);
+      if (progress_)
+        progress_(l, n, tag + linear_slot_name(m) + " " + quant_method_name(I.layer.method));
+      const auto t0 = std::chrono::steady_clock::now();
+      const int64_t R = I.rows[int(m)], C = I.cols[int(m)];
+      std::string log = I.awq_log[int(m)];
+      if (I.opt.awq_clip && m != LinearSlot::Q && m != LinearSlot::K &&
+          spec.kind != QuantKind::Codebook) {
+        awq_clip_search(I.W[int(m)]->data(), R, C, H, spec);
+        log += "awq clip. ";
+      }
+      LayerQuantResult r = quantize_layer(I.W[int(m)]->data(), R, C, I.layer,
+                                          H.empty() ? nullptr : &H, nullptr, &I.threads());
+      I.q[int(m)] = std::move(r.q);
+      if (I.model) I.install_quantized(l, m);
+      report_.layers.push_back({name, R, C, r.rel_weight_error, r.rel_output_error,
+                                r.bits_per_weight, seconds_since(t0), log + r.log});
+      report_.quantized_weights += R * C;
+      report_.quantized_bits += r.bits_per_weight * double(R * C);
+    }
+  }
+  // The block's tensors, in source order.
+  for (const std::string& name : I.order) {
+    if (block_of(name) != l) continue;
+    bool done = false;
+    for (LinearSlot s : kSlots)
+      if (name == slot_tensor(l, s)) {
+        if (I.opt.fold_only)
+          sink.add_f32(*I.src.find(name), I.W[int(s)]->data());
+        else
+          sink.add_quantized(name, I.q[int(s)]);
+        done = true;
+      }
+    if (done) continue;
+    const TensorInfo* t = I.src.find(name);
+    require(t != nullptr, "model lists tensor '", name, "' but does not provide it");
+    if (I.norms_changed && name == blk_name(l, "attn_norm.weight"))
+      sink.add_f32(*t, I.attn_norm.data());
+    else if (I.norms_changed && name == blk_name(l, "ffn_norm.weight"))
+      sink.add_f32(*t, I.ffn_norm.data());
+    else
+      sink.add_unchanged(*t);
+  }
+  // The quantized block's outputs feed the next block.
+  if (I.calibrated) {
+    if (progress_) progress_(l, n, tag + "outputs");
+    I.run_block(l, *store, -1, true, nullptr);
+  }
+}
+
+void BlockwiseQuantizer::emit_tail(CalibActivations* store, QuantizedTensorSink& sink) {
+  Impl& I = *impl_;
+  for (const std::string& name : I.order) {
+    if (name == "token_embd.weight" || block_of(name) >= 0) continue;
+    const TensorInfo* t = I.src.find(name);
+    require(t != nullptr, "model lists tensor '", name, "' but does not provide it");
+    if (name != "output.weight" || !I.opt.quantize_output) {
+      sink.add_unchanged(*t);
+      continue;
+    }
+    require(t->shape.size() == 2, "output.weight should be a matrix");
+    const int64_t R = t->shape[0], C = t->shape[1];
+    if (progress_) progress_(I.n_layers(), I.n_layers(), "output head");
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<float> W(size_t(R * C)), H;  // (R, C), (C, C)
+    load_tensor_f32(*t, W.data());
+    if (I.calibrated) {
+      require(store && I.model, "internal: output head needs the calibration activations");
+      HessianAccumulator acc(C);
+      const int64_t T = store->tokens();
+      I.buf.resize(size_t(T * C));
+      for (int64_t i = 0; i < store->count(); ++i) {
+        store->get(i, I.buf.data());
+        I.model->final_norm(I.buf.data(), int(T));
+        acc.add(I.buf.data(), T);
+      }
+      H = acc.hessian();
+    }
+    LayerQuantResult r =
+        quantize_layer(W.data(), R, C, I.layer, H.empty() ? nullptr : &H, nullptr, &I.threads());
+    sink.add_quantized(name, r.q);
+    report_.layers.push_back({name, R, C, r.rel_weight_error, r.rel_output_error,
+                              r.bits_per_weight, seconds_since(t0), r.log});
+    report_.quantized_weights += R * C;
+    report_.quantized_bits += r.bits_per_weight * double(R * C);
+  }
+}
+
+BlockwiseReport BlockwiseQuantizer::run(CalibActivations* store, QuantizedTensorSink& sink,
+                                        const std::function<void(int)>& block_done,
+                                        int first_block) {
+  Impl& I = *impl_;
+  require(first_block >= 0 && first_block <= I.n_layers(), "resume block ", first_block,
+          " out of range");
+  if (first_block == 0) emit_head(sink);
+  for (int l = first_block; l < I.n_layers(); ++l) {
+    load_block(l);
+    quantize_block(l, store, sink);
+    release_block(l);
+    if (block_done) block_done(l);
+  }
+  emit_tail(store, sink);
+  return report_;
+}
+
+}  // namespace elutq

@@ -1,0 +1,115 @@
+// Calibrated, block-by-block model quantization (GPTQ's "true sequential" schedule):
+//
+//   embed the calibration tokens -> store (CalibActivations)
+//   for each block l:
+//     load block l's weights (fp32, from the source)
+//     [AWQ] one pass collects mean|x| of every projection input and the fp block outputs on a
+//           subset of sequences; per group (q/k/v, o, gate/up, down) the scales s = mean|x|^alpha
+//           are searched by the block-output error with that group's weights replaced by
+//           Q(W diag s) diag(1/s), and folded: q/k/v -> attn_norm, gate/up -> ffn_norm,
+//           o -> v's output rows (shared per KV head group under GQA), down -> up's output rows.
+//     then, group by group in the order q/k/v, o, gate/up, down: run the block over every
+//           sequence with the earlier groups already quantized, accumulating the group's input
+//           Hessian H = 2 X^T X / n, and quantize the group's layers with it (quantize_layer)
+//     hand the block's tensors to the sink, run the fully quantized block over every sequence
+//           to produce the next block's inputs (put back into the store), release the weights
+//   the remaining tensors (output norm, output head: quantized only if asked)
+//
+// Without calibration (rtn / hlq and no --awq, and embed_calibration not called) no forward pass
+// runs: each layer is quantized on its own, block by block, in the same output order. With
+// calibration, rtn / hlq still get the Hessians, for the report's output errors.
+// The tensors reach the sink in the model-file order: token_embd, blocks ascending (each block's
+// tensors in source order), then the rest in source order.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/model_source.h"
+#include "quant/calib_activations.h"
+#include "quant/pipeline.h"
+#include "quant/quantize_layer.h"
+
+namespace elutq {
+
+class Model;
+
+struct BlockwiseOptions {
+  LayerQuantOptions layer;      // method awq means: AWQ scales (this file) then uniform RTN
+  bool awq = false;             // AWQ scale search and folding before any method
+  bool awq_clip = false;        // AWQ clip search on each layer (not q/k) before quantizing
+  int awq_grid = 20;            // alpha in {0, 1/grid, ..., (grid-1)/grid}
+  int64_t awq_tokens = 4096;    // calibration tokens the AWQ search evaluates (whole sequences)
+  bool quantize_output = false; // also quantize output.weight (untied models only)
+  int n_threads = 0;            // <= 0: all cores
+  // Checks only: apply the AWQ folds and hand the folded fp32 weights to the sink (add_f32)
+  // instead of quantizing, so a test can verify a fold keeps the model's function.
+  bool fold_only = false;
+};
+
+struct BlockwiseLayerReport {
+  std::string name;
+  int64_t rows = 0, cols = 0;
+  double rel_weight_error = 0;   // ||W - W_hat||^2 / ||W||^2 (in the folded model's weights)
+  double rel_output_error = -1;  // tr(D H D^T) / tr(W H W^T) on its calibration inputs; -1 none
+  double bits_per_weight = 0;
+  double seconds = 0;
+  std::string log;
+};
+
+struct BlockwiseReport {
+  std::vector<BlockwiseLayerReport> layers;
+  int64_t quantized_weights = 0;
+  double quantized_bits = 0;  // storage bits of the quantized tensors, parameters included
+  std::vector<std::string> notes;  // things the user should know (e.g. a fold that was skipped)
+};
+
+// True if these options cannot run without calibration sequences.
+bool blockwise_needs_calibration(const BlockwiseOptions& opt);
+
+// The sink order (see above) for a source's tensor names.
+std::vector<std::string> blockwise_tensor_order(const ModelSource& src);
+
+class BlockwiseQuantizer {
+ public:
+  // progress(block, n_blocks, status): status like "blk 3/30 ffn_up gptq".
+  using ProgressFn = std::function<void(int block, int n_blocks, const std::string& status)>;
+
+  // Validates the options against the model (throws Error); builds a runtime model that holds no
+  // block weights yet (they are loaded one block at a time).
+  BlockwiseQuantizer(const ModelSource& src, const BlockwiseOptions& opt);
+  ~BlockwiseQuantizer();
+
+  // Step 1: the embeddings of the calibration sequences (each of store.tokens() ids) into store.
+  // Skipped (no calibration) when the options need none.
+  void embed_calibration(const std::vector<std::vector<int>>& seqs, CalibActivations& store);
+
+  // The steps run() takes, public so a streaming driver can interleave its own work
+  // (checkpoints, resume). store may be null when no calibration is needed.
+  void emit_head(QuantizedTensorSink& sink);  // token_embd (and whatever precedes block 0)
+  void load_block(int l);                     // block l's weights into memory (fp32)
+  void quantize_block(int l, CalibActivations* store, QuantizedTensorSink& sink);
+  void release_block(int l);                  // drop block l's weights
+  void emit_tail(CalibActivations* store, QuantizedTensorSink& sink);  // the rest
+
+  // All of it: emit_head, then per block load / quantize / release and block_done(l), then
+  // emit_tail. first_block > 0 resumes: store must hold block first_block's inputs, and the
+  // sink must already have everything before it.
+  BlockwiseReport run(CalibActivations* store, QuantizedTensorSink& sink,
+                      const std::function<void(int block)>& block_done = {}, int first_block = 0);
+
+  const BlockwiseReport& report() const { return report_; }
+  void set_progress(ProgressFn fn) { progress_ = std::move(fn); }
+  Model& model();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  BlockwiseReport report_;
+  ProgressFn progress_;
+};
+
+}  // namespace elutq
