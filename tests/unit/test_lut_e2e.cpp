@@ -79,33 +79,60 @@ double ppl_with(const ModelSource& src, LinearFactory f, const std::vector<int>&
   return perplexity(m, ids, kCtx, kWindows).ppl();
 }
 
-TEST(LutEndToEnd, SmolLm2HlqPerplexityThroughLutMatchesDequant) {
-  const std::string path = test::smollm2_path();
+// ids of the first WikiText-2 test text, or empty with *skip set to why.
+std::vector<int> wikitext_ids(const ModelSource& src, std::string* skip) {
   const std::string text_path = test::shared_file("data/wikitext-2-raw/wiki.test.raw");
-  ELUTQ_REQUIRE_FILE(path, "SmolLM2-135M-Instruct.Q4_1.gguf");
-  ELUTQ_REQUIRE_FILE(text_path, "wikitext-2-raw/wiki.test.raw");
-  auto src = open_model(path);
-  std::vector<int> ids;
+  if (text_path.empty()) {
+    *skip = "wikitext-2-raw/wiki.test.raw not found; set ELUTQ_SHARED";
+    return {};
+  }
   try {
-    const Tokenizer tok(src->tokenizer());
+    const Tokenizer tok(src.tokenizer());
     std::string text = read_documents(text_path, false).at(0);
     text.resize(std::min<size_t>(text.size(), 40000));  // enough for kWindows * kCtx tokens
-    ids = tok.encode(text, true);
+    return tok.encode(text, true);
   } catch (const Error& e) {
-    GTEST_SKIP() << "tokenizer unavailable: " << e.what();
+    *skip = std::string("tokenizer unavailable: ") + e.what();
+    return {};
   }
+}
+
+// Quantizes SmolLM2 at hlq-w{bits}g128 and returns |ppl_lut - ppl_dequant| / ppl_dequant.
+void check_lut_against_dequant(int bits, double bound) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "quantizing 95M weights is too slow under ASan; the kernels themselves are "
+                  "checked bit for bit in test_lut_kernels.cpp";
+#endif
+  const std::string path = test::smollm2_path();
+  ELUTQ_REQUIRE_FILE(path, "SmolLM2-135M-Instruct.Q4_1.gguf");
+  auto src = open_model(path);
+  std::string skip;
+  const std::vector<int> ids = wikitext_ids(*src, &skip);
+  if (ids.empty()) GTEST_SKIP() << skip;
   ASSERT_GE(ids.size(), size_t(kCtx * kWindows));
-  for (int bits : {4}) {
-    QuantizedLayers layers(bits, 128);
-    const double lut = ppl_with(*src, layers.factory(true), ids);
-    const double deq = ppl_with(*src, layers.factory(false), ids);
-    const double rel = std::fabs(lut - deq) / deq;
-    std::printf("SmolLM2-135M hlq-w%dg128, WikiText-2 %d x %d tokens: ppl LUT %.4f, dequant %.4f "
-                "(%.3f%%)\n",
-                bits, kWindows, kCtx, lut, deq, 100 * rel);
-    EXPECT_TRUE(std::isfinite(lut) && std::isfinite(deq));
-    EXPECT_LT(rel, 0.005) << "hlq-w" << bits << "g128: LUT " << lut << " vs dequant " << deq;
-  }
+  QuantizedLayers layers(bits, 128);
+  const double lut = ppl_with(*src, layers.factory(true), ids);
+  const double deq = ppl_with(*src, layers.factory(false), ids);
+  const double rel = std::fabs(lut - deq) / deq;
+  std::printf("SmolLM2-135M hlq-w%dg128 (data-free, paper fit), WikiText-2 %d x %d tokens: ppl "
+              "LUT %.4f, dequant %.4f (%.3f%%)\n",
+              bits, kWindows, kCtx, lut, deq, 100 * rel);
+  ASSERT_TRUE(std::isfinite(lut) && std::isfinite(deq));
+  EXPECT_LT(rel, bound) << "hlq-w" << bits << "g128: LUT " << lut << " vs dequant " << deq;
+}
+
+// At 4 bits the quantized model is sound (ppl ~59 at this short context) and the LUT
+// path stays within the 0.5% (measured 0.07%).
+TEST(LutEndToEnd, SmolLm2HlqW4PerplexityThroughLutWithinHalfPercentOfDequant) {
+  check_lut_against_dequant(4, 0.005);
+}
+
+// At 3 bits, data-free quantization breaks this 135M model (ppl ~400), and in a broken model the
+// int8 activation tables' ~0.7% error per matmul moves the perplexity by 1-2% (measured 1.9% with
+// this fit, 1.1% with the full HLQ fit): the 0.5% target is NOT met here (see
+// docs/RESULTS.md). The bound below only guards against regressions.
+TEST(LutEndToEnd, SmolLm2HlqW3PerplexityThroughLutNearDequant) {
+  check_lut_against_dequant(3, 0.03);
 }
 
 }  // namespace
