@@ -73,17 +73,44 @@ class UnloadedLinear : public Linear {
   int64_t out_, in_;
 };
 
+// A projection whose output nobody reads in a collection pass (it comes after the layer whose
+// inputs are being recorded): gives zeros without computing anything.
+class ZeroLinear : public Linear {
+ public:
+  ZeroLinear(int64_t out, int64_t in) : out_(out), in_(in) {}
+  int64_t in_features() const override { return in_; }
+  int64_t out_features() const override { return out_; }
+  void forward(const float*, int64_t n, float* y, ThreadPool&) const override {
+    std::fill(y, y + n * out_, 0.0f);
+  }
+  std::string describe() const override { return "zero"; }
+  uint64_t weight_bytes() const override { return 0; }
+
+ private:
+  int64_t out_, in_;
+};
+
 // A dense fp32 projection that also records its inputs: into a Hessian accumulator and/or the
-// per-channel sum of |x| (AWQ statistics).
+// per-channel sum of |x| (AWQ statistics). With compute = false it only records (output zeros),
+// for passes that need nothing downstream of it.
 class CollectingLinear : public Linear {
  public:
   CollectingLinear(std::shared_ptr<const std::vector<float>> w, int64_t out, int64_t in,
-                   HessianAccumulator* h, std::vector<double>* abs_sum, int64_t* rows_seen)
-      : dense_(std::move(w), out, in), h_(h), abs_(abs_sum), rows_(rows_seen) {}
+                   HessianAccumulator* h, std::vector<double>* abs_sum, int64_t* rows_seen,
+                   bool compute = true, std::function<void(const float*, int64_t)> on_rows = {})
+      : dense_(std::move(w), out, in),
+        h_(h),
+        abs_(abs_sum),
+        rows_(rows_seen),
+        compute_(compute),
+        on_rows_(std::move(on_rows)) {}
   int64_t in_features() const override { return dense_.in_features(); }
   int64_t out_features() const override { return dense_.out_features(); }
   void forward(const float* x, int64_t n, float* y, ThreadPool& pool) const override {
-    dense_.forward(x, n, y, pool);
+    if (compute_)
+      dense_.forward(x, n, y, pool);
+    else
+      std::fill(y, y + n * dense_.out_features(), 0.0f);
     if (h_) h_->add(x, n);
     if (abs_) {
       const int64_t in = dense_.in_features();
@@ -91,6 +118,7 @@ class CollectingLinear : public Linear {
         for (int64_t j = 0; j < in; ++j) (*abs_)[size_t(j)] += std::fabs(x[i * in + j]);
     }
     if (rows_) *rows_ += n;
+    if (on_rows_) on_rows_(x, n);
   }
   std::string describe() const override { return "collecting " + dense_.describe(); }
   uint64_t weight_bytes() const override { return dense_.weight_bytes(); }
@@ -100,7 +128,18 @@ class CollectingLinear : public Linear {
   HessianAccumulator* h_;
   std::vector<double>* abs_;
   int64_t* rows_;
+  bool compute_;
+  std::function<void(const float*, int64_t)> on_rows_;
 };
+
+// out (dim) = x * w / sqrt(mean(x^2) + eps): the runtime's RMSNorm, written the same way so the
+// recorded inputs are the ones the model's forward pass computes.
+void rmsnorm_row(const float* x, const float* w, int dim, float eps, float* out) {
+  double ss = 0.0;
+  for (int i = 0; i < dim; ++i) ss += double(x[i]) * x[i];
+  const float r = float(1.0 / std::sqrt(ss / dim + eps));
+  for (int i = 0; i < dim; ++i) out[i] = w[i] * (x[i] * r);
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -182,6 +221,98 @@ struct BlockwiseQuantizer::Impl {
   }
 
   void awq_block(int l, CalibActivations& store, BlockwiseReport& rep);
+
+  // One forward pass of block l (q/k/v quantized) that records o's inputs: their Hessian into acc
+  // and the rows themselves into att; the feed-forward half is skipped.
+  void attention_pass(int l, CalibActivations& store, CalibActivations& att,
+                      HessianAccumulator& acc) {
+    const int64_t T = store.tokens(), dim = store.dim(), qd = att.dim();
+    std::vector<float> a(size_t(T * qd));  // (T, q_dim) one sequence's o inputs
+    int64_t at = 0;                        // rows of a filled so far
+    const LinearSlot o = LinearSlot::O;
+    model->set_linear(l, o, std::make_unique<CollectingLinear>(
+                                W[int(o)], rows[int(o)], cols[int(o)], &acc, nullptr, nullptr,
+                                /*compute=*/false, [&](const float* x, int64_t n) {
+                                  std::copy(x, x + n * qd, a.data() + at * qd);
+                                  at += n;
+                                }));
+    for (LinearSlot s : {LinearSlot::Gate, LinearSlot::Up, LinearSlot::Down})
+      model->set_linear(l, s, std::make_unique<ZeroLinear>(rows[int(s)], cols[int(s)]));
+    buf.resize(size_t(T * dim));
+    for (int64_t i = 0; i < store.count(); ++i) {
+      store.get(i, buf.data());
+      at = 0;
+      for (int64_t c = 0; c < T; c += model->max_batch()) {
+        const int m = int(std::min<int64_t>(model->max_batch(), T - c));
+        model->forward_block(l, buf.data() + c * dim, m, int(c));
+      }
+      require(at == T, "internal: attention pass recorded ", at, " of ", T, " rows");
+      att.put(i, a.data());
+    }
+    for (LinearSlot s : {o, LinearSlot::Gate, LinearSlot::Up, LinearSlot::Down}) install_fp(l, s);
+  }
+
+  // The rest of block l from the recorded o inputs, as the runtime computes it (same chunks, same
+  // operations): h = x + o(att); xn = ffn_norm(h); a = silu(gate(xn)) * up(xn); out = h + down(a).
+  // Records xn into ffn_in and a into down_in if given; with write_back the outputs replace the
+  // block inputs in the store. Stops as early as what is asked allows.
+  void mlp_pass(CalibActivations& store, CalibActivations& att, HessianAccumulator* ffn_in,
+                HessianAccumulator* down_in, bool write_back) {
+    const int l = loaded;
+    const int64_t T = store.tokens(), dim = store.dim(), qd = att.dim(),
+                  hidden = rows[int(LinearSlot::Gate)], mb = model->max_batch();
+    const float eps = src.config().norm_eps;
+    ThreadPool& p = model->pool();
+    const Linear& O = model->linear(l, LinearSlot::O);
+    const Linear& G = model->linear(l, LinearSlot::Gate);
+    const Linear& U = model->linear(l, LinearSlot::Up);
+    const Linear& D = model->linear(l, LinearSlot::Down);
+    buf.resize(size_t(T * dim));
+    std::vector<float> a(size_t(T * qd)), proj(size_t(mb * dim)), xn(size_t(mb * dim)),
+        g(size_t(mb * hidden)), u(size_t(mb * hidden));  // (T, q_dim), (mb, dim) x2, (mb, hidden) x2
+    for (int64_t i = 0; i < store.count(); ++i) {
+      store.get(i, buf.data());
+      att.get(i, a.data());
+      for (int64_t c = 0; c < T; c += mb) {
+        const int64_t m = std::min(mb, T - c);
+        float* x = buf.data() + c * dim;
+        O.forward(a.data() + c * qd, m, proj.data(), p);
+        for (int64_t j = 0; j < m * dim; ++j) x[j] += proj[size_t(j)];
+        for (int64_t t = 0; t < m; ++t)
+          rmsnorm_row(x + t * dim, ffn_norm.data(), int(dim), eps, xn.data() + t * dim);
+        if (ffn_in) ffn_in->add(xn.data(), m);
+        if (!down_in && !write_back) continue;
+        G.forward(xn.data(), m, g.data(), p);
+        U.forward(xn.data(), m, u.data(), p);
+        for (int64_t j = 0; j < m * hidden; ++j) {
+          const float gv = g[size_t(j)];
+          g[size_t(j)] = gv / (1.0f + std::exp(-gv)) * u[size_t(j)];
+        }
+        if (down_in) down_in->add(g.data(), m);
+        if (!write_back) continue;
+        D.forward(g.data(), m, proj.data(), p);
+        for (int64_t j = 0; j < m * dim; ++j) x[j] += proj[size_t(j)];
+      }
+      if (write_back) store.put(i, buf.data());
+    }
+  }
+
+  // q/k/v's input is the attention RMSNorm of the block input: recorded straight from the store,
+  // no forward pass needed.
+  void collect_block_input(CalibActivations& store, HessianAccumulator& acc) {
+    const int64_t T = store.tokens(), dim = store.dim();
+    const float eps = src.config().norm_eps;
+    buf.resize(size_t(T * dim));
+    std::vector<float> xn(size_t(T * dim));  // (T, dim)
+    for (int64_t i = 0; i < store.count(); ++i) {
+      store.get(i, buf.data());
+      for (int64_t t = 0; t < T; ++t)
+        rmsnorm_row(buf.data() + t * dim, attn_norm.data(), int(dim), eps, xn.data() + t * dim);
+      // In the runtime's chunks, so the accumulated sums match a forward pass exactly.
+      for (int64_t c = 0; c < T; c += model->max_batch())
+        acc.add(xn.data() + c * dim, std::min<int64_t>(model->max_batch(), T - c));
+    }
+  }
 };
 
 BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOptions& opt)
@@ -417,6 +548,7 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
     I.awq_block(l, *store, report_);
   }
   const QuantSpec spec = method_spec(I.layer);
+  std::unique_ptr<CalibActivations> att;  // (count, tokens, q_dim) o's inputs, quantized q/k/v
   for (const std::vector<LinearSlot>& members : slot_groups()) {
     if (I.opt.fold_only) break;
     std::vector<float> H;  // (cols, cols) the group's input Hessian, with earlier groups quantized
@@ -424,11 +556,18 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
     if (I.calibrated) {
       if (progress_) progress_(l, n, tag + linear_slot_name(first) + " inputs");
       HessianAccumulator acc(I.cols[int(first)]);
-      I.model->set_linear(l, first, std::make_unique<CollectingLinear>(
-                                        I.W[int(first)], I.rows[int(first)], I.cols[int(first)],
-                                        &acc, nullptr, nullptr));
-      I.run_block(l, *store, -1, false, nullptr);
-      I.install_fp(l, first);
+      if (first == LinearSlot::Q) {
+        I.collect_block_input(*store, acc);
+      } else if (first == LinearSlot::O) {
+        att = I.opt.make_scratch ? I.opt.make_scratch(store->count(), store->tokens(),
+                                                      I.cols[int(LinearSlot::O)])
+                                 : std::make_unique<MemoryCalibActivations>(
+                                       store->count(), store->tokens(), I.cols[int(LinearSlot::O)]);
+        I.attention_pass(l, *store, *att, acc);
+      } else {
+        I.mlp_pass(*store, *att, first == LinearSlot::Gate ? &acc : nullptr,
+                   first == LinearSlot::Down ? &acc : nullptr, false);
+      }
       H = acc.hessian();
     }
     for (LinearSlot m : members) {
@@ -478,7 +617,10 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
   // The quantized block's outputs feed the next block.
   if (I.calibrated) {
     if (progress_) progress_(l, n, tag + "outputs");
-    I.run_block(l, *store, -1, true, nullptr);
+    if (att)
+      I.mlp_pass(*store, *att, nullptr, nullptr, true);
+    else
+      I.run_block(l, *store, -1, true, nullptr);  // fold_only: the folded fp block
   }
 }
 
