@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <cstdio>
+#include <cstdlib>
 
 #include "core/error.h"
 #include "model/dense_linear.h"
@@ -257,7 +259,9 @@ struct BlockwiseQuantizer::Impl {
   // Records xn into ffn_in and a into down_in if given; with write_back the outputs replace the
   // block inputs in the store. Stops as early as what is asked allows.
   void mlp_pass(CalibActivations& store, CalibActivations& att, HessianAccumulator* ffn_in,
-                HessianAccumulator* down_in, bool write_back) {
+                HessianAccumulator* down_in, bool write_back,
+                std::vector<float>* outputs = nullptr) {
+    const bool full = write_back || outputs;
     const int l = loaded;
     const int64_t T = store.tokens(), dim = store.dim(), qd = att.dim(),
                   hidden = rows[int(LinearSlot::Gate)], mb = model->max_batch();
@@ -281,7 +285,7 @@ struct BlockwiseQuantizer::Impl {
         for (int64_t t = 0; t < m; ++t)
           rmsnorm_row(x + t * dim, ffn_norm.data(), int(dim), eps, xn.data() + t * dim);
         if (ffn_in) ffn_in->add(xn.data(), m);
-        if (!down_in && !write_back) continue;
+        if (!down_in && !full) continue;
         G.forward(xn.data(), m, g.data(), p);
         U.forward(xn.data(), m, u.data(), p);
         for (int64_t j = 0; j < m * hidden; ++j) {
@@ -289,11 +293,12 @@ struct BlockwiseQuantizer::Impl {
           g[size_t(j)] = gv / (1.0f + std::exp(-gv)) * u[size_t(j)];
         }
         if (down_in) down_in->add(g.data(), m);
-        if (!write_back) continue;
+        if (!full) continue;
         D.forward(g.data(), m, proj.data(), p);
         for (int64_t j = 0; j < m * dim; ++j) x[j] += proj[size_t(j)];
       }
       if (write_back) store.put(i, buf.data());
+      if (outputs) outputs->insert(outputs->end(), buf.begin(), buf.end());
     }
   }
 
@@ -432,24 +437,70 @@ void BlockwiseQuantizer::Impl::awq_block(int l, CalibActivations& store, Blockwi
   const int64_t n_seqs =
       std::min<int64_t>(store.count(), std::max<int64_t>(1, (opt.awq_tokens + T - 1) / T));
 
-  // One pass: mean |x| of each group's input and the fp block outputs (the search's reference).
+  // One pass over the first n_seqs sequences: mean |x| of each group's input, o's inputs (so the
+  // groups after attention are scored without rerunning it) and the fp block outputs (the
+  // search's reference).
+  const int64_t dim = c.dim;
+  MemoryCalibActivations sub_in(n_seqs, T, dim);
+  buf.resize(size_t(T * dim));
+  for (int64_t i = 0; i < n_seqs; ++i) {
+    store.get(i, buf.data());
+    sub_in.put(i, buf.data());
+  }
+  // o's, gate/up's and down's inputs in pass order: (n_seqs * T, q_dim), (.., dim), (.., hidden)
+  std::vector<float> att_rows, ffn_rows, down_rows;
   std::array<std::vector<double>, 4> abs_sum;
   std::array<int64_t, 4> seen{};
   for (size_t g = 0; g < groups.size(); ++g) {
     const LinearSlot first = groups[g][0];
     abs_sum[g].assign(size_t(cols[int(first)]), 0.0);
+    std::function<void(const float*, int64_t)> keep;
+    std::vector<float>* rows_of = first == LinearSlot::O      ? &att_rows
+                                  : first == LinearSlot::Gate ? &ffn_rows
+                                  : first == LinearSlot::Down ? &down_rows
+                                                              : nullptr;
+    const int64_t width = cols[int(first)];
+    if (rows_of)
+      keep = [rows_of, width](const float* x, int64_t n) {
+        rows_of->insert(rows_of->end(), x, x + n * width);
+      };
     model->set_linear(l, first, std::make_unique<CollectingLinear>(
                                     W[int(first)], rows[int(first)], cols[int(first)], nullptr,
-                                    &abs_sum[g], &seen[g]));
+                                    &abs_sum[g], &seen[g], true, keep));
   }
   std::vector<float> ref, out;  // (n_seqs * T, dim) block outputs: fp, candidate
-  run_block(l, store, n_seqs, false, &ref);
+  run_block(l, sub_in, -1, false, &ref);
   for (const auto& g : groups) install_fp(l, g[0]);
+  const int64_t N = n_seqs * T;  // tokens the search scores
+  ThreadPool& p = model->pool();
+  const int64_t hidden = rows[int(LinearSlot::Gate)];
+  std::vector<float> g_buf, u_buf;  // (N, hidden) each
+  // The feed-forward output for gate/up's inputs xn (N, dim), with the model's current layers.
+  auto ffn_out = [&](const Linear& G, const Linear& U, const float* xn, std::vector<float>& y) {
+    g_buf.resize(size_t(N * hidden));
+    u_buf.resize(size_t(N * hidden));
+    G.forward(xn, N, g_buf.data(), p);
+    U.forward(xn, N, u_buf.data(), p);
+    for (size_t j = 0; j < g_buf.size(); ++j)
+      g_buf[j] = g_buf[j] / (1.0f + std::exp(-g_buf[j])) * u_buf[j];
+    y.resize(size_t(N * dim));
+    model->linear(l, LinearSlot::Down).forward(g_buf.data(), N, y.data(), p);
+  };
+  // References of the groups after attention: o's output, the feed-forward output, down's output.
+  std::vector<float> ref_o(size_t(N * dim)), ref_ffn, ref_down(size_t(N * dim));
+  model->linear(l, LinearSlot::O).forward(att_rows.data(), N, ref_o.data(), p);
+  ffn_out(model->linear(l, LinearSlot::Gate), model->linear(l, LinearSlot::Up), ffn_rows.data(),
+          ref_ffn);
+  model->linear(l, LinearSlot::Down).forward(down_rows.data(), N, ref_down.data(), p);
 
-  QuantSpec search_spec;  // the search scores plain min-max RTN at the target bits and group
+  QuantSpec search_spec;  // the search scores uniform RTN at the target bits and group
   search_spec.kind = QuantKind::Uniform;
   search_spec.bits = layer.bits;
   search_spec.group = layer.group;
+  // Candidates are quantized as the final RTN will be (MSE clip search on): scoring them with
+  // plain min-max RTN picked scales that lost to clip-searched RTN alone on stories260K.
+  RtnOptions search_rtn;
+  search_rtn.clip_search = true;
   const int hd = c.head_dim, heads_per_kv = c.n_heads / c.n_kv_heads;
   const int64_t kv_dim = int64_t(c.n_kv_heads) * hd;
 
@@ -480,29 +531,52 @@ void BlockwiseQuantizer::Impl::awq_block(int l, CalibActivations& store, Blockwi
         for (int d = 0; d < hd; ++d) full[size_t(h * hd + d)] = s[size_t((h / heads_per_kv) * hd + d)];
       return full;
     };
+    // Scored by the output of the smallest part of the block that holds the group: the block
+    // (q/k/v: attention output feeds everything after it), o's output, the feed-forward output
+    // (gate/up) and down's output; the candidate weights are Q(W diag s) diag(1/s), which is
+    // what the folded model computes.
     auto error_fn = [&](const std::vector<float>& s) {
       const std::vector<float> full = expand(s);
+      std::array<std::unique_ptr<DenseLinear>, kLinearSlots> cand;
       for (LinearSlot m : members) {
         const int64_t R = rows[int(m)], C = cols[int(m)];
         std::vector<float> ws(*W[int(m)]);  // (R, C) W diag(s)
         scale_columns(ws.data(), R, C, full.data());
         auto dq = std::make_shared<std::vector<float>>(size_t(R * C));
-        dequantize(quantize_rtn(ws.data(), R, C, search_spec, RtnOptions{}, &threads()), dq->data());
+        dequantize(quantize_rtn(ws.data(), R, C, search_spec, search_rtn, &threads()), dq->data());
         for (int64_t r = 0; r < R; ++r)
           for (int64_t j = 0; j < C; ++j) (*dq)[size_t(r * C + j)] /= full[size_t(j)];
-        install_dense(l, m, std::move(dq));
+        cand[int(m)] = std::make_unique<DenseLinear>(std::move(dq), R, C);
       }
+      const std::vector<float>* want = &ref;
       out.clear();
-      run_block(l, store, n_seqs, false, &out);
-      for (LinearSlot m : members) install_fp(l, m);
+      if (members[0] == LinearSlot::Q) {
+        for (LinearSlot m : members)
+          model->set_linear(l, m, std::move(cand[int(m)]));
+        run_block(l, sub_in, -1, false, &out);
+        for (LinearSlot m : members) install_fp(l, m);
+      } else if (members[0] == LinearSlot::O) {
+        out.resize(size_t(N * dim));
+        cand[int(LinearSlot::O)]->forward(att_rows.data(), N, out.data(), p);
+        want = &ref_o;
+      } else if (members[0] == LinearSlot::Gate) {
+        ffn_out(*cand[int(LinearSlot::Gate)], *cand[int(LinearSlot::Up)], ffn_rows.data(), out);
+        want = &ref_ffn;
+      } else {
+        out.resize(size_t(N * dim));
+        cand[int(LinearSlot::Down)]->forward(down_rows.data(), N, out.data(), p);
+        want = &ref_down;
+      }
       double e = 0;
       for (size_t i = 0; i < out.size(); ++i) {
-        const double d = double(out[i]) - ref[i];
+        const double d = double(out[i]) - (*want)[i];
         e += d * d;
       }
       return e;
     };
+    const auto tq = std::chrono::steady_clock::now();
     const AwqSearchResult a = awq_search_scales(mean, error_fn, opt.awq_grid);
+    if (std::getenv("ELUTQ_CALIB_DEBUG")) std::fprintf(stderr, "awq group %zu: %.2f s\n", g, seconds_since(tq));
     const std::vector<float> full = expand(a.scales);
     for (LinearSlot m : members) {
       scale_columns(W[int(m)]->data(), rows[int(m)], cols[int(m)], full.data());

@@ -45,7 +45,7 @@ struct BlockwiseOptions {
   bool awq = false;             // AWQ scale search and folding before any method
   bool awq_clip = false;        // AWQ clip search on each layer (not q/k) before quantizing
   int awq_grid = 20;            // alpha in {0, 1/grid, ..., (grid-1)/grid}
-  int64_t awq_tokens = 4096;    // calibration tokens the AWQ search evaluates (whole sequences)
+  int64_t awq_tokens = 2048;    // calibration tokens the AWQ search evaluates (whole sequences)
   bool quantize_output = false; // also quantize output.weight (untied models only)
   int n_threads = 0;            // <= 0: all cores
   // Checks only: apply the AWQ folds and hand the folded fp32 weights to the sink (add_f32)

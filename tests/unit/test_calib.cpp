@@ -182,7 +182,7 @@ TEST(Calib, AwqFoldsKeepTheFp32Function) {
   EXPECT_LT(max_diff, 1e-4 * max_abs + 1e-4);
 }
 
-TEST(Calib, GptqBeatsRtnOnTheSameInputsAndEndToEnd) {
+TEST(Calib, GptqAndAwqBeatRtnOnTheSameInputsAndEndToEnd) {
   REQUIRE_STORIES(s);
   const auto seqs = calib_seqs(s, 8, 128);
   BlockwiseOptions opt;
@@ -194,6 +194,8 @@ TEST(Calib, GptqBeatsRtnOnTheSameInputsAndEndToEnd) {
   auto rtn = quantize(s, opt, seqs, &rtn_rep);  // with calibration: output errors reported
   opt.layer.method = QuantMethod::Gptq;
   auto gptq = quantize(s, opt, seqs, &gptq_rep);
+  opt.layer.method = QuantMethod::Awq;
+  auto awq = quantize(s, opt, seqs);
   ASSERT_EQ(rtn_rep.layers.size(), 35u);  // 5 blocks x 7 projections
   ASSERT_EQ(gptq_rep.layers.size(), 35u);
   // Block 0's q/k/v see the same inputs (the embeddings) in both runs.
@@ -203,9 +205,10 @@ TEST(Calib, GptqBeatsRtnOnTheSameInputsAndEndToEnd) {
     EXPECT_LT(gptq_rep.layers[i].rel_output_error, rtn_rep.layers[i].rel_output_error);
   }
   const std::vector<int> ids = eval_tokens(s);
-  const double p_fp = ppl(*s.src, ids), p_rtn = ppl(*rtn, ids), p_gptq = ppl(*gptq, ids);
-  EXPECT_GT(p_rtn, p_fp);
-  std::printf("ppl fp %.3f rtn %.3f gptq %.3f\n", p_fp, p_rtn, p_gptq);
+  const double p_fp = ppl(*s.src, ids), p_rtn = ppl(*rtn, ids), p_gptq = ppl(*gptq, ids),
+               p_awq = ppl(*awq, ids);
+  std::printf("ppl fp %.3f rtn %.3f gptq %.3f awq %.3f\n", p_fp, p_rtn, p_gptq, p_awq);
+  EXPECT_LT(p_awq, p_rtn);
   EXPECT_LT(p_gptq, p_rtn) << "fp " << p_fp << " rtn " << p_rtn << " gptq " << p_gptq;
 }
 
