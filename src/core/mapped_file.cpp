@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -47,6 +48,20 @@ void MappedFile::check_range(uint64_t offset, uint64_t length, const std::string
     fail("'", path_, "': ", what, " lies past the end of the file (bytes ", offset, "..",
          offset + length, " of a ", size_, "-byte file); the file is truncated or corrupt");
   }
+}
+
+}  // namespace elutq
+
+namespace elutq {
+
+void MappedFile::release_pages(const void* p, uint64_t n) const {
+  const auto* b = static_cast<const uint8_t*>(p);
+  if (!data_ || n == 0 || b < data_ || b + n > data_ + size_) return;
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = uintptr_t(b) & ~(page - 1);
+  const uintptr_t hi = std::min(uintptr_t(b + n + page - 1) & ~(page - 1),
+                                (uintptr_t(data_ + size_) + page - 1) & ~(page - 1));
+  ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);  // advisory: errors are harmless
 }
 
 }  // namespace elutq

@@ -23,6 +23,12 @@ class MappedFile {
   // Throws Error naming the file unless [offset, offset + length) lies inside it.
   void check_range(uint64_t offset, uint64_t length, const std::string& what) const;
 
+  // Drops the pages of [p, p + n) (a range inside this mapping) from the process's resident set
+  // (madvise MADV_DONTNEED; rounded out to whole pages, which is harmless for a read-only file
+  // mapping). The bytes stay readable: a later access faults them back in from the file. For
+  // streaming through a model larger than memory. Ranges outside the mapping are ignored.
+  void release_pages(const void* p, uint64_t n) const;
+
  private:
   std::string path_;
   const uint8_t* data_ = nullptr;

@@ -59,6 +59,7 @@ class GgufFile {
   uint64_t alignment() const { return alignment_; }
   uint64_t data_offset() const { return data_offset_; }  // start of the data area
   uint64_t file_size() const { return file_->size(); }
+  const MappedFile& mapping() const { return *file_; }
 
   // Tensors in file order; shapes outermost first, data pointing into the mapping.
   const std::vector<TensorInfo>& tensors() const { return tensors_; }

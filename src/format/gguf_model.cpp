@@ -176,6 +176,9 @@ class GgufModel : public ModelSource {
     return file_.find_tensor(name);
   }
   std::string format_name() const override { return "gguf"; }
+  void release_pages(const TensorInfo& t) const override {
+    file_.mapping().release_pages(t.data, t.nbytes);
+  }
 
  private:
   GgufFile file_;

@@ -50,6 +50,7 @@ class Llama2cModel : public ModelSource {
     return it == index_.end() ? nullptr : &tensors_[it->second];
   }
   std::string format_name() const override { return "llama2.c"; }
+  void release_pages(const TensorInfo& t) const override { file_.release_pages(t.data, t.nbytes); }
 
  private:
   // Adds one fp32 tensor starting at *offset (in bytes) and advances the offset past it.

@@ -63,6 +63,22 @@ std::vector<float> load_vector(const ModelSource& src, const std::string& name, 
 
 std::string blk(int l, const char* what) { return "blk." + std::to_string(l) + "." + what; }
 
+// {out, in} of a block projection.
+std::pair<int64_t, int64_t> slot_shape(const ModelConfig& c, LinearSlot s) {
+  const int64_t dim = c.dim, q_dim = int64_t(c.n_heads) * c.head_dim,
+                kv_dim = int64_t(c.n_kv_heads) * c.head_dim, hidden = c.hidden_dim;
+  switch (s) {
+    case LinearSlot::Q: return {q_dim, dim};
+    case LinearSlot::K:
+    case LinearSlot::V: return {kv_dim, dim};
+    case LinearSlot::O: return {dim, q_dim};
+    case LinearSlot::Gate:
+    case LinearSlot::Up: return {hidden, dim};
+    case LinearSlot::Down: return {dim, hidden};
+  }
+  return {0, 0};
+}
+
 }  // namespace
 
 Model::Model(const ModelSource& src, const ModelOptions& opt) : cfg_(src.config()) {
@@ -77,10 +93,17 @@ Model::Model(const ModelSource& src, const ModelOptions& opt) : cfg_(src.config(
   const LinearFactory factory = opt.linear_factory ? opt.linear_factory : make_dense_linear;
 
   const TensorInfo& emb = src.get("token_embd.weight", {vocab, dim});
-  token_embd_ = std::make_shared<std::vector<float>>(size_t(vocab * dim));
-  load_tensor_f32(emb, token_embd_->data());
+  if (opt.lazy_blocks) {
+    src_ = &src;
+    factory_ = factory;
+  } else {
+    token_embd_ = std::make_shared<std::vector<float>>(size_t(vocab * dim));
+    load_tensor_f32(emb, token_embd_->data());
+  }
   output_norm_ = load_vector(src, "output_norm.weight", dim);
-  if (!c.tied_embeddings) {
+  if (opt.lazy_blocks) {
+    // built by ensure_output() on the first logits() call
+  } else if (!c.tied_embeddings) {
     output_ = factory(src, src.get("output.weight", {vocab, dim}));
   } else if (opt.linear_factory) {
     output_ = factory(src, emb);
@@ -92,15 +115,15 @@ Model::Model(const ModelSource& src, const ModelOptions& opt) : cfg_(src.config(
   if (c.rope_scaling.type == "llama3-freqs") rope_freqs = load_vector(src, "rope_freqs.weight", hd / 2);
   inv_freq_ = rope_inv_freq(c, rope_freqs.empty() ? nullptr : rope_freqs.data());
 
-  const int64_t shapes[kLinearSlots][2] = {{q_dim, dim},  {kv_dim, dim}, {kv_dim, dim}, {dim, q_dim},
-                                           {hidden, dim}, {hidden, dim}, {dim, hidden}};
   for (int l = 0; l < c.n_layers; ++l) {
     auto L = std::make_unique<Layer>();
     L->attn_norm = load_vector(src, blk(l, "attn_norm.weight"), dim);
     L->ffn_norm = load_vector(src, blk(l, "ffn_norm.weight"), dim);
     for (int s = 0; s < kLinearSlots; ++s) {
       const std::string name = blk(l, linear_slot_name(LinearSlot(s))) + ".weight";
-      L->lin[s] = factory(src, src.get(name, {shapes[s][0], shapes[s][1]}));
+      const auto [rows, cols] = slot_shape(c, LinearSlot(s));
+      const TensorInfo& w = src.get(name, {rows, cols});  // checked even when loaded later
+      if (!opt.lazy_blocks) L->lin[s] = factory(src, w);
     }
     if (c.attn_bias) {
       L->bq = load_vector(src, blk(l, "attn_q.bias"), q_dim);
@@ -111,8 +134,10 @@ Model::Model(const ModelSource& src, const ModelOptions& opt) : cfg_(src.config(
       L->q_norm = load_vector(src, blk(l, "attn_q_norm.weight"), hd);
       L->k_norm = load_vector(src, blk(l, "attn_k_norm.weight"), hd);
     }
-    L->k_cache.assign(size_t(max_ctx_) * kv_dim, 0.0f);
-    L->v_cache.assign(size_t(max_ctx_) * kv_dim, 0.0f);
+    if (!opt.lazy_blocks) {
+      L->k_cache.assign(size_t(max_ctx_) * kv_dim, 0.0f);
+      L->v_cache.assign(size_t(max_ctx_) * kv_dim, 0.0f);
+    }
     layers_.push_back(std::move(L));
   }
 
@@ -136,9 +161,63 @@ Model::Model(const ModelSource& src, const ModelOptions& opt) : cfg_(src.config(
 
 Model::~Model() = default;
 
-Linear& Model::linear(int layer, LinearSlot slot) {
+Model::Layer& Model::loaded_layer(int layer) {
   require(layer >= 0 && layer < cfg_.n_layers, "layer ", layer, " out of range");
-  return *layers_[layer]->lin[int(slot)];
+  Layer& L = *layers_[layer];
+  require(L.lin[0] != nullptr, "block ", layer,
+          " is not loaded (a lazy-block model needs load_block(", layer, ") first)");
+  return L;
+}
+
+bool Model::block_loaded(int layer) const {
+  require(layer >= 0 && layer < cfg_.n_layers, "layer ", layer, " out of range");
+  return layers_[layer]->lin[0] != nullptr;
+}
+
+void Model::load_block(int layer) {
+  if (block_loaded(layer)) return;
+  require(src_ != nullptr, "block ", layer, " was released and this model cannot reload it "
+          "(only lazy-block models keep their source)");
+  Layer& L = *layers_[layer];
+  for (int s = 0; s < kLinearSlots; ++s) {
+    const std::string name = blk(layer, linear_slot_name(LinearSlot(s))) + ".weight";
+    const auto [rows, cols] = slot_shape(cfg_, LinearSlot(s));
+    L.lin[s] = factory_(*src_, src_->get(name, {rows, cols}));
+  }
+  const size_t kv = size_t(max_ctx_) * cfg_.n_kv_heads * cfg_.head_dim;
+  L.k_cache.assign(kv, 0.0f);
+  L.v_cache.assign(kv, 0.0f);
+}
+
+void Model::release_block(int layer) {
+  require(layer >= 0 && layer < cfg_.n_layers, "layer ", layer, " out of range");
+  Layer& L = *layers_[layer];
+  for (auto& lin : L.lin) lin.reset();
+  std::vector<float>().swap(L.k_cache);
+  std::vector<float>().swap(L.v_cache);
+  if (src_) {
+    const std::string prefix = "blk." + std::to_string(layer) + ".";
+    for (const std::string& name : src_->tensor_names()) {
+      if (name.rfind(prefix, 0) != 0) continue;
+      if (const TensorInfo* t = src_->find(name)) src_->release_pages(*t);
+    }
+  }
+}
+
+const Linear& Model::output() const {
+  require(output_ != nullptr, "the output head of a lazy-block model is built by its first logits() call");
+  return *output_;
+}
+
+void Model::ensure_output() {
+  if (output_) return;
+  const ModelConfig& c = cfg_;
+  const std::string name = c.tied_embeddings ? "token_embd.weight" : "output.weight";
+  output_ = factory_(*src_, src_->get(name, {c.vocab_size, c.dim}));
+}
+
+Linear& Model::linear(int layer, LinearSlot slot) {
+  return *loaded_layer(layer).lin[int(slot)];
 }
 
 void Model::set_linear(int layer, LinearSlot slot, std::unique_ptr<Linear> lin) {
@@ -150,6 +229,7 @@ void Model::set_linear(int layer, LinearSlot slot, std::unique_ptr<Linear> lin) 
 }
 
 void Model::set_output(std::unique_ptr<Linear> lin) {
+  ensure_output();
   require(lin && lin->in_features() == cfg_.dim && lin->out_features() == cfg_.vocab_size,
           "set_output: replacement must be ", cfg_.vocab_size, "x", cfg_.dim);
   output_ = std::move(lin);
@@ -163,6 +243,11 @@ void Model::embed(const int* tokens, int n, float* x) const {
   for (int i = 0; i < n; ++i) {
     require(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size, "token id ", tokens[i],
             " is outside the vocabulary [0, ", cfg_.vocab_size, ")");
+    if (!token_embd_) {  // lazy: one row from the source
+      tensor_rows_to_f32(*src_->find("token_embd.weight"), tokens[i], tokens[i] + 1,
+                         x + int64_t(i) * dim);
+      continue;
+    }
     std::memcpy(x + int64_t(i) * dim, token_embd_->data() + int64_t(tokens[i]) * dim,
                 sizeof(float) * dim);
   }
@@ -181,7 +266,7 @@ void Model::forward_block(int layer, float* x, int n, int pos) {
   require(pos >= 0 && pos + n <= max_ctx_, "positions ", pos, "..", pos + n - 1,
           " exceed the context of ", max_ctx_, " tokens (raise --ctx / max_ctx)");
   const ModelConfig& c = cfg_;
-  Layer& L = *layers_[layer];
+  Layer& L = loaded_layer(layer);
   Scratch& s = *s_;
   ThreadPool& pool = *pool_;
   const int dim = c.dim, hd = c.head_dim, half = hd / 2, q_dim = c.n_heads * hd,
@@ -287,11 +372,13 @@ void Model::forward(const int* tokens, int n, int pos, float* hidden) {
 
 void Model::logits(const float* hidden, int n, float* out) {
   require(n > 0, "logits: no rows");
+  ensure_output();
   output_->forward(hidden, n, out, *pool_);
 }
 
 const float* Model::prefill_logits(const int* tokens, int n, int pos) {
   forward(tokens, n, pos, nullptr);
+  ensure_output();
   output_->forward(s_->last.data(), 1, s_->logits.data(), *pool_);
   return s_->logits.data();
 }

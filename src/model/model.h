@@ -33,6 +33,11 @@ struct ModelOptions {
   int max_ctx = 0;     // KV cache length in tokens; 0: the config's max_seq_len, capped at 4096
   int max_batch = 256; // tokens per batched pass; longer prefills are split into chunks of this
   LinearFactory linear_factory;  // empty: make_dense_linear (fp32)
+  // Streaming (quantizing models larger than memory): no block's projections or KV cache are
+  // loaded at construction; load_block(l) / release_block(l) bring one block in and out, the
+  // embedding rows are read from the source on demand and the output head is built on the first
+  // logits() call. The source must then outlive the model. Norms (dim floats) are always loaded.
+  bool lazy_blocks = false;
 };
 
 // The projections of one block, for linear() / set_linear().
@@ -75,9 +80,18 @@ class Model {
   // RMSNorm with the output norm, in place on x (n, dim).
   void final_norm(float* x, int n) const;
 
+  // Lazy models (ModelOptions::lazy_blocks): builds block l's projections with the factory and
+  // allocates its KV cache (no-op if loaded); release_block frees them and lets the OS drop the
+  // block's tensor bytes from the mapped source file (ModelSource::release_pages). Eager models
+  // have every block loaded; release_block works on them too.
+  void load_block(int layer);
+  void release_block(int layer);
+  bool block_loaded(int layer) const;
+
   Linear& linear(int layer, LinearSlot slot);
   void set_linear(int layer, LinearSlot slot, std::unique_ptr<Linear> lin);
-  const Linear& output() const { return *output_; }
+  // The output head; in a lazy model it exists after the first logits() call.
+  const Linear& output() const;
   void set_output(std::unique_ptr<Linear> lin);
   // Norm weights, (dim) each; for folding (AWQ) or inspection.
   std::vector<float>& attn_norm(int layer);
@@ -87,12 +101,16 @@ class Model {
   struct Layer;
   struct Scratch;
   void attention(int layer, int n, int pos);
+  Layer& loaded_layer(int layer);
+  void ensure_output();
 
   ModelConfig cfg_;
   int max_ctx_ = 0;
   int max_batch_ = 0;
   std::unique_ptr<ThreadPool> pool_;
-  std::shared_ptr<std::vector<float>> token_embd_;  // (vocab, dim)
+  const ModelSource* src_ = nullptr;  // lazy models only
+  LinearFactory factory_;             // lazy models only
+  std::shared_ptr<std::vector<float>> token_embd_;  // (vocab, dim); empty in lazy models
   std::vector<float> output_norm_;                  // (dim)
   std::unique_ptr<Linear> output_;                  // (vocab, dim)
   std::vector<float> inv_freq_;                     // (head_dim / 2)

@@ -368,6 +368,9 @@ void BlockwiseQuantizer::embed_calibration(const std::vector<std::vector<int>>& 
     return std::make_unique<UnloadedLinear>(t.name, t.shape.at(0), t.shape.at(1));
   };
   I.pool.reset();
+  // Streaming: no block's KV cache or weights and no fp32 embedding table are held; blocks come
+  // in with load_block and go with release_block (which also drops their mmap'd source pages).
+  mo.lazy_blocks = true;
   I.model = std::make_unique<Model>(I.src, mo);
   I.calibrated = true;
   std::vector<float> x(size_t(store.tokens() * c.dim));  // (tokens, dim)
@@ -381,7 +384,9 @@ void BlockwiseQuantizer::emit_head(QuantizedTensorSink& sink) {
   for (const std::string& n : impl_->order) {
     if (block_of(n) >= 0) break;
     if (n != "token_embd.weight") break;
-    sink.add_unchanged(*impl_->src.find(n));
+    const TensorInfo* t = impl_->src.find(n);
+    sink.add_unchanged(*t);
+    impl_->src.release_pages(*t);  // written out: its mapped pages need not stay resident
   }
 }
 
@@ -408,6 +413,7 @@ void BlockwiseQuantizer::load_block(int l) {
   load_tensor_f32(I.src.get(blk_name(l, "ffn_norm.weight"), {dim}), I.ffn_norm.data());
   I.norms_changed = false;
   if (I.model) {
+    I.model->load_block(l);  // lazy model: KV cache (and placeholder projections) for block l
     I.model->attn_norm(l) = I.attn_norm;
     I.model->ffn_norm(l) = I.ffn_norm;
     for (LinearSlot s : kSlots) I.install_fp(l, s);
@@ -417,10 +423,12 @@ void BlockwiseQuantizer::load_block(int l) {
 
 void BlockwiseQuantizer::release_block(int l) {
   Impl& I = *impl_;
-  if (I.model)
-    for (int s = 0; s < kLinearSlots; ++s)
-      I.model->set_linear(l, LinearSlot(s), std::make_unique<UnloadedLinear>(
-                                                 slot_tensor(l, LinearSlot(s)), I.rows[s], I.cols[s]));
+  if (I.model) I.model->release_block(l);  // its projections, KV cache and mapped source pages
+  // The mapped source pages of the block (touched by load_block and the sink) leave the resident
+  // set, so a model larger than memory streams through.
+  const std::string prefix = "blk." + std::to_string(l) + ".";
+  for (const std::string& name : I.order)
+    if (name.rfind(prefix, 0) == 0) I.src.release_pages(*I.src.find(name));
   for (int s = 0; s < kLinearSlots; ++s) {
     I.W[s].reset();
     I.q[s] = QuantizedMatrix{};

@@ -1,0 +1,45 @@
+// Runs a BlockwiseQuantizer so that an interrupted run can be resumed: each finished block's
+// output tensors (and the activations after it) are checkpointed in OUT.elutq-work/ (quant/
+// resume.h); a restart with the same manifest replays the finished blocks' tensors into the sink
+// from their checkpoints, reloads the activations and continues with the next block, so the sink
+// receives exactly the same tensors in the same order as in an uninterrupted run.
+//
+// The caller builds the quantizer, the activation store and the sink (the model-file writer),
+// calls embed_calibration when calibrating (it also builds the runtime model; its embeddings are
+// replaced by the checkpointed activations on resume), then run_resumable. finish_output()
+// (e.g. the writer's finish()) runs before the work directory is removed.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "quant/blockwise_quantizer.h"
+#include "quant/resume.h"
+
+namespace elutq {
+
+class ActivationStore;
+
+struct ResumableRunOptions {
+  std::string out_path;  // the output file; the work directory is out_path + ".elutq-work"
+  RunManifest manifest;  // everything that affects the output (see resume.h)
+  bool restart = false;  // discard an existing work directory instead of resuming it
+  // Called with the number of finished blocks found when a run resumes.
+  std::function<void(int finished_blocks)> on_resume;
+  // Called after block l's checkpoint is on disk (tests throw from it to simulate a crash).
+  std::function<void(int block)> after_checkpoint;
+};
+
+// store: the calibration activations (null without calibration). Returns the full report: the
+// replayed blocks' lines (from their checkpoints) followed by this run's.
+BlockwiseReport run_resumable(BlockwiseQuantizer& q, const ModelSource& src,
+                              ActivationStore* store, QuantizedTensorSink& sink,
+                              const ResumableRunOptions& opt,
+                              const std::function<void()>& finish_output);
+
+// Rough peak bytes the block-by-block quantizer itself needs for one block (fp32 weights and their
+// quantized copies, the largest Hessian, KV cache and forward scratch for seqlen tokens), to split
+// a memory budget between it and the calibration activations.
+uint64_t estimate_block_working_bytes(const ModelConfig& c, int64_t seqlen);
+
+}  // namespace elutq
