@@ -161,10 +161,14 @@ TEST(Calib, AwqFoldsKeepTheFp32Function) {
   // The folds did something: some norm weights moved by more than 5%.
   int moved = 0;
   std::vector<float> orig(64);
-  load_tensor_f32(*s.src->find("blk.2.ffn_norm.weight"), orig.data());
-  const std::vector<float>& now = folded->w("blk.2.ffn_norm.weight");
-  for (int j = 0; j < 64; ++j) moved += std::fabs(now[j] - orig[j]) > 0.05f * std::fabs(orig[j]);
-  EXPECT_GT(moved, 8);
+  for (int l = 0; l < 5; ++l)
+    for (const char* what : {"attn_norm", "ffn_norm"}) {
+      const std::string n = "blk." + std::to_string(l) + "." + what + ".weight";
+      load_tensor_f32(*s.src->find(n), orig.data());
+      const std::vector<float>& now = folded->w(n);
+      for (int j = 0; j < 64; ++j) moved += std::fabs(now[j] - orig[j]) > 0.05f * std::fabs(orig[j]);
+    }
+  EXPECT_GT(moved, 32);
   // Same logits as the original model on held-out text.
   const std::vector<int> ids = eval_tokens(s);
   ModelOptions mo;
