@@ -345,6 +345,11 @@ BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOp
 
 BlockwiseQuantizer::~BlockwiseQuantizer() = default;
 
+void BlockwiseQuantizer::set_make_scratch(
+    std::function<std::unique_ptr<CalibActivations>(int64_t, int64_t, int64_t)> fn) {
+  impl_->opt.make_scratch = std::move(fn);
+}
+
 Model& BlockwiseQuantizer::model() {
   require(impl_->model != nullptr, "internal: the calibration model is built by embed_calibration");
   return *impl_->model;

@@ -110,6 +110,9 @@ class BlockwiseQuantizer {
 
   const BlockwiseReport& report() const { return report_; }
   void set_progress(ProgressFn fn) { progress_ = std::move(fn); }
+  // Replaces BlockwiseOptions::make_scratch (known only once the calibration size is).
+  void set_make_scratch(
+      std::function<std::unique_ptr<CalibActivations>(int64_t, int64_t, int64_t)> fn);
   Model& model();
 
  private:
