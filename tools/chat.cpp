@@ -12,6 +12,7 @@
 #include "generate/text_stream.h"
 #include "model/model.h"
 #include "model/model_source.h"
+#include "model/quantized_linear_factory.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elutq::cli {
@@ -35,6 +36,9 @@ int run_chat(int argc, char** argv) {
   app.add_option("--min-p", min_p, "drop tokens below P times the likeliest; 0 = off (default 0.05)");
   app.add_option("--seed", seed, "random seed (default 42)");
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
+  std::string kernel = "lut";
+  app.add_option("--kernel", kernel, kKernelOptionHelp)
+      ->check(CLI::IsMember({"lut", "dequant"}));
   int code = 0;
   if (!parse(app, argc, argv, &code)) return code;
   require(n_predict > 0, "--max-tokens must be > 0, got ", n_predict);
@@ -49,6 +53,7 @@ int run_chat(int argc, char** argv) {
       : ChatTemplate{chat_format_from_name(chat_template), "", bos, eos};
   ModelOptions opt;
   opt.n_threads = threads;
+  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(kernel));
   Model m(*src, opt);
   Sampler sampler({.temperature = temp, .top_k = top_k, .top_p = top_p, .min_p = min_p,
                    .seed = seed});

@@ -10,6 +10,7 @@
 #include "generate/text_stream.h"
 #include "model/model.h"
 #include "model/model_source.h"
+#include "model/quantized_linear_factory.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elutq::cli {
@@ -50,6 +51,9 @@ int run_generate(int argc, char** argv) {
   app.add_flag("--print-prompt", print_prompt, "print the formatted prompt and its token ids to "
                "stderr before generating");
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
+  std::string kernel = "lut";
+  app.add_option("--kernel", kernel, kKernelOptionHelp)
+      ->check(CLI::IsMember({"lut", "dequant"}));
   app.add_option("--tokenizer", tok_path, "llama2.c tokenizer.bin (default: found beside the model)");
   int code = 0;
   if (!parse(app, argc, argv, &code)) return code;
@@ -103,6 +107,7 @@ int run_generate(int argc, char** argv) {
 
   ModelOptions opt;
   opt.n_threads = threads;
+  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(kernel));
   Model m(*src, opt);
   require(int(ids.size()) < m.max_ctx(), "the prompt has ", ids.size(),
           " tokens; the context holds only ", m.max_ctx());

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "core/error.h"
+#include "format/quantized_blob.h"
 #include "model/model_source.h"
 
 namespace elutq::cli {
@@ -80,22 +81,39 @@ int run_inspect(int argc, char** argv) {
   uint64_t total_bytes = 0;
   int64_t total_params = 0;
   std::map<std::string, int> by_dtype;
-  if (!no_tensors) std::printf("\n%-36s %-20s %-6s %14s\n", "tensor", "shape", "dtype", "bytes");
+  // Quantized tensors (elutq files): stored bytes, weights and nominal bits of their formats.
+  uint64_t q_bytes = 0;
+  double q_weights = 0, q_nominal_bits = 0;
+  if (!no_tensors) std::printf("\n%-36s %-20s %-14s %14s\n", "tensor", "shape", "dtype", "bytes");
   for (const std::string& n : names) {
     const TensorInfo* ti = src->find(n);
     if (!ti) continue;
     total_bytes += ti->nbytes;
     total_params += ti->numel();
-    by_dtype[dtype_name(ti->dtype)]++;
+    std::string type = dtype_name(ti->dtype);
+    if (ti->dtype == DType::ELUTQ) {  // show the quantized format instead
+      const QuantizedBlobInfo q = inspect_quantized_blob(ti->data, ti->nbytes);
+      type = q.spec.name();
+      q_bytes += ti->nbytes;
+      q_weights += double(ti->numel());
+      q_nominal_bits += q.spec.bits_per_weight(q.cols) * double(ti->numel());
+    }
+    by_dtype[type]++;
     if (!no_tensors)
-      std::printf("%-36s %-20s %-6s %14llu\n", n.c_str(), shape_str(ti->shape).c_str(),
-                  dtype_name(ti->dtype).c_str(), static_cast<unsigned long long>(ti->nbytes));
+      std::printf("%-36s %-20s %-14s %14llu\n", n.c_str(), shape_str(ti->shape).c_str(),
+                  type.c_str(), static_cast<unsigned long long>(ti->nbytes));
   }
   std::printf("\ntensors: %zu, parameters: %lld (%.1f M), bytes: %llu (%.1f MiB); dtypes:",
               names.size(), static_cast<long long>(total_params), total_params / 1e6,
               static_cast<unsigned long long>(total_bytes), total_bytes / 1048576.0);
   for (const auto& [d, k] : by_dtype) std::printf(" %s x%d", d.c_str(), k);
   std::printf("\n");
+  if (q_weights > 0) {
+    std::printf("quantized: %.1f M weights at %.3f bits per weight (format %.3f; the rest is "
+                "layout padding and headers); whole model %.3f bits per parameter\n",
+                q_weights / 1e6, 8.0 * double(q_bytes) / q_weights, q_nominal_bits / q_weights,
+                8.0 * double(total_bytes) / double(total_params));
+  }
   return 0;
 }
 

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "model/model.h"
 #include "model/model_source.h"
+#include "model/quantized_linear_factory.h"
 
 namespace elutq::cli {
 namespace {
@@ -50,6 +51,9 @@ int run_logits(int argc, char** argv) {
   app.add_option("-o,--output", out_path,
                  "write little-endian fp32 [n_tokens x vocab] here (default: print a summary)");
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
+  std::string kernel = "lut";
+  app.add_option("--kernel", kernel, kKernelOptionHelp)
+      ->check(CLI::IsMember({"lut", "dequant"}));
   app.add_option("--tokenizer", tok_path, "llama2.c tokenizer.bin (default: found beside the model)");
   app.add_flag("--bench", bench, "print the time and tokens/s of the forward pass on stderr");
   int code = 0;
@@ -60,6 +64,7 @@ int run_logits(int argc, char** argv) {
   const int n = int(ids.size());
   ModelOptions opt;
   opt.n_threads = threads;
+  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(kernel));
   opt.max_ctx = std::max(n, 16);
   Model m(*src, opt);
   const int vocab = m.config().vocab_size;

@@ -8,6 +8,7 @@
 #include "eval/perplexity.h"
 #include "model/model.h"
 #include "model/model_source.h"
+#include "model/quantized_linear_factory.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elutq::cli {
@@ -29,6 +30,9 @@ int run_perplexity(int argc, char** argv) {
   app.add_option("-c,--ctx", ctx, "window length in tokens (default 2048; shorter if the model's is)");
   app.add_option("--max-windows", max_windows, "score at most this many windows (0 = all)");
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
+  std::string kernel = "lut";
+  app.add_option("--kernel", kernel, kKernelOptionHelp)
+      ->check(CLI::IsMember({"lut", "dequant"}));
   app.add_option("--tokenizer", tok_path, "llama2.c tokenizer.bin (default: found beside the model)");
   app.add_flag("-q,--quiet", quiet, "no progress bar");
   int code = 0;
@@ -68,6 +72,7 @@ int run_perplexity(int argc, char** argv) {
   const int win = int(std::min<size_t>(size_t(ctx), ids.size()));
   ModelOptions opt;
   opt.n_threads = threads;
+  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(kernel));
   opt.max_ctx = win;
   Model m(*src, opt);
   int total = int(ids.size() / size_t(win));

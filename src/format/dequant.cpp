@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "format/quantized_blob.h"
 #include "format/tensor_info.h"
 
 namespace elutq {
@@ -317,6 +318,14 @@ const DequantRow& dequant_row(const TensorInfo& t) {
 }  // namespace
 
 void tensor_rows_to_f32(const TensorInfo& t, int64_t row_begin, int64_t row_end, float* dst) {
+  if (t.dtype == DType::ELUTQ) {  // our quantized blobs carry their own format
+    try {
+      quantized_blob_rows_to_f32(t.data, t.nbytes, row_begin, row_end, dst);
+    } catch (const Error& e) {
+      fail("tensor '", t.name, "': ", e.what());
+    }
+    return;
+  }
   const DequantRow& r = dequant_row(t);
   const int64_t cols = t.cols(), rows = t.rows();
   require(row_begin >= 0 && row_begin <= row_end && row_end <= rows, "tensor '", t.name,

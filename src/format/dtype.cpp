@@ -38,6 +38,7 @@ const DTypeRow& row_or_fail(DType t) {
 }  // namespace
 
 std::string dtype_name(DType t) {
+  if (t == DType::ELUTQ) return "ELUTQ";
   const DTypeRow* r = row(t);
   return r ? r->name : "unknown(" + std::to_string(static_cast<uint32_t>(t)) + ")";
 }

@@ -5,9 +5,12 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <map>
 
 #include "core/error.h"
 #include "format/gguf_file.h"
+#include "format/model_metadata_gguf.h"
+#include "format/quantized_model_reader.h"
 
 namespace elutq {
 namespace {
@@ -161,6 +164,11 @@ class GgufModel : public ModelSource {
   explicit GgufModel(const std::string& path) : file_(path) {
     config_ = read_config(file_);
     tokenizer_ = read_tokenizer(file_);
+    if (is_elutq_model_file(file_)) {  // our quantized files: exact config, quantized tensors
+      elutq_ = true;
+      apply_elutq_model_metadata(file_, config_, tokenizer_);
+      quantized_ = read_elutq_quantized_tensors(file_, config_);
+    }
     if (!file_.has("tokenizer.ggml.tokens")) {
       require(config_.vocab_size > 0, "'", path, "': no token list and no token_embd.weight");
     }
@@ -173,15 +181,21 @@ class GgufModel : public ModelSource {
     return names;
   }
   const TensorInfo* find(const std::string& name) const override {
+    if (!quantized_.empty()) {
+      const auto it = quantized_.find(name);
+      if (it != quantized_.end()) return &it->second;
+    }
     return file_.find_tensor(name);
   }
-  std::string format_name() const override { return "gguf"; }
+  std::string format_name() const override { return elutq_ ? "elutq" : "gguf"; }
   void release_pages(const TensorInfo& t) const override {
     file_.mapping().release_pages(t.data, t.nbytes);
   }
 
  private:
   GgufFile file_;
+  bool elutq_ = false;
+  std::map<std::string, TensorInfo> quantized_;  // elutq files: name -> blob with logical shape
   ModelConfig config_;
   TokenizerSpec tokenizer_;
 };

@@ -125,6 +125,11 @@ PackedMatrix PackedMatrix::synthetic(const QuantSpec& spec, int64_t rows, int64_
   return out;
 }
 
+size_t PackedMatrix::packed_bytes(const QuantSpec& spec, int64_t rows, int64_t cols) {
+  const PackedHeader h = make_header(spec, rows, cols);
+  return sizeof(PackedHeader) + size_t(h.n_tiles * h.n_groups * h.block_bytes);
+}
+
 PackedMatrix PackedMatrix::view(const uint8_t* data, size_t size) {
   require(data != nullptr && size >= sizeof(PackedHeader),
           "packed LUT matrix is truncated (", size, " bytes, the header alone is 64)");

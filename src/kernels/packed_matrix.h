@@ -60,6 +60,9 @@ class PackedMatrix {
   // Uses bytes produced by pack() (e.g. mmap'ed from a model file) without copying; they must
   // outlive the result. Throws Error if the header or the size is inconsistent.
   static PackedMatrix view(const uint8_t* data, size_t size);
+  // Bytes (header included) pack() produces for a spec and shape, without packing: what a model
+  // file writer declares up front.
+  static size_t packed_bytes(const QuantSpec& spec, int64_t rows, int64_t cols);
 
   const PackedHeader& header() const { return *reinterpret_cast<const PackedHeader*>(data_); }
   const uint8_t* data() const { return data_; }

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "format/quantized_model_writer.h"
 
 namespace elutq {
 
@@ -31,7 +32,8 @@ PipelineReport quantize_model_data_free(
           "is not wired into quantization); use --method rtn or hlq");
   method_spec(opt.layer);  // validates bits / group before any work
   PipelineReport rep;
-  const std::vector<std::string> names = src.tensor_names();
+  // The order the model file stores tensors in (embeddings, blocks ascending, the rest).
+  const std::vector<std::string> names = quantized_file_tensor_order(src);
   std::vector<float> W;  // (rows, cols) the one tensor in memory
   int64_t done = 0;
   for (const std::string& name : names) {

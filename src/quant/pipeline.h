@@ -23,7 +23,8 @@ namespace elutq {
 
 class ThreadPool;
 
-// Receives every tensor of the output model, in the source's order.
+// Receives every tensor of the output model, in quantized_file_tensor_order (embeddings, blocks
+// ascending, the rest; format/quantized_model_writer.h).
 class QuantizedTensorSink {
  public:
   virtual ~QuantizedTensorSink() = default;

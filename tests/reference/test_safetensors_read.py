@@ -12,9 +12,8 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-
 try:
+    import numpy as np
     import safetensors
     import safetensors.numpy
 except ImportError:

@@ -1,0 +1,173 @@
+// The elutq quantized model file writer (see quantized_model_writer.h).
+#include "format/quantized_model_writer.h"
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "core/error.h"
+#include "format/gguf_writer.h"
+#include "format/model_metadata_gguf.h"
+#include "format/quantized_blob.h"
+
+namespace elutq {
+namespace {
+
+// Block index of "blk.N.*", or -1.
+int64_t block_index(const std::string& name) {
+  if (name.rfind("blk.", 0) != 0) return -1;
+  const char* p = name.c_str() + 4;
+  char* end = nullptr;
+  const long long v = std::strtoll(p, &end, 10);
+  if (end == p || *end != '.' || v < 0) return -1;
+  return v;
+}
+
+}  // namespace
+
+QuantizedFilePlan plan_quantized_file(const ModelSource& src, const QuantSpec& spec,
+                                      bool quantize_output) {
+  QuantizedFilePlan plan;
+  plan.default_spec = spec;
+  for (const std::string& name : src.tensor_names())
+    if (is_quantizable_linear(name, quantize_output)) plan.quantized[name] = spec;
+  return plan;
+}
+
+std::vector<std::string> quantized_file_tensor_order(const ModelSource& src) {
+  const std::vector<std::string> names = src.tensor_names();
+  std::vector<std::string> order;
+  order.reserve(names.size());
+  for (const std::string& n : names)
+    if (n == "token_embd.weight") order.push_back(n);
+  std::vector<std::pair<int64_t, size_t>> blocks;  // (block index, source position)
+  for (size_t i = 0; i < names.size(); ++i) {
+    const int64_t b = block_index(names[i]);
+    if (b >= 0) blocks.push_back({b, i});
+  }
+  std::stable_sort(blocks.begin(), blocks.end(),
+                   [](const auto& x, const auto& y) { return x.first < y.first; });
+  for (const auto& [b, i] : blocks) order.push_back(names[i]);
+  for (const std::string& n : names)
+    if (n != "token_embd.weight" && block_index(n) < 0) order.push_back(n);
+  return order;
+}
+
+QuantizedModelWriter::QuantizedModelWriter(const std::string& path, const ModelSource& src,
+                                           const QuantizedFilePlan& plan)
+    : src_(src), w_(std::make_unique<GgufWriter>(path, 64)) {
+  for (const auto& [name, spec] : plan.quantized) {
+    const TensorInfo* t = src.find(name);
+    require(t != nullptr, "cannot quantize tensor '", name, "': the source model has no such tensor");
+    require(t->shape.size() == 2, "cannot quantize tensor '", name, "': it has ", t->shape.size(),
+            " dimensions, not 2");
+    validate_quant_spec(spec);
+  }
+
+  GgufWriter& w = *w_;
+  w.set_u32("elutq.format_version", kQuantizedFileVersion);
+  write_model_metadata(w, src.config(), src.tokenizer());
+  if (!plan.source_name.empty()) {
+    w.set_string("general.name", plan.source_name);
+    w.set_string("elutq.source.name", plan.source_name);
+  }
+  w.set_string("elutq.source.format", src.format_name());
+  if (!plan.method.empty()) w.set_string("elutq.quantization.method", plan.method);
+  w.set_string("elutq.quantization.format", plan.default_spec.name());
+  w.set_u32("elutq.quantization.bits", uint32_t(plan.default_spec.bits));
+  w.set_u32("elutq.quantization.group", uint32_t(plan.default_spec.group));
+  if (!plan.fit.empty()) w.set_string("elutq.quantization.fit", plan.fit);
+  for (const auto& [k, v] : plan.extra) w.set_string("elutq." + k, v);
+
+  double q_bits = 0, q_weights = 0;
+  for (const std::string& name : quantized_file_tensor_order(src)) {
+    const TensorInfo* t = src.find(name);
+    require(t != nullptr, "the source model lists tensor '", name, "' but does not provide it");
+    Entry e;
+    e.name = name;
+    const auto it = plan.quantized.find(name);
+    std::vector<int64_t> logical;  // {rows, cols} of a blob tensor
+    if (it != plan.quantized.end()) {
+      e.quantized = true;
+      e.spec = it->second;
+      logical = t->shape;
+    } else if (t->dtype == DType::ELUTQ) {  // an already-quantized source tensor, copied as is
+      e.spec = inspect_quantized_blob(t->data, t->nbytes).spec;
+      logical = t->shape;
+    }
+    if (!logical.empty()) {
+      e.nbytes = quantized_blob_bytes(e.spec, logical[0], logical[1]);
+      w.add_tensor(name, {int64_t(e.nbytes)}, DType::I8);
+      const std::string key = "elutq.tensor." + name + ".";
+      w.set_string(key + "format", e.spec.name());
+      w.set_array(key + "shape", GgufType::I64, logical.data(), 2);
+      q_bits += e.spec.bits_per_weight(logical[1]) * double(logical[0] * logical[1]);
+      q_weights += double(logical[0] * logical[1]);
+    } else {
+      e.nbytes = w.add_tensor(name, t->shape, t->dtype);
+      require(e.nbytes == t->nbytes, "tensor '", name, "' holds ", t->nbytes,
+              " bytes; its shape and type need ", e.nbytes);
+    }
+    data_bytes_ += e.nbytes;
+    index_[name] = entries_.size();
+    entries_.push_back(std::move(e));
+  }
+  if (q_weights > 0) w.set_f32("elutq.quantization.bits_per_weight", float(q_bits / q_weights));
+  w.write_header();
+}
+
+QuantizedModelWriter::~QuantizedModelWriter() = default;  // GgufWriter removes an unfinished file
+
+size_t QuantizedModelWriter::index_of(const std::string& name) const {
+  const auto it = index_.find(name);
+  require(it != index_.end(), "tensor '", name, "' is not part of the model being written");
+  return it->second;
+}
+
+void QuantizedModelWriter::copy_unchanged_until(const std::string& name) {
+  while (next_ < entries_.size() && entries_[next_].name != name) {
+    const Entry& e = entries_[next_];
+    require(!e.quantized, "tensor '", e.name, "' must be quantized and written before '",
+            name.empty() ? std::string("the end of the file") : name,
+            "' (the file stores tensors in quantized_file_tensor_order)");
+    const TensorInfo* t = src_.find(e.name);
+    w_->write_tensor(e.name, t->data, t->nbytes);
+    ++next_;
+  }
+}
+
+void QuantizedModelWriter::add_quantized(const std::string& name, const QuantizedMatrix& q) {
+  const size_t i = index_of(name);
+  const Entry& e = entries_[i];
+  require(e.quantized, "tensor '", name, "' is not planned to be quantized");
+  require(i >= next_, "tensor '", name, "' was already written");
+  const TensorInfo* t = src_.find(name);
+  require(q.rows == t->shape[0] && q.cols == t->shape[1], "quantized '", name, "' is ", q.rows,
+          "x", q.cols, " but the source tensor is ", t->shape[0], "x", t->shape[1]);
+  require(q.spec.name() == e.spec.name(), "quantized '", name, "' has format ", q.spec.name(),
+          " but the file declares ", e.spec.name());
+  copy_unchanged_until(name);
+  const std::vector<uint8_t> blob = encode_quantized_blob(q);
+  w_->write_tensor(name, blob.data(), blob.size());
+  ++next_;
+}
+
+void QuantizedModelWriter::add_unchanged(const TensorInfo& t) {
+  const size_t i = index_of(t.name);
+  const Entry& e = entries_[i];
+  require(!e.quantized, "tensor '", t.name, "' is planned to be quantized, not copied");
+  require(i >= next_, "tensor '", t.name, "' was already written (unchanged tensors before a ",
+          "quantized one are copied from the source when it comes; add a changed one first)");
+  const TensorInfo* s = src_.find(t.name);
+  require(t.shape == s->shape && t.dtype == s->dtype && t.nbytes == s->nbytes, "tensor '", t.name,
+          "' must keep the source's shape and type");
+  copy_unchanged_until(t.name);
+  w_->write_tensor(t.name, t.data, t.nbytes);
+  ++next_;
+}
+
+void QuantizedModelWriter::finish() {
+  copy_unchanged_until("");
+  w_->finish();
+}
+
+}  // namespace elutq

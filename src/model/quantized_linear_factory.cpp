@@ -1,0 +1,37 @@
+// The runtime's LinearFactory for quantized files (see quantized_linear_factory.h).
+#include "model/quantized_linear_factory.h"
+
+#include "core/error.h"
+#include "format/quantized_blob.h"
+#include "format/tensor_info.h"
+#include "kernels/lut_linear.h"
+#include "model/model_source.h"
+
+namespace elutq {
+
+KernelChoice parse_kernel_choice(const std::string& name) {
+  if (name == "lut") return KernelChoice::Lut;
+  if (name == "dequant") return KernelChoice::Dequant;
+  fail("unknown kernel '", name, "'; expected lut or dequant");
+}
+
+LinearFactory make_linear_factory(KernelChoice kernel) {
+  return [kernel](const ModelSource& src, const TensorInfo& w) -> std::unique_ptr<Linear> {
+    if (kernel == KernelChoice::Lut && w.dtype == DType::ELUTQ &&
+        inspect_quantized_blob(w.data, w.nbytes).lut) {
+      // The blob is the kernels' layout: view it in the mapping, which outlives the model's use.
+      return std::make_unique<LutLinear>(PackedMatrix::view(w.data, size_t(w.nbytes)));
+    }
+    return make_dense_linear(src, w);  // dequantizes ELUTQ blobs exactly, widens the rest
+  };
+}
+
+LinearFactory linear_factory_for(const ModelSource& src, KernelChoice kernel) {
+  for (const std::string& name : src.tensor_names()) {
+    const TensorInfo* t = src.find(name);
+    if (t != nullptr && t->dtype == DType::ELUTQ) return make_linear_factory(kernel);
+  }
+  return {};
+}
+
+}  // namespace elutq

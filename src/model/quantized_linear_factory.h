@@ -1,0 +1,37 @@
+// How the runtime runs the quantized layers of an elutq model file: the LinearFactory every tool
+// (generate, chat, perplexity, logits) passes to Model, chosen by `--kernel lut|dequant`.
+//   lut      quantized tensors in the LUT layout (uniform / HLQ, B <= 4) run on the bit-serial LUT
+//            kernels straight from the mmap'ed file (no repacking, no copy); others (codebook,
+//            uniform B > 4) are dequantized as with `dequant`. The default.
+//   dequant  every quantized tensor is dequantized exactly to fp32 at load and runs as a dense
+//            layer: the reference path.
+// Tensors that are not quantized (fp32/fp16/GGML types) load as make_dense_linear either way, so
+// the factory is right for any model. With lut the ModelSource must outlive the Model (the kernels
+// read the weights from its mapping).
+#pragma once
+
+#include <string>
+
+#include "model/linear.h"
+
+namespace elutq {
+
+enum class KernelChoice { Lut, Dequant };
+
+// "lut" or "dequant"; throws Error naming the choices otherwise.
+KernelChoice parse_kernel_choice(const std::string& name);
+
+// Help text of the tools' --kernel option, kept in one place.
+inline constexpr const char* kKernelOptionHelp =
+    "how quantized layers run: lut = bit-serial lookup-table kernels on the packed bits "
+    "(default; codebook formats fall back to dequant), dequant = exact dequantization to fp32 at "
+    "load (the reference)";
+
+LinearFactory make_linear_factory(KernelChoice kernel);
+
+// What a tool passes as ModelOptions::linear_factory: make_linear_factory(kernel) if src holds any
+// quantized (ELUTQ) tensor, else an empty factory, so plain models load exactly as without one
+// (e.g. tied embeddings stay shared with the output layer instead of being copied).
+LinearFactory linear_factory_for(const ModelSource& src, KernelChoice kernel);
+
+}  // namespace elutq
