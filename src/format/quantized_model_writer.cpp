@@ -131,6 +131,7 @@ void QuantizedModelWriter::copy_unchanged_until(const std::string& name) {
             "' (the file stores tensors in quantized_file_tensor_order)");
     const TensorInfo* t = src_.find(e.name);
     w_->write_tensor(e.name, t->data, t->nbytes);
+    src_.release_pages(*t);  // copied out of the mapping: need not stay resident (streaming)
     ++next_;
   }
 }
@@ -162,6 +163,7 @@ void QuantizedModelWriter::add_unchanged(const TensorInfo& t) {
           "' must keep the source's shape and type");
   copy_unchanged_until(t.name);
   w_->write_tensor(t.name, t.data, t.nbytes);
+  if (t.data == s->data) src_.release_pages(*s);  // written out of the mapping (streaming)
   ++next_;
 }
 
