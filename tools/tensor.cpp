@@ -55,10 +55,12 @@ int run_tensor(int argc, char** argv) {
   std::unique_ptr<GgufFile> gguf;
   std::unique_ptr<ModelSource> source;
   const TensorInfo* t = nullptr;
+  // elutq quantized files go through the model loader, which dequantizes their blobs.
   if (!std::filesystem::is_directory(model) && is_gguf_file(model)) {
     gguf = std::make_unique<GgufFile>(model);
-    t = gguf->find_tensor(name);
-  } else {
+    if (!gguf->has("elutq.format_version")) t = gguf->find_tensor(name);
+  }
+  if (!gguf || gguf->has("elutq.format_version")) {
     source = open_model(model);
     t = source->find(name);
   }

@@ -62,7 +62,8 @@ void write_model_metadata(GgufWriter& w, const ModelConfig& c, const TokenizerSp
   if (t.kind == TokenizerKind::None) return;
   const size_t n = t.tokens.size();
   require(n > 0, "the tokenizer has no tokens");
-  w.set_string("tokenizer.ggml.model", t.kind == TokenizerKind::SentencePieceBPE ? "llama" : "gpt2");
+  w.set_string("tokenizer.ggml.model",
+               t.kind == TokenizerKind::SentencePieceBPE ? "llama" : "gpt2");
   w.set_string_array("tokenizer.ggml.tokens", t.tokens);
   if (!t.scores.empty()) {
     require(t.scores.size() == n, "the tokenizer has ", t.scores.size(), " scores for ", n,
@@ -108,10 +109,13 @@ void apply_elutq_model_metadata(const GgufFile& g, ModelConfig& c, TokenizerSpec
   const std::string a = g.get_string("general.architecture") + ".";
   c.arch = g.get_string("elutq.architecture");
   const std::string pairing = g.get_string("elutq.rope.pairing");
-  if (pairing == "interleaved") c.rope_style = RopeStyle::Interleaved;
-  else if (pairing == "half-split") c.rope_style = RopeStyle::HalfSplit;
-  else fail("'", g.path(), "': elutq.rope.pairing is '", pairing,
-            "'; expected interleaved or half-split");
+  if (pairing == "interleaved")
+    c.rope_style = RopeStyle::Interleaved;
+  else if (pairing == "half-split")
+    c.rope_style = RopeStyle::HalfSplit;
+  else
+    fail("'", g.path(), "': elutq.rope.pairing is '", pairing,
+         "'; expected interleaved or half-split");
   c.vocab_size = int(g.get_u32(a + "vocab_size"));
   c.sliding_window = int(g.get_u32_or(a + "attention.sliding_window", 0));
   if (g.has("elutq.rope.scaling.type")) {

@@ -55,8 +55,8 @@ void check_shape(int64_t rows, int64_t cols) {
 // One row of a plain blob: codes (cols) and parameters (n_groups * P floats).
 void plain_row(const uint8_t* data, const PlainQuantHeader& h, int64_t r, uint8_t* codes,
                float* params) {
-  const uint16_t* p = reinterpret_cast<const uint16_t*>(data + sizeof h) +
-                      r * h.n_groups * h.params_per_group;
+  const uint16_t* p =
+      reinterpret_cast<const uint16_t*>(data + sizeof h) + r * h.n_groups * h.params_per_group;
   for (int64_t i = 0; i < h.n_groups * h.params_per_group; ++i) params[i] = fp16_to_f32(p[i]);
   const uint8_t* c = data + sizeof h + round_up(h.params_bytes, 64) + r * h.row_code_bytes;
   const int B = h.bits;
@@ -111,8 +111,10 @@ struct Decoder {
                : info.spec.groups_per_row(info.cols) * info.spec.params_per_group();
   }
   void row(int64_t r, uint8_t* codes, float* params) const {
-    if (info.lut) lut_row(lut, r, codes, params);
-    else plain_row(data, plain, r, codes, params);
+    if (info.lut)
+      lut_row(lut, r, codes, params);
+    else
+      plain_row(data, plain, r, codes, params);
   }
 };
 
@@ -120,8 +122,10 @@ Decoder make_decoder(const uint8_t* data, uint64_t size) {
   Decoder d;
   d.info = inspect_quantized_blob(data, size);
   d.data = data;
-  if (d.info.lut) d.lut = PackedMatrix::view(data, size_t(size));
-  else std::memcpy(&d.plain, data, sizeof d.plain);
+  if (d.info.lut)
+    d.lut = PackedMatrix::view(data, size_t(size));
+  else
+    std::memcpy(&d.plain, data, sizeof d.plain);
   return d;
 }
 
@@ -216,9 +220,8 @@ QuantizedBlobInfo inspect_quantized_blob(const uint8_t* data, uint64_t size) {
   const PlainQuantHeader want = make_plain_header(info.spec, h.rows, h.cols);
   require(std::memcmp(&h, &want, sizeof h) == 0, "quantized tensor header (", h.rows, "x", h.cols,
           " ", info.spec.name(), ") has inconsistent derived fields");
-  require(size == plain_bytes(h), "quantized tensor ", h.rows, "x", h.cols, " ",
-          info.spec.name(), " has ", size, " bytes, expected ", plain_bytes(h),
-          " (truncated or corrupt file?)");
+  require(size == plain_bytes(h), "quantized tensor ", h.rows, "x", h.cols, " ", info.spec.name(),
+          " has ", size, " bytes, expected ", plain_bytes(h), " (truncated or corrupt file?)");
   info.rows = h.rows;
   info.cols = h.cols;
   info.lut = false;

@@ -2,6 +2,7 @@
 // quantized_model_reader.h).
 #include "format/quantized_model_reader.h"
 
+#include <cstdint>
 #include <vector>
 
 #include "core/error.h"
@@ -55,8 +56,8 @@ std::map<std::string, TensorInfo> read_elutq_quantized_tensors(const GgufFile& g
   for (const std::string& key : g.keys()) {
     if (key.rfind(prefix, 0) != 0 || !ends_with(key, ".format")) continue;
     const std::string name = key.substr(prefix.size(), key.size() - prefix.size() - 7);
-    require(g.find_tensor(name) != nullptr, "'", path, "': ", key,
-            " describes tensor '", name, "', which the file does not hold");
+    require(g.find_tensor(name) != nullptr, "'", path, "': ", key, " describes tensor '", name,
+            "', which the file does not hold");
   }
 
   std::map<std::string, TensorInfo> out;
@@ -72,6 +73,9 @@ std::map<std::string, TensorInfo> read_elutq_quantized_tensors(const GgufFile& g
     require(t.dtype == DType::I8 && t.shape.size() == 1, where,
             " should be a 1-D I8 blob for its quantized format, but is ", dtype_name(t.dtype), " ",
             shape_str(t.shape));
+    // The kernels read headers and fp16 parameters in place; the writer aligns to 64.
+    require(reinterpret_cast<uintptr_t>(t.data) % 64 == 0, where,
+            " is not 64-byte aligned in the file; the file is corrupt");
     QuantSpec spec;
     try {
       spec = parse_quant_spec(g.get_string(key + "format"));
@@ -87,10 +91,10 @@ std::map<std::string, TensorInfo> read_elutq_quantized_tensors(const GgufFile& g
     } catch (const Error& e) {
       fail(where, ": ", e.what());
     }
-    require(info.spec.name() == spec.name(), where, ": its data holds ", info.spec.name(),
-            " but ", key, "format says ", spec.name(), "; the file is corrupt");
-    require(info.rows == shape[0] && info.cols == shape[1], where, ": its data holds a ",
-            info.rows, "x", info.cols, " matrix but ", key, "shape says ", shape_str(shape),
+    require(info.spec.name() == spec.name(), where, ": its data holds ", info.spec.name(), " but ",
+            key, "format says ", spec.name(), "; the file is corrupt");
+    require(info.rows == shape[0] && info.cols == shape[1], where, ": its data holds a ", info.rows,
+            "x", info.cols, " matrix but ", key, "shape says ", shape_str(shape),
             "; the file is corrupt");
     const std::vector<int64_t> want = expected_linear_shape(c, t.name);
     require(want.empty() || want == shape, where, " is ", shape_str(shape),

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/fp16.h"
 #include "format/gguf_file.h"
 #include "format/quantized_blob.h"
 #include "format/quantized_model_writer.h"
@@ -63,7 +65,8 @@ std::vector<QuantSpec> every_format() {
 // group.
 const int64_t kShapes[][2] = {{37, 100}, {64, 128}, {5, 200}};
 
-void expect_same_matrix(const QuantizedMatrix& a, const QuantizedMatrix& b, const std::string& what) {
+void expect_same_matrix(const QuantizedMatrix& a, const QuantizedMatrix& b,
+                        const std::string& what) {
   EXPECT_EQ(a.spec.name(), b.spec.name()) << what;
   EXPECT_EQ(a.rows, b.rows) << what;
   EXPECT_EQ(a.cols, b.cols) << what;
@@ -78,8 +81,8 @@ TEST(QuantizedBlob, EveryFormatRoundTripsBitExactly) {
   for (const QuantSpec& spec : every_format()) {
     for (const auto& shape : kShapes) {
       const QuantizedMatrix q = random_quantized(spec, shape[0], shape[1], ++seed);
-      const std::string what = spec.name() + " " + std::to_string(shape[0]) + "x" +
-                               std::to_string(shape[1]);
+      const std::string what =
+          spec.name() + " " + std::to_string(shape[0]) + "x" + std::to_string(shape[1]);
       const std::vector<uint8_t> blob = encode_quantized_blob(q);
       EXPECT_EQ(blob.size(), quantized_blob_bytes(spec, q.rows, q.cols)) << what;
       const QuantizedBlobInfo info = inspect_quantized_blob(blob.data(), blob.size());
@@ -97,8 +100,8 @@ TEST(QuantizedBlob, EveryFormatRoundTripsBitExactly) {
 // A ModelSource over another with a chosen config and tokenizer and extra tensors appended.
 class OverlaySource : public ModelSource {
  public:
-  explicit OverlaySource(const ModelSource& base) : base_(base), cfg_(base.config()),
-                                                    tok_(base.tokenizer()) {}
+  explicit OverlaySource(const ModelSource& base)
+      : base_(base), cfg_(base.config()), tok_(base.tokenizer()) {}
   ModelConfig& cfg() { return cfg_; }
   TokenizerSpec& tok() { return tok_; }
   // Adds an fp32 tensor; the source keeps the data.
@@ -360,8 +363,8 @@ void check_file_logits(const ModelSource& src, const std::string& path,
   Model ref(src, o);
   for (int l = 0; l < ref.config().n_layers; ++l) {
     for (int s = 0; s < kLinearSlots; ++s) {
-      const std::string name = "blk." + std::to_string(l) + "." +
-                               linear_slot_name(LinearSlot(s)) + ".weight";
+      const std::string name =
+          "blk." + std::to_string(l) + "." + linear_slot_name(LinearSlot(s)) + ".weight";
       const QuantizedMatrix& q = qs.at(name);
       auto w = std::make_shared<std::vector<float>>(size_t(q.rows * q.cols));
       dequantize(q, w->data());
@@ -405,8 +408,8 @@ TEST(QuantizedFile, TensorOrderPutsEmbeddingsFirstAndBlocksAscending) {
   struct Names : test::MemorySource {
     using MemorySource::MemorySource;
     std::vector<std::string> tensor_names() const override {
-      return {"output_norm.weight", "blk.10.ffn_up.weight", "blk.2.attn_q.weight",
-              "token_embd.weight",  "blk.2.attn_norm.weight", "rope_freqs.weight",
+      return {"output_norm.weight",  "blk.10.ffn_up.weight",   "blk.2.attn_q.weight",
+              "token_embd.weight",   "blk.2.attn_norm.weight", "rope_freqs.weight",
               "blk.10.attn_k.weight"};
     }
   };
@@ -441,8 +444,10 @@ TEST(QuantizedFile, WriterCopiesUnchangedTensorsItselfAndEnforcesOrder) {
   {
     QuantizedModelWriter w(dir.file("b.gguf"), src, plan);
     for (const std::string& n : order) {
-      if (plan.quantized.count(n)) w.add_quantized(n, qs[n]);
-      else w.add_unchanged(*src.find(n));
+      if (plan.quantized.count(n))
+        w.add_quantized(n, qs[n]);
+      else
+        w.add_unchanged(*src.find(n));
     }
     w.finish();
   }
@@ -460,8 +465,8 @@ TEST(QuantizedFile, WriterCopiesUnchangedTensorsItselfAndEnforcesOrder) {
       if (plan.quantized.count(n)) qnames.push_back(n);
     EXPECT_THROW(w.add_quantized(qnames[1], qs[qnames[1]]), Error);
     // A wrong format is refused too.
-    QuantizedMatrix wrong = random_quantized(parse_quant_spec("hlq-w3g32"), qs[qnames[0]].rows,
-                                             qs[qnames[0]].cols, 1);
+    QuantizedMatrix wrong =
+        random_quantized(parse_quant_spec("hlq-w3g32"), qs[qnames[0]].rows, qs[qnames[0]].cols, 1);
     EXPECT_THROW(w.add_quantized(qnames[0], wrong), Error);
     // Never finished: no file, no temporary left behind.
   }
@@ -479,6 +484,48 @@ TEST(QuantizedFile, WriterCopiesUnchangedTensorsItselfAndEnforcesOrder) {
   QuantizedFilePlan bad = plan;
   bad.quantized["blk.9.attn_q.weight"] = spec;
   EXPECT_THROW(QuantizedModelWriter(dir.file("e.gguf"), src, bad), Error);
+}
+
+TEST(QuantizedFile, ChangedAndRetypedUnquantizedTensors) {
+  test::TempDir dir;
+  const test::MemorySource src(test::tiny("llama"), 4);
+  QuantizedFilePlan plan = plan_quantized_file(src, parse_quant_spec("uniform-w4g32"), false);
+  plan.retyped["blk.1.ffn_norm.weight"] = DType::F16;   // auto-copied, converted
+  plan.retyped["blk.0.ffn_norm.weight"] = DType::BF16;  // given changed, converted
+  const std::string path = dir.file("f.gguf");
+  const int64_t dim = src.config().dim;
+  // (dim) changed values for the two norms of block 0
+  std::vector<float> norm0(static_cast<size_t>(dim)), norm1(static_cast<size_t>(dim), -1.5f);
+  for (int64_t i = 0; i < dim; ++i) norm0[size_t(i)] = 0.25f * float(i);
+  {
+    QuantizedModelWriter w(path, src, plan);
+    for (const std::string& n : quantized_file_tensor_order(src)) {
+      if (n == "blk.0.attn_norm.weight") w.add_f32(*src.find(n), norm0.data());
+      if (n == "blk.0.ffn_norm.weight") w.add_f32(*src.find(n), norm1.data());
+      const auto it = plan.quantized.find(n);
+      if (it == plan.quantized.end()) continue;
+      const TensorInfo* t = src.find(n);
+      w.add_quantized(n, random_quantized(it->second, t->shape[0], t->shape[1], 5));
+    }
+    // A tensor already written cannot be changed afterwards.
+    EXPECT_THROW(w.add_f32(*src.find("blk.0.attn_norm.weight"), norm0.data()), Error);
+    w.finish();
+  }
+  auto back = open_model(path);
+  std::vector<float> got(static_cast<size_t>(dim));
+  const TensorInfo* a0 = back->find("blk.0.attn_norm.weight");
+  EXPECT_EQ(a0->dtype, DType::F32);
+  tensor_to_f32(*a0, got.data());
+  EXPECT_EQ(got, norm0);
+  const TensorInfo* f0 = back->find("blk.0.ffn_norm.weight");
+  EXPECT_EQ(f0->dtype, DType::BF16);
+  tensor_to_f32(*f0, got.data());
+  EXPECT_EQ(got, norm1);  // -1.5 is exact in bf16
+  const TensorInfo* f1 = back->find("blk.1.ffn_norm.weight");
+  EXPECT_EQ(f1->dtype, DType::F16);
+  tensor_to_f32(*f1, got.data());
+  const float* want = src.w("blk.1.ffn_norm.weight");
+  for (int64_t i = 0; i < dim; ++i) EXPECT_EQ(got[size_t(i)], fp16_to_f32(f32_to_fp16(want[i])));
 }
 
 // ---- corrupt files ---------------------------------------------------------------------------
@@ -596,6 +643,60 @@ TEST_F(QuantizedFileCorrupt, ConfigShapeDisagrees) {
   v += 16;
   std::memcpy(&b[at], &v, 4);
   expect_open_error(variant(b), "config implies");
+}
+
+// Writes stories260K with a different format on each projection (LUT and plain layouts, ragged
+// groups) to $ELUTQ_QUANTIZED_SAMPLE, for tests/reference/test_quantized_file_gguf.py, which
+// reads it with the gguf package and decodes the blobs independently. Skipped otherwise.
+TEST(QuantizedFile, SampleForReference) {
+  const char* out = std::getenv("ELUTQ_QUANTIZED_SAMPLE");
+  if (out == nullptr) GTEST_SKIP() << "set ELUTQ_QUANTIZED_SAMPLE=PATH to write the sample";
+  const std::string model = test::shared_file("models/stories260K/stories260K.bin");
+  ELUTQ_REQUIRE_FILE(model, "stories260K");
+  auto src = open_model(model);
+  // Per projection slot: q, k, v, o, gate, up, down.
+  const char* formats[kLinearSlots] = {"hlq-w2g64",     "uniform-w4g32", "hlq-w3grow",
+                                       "uniform-w8g32", "codebook-w3",   "hlq-w4g32",
+                                       "uniform-w2g128"};
+  QuantizedFilePlan plan;
+  plan.method = "mixed";
+  plan.source_name = "stories260K";
+  plan.default_spec = parse_quant_spec("hlq-w4g32");
+  for (int l = 0; l < src->config().n_layers; ++l)
+    for (int s = 0; s < kLinearSlots; ++s)
+      plan.quantized["blk." + std::to_string(l) + "." + linear_slot_name(LinearSlot(s)) +
+                     ".weight"] = parse_quant_spec(formats[s]);
+  QuantizedModelWriter w(out, *src, plan);
+  for (const std::string& name : quantized_file_tensor_order(*src)) {
+    const auto it = plan.quantized.find(name);
+    if (it == plan.quantized.end()) continue;
+    const TensorInfo* t = src->find(name);
+    std::vector<float> W(size_t(t->numel()));  // (rows, cols)
+    tensor_to_f32(*t, W.data());
+    LayerQuantOptions o;
+    const QuantSpec& spec = it->second;
+    o.method = spec.kind == QuantKind::HLQ ? QuantMethod::Hlq : QuantMethod::Rtn;
+    o.bits = spec.bits;
+    o.group = spec.group;
+    QuantizedMatrix q = quantize_layer(W.data(), t->shape[0], t->shape[1], o, nullptr).q;
+    if (spec.kind == QuantKind::Codebook) {
+      // A row-wise uniform grid is a codebook: c_k = zero + scale * k.
+      QuantizedMatrix cb;
+      cb.spec = spec;
+      cb.rows = q.rows;
+      cb.cols = q.cols;
+      cb.codes = q.codes;
+      for (int64_t r = 0; r < q.rows; ++r) {
+        const float* p = q.group_params(r, 0);
+        for (int k = 0; k < (1 << spec.bits); ++k)
+          cb.params.push_back(dequant_code(q.spec, p, uint8_t(k)));
+      }
+      round_params_to_fp16(cb.params);
+      q = std::move(cb);
+    }
+    w.add_quantized(name, q);
+  }
+  w.finish();
 }
 
 TEST(QuantizedFile, KernelChoiceParses) {
