@@ -2,6 +2,7 @@
 // quantized_model_reader.h).
 #include "format/quantized_model_reader.h"
 
+#include <cstdint>
 #include <vector>
 
 #include "core/error.h"
@@ -72,6 +73,9 @@ std::map<std::string, TensorInfo> read_elutq_quantized_tensors(const GgufFile& g
     require(t.dtype == DType::I8 && t.shape.size() == 1, where,
             " should be a 1-D I8 blob for its quantized format, but is ", dtype_name(t.dtype), " ",
             shape_str(t.shape));
+    // The kernels read headers and fp16 parameters in place; the writer aligns to 64.
+    require(reinterpret_cast<uintptr_t>(t.data) % 64 == 0, where,
+            " is not 64-byte aligned in the file; the file is corrupt");
     QuantSpec spec;
     try {
       spec = parse_quant_spec(g.get_string(key + "format"));

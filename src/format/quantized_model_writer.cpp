@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "core/error.h"
+#include "core/fp16.h"
 #include "format/gguf_writer.h"
 #include "format/model_metadata_gguf.h"
 #include "format/quantized_blob.h"
@@ -21,6 +22,8 @@ int64_t block_index(const std::string& name) {
   if (end == p || *end != '.' || v < 0) return -1;
   return v;
 }
+
+bool is_float_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
 }  // namespace
 
@@ -104,8 +107,12 @@ QuantizedModelWriter::QuantizedModelWriter(const std::string& path, const ModelS
       q_bits += e.spec.bits_per_weight(logical[1]) * double(logical[0] * logical[1]);
       q_weights += double(logical[0] * logical[1]);
     } else {
-      e.nbytes = w.add_tensor(name, t->shape, t->dtype);
-      require(e.nbytes == t->nbytes, "tensor '", name, "' holds ", t->nbytes,
+      const auto rt = plan.retyped.find(name);
+      e.dtype = rt != plan.retyped.end() ? rt->second : t->dtype;
+      require(rt == plan.retyped.end() || is_float_type(e.dtype), "tensor '", name,
+              "' can be retyped only to F32, F16 or BF16, not ", dtype_name(e.dtype));
+      e.nbytes = w.add_tensor(name, t->shape, e.dtype);
+      require(e.dtype != t->dtype || e.nbytes == t->nbytes, "tensor '", name, "' holds ", t->nbytes,
               " bytes; its shape and type need ", e.nbytes);
     }
     data_bytes_ += e.nbytes;
@@ -131,9 +138,29 @@ void QuantizedModelWriter::copy_unchanged_until(const std::string& name) {
             name.empty() ? std::string("the end of the file") : name,
             "' (the file stores tensors in quantized_file_tensor_order)");
     const TensorInfo* t = src_.find(e.name);
-    w_->write_tensor(e.name, t->data, t->nbytes);
-    ++next_;
+    if (e.dtype == t->dtype) {
+      w_->write_tensor(e.name, t->data, t->nbytes);
+      ++next_;
+    } else {  // retyped: through fp32
+      std::vector<float> v(size_t(t->numel()));
+      tensor_to_f32(*t, v.data());
+      write_f32_as_stored(e, v.data());
+    }
+    src_.release_pages(*t);  // copied out of the mapping: need not stay resident (streaming)
   }
+}
+
+void QuantizedModelWriter::write_f32_as_stored(const Entry& e, const float* data) {
+  const size_t n = e.nbytes / (e.dtype == DType::F32 ? 4 : 2);
+  if (e.dtype == DType::F32) {
+    w_->write_tensor(e.name, data, e.nbytes);
+  } else {
+    std::vector<uint16_t> h(n);  // (numel) 16-bit floats
+    for (size_t i = 0; i < n; ++i)
+      h[i] = e.dtype == DType::F16 ? f32_to_fp16(data[i]) : f32_to_bf16(data[i]);
+    w_->write_tensor(e.name, h.data(), e.nbytes);
+  }
+  ++next_;
 }
 
 void QuantizedModelWriter::add_quantized(const std::string& name, const QuantizedMatrix& q) {
@@ -159,11 +186,26 @@ void QuantizedModelWriter::add_unchanged(const TensorInfo& t) {
   require(i >= next_, "tensor '", t.name, "' was already written (unchanged tensors before a ",
           "quantized one are copied from the source when it comes; add a changed one first)");
   const TensorInfo* s = src_.find(t.name);
-  require(t.shape == s->shape && t.dtype == s->dtype && t.nbytes == s->nbytes, "tensor '", t.name,
-          "' must keep the source's shape and type");
+  require(t.shape == s->shape && t.dtype == e.dtype && t.nbytes == e.nbytes, "tensor '", t.name,
+          "' must keep its shape and stored type (", dtype_name(e.dtype), "), not ",
+          dtype_name(t.dtype));
   copy_unchanged_until(t.name);
   w_->write_tensor(t.name, t.data, t.nbytes);
+  if (t.data == s->data) src_.release_pages(*s);  // written out of the mapping (streaming)
   ++next_;
+}
+
+void QuantizedModelWriter::add_f32(const TensorInfo& like, const float* data) {
+  const size_t i = index_of(like.name);
+  const Entry& e = entries_[i];
+  require(!e.quantized, "tensor '", like.name,
+          "' is planned to be quantized, not stored as floats");
+  require(i >= next_, "tensor '", like.name, "' was already written");
+  require(is_float_type(e.dtype), "tensor '", like.name, "' is stored as ", dtype_name(e.dtype),
+          ", which cannot hold changed values; declare it in QuantizedFilePlan::retyped as F32, "
+          "F16 or BF16");
+  copy_unchanged_until(like.name);
+  write_f32_as_stored(entries_[next_], data);
 }
 
 void QuantizedModelWriter::finish() {

@@ -44,6 +44,10 @@ struct QuantizedFilePlan {
   QuantSpec default_spec;   // the format asked for (per-tensor formats may differ)
   // Further string keys, written as elutq.<key> (e.g. {"calibration.file", "c4.jsonl"}).
   std::vector<std::pair<std::string, std::string>> extra;
+  // Unquantized tensors stored in another type than the source's (F32, F16 or BF16): for changed
+  // values (add_f32) of a tensor whose source type cannot hold them, e.g. a Q4_1 weight that AWQ
+  // scaled but did not quantize.
+  std::map<std::string, DType> retyped;
 };
 
 // Every decoder linear (pipeline.h: is_quantizable_linear) with spec; output.weight too if
@@ -66,8 +70,12 @@ class QuantizedModelWriter final : public QuantizedTensorSink {
 
   // name must be planned as quantized with q's format and shape, and be the next such tensor.
   void add_quantized(const std::string& name, const QuantizedMatrix& q) override;
-  // t.name must be an unchanged tensor not yet written, with the source's shape and type.
+  // t.name must be an unchanged tensor not yet written, with the source's shape and its stored
+  // type (the source's, or the plan's retyped one).
   void add_unchanged(const TensorInfo& t) override;
+  // Changed values of an unquantized tensor (like.numel() floats), converted to its stored type
+  // (which must be F32, F16 or BF16; see QuantizedFilePlan::retyped).
+  void add_f32(const TensorInfo& like, const float* data) override;
   // Copies the remaining unchanged tensors, checks every quantized one came, renames into place.
   void finish();
 
@@ -79,8 +87,11 @@ class QuantizedModelWriter final : public QuantizedTensorSink {
     std::string name;
     bool quantized = false;
     QuantSpec spec;
+    DType dtype = DType::F32;  // stored type of an unquantized tensor
     uint64_t nbytes = 0;
   };
+  // Writes entries_[next_] (unquantized) from floats, converted to its stored type.
+  void write_f32_as_stored(const Entry& e, const float* data);
   // Copies unchanged tensors from the source until `name` (or the end, if empty) is next.
   void copy_unchanged_until(const std::string& name);
   size_t index_of(const std::string& name) const;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/fp16.h"
 #include "format/gguf_file.h"
 #include "format/quantized_blob.h"
 #include "format/quantized_model_writer.h"
@@ -483,6 +484,48 @@ TEST(QuantizedFile, WriterCopiesUnchangedTensorsItselfAndEnforcesOrder) {
   QuantizedFilePlan bad = plan;
   bad.quantized["blk.9.attn_q.weight"] = spec;
   EXPECT_THROW(QuantizedModelWriter(dir.file("e.gguf"), src, bad), Error);
+}
+
+TEST(QuantizedFile, ChangedAndRetypedUnquantizedTensors) {
+  test::TempDir dir;
+  const test::MemorySource src(test::tiny("llama"), 4);
+  QuantizedFilePlan plan = plan_quantized_file(src, parse_quant_spec("uniform-w4g32"), false);
+  plan.retyped["blk.1.ffn_norm.weight"] = DType::F16;   // auto-copied, converted
+  plan.retyped["blk.0.ffn_norm.weight"] = DType::BF16;  // given changed, converted
+  const std::string path = dir.file("f.gguf");
+  const int64_t dim = src.config().dim;
+  // (dim) changed values for the two norms of block 0
+  std::vector<float> norm0(static_cast<size_t>(dim)), norm1(static_cast<size_t>(dim), -1.5f);
+  for (int64_t i = 0; i < dim; ++i) norm0[size_t(i)] = 0.25f * float(i);
+  {
+    QuantizedModelWriter w(path, src, plan);
+    for (const std::string& n : quantized_file_tensor_order(src)) {
+      if (n == "blk.0.attn_norm.weight") w.add_f32(*src.find(n), norm0.data());
+      if (n == "blk.0.ffn_norm.weight") w.add_f32(*src.find(n), norm1.data());
+      const auto it = plan.quantized.find(n);
+      if (it == plan.quantized.end()) continue;
+      const TensorInfo* t = src.find(n);
+      w.add_quantized(n, random_quantized(it->second, t->shape[0], t->shape[1], 5));
+    }
+    // A tensor already written cannot be changed afterwards.
+    EXPECT_THROW(w.add_f32(*src.find("blk.0.attn_norm.weight"), norm0.data()), Error);
+    w.finish();
+  }
+  auto back = open_model(path);
+  std::vector<float> got(static_cast<size_t>(dim));
+  const TensorInfo* a0 = back->find("blk.0.attn_norm.weight");
+  EXPECT_EQ(a0->dtype, DType::F32);
+  tensor_to_f32(*a0, got.data());
+  EXPECT_EQ(got, norm0);
+  const TensorInfo* f0 = back->find("blk.0.ffn_norm.weight");
+  EXPECT_EQ(f0->dtype, DType::BF16);
+  tensor_to_f32(*f0, got.data());
+  EXPECT_EQ(got, norm1);  // -1.5 is exact in bf16
+  const TensorInfo* f1 = back->find("blk.1.ffn_norm.weight");
+  EXPECT_EQ(f1->dtype, DType::F16);
+  tensor_to_f32(*f1, got.data());
+  const float* want = src.w("blk.1.ffn_norm.weight");
+  for (int64_t i = 0; i < dim; ++i) EXPECT_EQ(got[size_t(i)], fp16_to_f32(f32_to_fp16(want[i])));
 }
 
 // ---- corrupt files ---------------------------------------------------------------------------
