@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "core/error.h"
+#include "format/gguf_file.h"
 #include "format/quantized_blob.h"
 #include "model/model_source.h"
 
@@ -67,6 +68,15 @@ int run_inspect(int argc, char** argv) {
   std::printf("qk norm:        %s\n", c.qk_norm ? "yes" : "no");
   std::printf("tied output:    %s\n", c.tied_embeddings ? "yes" : "no");
   std::printf("sliding window: %s\n", c.sliding_window > 0 ? std::to_string(c.sliding_window).c_str() : "none");
+
+  if (src->format_name() == "elutq") {  // what the quantizer recorded
+    const GgufFile g(model);
+    auto key = [&g](const char* k) { return g.get_string_or(k, "-"); };
+    std::printf("quantization:   method %s, format %s, fit %s; from %s (%s)\n",
+                key("elutq.quantization.method").c_str(), key("elutq.quantization.format").c_str(),
+                key("elutq.quantization.fit").c_str(), key("elutq.source.name").c_str(),
+                key("elutq.source.format").c_str());
+  }
 
   const TokenizerSpec& t = src->tokenizer();
   std::printf("tokenizer:      %s, %zu tokens, %zu merges%s%s\n", tokenizer_kind(t.kind),

@@ -2,6 +2,9 @@
 #include "core/memory_usage.h"
 
 #include <sys/resource.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <cctype>
 #include <cmath>
@@ -40,6 +43,12 @@ uint64_t peak_rss_bytes() {
   return uint64_t(ru.ru_maxrss);  // bytes on macOS
 #else
   return uint64_t(ru.ru_maxrss) * 1024ull;  // kilobytes on Linux
+#endif
+}
+
+void return_free_heap_to_os() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
 #endif
 }
 

@@ -13,6 +13,10 @@ uint64_t current_rss_bytes();
 // Peak resident set size in bytes (VmHWM of /proc/self/status, else getrusage's ru_maxrss).
 uint64_t peak_rss_bytes();
 
+// Gives memory the allocator holds but no longer uses back to the OS (glibc malloc_trim), so the
+// resident set of a long streaming run follows what it really uses. No-op elsewhere.
+void return_free_heap_to_os();
+
 // Parses a byte size: a non-negative number (decimals allowed) with an optional unit, case
 // insensitive: B, K/KB/KiB, M/MB/MiB, G/GB/GiB, T/TB/TiB. Units are binary (K = 1024) whichever
 // spelling is used, as memory budgets usually are. "512M", "2G", "1.5GiB", "1073741824".

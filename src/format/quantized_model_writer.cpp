@@ -146,6 +146,7 @@ void QuantizedModelWriter::copy_unchanged_until(const std::string& name) {
       tensor_to_f32(*t, v.data());
       write_f32_as_stored(e, v.data());
     }
+    src_.release_pages(*t);  // copied out of the mapping: need not stay resident (streaming)
   }
 }
 
@@ -190,6 +191,7 @@ void QuantizedModelWriter::add_unchanged(const TensorInfo& t) {
           dtype_name(t.dtype));
   copy_unchanged_until(t.name);
   w_->write_tensor(t.name, t.data, t.nbytes);
+  if (t.data == s->data) src_.release_pages(*s);  // written out of the mapping (streaming)
   ++next_;
 }
 

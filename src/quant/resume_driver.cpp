@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/memory_usage.h"
 #include "quant/activation_store.h"
 
 namespace elutq {
@@ -169,6 +170,7 @@ BlockwiseReport run_resumable(BlockwiseQuantizer& q, const ModelSource& src,
         reported = lines.size();
         cp.notes = report_lines_text(mine);
         rd.save_block(l, cp, store);
+        return_free_heap_to_os();  // the block's freed weights and Hessians
         if (opt.after_checkpoint) opt.after_checkpoint(l);
       },
       first);
@@ -183,6 +185,26 @@ BlockwiseReport run_resumable(BlockwiseQuantizer& q, const ModelSource& src,
   return rep;
 }
 
+MemoryPlan plan_memory(uint64_t budget, const ModelConfig& c, int64_t seqlen) {
+  MemoryPlan p;
+  p.budget = budget;
+  if (budget == 0) return p;
+  p.baseline = current_rss_bytes();
+  p.block_bytes = estimate_block_working_bytes(c, seqlen);
+  const uint64_t margin = 32ull << 20;  // allocator slack, I/O buffers
+  const uint64_t need = p.baseline + p.block_bytes + margin;
+  if (need >= budget) {
+    p.activation_bytes = 0;
+    p.note = "--mem-budget " + format_byte_size(budget) + " is below what one block needs (about " +
+             format_byte_size(need) + ": " + format_byte_size(p.baseline) + " already in use + " +
+             format_byte_size(p.block_bytes) + " for the block's weights, Hessian and buffers); " +
+             "activations go to disk but the run will exceed the budget";
+  } else {
+    p.activation_bytes = budget - need;
+  }
+  return p;
+}
+
 uint64_t estimate_block_working_bytes(const ModelConfig& c, int64_t seqlen) {
   const uint64_t dim = uint64_t(c.dim), hd = uint64_t(c.head_dim), hidden = uint64_t(c.hidden_dim),
                  q_dim = uint64_t(c.n_heads) * hd, kv_dim = uint64_t(c.n_kv_heads) * hd,
@@ -191,7 +213,7 @@ uint64_t estimate_block_working_bytes(const ModelConfig& c, int64_t seqlen) {
   const uint64_t weights = 2 * block_params * 4;  // fp32 weights + their dequantized copies
   const uint64_t widest = std::max({dim, q_dim, hidden});
   const uint64_t hessian = widest * widest * (8 + 4 + 4 + 4);  // double sums, H, its factor, scratch
-  const uint64_t kv_cache = uint64_t(c.n_layers) * 2 * T * kv_dim * 4;
+  const uint64_t kv_cache = 2 * T * kv_dim * 4;  // the loaded block only (lazy model)
   const uint64_t scratch = T * (4 * dim + 2 * q_dim + 2 * kv_dim + 2 * hidden) * 4;
   return weights + hessian + kv_cache + scratch;
 }
