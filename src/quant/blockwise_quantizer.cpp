@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <cstdio>
+#include <cstdlib>
 
 #include "core/error.h"
 #include "model/dense_linear.h"
@@ -73,17 +75,44 @@ class UnloadedLinear : public Linear {
   int64_t out_, in_;
 };
 
+// A projection whose output nobody reads in a collection pass (it comes after the layer whose
+// inputs are being recorded): gives zeros without computing anything.
+class ZeroLinear : public Linear {
+ public:
+  ZeroLinear(int64_t out, int64_t in) : out_(out), in_(in) {}
+  int64_t in_features() const override { return in_; }
+  int64_t out_features() const override { return out_; }
+  void forward(const float*, int64_t n, float* y, ThreadPool&) const override {
+    std::fill(y, y + n * out_, 0.0f);
+  }
+  std::string describe() const override { return "zero"; }
+  uint64_t weight_bytes() const override { return 0; }
+
+ private:
+  int64_t out_, in_;
+};
+
 // A dense fp32 projection that also records its inputs: into a Hessian accumulator and/or the
-// per-channel sum of |x| (AWQ statistics).
+// per-channel sum of |x| (AWQ statistics). With compute = false it only records (output zeros),
+// for passes that need nothing downstream of it.
 class CollectingLinear : public Linear {
  public:
   CollectingLinear(std::shared_ptr<const std::vector<float>> w, int64_t out, int64_t in,
-                   HessianAccumulator* h, std::vector<double>* abs_sum, int64_t* rows_seen)
-      : dense_(std::move(w), out, in), h_(h), abs_(abs_sum), rows_(rows_seen) {}
+                   HessianAccumulator* h, std::vector<double>* abs_sum, int64_t* rows_seen,
+                   bool compute = true, std::function<void(const float*, int64_t)> on_rows = {})
+      : dense_(std::move(w), out, in),
+        h_(h),
+        abs_(abs_sum),
+        rows_(rows_seen),
+        compute_(compute),
+        on_rows_(std::move(on_rows)) {}
   int64_t in_features() const override { return dense_.in_features(); }
   int64_t out_features() const override { return dense_.out_features(); }
   void forward(const float* x, int64_t n, float* y, ThreadPool& pool) const override {
-    dense_.forward(x, n, y, pool);
+    if (compute_)
+      dense_.forward(x, n, y, pool);
+    else
+      std::fill(y, y + n * dense_.out_features(), 0.0f);
     if (h_) h_->add(x, n);
     if (abs_) {
       const int64_t in = dense_.in_features();
@@ -91,6 +120,7 @@ class CollectingLinear : public Linear {
         for (int64_t j = 0; j < in; ++j) (*abs_)[size_t(j)] += std::fabs(x[i * in + j]);
     }
     if (rows_) *rows_ += n;
+    if (on_rows_) on_rows_(x, n);
   }
   std::string describe() const override { return "collecting " + dense_.describe(); }
   uint64_t weight_bytes() const override { return dense_.weight_bytes(); }
@@ -100,7 +130,18 @@ class CollectingLinear : public Linear {
   HessianAccumulator* h_;
   std::vector<double>* abs_;
   int64_t* rows_;
+  bool compute_;
+  std::function<void(const float*, int64_t)> on_rows_;
 };
+
+// out (dim) = x * w / sqrt(mean(x^2) + eps): the runtime's RMSNorm, written the same way so the
+// recorded inputs are the ones the model's forward pass computes.
+void rmsnorm_row(const float* x, const float* w, int dim, float eps, float* out) {
+  double ss = 0.0;
+  for (int i = 0; i < dim; ++i) ss += double(x[i]) * x[i];
+  const float r = float(1.0 / std::sqrt(ss / dim + eps));
+  for (int i = 0; i < dim; ++i) out[i] = w[i] * (x[i] * r);
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -182,6 +223,101 @@ struct BlockwiseQuantizer::Impl {
   }
 
   void awq_block(int l, CalibActivations& store, BlockwiseReport& rep);
+
+  // One forward pass of block l (q/k/v quantized) that records o's inputs: their Hessian into acc
+  // and the rows themselves into att; the feed-forward half is skipped.
+  void attention_pass(int l, CalibActivations& store, CalibActivations& att,
+                      HessianAccumulator& acc) {
+    const int64_t T = store.tokens(), dim = store.dim(), qd = att.dim();
+    std::vector<float> a(size_t(T * qd));  // (T, q_dim) one sequence's o inputs
+    int64_t at = 0;                        // rows of a filled so far
+    const LinearSlot o = LinearSlot::O;
+    model->set_linear(l, o, std::make_unique<CollectingLinear>(
+                                W[int(o)], rows[int(o)], cols[int(o)], &acc, nullptr, nullptr,
+                                /*compute=*/false, [&](const float* x, int64_t n) {
+                                  std::copy(x, x + n * qd, a.data() + at * qd);
+                                  at += n;
+                                }));
+    for (LinearSlot s : {LinearSlot::Gate, LinearSlot::Up, LinearSlot::Down})
+      model->set_linear(l, s, std::make_unique<ZeroLinear>(rows[int(s)], cols[int(s)]));
+    buf.resize(size_t(T * dim));
+    for (int64_t i = 0; i < store.count(); ++i) {
+      store.get(i, buf.data());
+      at = 0;
+      for (int64_t c = 0; c < T; c += model->max_batch()) {
+        const int m = int(std::min<int64_t>(model->max_batch(), T - c));
+        model->forward_block(l, buf.data() + c * dim, m, int(c));
+      }
+      require(at == T, "internal: attention pass recorded ", at, " of ", T, " rows");
+      att.put(i, a.data());
+    }
+    for (LinearSlot s : {o, LinearSlot::Gate, LinearSlot::Up, LinearSlot::Down}) install_fp(l, s);
+  }
+
+  // The rest of block l from the recorded o inputs, as the runtime computes it (same chunks, same
+  // operations): h = x + o(att); xn = ffn_norm(h); a = silu(gate(xn)) * up(xn); out = h + down(a).
+  // Records xn into ffn_in and a into down_in if given; with write_back the outputs replace the
+  // block inputs in the store. Stops as early as what is asked allows.
+  void mlp_pass(CalibActivations& store, CalibActivations& att, HessianAccumulator* ffn_in,
+                HessianAccumulator* down_in, bool write_back,
+                std::vector<float>* outputs = nullptr) {
+    const bool full = write_back || outputs;
+    const int l = loaded;
+    const int64_t T = store.tokens(), dim = store.dim(), qd = att.dim(),
+                  hidden = rows[int(LinearSlot::Gate)], mb = model->max_batch();
+    const float eps = src.config().norm_eps;
+    ThreadPool& p = model->pool();
+    const Linear& O = model->linear(l, LinearSlot::O);
+    const Linear& G = model->linear(l, LinearSlot::Gate);
+    const Linear& U = model->linear(l, LinearSlot::Up);
+    const Linear& D = model->linear(l, LinearSlot::Down);
+    buf.resize(size_t(T * dim));
+    std::vector<float> a(size_t(T * qd)), proj(size_t(mb * dim)), xn(size_t(mb * dim)),
+        g(size_t(mb * hidden)), u(size_t(mb * hidden));  // (T, q_dim), (mb, dim) x2, (mb, hidden) x2
+    for (int64_t i = 0; i < store.count(); ++i) {
+      store.get(i, buf.data());
+      att.get(i, a.data());
+      for (int64_t c = 0; c < T; c += mb) {
+        const int64_t m = std::min(mb, T - c);
+        float* x = buf.data() + c * dim;
+        O.forward(a.data() + c * qd, m, proj.data(), p);
+        for (int64_t j = 0; j < m * dim; ++j) x[j] += proj[size_t(j)];
+        for (int64_t t = 0; t < m; ++t)
+          rmsnorm_row(x + t * dim, ffn_norm.data(), int(dim), eps, xn.data() + t * dim);
+        if (ffn_in) ffn_in->add(xn.data(), m);
+        if (!down_in && !full) continue;
+        G.forward(xn.data(), m, g.data(), p);
+        U.forward(xn.data(), m, u.data(), p);
+        for (int64_t j = 0; j < m * hidden; ++j) {
+          const float gv = g[size_t(j)];
+          g[size_t(j)] = gv / (1.0f + std::exp(-gv)) * u[size_t(j)];
+        }
+        if (down_in) down_in->add(g.data(), m);
+        if (!full) continue;
+        D.forward(g.data(), m, proj.data(), p);
+        for (int64_t j = 0; j < m * dim; ++j) x[j] += proj[size_t(j)];
+      }
+      if (write_back) store.put(i, buf.data());
+      if (outputs) outputs->insert(outputs->end(), buf.begin(), buf.end());
+    }
+  }
+
+  // q/k/v's input is the attention RMSNorm of the block input: recorded straight from the store,
+  // no forward pass needed.
+  void collect_block_input(CalibActivations& store, HessianAccumulator& acc) {
+    const int64_t T = store.tokens(), dim = store.dim();
+    const float eps = src.config().norm_eps;
+    buf.resize(size_t(T * dim));
+    std::vector<float> xn(size_t(T * dim));  // (T, dim)
+    for (int64_t i = 0; i < store.count(); ++i) {
+      store.get(i, buf.data());
+      for (int64_t t = 0; t < T; ++t)
+        rmsnorm_row(buf.data() + t * dim, attn_norm.data(), int(dim), eps, xn.data() + t * dim);
+      // In the runtime's chunks, so the accumulated sums match a forward pass exactly.
+      for (int64_t c = 0; c < T; c += model->max_batch())
+        acc.add(xn.data() + c * dim, std::min<int64_t>(model->max_batch(), T - c));
+    }
+  }
 };
 
 BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOptions& opt)
@@ -208,6 +344,11 @@ BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOp
 }
 
 BlockwiseQuantizer::~BlockwiseQuantizer() = default;
+
+void BlockwiseQuantizer::set_make_scratch(
+    std::function<std::unique_ptr<CalibActivations>(int64_t, int64_t, int64_t)> fn) {
+  impl_->opt.make_scratch = std::move(fn);
+}
 
 Model& BlockwiseQuantizer::model() {
   require(impl_->model != nullptr, "internal: the calibration model is built by embed_calibration");
@@ -309,24 +450,70 @@ void BlockwiseQuantizer::Impl::awq_block(int l, CalibActivations& store, Blockwi
   const int64_t n_seqs =
       std::min<int64_t>(store.count(), std::max<int64_t>(1, (opt.awq_tokens + T - 1) / T));
 
-  // One pass: mean |x| of each group's input and the fp block outputs (the search's reference).
+  // One pass over the first n_seqs sequences: mean |x| of each group's input, o's inputs (so the
+  // groups after attention are scored without rerunning it) and the fp block outputs (the
+  // search's reference).
+  const int64_t dim = c.dim;
+  MemoryCalibActivations sub_in(n_seqs, T, dim);
+  buf.resize(size_t(T * dim));
+  for (int64_t i = 0; i < n_seqs; ++i) {
+    store.get(i, buf.data());
+    sub_in.put(i, buf.data());
+  }
+  // o's, gate/up's and down's inputs in pass order: (n_seqs * T, q_dim), (.., dim), (.., hidden)
+  std::vector<float> att_rows, ffn_rows, down_rows;
   std::array<std::vector<double>, 4> abs_sum;
   std::array<int64_t, 4> seen{};
   for (size_t g = 0; g < groups.size(); ++g) {
     const LinearSlot first = groups[g][0];
     abs_sum[g].assign(size_t(cols[int(first)]), 0.0);
+    std::function<void(const float*, int64_t)> keep;
+    std::vector<float>* rows_of = first == LinearSlot::O      ? &att_rows
+                                  : first == LinearSlot::Gate ? &ffn_rows
+                                  : first == LinearSlot::Down ? &down_rows
+                                                              : nullptr;
+    const int64_t width = cols[int(first)];
+    if (rows_of)
+      keep = [rows_of, width](const float* x, int64_t n) {
+        rows_of->insert(rows_of->end(), x, x + n * width);
+      };
     model->set_linear(l, first, std::make_unique<CollectingLinear>(
                                     W[int(first)], rows[int(first)], cols[int(first)], nullptr,
-                                    &abs_sum[g], &seen[g]));
+                                    &abs_sum[g], &seen[g], true, keep));
   }
   std::vector<float> ref, out;  // (n_seqs * T, dim) block outputs: fp, candidate
-  run_block(l, store, n_seqs, false, &ref);
+  run_block(l, sub_in, -1, false, &ref);
   for (const auto& g : groups) install_fp(l, g[0]);
+  const int64_t N = n_seqs * T;  // tokens the search scores
+  ThreadPool& p = model->pool();
+  const int64_t hidden = rows[int(LinearSlot::Gate)];
+  std::vector<float> g_buf, u_buf;  // (N, hidden) each
+  // The feed-forward output for gate/up's inputs xn (N, dim), with the model's current layers.
+  auto ffn_out = [&](const Linear& G, const Linear& U, const float* xn, std::vector<float>& y) {
+    g_buf.resize(size_t(N * hidden));
+    u_buf.resize(size_t(N * hidden));
+    G.forward(xn, N, g_buf.data(), p);
+    U.forward(xn, N, u_buf.data(), p);
+    for (size_t j = 0; j < g_buf.size(); ++j)
+      g_buf[j] = g_buf[j] / (1.0f + std::exp(-g_buf[j])) * u_buf[j];
+    y.resize(size_t(N * dim));
+    model->linear(l, LinearSlot::Down).forward(g_buf.data(), N, y.data(), p);
+  };
+  // References of the groups after attention: o's output, the feed-forward output, down's output.
+  std::vector<float> ref_o(size_t(N * dim)), ref_ffn, ref_down(size_t(N * dim));
+  model->linear(l, LinearSlot::O).forward(att_rows.data(), N, ref_o.data(), p);
+  ffn_out(model->linear(l, LinearSlot::Gate), model->linear(l, LinearSlot::Up), ffn_rows.data(),
+          ref_ffn);
+  model->linear(l, LinearSlot::Down).forward(down_rows.data(), N, ref_down.data(), p);
 
-  QuantSpec search_spec;  // the search scores plain min-max RTN at the target bits and group
+  QuantSpec search_spec;  // the search scores uniform RTN at the target bits and group
   search_spec.kind = QuantKind::Uniform;
   search_spec.bits = layer.bits;
   search_spec.group = layer.group;
+  // Candidates are quantized as the final RTN will be (MSE clip search on): scoring them with
+  // plain min-max RTN picked scales that lost to clip-searched RTN alone on stories260K.
+  RtnOptions search_rtn;
+  search_rtn.clip_search = true;
   const int hd = c.head_dim, heads_per_kv = c.n_heads / c.n_kv_heads;
   const int64_t kv_dim = int64_t(c.n_kv_heads) * hd;
 
@@ -357,29 +544,52 @@ void BlockwiseQuantizer::Impl::awq_block(int l, CalibActivations& store, Blockwi
         for (int d = 0; d < hd; ++d) full[size_t(h * hd + d)] = s[size_t((h / heads_per_kv) * hd + d)];
       return full;
     };
+    // Scored by the output of the smallest part of the block that holds the group: the block
+    // (q/k/v: attention output feeds everything after it), o's output, the feed-forward output
+    // (gate/up) and down's output; the candidate weights are Q(W diag s) diag(1/s), which is
+    // what the folded model computes.
     auto error_fn = [&](const std::vector<float>& s) {
       const std::vector<float> full = expand(s);
+      std::array<std::unique_ptr<DenseLinear>, kLinearSlots> cand;
       for (LinearSlot m : members) {
         const int64_t R = rows[int(m)], C = cols[int(m)];
         std::vector<float> ws(*W[int(m)]);  // (R, C) W diag(s)
         scale_columns(ws.data(), R, C, full.data());
         auto dq = std::make_shared<std::vector<float>>(size_t(R * C));
-        dequantize(quantize_rtn(ws.data(), R, C, search_spec, RtnOptions{}, &threads()), dq->data());
+        dequantize(quantize_rtn(ws.data(), R, C, search_spec, search_rtn, &threads()), dq->data());
         for (int64_t r = 0; r < R; ++r)
           for (int64_t j = 0; j < C; ++j) (*dq)[size_t(r * C + j)] /= full[size_t(j)];
-        install_dense(l, m, std::move(dq));
+        cand[int(m)] = std::make_unique<DenseLinear>(std::move(dq), R, C);
       }
+      const std::vector<float>* want = &ref;
       out.clear();
-      run_block(l, store, n_seqs, false, &out);
-      for (LinearSlot m : members) install_fp(l, m);
+      if (members[0] == LinearSlot::Q) {
+        for (LinearSlot m : members)
+          model->set_linear(l, m, std::move(cand[int(m)]));
+        run_block(l, sub_in, -1, false, &out);
+        for (LinearSlot m : members) install_fp(l, m);
+      } else if (members[0] == LinearSlot::O) {
+        out.resize(size_t(N * dim));
+        cand[int(LinearSlot::O)]->forward(att_rows.data(), N, out.data(), p);
+        want = &ref_o;
+      } else if (members[0] == LinearSlot::Gate) {
+        ffn_out(*cand[int(LinearSlot::Gate)], *cand[int(LinearSlot::Up)], ffn_rows.data(), out);
+        want = &ref_ffn;
+      } else {
+        out.resize(size_t(N * dim));
+        cand[int(LinearSlot::Down)]->forward(down_rows.data(), N, out.data(), p);
+        want = &ref_down;
+      }
       double e = 0;
       for (size_t i = 0; i < out.size(); ++i) {
-        const double d = double(out[i]) - ref[i];
+        const double d = double(out[i]) - (*want)[i];
         e += d * d;
       }
       return e;
     };
+    const auto tq = std::chrono::steady_clock::now();
     const AwqSearchResult a = awq_search_scales(mean, error_fn, opt.awq_grid);
+    if (std::getenv("ELUTQ_CALIB_DEBUG")) std::fprintf(stderr, "awq group %zu: %.2f s\n", g, seconds_since(tq));
     const std::vector<float> full = expand(a.scales);
     for (LinearSlot m : members) {
       scale_columns(W[int(m)]->data(), rows[int(m)], cols[int(m)], full.data());
@@ -425,6 +635,7 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
     I.awq_block(l, *store, report_);
   }
   const QuantSpec spec = method_spec(I.layer);
+  std::unique_ptr<CalibActivations> att;  // (count, tokens, q_dim) o's inputs, quantized q/k/v
   for (const std::vector<LinearSlot>& members : slot_groups()) {
     if (I.opt.fold_only) break;
     std::vector<float> H;  // (cols, cols) the group's input Hessian, with earlier groups quantized
@@ -432,11 +643,18 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
     if (I.calibrated) {
       if (progress_) progress_(l, n, tag + linear_slot_name(first) + " inputs");
       HessianAccumulator acc(I.cols[int(first)]);
-      I.model->set_linear(l, first, std::make_unique<CollectingLinear>(
-                                        I.W[int(first)], I.rows[int(first)], I.cols[int(first)],
-                                        &acc, nullptr, nullptr));
-      I.run_block(l, *store, -1, false, nullptr);
-      I.install_fp(l, first);
+      if (first == LinearSlot::Q) {
+        I.collect_block_input(*store, acc);
+      } else if (first == LinearSlot::O) {
+        att = I.opt.make_scratch ? I.opt.make_scratch(store->count(), store->tokens(),
+                                                      I.cols[int(LinearSlot::O)])
+                                 : std::make_unique<MemoryCalibActivations>(
+                                       store->count(), store->tokens(), I.cols[int(LinearSlot::O)]);
+        I.attention_pass(l, *store, *att, acc);
+      } else {
+        I.mlp_pass(*store, *att, first == LinearSlot::Gate ? &acc : nullptr,
+                   first == LinearSlot::Down ? &acc : nullptr, false);
+      }
       H = acc.hessian();
     }
     for (LinearSlot m : members) {
@@ -486,7 +704,10 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
   // The quantized block's outputs feed the next block.
   if (I.calibrated) {
     if (progress_) progress_(l, n, tag + "outputs");
-    I.run_block(l, *store, -1, true, nullptr);
+    if (att)
+      I.mlp_pass(*store, *att, nullptr, nullptr, true);
+    else
+      I.run_block(l, *store, -1, true, nullptr);  // fold_only: the folded fp block
   }
 }
 

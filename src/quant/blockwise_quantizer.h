@@ -8,11 +8,14 @@
 //           are searched by the block-output error with that group's weights replaced by
 //           Q(W diag s) diag(1/s), and folded: q/k/v -> attn_norm, gate/up -> ffn_norm,
 //           o -> v's output rows (shared per KV head group under GQA), down -> up's output rows.
-//     then, group by group in the order q/k/v, o, gate/up, down: run the block over every
-//           sequence with the earlier groups already quantized, accumulating the group's input
-//           Hessian H = 2 X^T X / n, and quantize the group's layers with it (quantize_layer)
-//     hand the block's tensors to the sink, run the fully quantized block over every sequence
-//           to produce the next block's inputs (put back into the store), release the weights
+//     then, group by group in the order q/k/v, o, gate/up, down: accumulate the group's input
+//           Hessian H = 2 X^T X / n with the earlier groups already quantized, and quantize the
+//           group's layers with it (quantize_layer). q/k/v's inputs are the normed block inputs;
+//           one attention pass (quantized q/k/v) records o's inputs into a scratch store; the
+//           feed-forward half is then recomputed from them (cheap, no attention) for gate/up's
+//           and down's inputs and finally for the block outputs
+//     hand the block's tensors to the sink, put the fully quantized block's outputs back into
+//           the store (the next block's inputs), release the weights
 //   the remaining tensors (output norm, output head: quantized only if asked)
 //
 // Without calibration (rtn / hlq and no --awq, and embed_calibration not called) no forward pass
@@ -42,12 +45,16 @@ struct BlockwiseOptions {
   bool awq = false;             // AWQ scale search and folding before any method
   bool awq_clip = false;        // AWQ clip search on each layer (not q/k) before quantizing
   int awq_grid = 20;            // alpha in {0, 1/grid, ..., (grid-1)/grid}
-  int64_t awq_tokens = 4096;    // calibration tokens the AWQ search evaluates (whole sequences)
+  int64_t awq_tokens = 2048;    // calibration tokens the AWQ search evaluates (whole sequences)
   bool quantize_output = false; // also quantize output.weight (untied models only)
   int n_threads = 0;            // <= 0: all cores
   // Checks only: apply the AWQ folds and hand the folded fp32 weights to the sink (add_f32)
   // instead of quantizing, so a test can verify a fold keeps the model's function.
   bool fold_only = false;
+  // Makes the per-block scratch store for o's inputs (count, tokens, q_dim); empty: in memory.
+  // A streaming driver supplies one that spills to disk.
+  std::function<std::unique_ptr<CalibActivations>(int64_t count, int64_t tokens, int64_t dim)>
+      make_scratch;
 };
 
 struct BlockwiseLayerReport {
@@ -103,6 +110,9 @@ class BlockwiseQuantizer {
 
   const BlockwiseReport& report() const { return report_; }
   void set_progress(ProgressFn fn) { progress_ = std::move(fn); }
+  // Replaces BlockwiseOptions::make_scratch (known only once the calibration size is).
+  void set_make_scratch(
+      std::function<std::unique_ptr<CalibActivations>(int64_t, int64_t, int64_t)> fn);
   Model& model();
 
  private:

@@ -31,15 +31,9 @@ class QuantizedTensorSink {
   virtual void add_quantized(const std::string& name, const QuantizedMatrix& q) = 0;
   virtual void add_unchanged(const TensorInfo& t) = 0;
   // A tensor whose values the quantizer changed but not its kind (AWQ-folded norm weights):
-  // data holds like.numel() floats, valid only during the call. By default it is passed on as
-  // an fp32 tensor through add_unchanged.
-  virtual void add_f32(const TensorInfo& like, const float* data) {
-    TensorInfo t = like;
-    t.dtype = DType::F32;
-    t.data = reinterpret_cast<const uint8_t*>(data);
-    t.nbytes = uint64_t(like.numel()) * 4;
-    add_unchanged(t);
-  }
+  // data holds like.numel() floats, valid only during the call. By default it is passed on
+  // through add_unchanged in the source's type where that is F32, F16 or BF16 (rounded), else F32.
+  virtual void add_f32(const TensorInfo& like, const float* data);
 };
 
 struct PipelineOptions {

@@ -161,10 +161,14 @@ TEST(Calib, AwqFoldsKeepTheFp32Function) {
   // The folds did something: some norm weights moved by more than 5%.
   int moved = 0;
   std::vector<float> orig(64);
-  load_tensor_f32(*s.src->find("blk.2.ffn_norm.weight"), orig.data());
-  const std::vector<float>& now = folded->w("blk.2.ffn_norm.weight");
-  for (int j = 0; j < 64; ++j) moved += std::fabs(now[j] - orig[j]) > 0.05f * std::fabs(orig[j]);
-  EXPECT_GT(moved, 8);
+  for (int l = 0; l < 5; ++l)
+    for (const char* what : {"attn_norm", "ffn_norm"}) {
+      const std::string n = "blk." + std::to_string(l) + "." + what + ".weight";
+      load_tensor_f32(*s.src->find(n), orig.data());
+      const std::vector<float>& now = folded->w(n);
+      for (int j = 0; j < 64; ++j) moved += std::fabs(now[j] - orig[j]) > 0.05f * std::fabs(orig[j]);
+    }
+  EXPECT_GT(moved, 32);
   // Same logits as the original model on held-out text.
   const std::vector<int> ids = eval_tokens(s);
   ModelOptions mo;
@@ -182,7 +186,7 @@ TEST(Calib, AwqFoldsKeepTheFp32Function) {
   EXPECT_LT(max_diff, 1e-4 * max_abs + 1e-4);
 }
 
-TEST(Calib, GptqBeatsRtnOnTheSameInputsAndEndToEnd) {
+TEST(Calib, GptqAndAwqBeatRtnOnTheSameInputsAndEndToEnd) {
   REQUIRE_STORIES(s);
   const auto seqs = calib_seqs(s, 8, 128);
   BlockwiseOptions opt;
@@ -194,6 +198,8 @@ TEST(Calib, GptqBeatsRtnOnTheSameInputsAndEndToEnd) {
   auto rtn = quantize(s, opt, seqs, &rtn_rep);  // with calibration: output errors reported
   opt.layer.method = QuantMethod::Gptq;
   auto gptq = quantize(s, opt, seqs, &gptq_rep);
+  opt.layer.method = QuantMethod::Awq;
+  auto awq = quantize(s, opt, seqs);
   ASSERT_EQ(rtn_rep.layers.size(), 35u);  // 5 blocks x 7 projections
   ASSERT_EQ(gptq_rep.layers.size(), 35u);
   // Block 0's q/k/v see the same inputs (the embeddings) in both runs.
@@ -203,9 +209,10 @@ TEST(Calib, GptqBeatsRtnOnTheSameInputsAndEndToEnd) {
     EXPECT_LT(gptq_rep.layers[i].rel_output_error, rtn_rep.layers[i].rel_output_error);
   }
   const std::vector<int> ids = eval_tokens(s);
-  const double p_fp = ppl(*s.src, ids), p_rtn = ppl(*rtn, ids), p_gptq = ppl(*gptq, ids);
-  EXPECT_GT(p_rtn, p_fp);
-  std::printf("ppl fp %.3f rtn %.3f gptq %.3f\n", p_fp, p_rtn, p_gptq);
+  const double p_fp = ppl(*s.src, ids), p_rtn = ppl(*rtn, ids), p_gptq = ppl(*gptq, ids),
+               p_awq = ppl(*awq, ids);
+  std::printf("ppl fp %.3f rtn %.3f gptq %.3f awq %.3f\n", p_fp, p_rtn, p_gptq, p_awq);
+  EXPECT_LT(p_awq, p_rtn);
   EXPECT_LT(p_gptq, p_rtn) << "fp " << p_fp << " rtn " << p_rtn << " gptq " << p_gptq;
 }
 
