@@ -96,6 +96,7 @@ QuantizedModelWriter::QuantizedModelWriter(const std::string& path, const ModelS
       logical = t->shape;
     } else if (t->dtype == DType::ELUTQ) {  // an already-quantized source tensor, copied as is
       e.spec = inspect_quantized_blob(t->data, t->nbytes).spec;
+      e.dtype = DType::ELUTQ;
       logical = t->shape;
     }
     if (!logical.empty()) {

@@ -528,6 +528,23 @@ TEST(QuantizedFile, ChangedAndRetypedUnquantizedTensors) {
   for (int64_t i = 0; i < dim; ++i) EXPECT_EQ(got[size_t(i)], fp16_to_f32(f32_to_fp16(want[i])));
 }
 
+TEST(QuantizedFile, AQuantizedFileAsSourceKeepsItsBlobs) {
+  test::TempDir dir;
+  const test::MemorySource src(test::tiny("llama"), 6);
+  quantize_to_file(src, dir.file("a.gguf"));
+  auto a = open_model(dir.file("a.gguf"));
+  auto b = round_trip(*a, dir.file("b.gguf"));  // nothing re-quantized: blobs copied as they are
+  for (const std::string& name : a->tensor_names()) {
+    const TensorInfo* x = a->find(name);
+    const TensorInfo* y = b->find(name);
+    ASSERT_NE(y, nullptr) << name;
+    EXPECT_EQ(x->dtype, y->dtype) << name;
+    EXPECT_EQ(x->shape, y->shape) << name;
+    ASSERT_EQ(x->nbytes, y->nbytes) << name;
+    EXPECT_EQ(std::memcmp(x->data, y->data, x->nbytes), 0) << name;
+  }
+}
+
 // ---- corrupt files ---------------------------------------------------------------------------
 
 std::string read_all(const std::string& p) {
