@@ -129,13 +129,17 @@ TEST(Stories260K, GreedyContinuationMatchesReference) {
 }
 
 TEST(Stories260K, PerplexityOnTinyStoriesAtCtx512) {
-  // The published figure (../shared/README.md: about 3.66 over the whole file) puts BOS at the
-  // start of each story. The file does not mark story boundaries, so this test takes a paragraph
-  // starting "Once upon a time" as a new story (BOS) and joins a story's paragraphs with nothing
-  // between them, and scores the first 32 windows of 512 tokens to stay fast under ASan. That
-  // gives 3.70 here; the other protocols differ clearly (BOS per paragraph: 4.11; the standard
-  // "\n\n"-joined stream with one BOS, as `elutq perplexity` does: 4.04 on 60 windows). The
-  // tolerance is 3%, not the 1% of the task, because the story split is a heuristic.
+  // A loose regression guard, not an exactness check (that is tests/reference/
+  // test_stories260k_hf.py: logits equal transformers' over the whole 512-token context).
+  // The figure 3.66 (../shared/README.md; mean loss 1.298) is llama2.c's published validation
+  // loss of stories260K (its README: 1.297 nats), which its training script measures on 512-token
+  // chunks of its own validation shard with BOS per story; validation_head.txt is other text
+  // (apparently the start of TinyStories' validation split) and does not mark story boundaries. So this test takes a
+  // paragraph starting "Once upon a time" as a new story (BOS), joins a story's paragraphs with
+  // nothing between them, and scores the first 32 windows of 512 tokens (fast under ASan): 3.70.
+  // Over the whole file the same protocol gives 4.79 and `elutq perplexity` (one BOS, paragraphs
+  // joined by "\n\n") 5.05: the text gets harder further in (per-window perplexity 3.6 to 7), so
+  // no protocol on this file reproduces 3.66 to 1%; docs/RESULTS.md has the figures. Band: 3%.
   const std::string path = test::shared_file("models/stories260K/stories260K.bin");
   const std::string text_path = test::shared_file("data/tinystories/validation_head.txt");
   ELUTQ_REQUIRE_FILE(path, "stories260K.bin");
