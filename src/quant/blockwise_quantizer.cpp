@@ -6,8 +6,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <cstdio>
-#include <cstdlib>
 
 #include "core/error.h"
 #include "model/dense_linear.h"
@@ -587,9 +585,7 @@ void BlockwiseQuantizer::Impl::awq_block(int l, CalibActivations& store, Blockwi
       }
       return e;
     };
-    const auto tq = std::chrono::steady_clock::now();
     const AwqSearchResult a = awq_search_scales(mean, error_fn, opt.awq_grid);
-    if (std::getenv("ELUTQ_CALIB_DEBUG")) std::fprintf(stderr, "awq group %zu: %.2f s\n", g, seconds_since(tq));
     const std::vector<float> full = expand(a.scales);
     for (LinearSlot m : members) {
       scale_columns(W[int(m)]->data(), rows[int(m)], cols[int(m)], full.data());
