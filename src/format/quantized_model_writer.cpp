@@ -132,6 +132,20 @@ size_t QuantizedModelWriter::index_of(const std::string& name) const {
   return it->second;
 }
 
+void QuantizedModelWriter::copy_from_source(const TensorInfo& t) {
+  // In slices, each dropped from the resident set once written: a tensor bigger than the memory
+  // budget (a large vocabulary's embedding) streams through without ever being resident whole.
+  constexpr uint64_t kSlice = 16ull << 20;
+  for (uint64_t off = 0; off < t.nbytes; off += kSlice) {
+    const uint64_t n = std::min(kSlice, t.nbytes - off);
+    w_->write_data(t.data + off, n);
+    TensorInfo part = t;
+    part.data = t.data + off;
+    part.nbytes = n;
+    src_.release_pages(part);
+  }
+}
+
 void QuantizedModelWriter::copy_unchanged_until(const std::string& name) {
   while (next_ < entries_.size() && entries_[next_].name != name) {
     const Entry& e = entries_[next_];
@@ -140,14 +154,14 @@ void QuantizedModelWriter::copy_unchanged_until(const std::string& name) {
             "' (the file stores tensors in quantized_file_tensor_order)");
     const TensorInfo* t = src_.find(e.name);
     if (e.dtype == t->dtype) {
-      w_->write_tensor(e.name, t->data, t->nbytes);
+      copy_from_source(*t);
       ++next_;
     } else {  // retyped: through fp32
       std::vector<float> v(size_t(t->numel()));
       tensor_to_f32(*t, v.data());
       write_f32_as_stored(e, v.data());
     }
-    src_.release_pages(*t);  // copied out of the mapping: need not stay resident (streaming)
+    src_.release_pages(*t);  // read out of the mapping: need not stay resident (streaming)
   }
 }
 
@@ -191,8 +205,10 @@ void QuantizedModelWriter::add_unchanged(const TensorInfo& t) {
           "' must keep its shape and stored type (", dtype_name(e.dtype), "), not ",
           dtype_name(t.dtype));
   copy_unchanged_until(t.name);
-  w_->write_tensor(t.name, t.data, t.nbytes);
-  if (t.data == s->data) src_.release_pages(*s);  // written out of the mapping (streaming)
+  if (t.data == s->data)
+    copy_from_source(*s);
+  else
+    w_->write_tensor(t.name, t.data, t.nbytes);
   ++next_;
 }
 

@@ -94,6 +94,8 @@ class QuantizedModelWriter final : public QuantizedTensorSink {
   void write_f32_as_stored(const Entry& e, const float* data);
   // Copies unchanged tensors from the source until `name` (or the end, if empty) is next.
   void copy_unchanged_until(const std::string& name);
+  // Writes the source tensor t (the next one) as it is, releasing its mapped pages as it goes.
+  void copy_from_source(const TensorInfo& t);
   size_t index_of(const std::string& name) const;
 
   const ModelSource& src_;

@@ -41,7 +41,8 @@ class ModelSource {
   virtual std::string format_name() const = 0;
   // Lets the OS drop the tensor's bytes from this process's resident memory when they lie in a
   // file mapping (they are read back from the file if touched again); a no-op for sources that
-  // hold tensors in ordinary memory. Streaming quantization calls it for finished blocks.
+  // hold tensors in ordinary memory. Streaming quantization calls it for finished blocks. t may
+  // also be a slice of a tensor (data and nbytes narrowed to a sub-range).
   virtual void release_pages(const TensorInfo& t) const {}
 
   // Like find(), but throws Error naming the tensor and the file if it is absent or its shape
