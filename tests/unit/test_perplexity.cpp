@@ -129,17 +129,25 @@ TEST(Stories260K, GreedyContinuationMatchesReference) {
 }
 
 TEST(Stories260K, PerplexityOnTinyStoriesAtCtx512) {
-  // A loose regression guard, not an exactness check (that is tests/reference/
-  // test_stories260k_hf.py: logits equal transformers' over the whole 512-token context).
-  // The figure 3.66 (../shared/README.md; mean loss 1.298) is llama2.c's published validation
-  // loss of stories260K (its README: 1.297 nats), which its training script measures on 512-token
-  // chunks of its own validation shard with BOS per story; validation_head.txt is other text
-  // (apparently the start of TinyStories' validation split) and does not mark story boundaries. So this test takes a
-  // paragraph starting "Once upon a time" as a new story (BOS), joins a story's paragraphs with
-  // nothing between them, and scores the first 32 windows of 512 tokens (fast under ASan): 3.70.
-  // Over the whole file the same protocol gives 4.79 and `elutq perplexity` (one BOS, paragraphs
-  // joined by "\n\n") 5.05: the text gets harder further in (per-window perplexity 3.6 to 7), so
-  // no protocol on this file reproduces 3.66 to 1%; docs/RESULTS.md has the figures. Band: 3%.
+  // Issue 2 asks for 3.66 (../shared/README.md: mean loss 1.298, which is exp of llama2.c's
+  // published validation loss of stories260K, 1.297, measured on its own validation shard).
+  // No protocol on validation_head.txt reproduces it (docs/RESULTS.md, "### stories260K"), and
+  // neither the tokenizer nor the forward pass is the cause: over the whole file our token ids
+  // equal an independent implementation of llama2.c run.c's encode
+  // (tests/reference/test_stories260k_tokenizer.py) and our perplexity equals transformers' to 4
+  // digits. Whole-file figures at ctx 512: 5.048 (`elutq perplexity`: one BOS, paragraphs joined
+  // by "\n\n"), 4.532 (the protocol below), 4.428 (each story scored alone from its BOS), 4.320
+  // (the protocol below after repairing the file's UTF-8-read-as-cp1252 quotes, "â€œ" -> "“").
+  // The model was trained on stories whose paragraphs are joined by ONE "\n": after "\n" it gives
+  // a second "\n" 8 nats, so the file's blank lines cost it 4,288 such tokens.
+  //
+  // So this test checks our pipeline on the model's training format against an independent
+  // reference: a paragraph starting "Once upon a time" begins a new story, each story is
+  // BOS + its paragraphs joined by "\n", stories are concatenated and the first 32 windows of 512
+  // tokens are scored (32 keeps it fast under ASan). transformers (the conversion in
+  // tests/reference/test_stories260k_hf.py) on ids from the independent run.c encoder gives
+  // 3.5425 (mean loss 1.26483 over 16,352 tokens) for exactly this input. Band 0.3%: fp32 vs
+  // double accumulation differs by ~1e-5; a tokenizer or attention change moves it more.
   const std::string path = test::shared_file("models/stories260K/stories260K.bin");
   const std::string text_path = test::shared_file("data/tinystories/validation_head.txt");
   ELUTQ_REQUIRE_FILE(path, "stories260K.bin");
@@ -147,25 +155,36 @@ TEST(Stories260K, PerplexityOnTinyStoriesAtCtx512) {
   auto src = open_model(path);
   const Tokenizer tok(src->tokenizer());
   const std::string text = read_documents(text_path, false).at(0);
-  std::vector<int> ids, para_ids;
   const size_t want = 32 * 512;
+  std::vector<int> ids, story_ids;
+  std::string story;
+  auto flush_story = [&]() {
+    if (story.empty()) return;
+    ids.push_back(tok.bos_id());
+    story_ids = tok.encode(story, false);  // run.c's encode: dummy-prefix space, no BOS
+    ids.insert(ids.end(), story_ids.begin(), story_ids.end());
+    story.clear();
+  };
   for (size_t p = 0; p < text.size() && ids.size() < want;) {
     size_t q = text.find("\n\n", p);
     if (q == std::string::npos) q = text.size();
     const std::string para = text.substr(p, q - p);
     p = q + 2;
     if (para.empty()) continue;
-    ENCODE_OR_SKIP(tok, para, false, para_ids);
-    if (ids.empty() || para.rfind("Once upon a time", 0) == 0) ids.push_back(tok.bos_id());
-    ids.insert(ids.end(), para_ids.begin(), para_ids.end());
+    if (para.rfind("Once upon a time", 0) == 0) flush_story();
+    story += (story.empty() ? "" : "\n") + para;
   }
+  flush_story();
+  ASSERT_GE(ids.size(), want);
+  ids.resize(want);
   ModelOptions opt;
   opt.n_threads = 2;
   opt.max_ctx = 512;
   Model m(*src, opt);
   const PerplexityResult r = perplexity(m, ids, 512, 32);
   ASSERT_EQ(r.windows, 32);
-  EXPECT_NEAR(r.ppl(), 3.66, 0.03 * 3.66) << r.windows << " windows, " << r.n_scored << " tokens";
+  ASSERT_EQ(r.n_scored, 16352);
+  EXPECT_NEAR(r.ppl(), 3.5425, 0.003 * 3.5425) << r.n_scored << " tokens";
 }
 
 }  // namespace
