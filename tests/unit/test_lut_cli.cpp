@@ -2,21 +2,17 @@
 // (x86/host only: the ARM kernel test build has no CLI.)
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <string>
+
+#include "test_util.h"
 
 namespace elutq {
 namespace {
 
 TEST(LutBenchCli, RejectsUnknownArchitectureWithOneLine) {
-  const std::string cmd = std::string(ELUTQ_CLI_PATH) + " bench --synthetic gpt5 2>&1";
-  FILE* f = popen(cmd.c_str(), "r");
-  ASSERT_NE(f, nullptr);
-  std::string out;
-  char buf[256];
-  while (fgets(buf, sizeof buf, f)) out += buf;
-  const int status = pclose(f);
-  EXPECT_NE(status, 0);
+  const test::CommandResult r = test::run_elutq("bench --synthetic gpt5");
+  const std::string& out = r.out;
+  EXPECT_NE(r.code, 0);
   EXPECT_NE(out.find("unknown --synthetic architecture 'gpt5'"), std::string::npos) << out;
 }
 

@@ -2,7 +2,6 @@
 // output file; stories260K quantized with calibration (and data-free) loads in `elutq perplexity`
 // with a perplexity between the fp32 model's and a broken model's.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cmath>
 #include <cstdio>
@@ -15,23 +14,8 @@
 namespace elutq {
 namespace {
 
-struct CliResult {
-  int code;
-  std::string out;  // stdout and stderr
-};
-
-CliResult run_cli(const std::string& args) {
-  const std::string cmd = std::string(ELUTQ_CLI_PATH) + " " + args + " 2>&1";
-  FILE* f = popen(cmd.c_str(), "r");
-  CliResult r{-1, ""};
-  if (!f) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) r.out.append(buf, n);
-  const int st = pclose(f);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+using test::CommandResult;
+CommandResult run_cli(const std::string& args) { return test::run_elutq(args); }
 
 int count_lines_with(const std::string& text, const std::string& what) {
   int n = 0;
@@ -72,7 +56,7 @@ TEST(QuantizeCli, BadOptionsGiveOneErrorLineAndNoFile) {
   };
   for (const std::string& args : bad) {
     SCOPED_TRACE(args);
-    const CliResult r = run_cli(base + args);
+    const CommandResult r = run_cli(base + args);
     EXPECT_NE(r.code, 0) << r.out;
     EXPECT_EQ(count_lines_with(r.out, "error"), 1) << r.out;
     EXPECT_EQ(r.out.rfind("elutq: error: ", 0), 0u) << r.out;
@@ -80,7 +64,7 @@ TEST(QuantizeCli, BadOptionsGiveOneErrorLineAndNoFile) {
     EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "leftover files after: " << args;
   }
   // Missing or unreadable input.
-  CliResult r = run_cli("quantize " + dir.file("nope.bin") + " " + out);
+  CommandResult r = run_cli("quantize " + dir.file("nope.bin") + " " + out);
   EXPECT_NE(r.code, 0);
   EXPECT_EQ(r.out.rfind("elutq: error: ", 0), 0u) << r.out;
   r = run_cli("quantize " + model);
@@ -100,9 +84,9 @@ TEST(QuantizeCli, Stories260KCalibratedAndDataFreeRunInPerplexity) {
 
   // HLQ-GPTQ w2g32 calibrated on the text (the calibration file is not the point here).
   const std::string out = dir.file("hlq-gptq.gguf");
-  CliResult r = run_cli("quantize " + model + " " + out +
-                        " --method hlq-gptq --bits 2 --group 32 -t 1 -q --calib " + text +
-                        " --nsamples 8 --seqlen 128");
+  CommandResult r = run_cli("quantize " + model + " " + out +
+                            " --method hlq-gptq --bits 2 --group 32 -t 1 -q --calib " + text +
+                            " --nsamples 8 --seqlen 128");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("summary: bpw 3.5000"), std::string::npos) << r.out;  // 2 + 16*3/32
   EXPECT_NE(r.out.find("blk.4.ffn_down.weight"), std::string::npos) << r.out;

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -25,8 +27,8 @@ inline std::string shared_file(const std::string& rel) {
 inline std::string smollm2_path() {
   if (const char* e = std::getenv("ELUTQ_SMOLLM2")) return std::filesystem::exists(e) ? e : "";
   const char* home = std::getenv("HOME");
-  std::string p = std::string(home ? home : "") +
-                  "/.cache/elutq/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  std::string p =
+      std::string(home ? home : "") + "/.cache/elutq/models/SmolLM2-135M-Instruct.Q4_1.gguf";
   return std::filesystem::exists(p) ? p : "";
 }
 
@@ -48,11 +50,38 @@ class TempDir {
   std::string path_;
 };
 
+// What a shell command printed on stdout, and its exit status (-1 if it did not exit normally).
+struct CommandResult {
+  int code;
+  std::string out;
+};
+
+// Runs a shell command through popen; the command itself says where stderr goes (2>&1 to capture).
+inline CommandResult run_command(const std::string& cmd) {
+  CommandResult r{-1, ""};
+  FILE* f = popen(cmd.c_str(), "r");
+  if (!f) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) r.out.append(buf, n);
+  const int st = pclose(f);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+#ifdef ELUTQ_CLI_PATH  // the host test build, which builds the CLI too
+// Runs the elutq CLI with the given arguments, stderr merged into the captured output.
+inline CommandResult run_elutq(const std::string& args) {
+  return run_command(std::string(ELUTQ_CLI_PATH) + " " + args + " 2>&1");
+}
+#endif
+
 }  // namespace elutq::test
 
 // Skips the current test with a message naming the missing file.
-#define ELUTQ_REQUIRE_FILE(path, what)                                              \
-  do {                                                                              \
-    if ((path).empty()) GTEST_SKIP() << what << " not found; set ELUTQ_SHARED or "  \
-                                     << "run scripts/fetch_smollm2.sh to enable"; \
+#define ELUTQ_REQUIRE_FILE(path, what)                           \
+  do {                                                           \
+    if ((path).empty())                                          \
+      GTEST_SKIP() << what << " not found; set ELUTQ_SHARED or " \
+                   << "run scripts/fetch_smollm2.sh to enable";  \
   } while (0)
