@@ -138,8 +138,8 @@ TEST(Stories260K, PerplexityOnTinyStoriesAtCtx512) {
   // digits. Whole-file figures at ctx 512: 5.048 (`elutq perplexity`: one BOS, paragraphs joined
   // by "\n\n"), 4.532 (the protocol below), 4.428 (each story scored alone from its BOS), 4.320
   // (the protocol below after repairing the file's UTF-8-read-as-cp1252 quotes, "â€œ" -> "“").
-  // The model was trained on stories whose paragraphs are joined by ONE "\n": after "\n" it gives
-  // a second "\n" 8 nats, so the file's blank lines cost it 4,288 such tokens.
+  // The model was trained on stories whose paragraphs are joined by ONE "\n": after a "\n", a
+  // second one costs it 8 nats on average, and the file's blank lines hold 4,288 of them.
   //
   // So this test checks our pipeline on the model's training format against an independent
   // reference: a paragraph starting "Once upon a time" begins a new story, each story is
