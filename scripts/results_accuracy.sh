@@ -15,6 +15,8 @@
 #   STORIES_NSAMPLES=128 STORIES_SEQLEN=512 STORIES_WINDOWS=40     (ctx 512)
 #   SMOL_NSAMPLES=16 SMOL_SEQLEN=512 SMOL_WINDOWS=4                 (ctx 2048)
 #   THREADS=2  BUILD=build  WORK=build/results_accuracy  UPDATE_DOCS=1
+#   TABLE_ONLY=1  rebuild the tables from the logs already in $WORK (runs nothing; rows of
+#                 configs/methods never run are left out)
 # Finished runs are kept in $WORK (one log per quantization / evaluation) and reused, so an
 # interrupted or extended run only does what is missing; delete $WORK to start over.
 set -euo pipefail
@@ -34,6 +36,7 @@ SMOL_NSAMPLES="${SMOL_NSAMPLES:-16}"
 SMOL_SEQLEN="${SMOL_SEQLEN:-512}"
 SMOL_WINDOWS="${SMOL_WINDOWS:-4}"
 UPDATE_DOCS="${UPDATE_DOCS:-1}"
+TABLE_ONLY="${TABLE_ONLY:-0}"
 SMOL="${ELUTQ_SMOLLM2:-$HOME/.cache/elutq/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 
 [[ -x "$ELUTQ" ]] || { echo "error: $ELUTQ not built (scripts/build.sh)" >&2; exit 1; }
@@ -41,8 +44,10 @@ WIKI="$SHARED/data/wikitext-2-raw/wiki.test.raw"
 C4="$SHARED/data/c4/c4_validation_2k.jsonl"
 for f in "$WIKI" "$C4"; do [[ -f "$f" ]] || { echo "error: missing $f" >&2; exit 1; }; done
 mkdir -p "$WORK"
-head -n 1000 "$C4" > "$WORK/c4_calib.jsonl"
-tail -n +1001 "$C4" > "$WORK/c4_heldout.jsonl"
+if [[ "$TABLE_ONLY" != 1 ]]; then
+  head -n 1000 "$C4" > "$WORK/c4_calib.jsonl"
+  tail -n +1001 "$C4" > "$WORK/c4_heldout.jsonl"
+fi
 
 # method label -> elutq quantize options
 method_args() {
@@ -90,7 +95,7 @@ evaluate() {
 run_model() {
   local name="$1" src="$2" ctx="$3" ns="$4" sl="$5" win="$6"
   local table="$WORK/$name.md"
-  evaluate "$src" "$ctx" "$win" "$name.fp"
+  [[ "$TABLE_ONLY" == 1 ]] || evaluate "$src" "$ctx" "$win" "$name.fp"
   {
     echo "| config | method | bpw | WikiText-2 ppl | C4 ppl | quantize wall s | peak RSS MiB |"
     echo "|---|---|---:|---:|---:|---:|---:|"
@@ -101,6 +106,7 @@ run_model() {
     for m in $METHODS; do
       local tag="$name.$cfg.$m" out="$WORK/$name.$cfg.$m.gguf"
       if ! grep -q '^summary:' "$WORK/$tag.quant.log" 2>/dev/null; then
+        [[ "$TABLE_ONLY" == 1 ]] && continue
         echo "== $tag" >&2
         # Calibration-free methods run without calibration data, so their wall time is theirs.
         local calib=(--calib "$WORK/c4_calib.jsonl" --nsamples "$ns" --seqlen "$sl")
@@ -109,7 +115,7 @@ run_model() {
         "$ELUTQ" quantize "$src" "$out" $(method_args "$m") --bits "$bits" --group "$group" \
           "${calib[@]}" -t "$THREADS" -q --restart > "$WORK/$tag.quant.log" 2>&1 || { echo "failed: $tag" >&2; tail -3 "$WORK/$tag.quant.log" >&2; continue; }
       fi
-      [[ -f "$out" ]] && evaluate "$out" "$ctx" "$win" "$tag"
+      [[ -f "$out" && "$TABLE_ONLY" != 1 ]] && evaluate "$out" "$ctx" "$win" "$tag"
       local s; s="$(grep '^summary:' "$WORK/$tag.quant.log")"
       local bpw wall rss
       bpw="$(sed -n 's/.*bpw \([0-9.]*\).*/\1/p' <<< "$s")"
