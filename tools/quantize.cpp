@@ -256,7 +256,7 @@ int run_quantize(int argc, char** argv) {
 
   // ---- quantize block by block, streaming into the file (resumable) ----
   QuantizedModelWriter writer(out, *src, plan);
-  BlockwiseReport rep;
+  QuantReport rep;
   {
     Progress bar("quantize", cfg.n_layers, quiet);
     bq.set_progress([&](int block, int, const std::string& status) { bar.update(block, status); });
@@ -279,7 +279,7 @@ int run_quantize(int argc, char** argv) {
   const uint64_t file_bytes = std::filesystem::file_size(out);
   std::printf("%-28s %14s %11s %11s %6s %7s  %s\n", "layer", "shape", "rel_w_err", "rel_out_err",
               "bpw", "sec", "notes");
-  for (const BlockwiseLayerReport& l : rep.layers) {
+  for (const LayerReport& l : rep.layers) {
     const std::string shape = std::to_string(l.rows) + "x" + std::to_string(l.cols);
     std::printf("%-28s %14s %11s %11s %6.3f %7.2f  %s\n", l.name.c_str(), shape.c_str(),
                 fmt_err(l.rel_weight_error).c_str(), fmt_err(l.rel_output_error).c_str(),
@@ -288,7 +288,7 @@ int run_quantize(int argc, char** argv) {
   for (const std::string& n : rep.notes) std::printf("note: %s\n", n.c_str());
   double sum_w = 0, sum_o = 0;
   int n_o = 0;
-  for (const BlockwiseLayerReport& l : rep.layers) {
+  for (const LayerReport& l : rep.layers) {
     sum_w += l.rel_weight_error;
     if (l.rel_output_error >= 0) sum_o += l.rel_output_error, ++n_o;
   }

@@ -220,7 +220,7 @@ struct BlockwiseQuantizer::Impl {
     }
   }
 
-  void awq_block(int l, CalibActivations& store, BlockwiseReport& rep);
+  void awq_block(int l, CalibActivations& store, QuantReport& rep);
 
   // One forward pass of block l (q/k/v quantized) that records o's inputs: their Hessian into acc
   // and the rows themselves into att; the feed-forward half is skipped.
@@ -441,7 +441,7 @@ void BlockwiseQuantizer::release_block(int l) {
 
 // AWQ on the loaded block l (see the header). The model holds block l's fp weights on entry and on
 // return (folded, so the block computes the same function).
-void BlockwiseQuantizer::Impl::awq_block(int l, CalibActivations& store, BlockwiseReport& rep) {
+void BlockwiseQuantizer::Impl::awq_block(int l, CalibActivations& store, QuantReport& rep) {
   const ModelConfig& c = src.config();
   const auto& groups = slot_groups();
   const int64_t T = store.tokens();
@@ -745,7 +745,7 @@ void BlockwiseQuantizer::emit_tail(CalibActivations* store, QuantizedTensorSink&
   }
 }
 
-BlockwiseReport BlockwiseQuantizer::run(CalibActivations* store, QuantizedTensorSink& sink,
+QuantReport BlockwiseQuantizer::run(CalibActivations* store, QuantizedTensorSink& sink,
                                         const std::function<void(int)>& block_done,
                                         int first_block) {
   Impl& I = *impl_;

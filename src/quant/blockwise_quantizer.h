@@ -57,23 +57,6 @@ struct BlockwiseOptions {
       make_scratch;
 };
 
-struct BlockwiseLayerReport {
-  std::string name;
-  int64_t rows = 0, cols = 0;
-  double rel_weight_error = 0;   // ||W - W_hat||^2 / ||W||^2 (in the folded model's weights)
-  double rel_output_error = -1;  // tr(D H D^T) / tr(W H W^T) on its calibration inputs; -1 none
-  double bits_per_weight = 0;
-  double seconds = 0;
-  std::string log;
-};
-
-struct BlockwiseReport {
-  std::vector<BlockwiseLayerReport> layers;
-  int64_t quantized_weights = 0;
-  double quantized_bits = 0;  // storage bits of the quantized tensors, parameters included
-  std::vector<std::string> notes;  // things the user should know (e.g. a fold that was skipped)
-};
-
 // True if these options cannot run without calibration sequences.
 bool blockwise_needs_calibration(const BlockwiseOptions& opt);
 
@@ -105,10 +88,10 @@ class BlockwiseQuantizer {
   // All of it: emit_head, then per block load / quantize / release and block_done(l), then
   // emit_tail. first_block > 0 resumes: store must hold block first_block's inputs, and the
   // sink must already have everything before it.
-  BlockwiseReport run(CalibActivations* store, QuantizedTensorSink& sink,
+  QuantReport run(CalibActivations* store, QuantizedTensorSink& sink,
                       const std::function<void(int block)>& block_done = {}, int first_block = 0);
 
-  const BlockwiseReport& report() const { return report_; }
+  const QuantReport& report() const { return report_; }
   void set_progress(ProgressFn fn) { progress_ = std::move(fn); }
   // Replaces BlockwiseOptions::make_scratch (known only once the calibration size is).
   void set_make_scratch(
@@ -118,7 +101,7 @@ class BlockwiseQuantizer {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
-  BlockwiseReport report_;
+  QuantReport report_;
   ProgressFn progress_;
 };
 

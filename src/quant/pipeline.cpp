@@ -2,6 +2,7 @@
 #include "quant/pipeline.h"
 
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -42,7 +43,7 @@ bool is_quantizable_linear(const std::string& name, bool quantize_output) {
   return false;
 }
 
-PipelineReport quantize_model_data_free(
+QuantReport quantize_model_data_free(
     const ModelSource& src, const PipelineOptions& opt, QuantizedTensorSink& sink,
     ThreadPool* pool, const std::function<void(int64_t, int64_t, const std::string&)>& progress) {
   require(!method_needs_calibration(opt.layer.method), "method '",
@@ -50,7 +51,7 @@ PipelineReport quantize_model_data_free(
           "' needs calibration inputs, which this build cannot collect yet (the per-block forward "
           "is not wired into quantization); use --method rtn or hlq");
   method_spec(opt.layer);  // validates bits / group before any work
-  PipelineReport rep;
+  QuantReport rep;
   // The order the model file stores tensors in (embeddings, blocks ascending, the rest).
   const std::vector<std::string> names = quantized_file_tensor_order(src);
   std::vector<float> W;  // (rows, cols) the one tensor in memory
@@ -73,7 +74,14 @@ PipelineReport quantize_model_data_free(
         tensor_to_f32(*t, W.data());
       LayerQuantResult r = quantize_layer(W.data(), rows, cols, opt.layer, nullptr, nullptr, pool);
       sink.add_quantized(name, r.q);
-      rep.layers.push_back({name, rows, cols, r.rel_weight_error, r.bits_per_weight, r.log});
+      LayerReport line;
+      line.name = name;
+      line.rows = rows;
+      line.cols = cols;
+      line.rel_weight_error = r.rel_weight_error;
+      line.bits_per_weight = r.bits_per_weight;
+      line.log = r.log;
+      rep.layers.push_back(std::move(line));
       rep.quantized_weights += rows * cols;
       rep.quantized_bits += r.bits_per_weight * double(rows * cols);
     }

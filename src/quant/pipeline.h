@@ -1,8 +1,7 @@
-// The model-level quantization loop, first stage: calibration-free methods (rtn, hlq) over every
-// decoder linear layer of an opened model, one tensor in memory at a time, results handed to a
-// sink (the model-file writer plugs in there). Calibrated methods (gptq, hlq-gptq, ganq, awq) need
-// the runtime's per-block forward to collect layer inputs; until it is wired in they are refused
-// with a clear error rather than silently run without data.
+// The calibration-free model loop (rtn, hlq): every decoder linear layer of an opened model, one
+// tensor in memory at a time, results handed to a sink (the model-file writer plugs in there).
+// Calibrated methods (gptq, hlq-gptq, ganq, awq) run block by block in BlockwiseQuantizer
+// (blockwise_quantizer.h), which without calibration reproduces this loop's output.
 //
 // Quantized: blk.N.{attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down}.weight, and
 // output.weight only if asked (the paper keeps lm_head at higher precision). Everything else
@@ -17,6 +16,7 @@
 #include "format/tensor_info.h"
 #include "model/model_source.h"
 #include "quant/qformat.h"
+#include "quant/quant_report.h"
 #include "quant/quantize_layer.h"
 
 namespace elutq {
@@ -41,25 +41,11 @@ struct PipelineOptions {
   bool quantize_output = false;  // also quantize output.weight (lm_head)
 };
 
-struct LayerReportLine {
-  std::string name;
-  int64_t rows = 0, cols = 0;
-  double rel_weight_error = 0;
-  double bits_per_weight = 0;
-  std::string log;
-};
-
-struct PipelineReport {
-  std::vector<LayerReportLine> layers;
-  int64_t quantized_weights = 0;
-  double quantized_bits = 0;  // storage bits of the quantized tensors, parameters included
-};
-
 // True for the canonical names this pipeline quantizes (see above).
 bool is_quantizable_linear(const std::string& name, bool quantize_output);
 
 // progress(done, total, name) is called after each tensor.
-PipelineReport quantize_model_data_free(
+QuantReport quantize_model_data_free(
     const ModelSource& src, const PipelineOptions& opt, QuantizedTensorSink& sink,
     ThreadPool* pool = nullptr,
     const std::function<void(int64_t, int64_t, const std::string&)>& progress = {});

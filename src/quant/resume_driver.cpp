@@ -83,7 +83,7 @@ std::string unescape(const std::string& s) {
   return r;
 }
 
-std::string report_lines_text(const std::vector<BlockwiseLayerReport>& lines) {
+std::string report_lines_text(const std::vector<LayerReport>& lines) {
   std::string s;
   char buf[256];
   for (const auto& r : lines) {
@@ -95,8 +95,8 @@ std::string report_lines_text(const std::vector<BlockwiseLayerReport>& lines) {
   return s;
 }
 
-std::vector<BlockwiseLayerReport> parse_report_lines(const std::string& text) {
-  std::vector<BlockwiseLayerReport> out;
+std::vector<LayerReport> parse_report_lines(const std::string& text) {
+  std::vector<LayerReport> out;
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
@@ -105,7 +105,7 @@ std::vector<BlockwiseLayerReport> parse_report_lines(const std::string& text) {
     for (size_t b; (b = line.find('\t', a)) != std::string::npos; a = b + 1) f.push_back(line.substr(a, b - a));
     f.push_back(line.substr(a));
     if (f.size() != 8) continue;  // notes we did not write; ignore
-    BlockwiseLayerReport r;
+    LayerReport r;
     r.name = unescape(f[0]);
     r.rows = std::stoll(f[1]);
     r.cols = std::stoll(f[2]);
@@ -121,7 +121,7 @@ std::vector<BlockwiseLayerReport> parse_report_lines(const std::string& text) {
 
 }  // namespace
 
-BlockwiseReport run_resumable(BlockwiseQuantizer& q, const ModelSource& src,
+QuantReport run_resumable(BlockwiseQuantizer& q, const ModelSource& src,
                               ActivationStore* store, QuantizedTensorSink& sink,
                               const ResumableRunOptions& opt,
                               const std::function<void()>& finish_output) {
@@ -129,7 +129,7 @@ BlockwiseReport run_resumable(BlockwiseQuantizer& q, const ModelSource& src,
   if (opt.restart) ResumeDir::discard(opt.out_path);
   ResumeDir rd(opt.out_path, opt.manifest, n_layers);
   const int first = rd.finished_blocks();
-  std::vector<BlockwiseLayerReport> replayed;
+  std::vector<LayerReport> replayed;
   if (first > 0) {
     if (opt.on_resume) opt.on_resume(first);
     q.emit_head(sink);
@@ -161,12 +161,12 @@ BlockwiseReport run_resumable(BlockwiseQuantizer& q, const ModelSource& src,
 
   RecordingSink rec(sink);
   size_t reported = q.report().layers.size();
-  BlockwiseReport rep = q.run(
+  QuantReport rep = q.run(
       store, rec,
       [&](int l) {
         BlockCheckpoint cp = rec.take();
         const auto& lines = q.report().layers;
-        std::vector<BlockwiseLayerReport> mine(lines.begin() + std::ptrdiff_t(reported), lines.end());
+        std::vector<LayerReport> mine(lines.begin() + std::ptrdiff_t(reported), lines.end());
         reported = lines.size();
         cp.notes = report_lines_text(mine);
         rd.save_block(l, cp, store);

@@ -33,7 +33,7 @@ struct ResumableRunOptions {
 
 // store: the calibration activations (null without calibration). Returns the full report: the
 // replayed blocks' lines (from their checkpoints) followed by this run's.
-BlockwiseReport run_resumable(BlockwiseQuantizer& q, const ModelSource& src,
+QuantReport run_resumable(BlockwiseQuantizer& q, const ModelSource& src,
                               ActivationStore* store, QuantizedTensorSink& sink,
                               const ResumableRunOptions& opt,
                               const std::function<void()>& finish_output);

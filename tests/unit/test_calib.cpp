@@ -71,7 +71,7 @@ double ppl(const ModelSource& src, const std::vector<int>& ids) {
 // Quantizes stories260K with calibration and returns the rebuilt fp32 model.
 std::unique_ptr<test::RebuiltModel> quantize(const Stories& s, const BlockwiseOptions& opt,
                                              const std::vector<std::vector<int>>& seqs,
-                                             BlockwiseReport* rep = nullptr) {
+                                             QuantReport* rep = nullptr) {
   auto out = std::make_unique<test::RebuiltModel>(*s.src);
   BlockwiseQuantizer bq(*s.src, opt);
   std::unique_ptr<MemoryCalibActivations> store;
@@ -80,7 +80,7 @@ std::unique_ptr<test::RebuiltModel> quantize(const Stories& s, const BlockwiseOp
                                                      int64_t(seqs[0].size()), s.src->config().dim);
     bq.embed_calibration(seqs, *store);
   }
-  BlockwiseReport r = bq.run(store.get(), *out);
+  QuantReport r = bq.run(store.get(), *out);
   if (rep) *rep = r;
   return out;
 }
@@ -194,7 +194,7 @@ TEST(Calib, GptqAndAwqBeatRtnOnTheSameInputsAndEndToEnd) {
   opt.layer.group = 32;
   opt.n_threads = 1;
   opt.layer.method = QuantMethod::Rtn;
-  BlockwiseReport rtn_rep, gptq_rep;
+  QuantReport rtn_rep, gptq_rep;
   auto rtn = quantize(s, opt, seqs, &rtn_rep);  // with calibration: output errors reported
   opt.layer.method = QuantMethod::Gptq;
   auto gptq = quantize(s, opt, seqs, &gptq_rep);

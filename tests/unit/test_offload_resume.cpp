@@ -93,7 +93,7 @@ struct Fixture {
     run_resumable(q, *src, &store, w, ro, [&] { w.finish(); });
   }
   // One full run; returns the transcript of what reached the sink.
-  std::string run(uint64_t act_budget, ResumableRunOptions ro, BlockwiseReport* rep = nullptr,
+  std::string run(uint64_t act_budget, ResumableRunOptions ro, QuantReport* rep = nullptr,
                   int threads = 1) {
     BlockwiseQuantizer q(*src, options(threads));
     ActivationStore store(int64_t(seqs.size()), 24, 128, act_budget, dir.file("scratch"));
@@ -101,7 +101,7 @@ struct Fixture {
     TranscriptSink sink;
     bool finished = false;
     ro.out_path = out;
-    BlockwiseReport r = run_resumable(q, *src, &store, sink, ro, [&] { finished = true; });
+    QuantReport r = run_resumable(q, *src, &store, sink, ro, [&] { finished = true; });
     EXPECT_TRUE(finished);
     EXPECT_FALSE(fs::exists(ResumeDir::dir_for(out))) << "work directory left behind";
     if (rep) *rep = r;
@@ -113,7 +113,7 @@ TEST(OffloadResume, SpilledActivationsGiveTheSameOutput) {
   Fixture f;
   ResumableRunOptions ro;
   ro.manifest = f.manifest("gptq");
-  BlockwiseReport rep;
+  QuantReport rep;
   const std::string in_memory = f.run(1ull << 30, ro, &rep);
   const std::string spilled = f.run(0, ro);
   EXPECT_EQ(rep.layers.size(), 4u * 7u);
@@ -125,7 +125,7 @@ TEST(OffloadResume, InterruptedRunResumesToTheSameOutput) {
   Fixture f;
   ResumableRunOptions ro;
   ro.manifest = f.manifest("gptq");
-  BlockwiseReport full_rep;
+  QuantReport full_rep;
   const std::string full = f.run(0, ro, &full_rep);
 
   // Crash right after block 1's checkpoint: the sink's partial output is lost, as a killed
@@ -152,7 +152,7 @@ TEST(OffloadResume, InterruptedRunResumesToTheSameOutput) {
   int resumed_at = -1;
   ResumableRunOptions again = ro;
   again.on_resume = [&](int k) { resumed_at = k; };
-  BlockwiseReport rep;
+  QuantReport rep;
   const std::string resumed = f.run(0, again, &rep);  // and with spilled activations this time
   EXPECT_EQ(resumed_at, 2);
   EXPECT_TRUE(resumed == full) << "the resumed run's output differs from an uninterrupted run";

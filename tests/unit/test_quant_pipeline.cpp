@@ -83,7 +83,7 @@ TEST(QuantPipeline, DataFreeHlqOverAModel) {
   opt.layer.group = 32;
   RecordingSink sink;
   int64_t calls = 0;
-  PipelineReport rep = quantize_model_data_free(
+  QuantReport rep = quantize_model_data_free(
       m, opt, sink, nullptr, [&](int64_t, int64_t, const std::string&) { ++calls; });
   EXPECT_EQ(calls, 6);
   EXPECT_EQ(sink.order, m.tensor_names());

@@ -48,10 +48,10 @@ TEST(QuantRealWeights, Stories260KFitsAgainstRtn) {
       opt.layer.fit = c.fit;
       opt.layer.paper_fit = c.paper;
       NullSink sink;
-      PipelineReport rep = quantize_model_data_free(*m, opt, sink);
+      QuantReport rep = quantize_model_data_free(*m, opt, sink);
       ASSERT_GT(rep.layers.size(), 0u);
       double mean = 0;
-      for (const LayerReportLine& l : rep.layers) {
+      for (const LayerReport& l : rep.layers) {
         err[c.label].push_back(l.rel_weight_error);
         mean += l.rel_weight_error / double(rep.layers.size());
       }
