@@ -15,6 +15,8 @@
 #   STORIES_NSAMPLES=128 STORIES_SEQLEN=512 STORIES_WINDOWS=40     (ctx 512)
 #   SMOL_NSAMPLES=16 SMOL_SEQLEN=512 SMOL_WINDOWS=4                 (ctx 2048)
 #   THREADS=2  BUILD=build  WORK=build/results_accuracy  UPDATE_DOCS=1
+#   KEEP="smollm2.w3g128.hlq-gptq-ours-alt ..."  quantized files to keep (by tag; others are
+#                 deleted once evaluated)
 #   TABLE_ONLY=1  rebuild the tables from the logs already in $WORK (runs nothing; rows of
 #                 configs/methods never run are left out)
 # Finished runs are kept in $WORK (one log per quantization / evaluation) and reused, so an
@@ -122,7 +124,8 @@ run_model() {
       wall="$(sed -n 's/.*wall \([0-9.]*\) s.*/\1/p' <<< "$s")"
       rss="$(sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p' <<< "$s")"
       echo "| $cfg | $(method_title "$m") | $bpw | $(ppl_of "$WORK/$tag.wiki.log") | $(ppl_of "$WORK/$tag.c4.log") | $wall | $rss |" >> "$table"
-      rm -f "$out"  # the numbers are in the logs; the files are large for SmolLM2
+      # The numbers are in the logs; the files are large for SmolLM2.
+      [[ " ${KEEP:-} " == *" $tag "* ]] || rm -f "$out"
     done
   done
   echo "$table"
