@@ -125,7 +125,7 @@ run_model() {
       rss="$(sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p' <<< "$s")"
       echo "| $cfg | $(method_title "$m") | $bpw | $(ppl_of "$WORK/$tag.wiki.log") | $(ppl_of "$WORK/$tag.c4.log") | $wall | $rss |" >> "$table"
       # The numbers are in the logs; the files are large for SmolLM2.
-      [[ " ${KEEP:-} " == *" $tag "* ]] || rm -f "$out"
+      [[ "$TABLE_ONLY" == 1 || " ${KEEP:-} " == *" $tag "* ]] || rm -f "$out"
     done
   done
   echo "$table"
