@@ -14,6 +14,7 @@
 #include "format/quantized_model_writer.h"
 #include "model/model.h"
 #include "model/model_source.h"
+#include "model/untied_head_source.h"
 #include "quant/activation_store.h"
 #include "quant/blockwise_quantizer.h"
 #include "quant/calib_activations.h"
@@ -51,7 +52,8 @@ int run_quantize(int argc, char** argv) {
       argv[0]);
   std::string in, out, method_name = "hlq", fit = "alternating", variant = "ours", calib,
                        tok_path, mem_budget;
-  int bits = 2, group = 128, nsamples = 0, seqlen = 0, threads = 0, awq_grid = 20;
+  int bits = 2, group = 128, nsamples = 0, seqlen = 0, threads = 0, awq_grid = 20,
+      output_bits = 0, output_group = -1;
   int64_t awq_tokens = 2048;
   uint64_t seed = 0;
   double percdamp = 0.01;
@@ -100,7 +102,15 @@ int run_quantize(int argc, char** argv) {
   app.add_flag("--restart", restart,
                "ignore an interrupted run's work directory (OUT.elutq-work) instead of resuming");
   app.add_flag("--quantize-output", quantize_output,
-               "also quantize the output head (lm_head); by default it is kept as it is");
+               "also quantize the output head (lm_head), with the same method; by default it is "
+               "kept as it is. A head tied to the token embedding gets its own quantized copy (the "
+               "embedding stays as it is). Speeds up decode of small models with large "
+               "vocabularies");
+  app.add_option("--output-bits", output_bits,
+                 "bits for the output head (implies --quantize-output; default: --bits). The "
+                 "ELUTQ paper keeps the head at 4 bits, groups of 128");
+  app.add_option("--output-group", output_group,
+                 "group size for the output head (implies --quantize-output; default: --group)");
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
   app.add_option("--tokenizer", tok_path, "llama2.c tokenizer.bin (default: found beside IN)");
   app.add_flag("-q,--quiet", quiet, "no progress bar");
@@ -122,13 +132,20 @@ int run_quantize(int argc, char** argv) {
   opt.awq_clip = awq_clip;
   opt.awq_grid = awq_grid;
   opt.awq_tokens = awq_tokens;
+  if (app.count("--output-bits") || app.count("--output-group")) quantize_output = true;
   opt.quantize_output = quantize_output;
+  if (app.count("--output-bits")) opt.output_bits = output_bits;
+  if (app.count("--output-group")) opt.output_group = output_group;
   opt.n_threads = threads;
   require(bits >= 1 && bits <= 8, "--bits must be between 1 and 8, got ", bits);
   require(bits <= 4 || (opt.layer.method != QuantMethod::Hlq &&
                         opt.layer.method != QuantMethod::HlqGptq),
           "--bits ", bits, ": ", method_name, " stores 1 to 4 bit-planes; use --bits 1..4");
   require(group >= 0, "--group must be 0 (whole row) or a positive group size, got ", group);
+  require(!opt.output_bits || (output_bits >= 1 && output_bits <= 8),
+          "--output-bits must be between 1 and 8, got ", output_bits);
+  require(!opt.output_group || output_group >= 0,
+          "--output-group must be 0 (whole row) or a positive group size, got ", output_group);
   require(percdamp >= 0 && percdamp < 1, "--percdamp must be in [0, 1), got ", percdamp);
   require(awq_grid >= 1, "--awq-grid must be at least 1, got ", awq_grid);
   require(awq_tokens >= 1, "--awq-tokens must be at least 1, got ", awq_tokens);
@@ -162,11 +179,15 @@ int run_quantize(int argc, char** argv) {
         return l;
       }());
 
+  const QuantSpec head_spec = method_spec(blockwise_output_layer(opt));  // validates early
   auto src = open_model(in, tok_path);
+  // A tied head gets its own tensor in the output file (a quantized copy of the embedding).
+  if (quantize_output && src->config().tied_embeddings) src = untie_output_head(std::move(src));
   const ModelConfig& cfg = src->config();
   BlockwiseQuantizer bq(*src, opt);  // checks the options against the model
 
   QuantizedFilePlan plan = plan_quantized_file(*src, spec, quantize_output);
+  if (quantize_output) plan.quantized["output.weight"] = head_spec;
   plan.method = method_name + (awq && opt.layer.method != QuantMethod::Awq ? "+awq" : "");
   if (spec.kind == QuantKind::HLQ) plan.fit = fit + (variant == "paper" ? "/paper" : "/ours");
   plan.source_name = std::filesystem::path(in).filename().string();
@@ -193,6 +214,7 @@ int run_quantize(int argc, char** argv) {
   manifest.set("awq_grid", std::to_string(awq_grid));
   manifest.set("awq_tokens", std::to_string(awq_tokens));
   manifest.set("quantize_output", quantize_output ? "1" : "0");
+  if (quantize_output) manifest.set("output_spec", head_spec.name());
   if (calibrated) {
     CalibDataOptions co;
     co.seed = seed;

@@ -170,6 +170,7 @@ struct BlockwiseQuantizer::Impl {
   const ModelSource& src;
   BlockwiseOptions opt;
   LayerQuantOptions layer;  // what each layer gets (awq -> rtn after the scale search)
+  LayerQuantOptions head_layer;  // output.weight's (blockwise_output_layer)
   bool awq = false;
   bool calibrated = false;
   std::vector<std::string> order;
@@ -318,6 +319,14 @@ struct BlockwiseQuantizer::Impl {
   }
 };
 
+LayerQuantOptions blockwise_output_layer(const BlockwiseOptions& opt) {
+  LayerQuantOptions l = opt.layer;
+  if (l.method == QuantMethod::Awq) l.method = QuantMethod::Rtn;  // AWQ scales are not folded
+  if (opt.output_bits) l.bits = *opt.output_bits;                   // into the head
+  if (opt.output_group) l.group = *opt.output_group;
+  return l;
+}
+
 BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOptions& opt)
     : impl_(std::make_unique<Impl>(src, opt)) {
   Impl& I = *impl_;
@@ -325,6 +334,10 @@ BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOp
   I.awq = opt.awq || opt.layer.method == QuantMethod::Awq;
   if (opt.layer.method == QuantMethod::Awq) I.layer.method = QuantMethod::Rtn;
   method_spec(I.layer);  // validates bits / group before any work
+  I.head_layer = blockwise_output_layer(opt);
+  if (opt.quantize_output) method_spec(I.head_layer);
+  require(opt.quantize_output || (!opt.output_bits && !opt.output_group),
+          "output head bits / group given but the head is not quantized (--quantize-output)");
   require(opt.awq_grid >= 1, "AWQ grid must be at least 1, got ", opt.awq_grid);
   require(opt.awq_tokens >= 1, "AWQ search tokens must be at least 1, got ", opt.awq_tokens);
   require(!(opt.awq_clip && !I.awq), "AWQ clip search needs AWQ (--method awq or --awq)");
@@ -736,7 +749,7 @@ void BlockwiseQuantizer::emit_tail(CalibActivations* store, QuantizedTensorSink&
       H = acc.hessian();
     }
     LayerQuantResult r =
-        quantize_layer(W.data(), R, C, I.layer, H.empty() ? nullptr : &H, nullptr, &I.threads());
+        quantize_layer(W.data(), R, C, I.head_layer, H.empty() ? nullptr : &H, nullptr, &I.threads());
     sink.add_quantized(name, r.q);
     report_.layers.push_back({name, R, C, r.rel_weight_error, r.rel_output_error,
                               r.bits_per_weight, seconds_since(t0), r.log});

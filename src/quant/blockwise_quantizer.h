@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,7 +47,11 @@ struct BlockwiseOptions {
   bool awq_clip = false;        // AWQ clip search on each layer (not q/k) before quantizing
   int awq_grid = 20;            // alpha in {0, 1/grid, ..., (grid-1)/grid}
   int64_t awq_tokens = 2048;    // calibration tokens the AWQ search evaluates (whole sequences)
-  bool quantize_output = false; // also quantize output.weight (untied models only)
+  bool quantize_output = false; // also quantize output.weight (untied models only; a tied
+                                // head can be untied first: model/untied_head_source.h)
+  // The head's own bits / group (the paper keeps lm_head at 4 bits, g128, under a 2-bit body);
+  // unset: the same as layer. Its method is always layer's.
+  std::optional<int> output_bits, output_group;
   int n_threads = 0;            // <= 0: all cores
   // Checks only: apply the AWQ folds and hand the folded fp32 weights to the sink (add_f32)
   // instead of quantizing, so a test can verify a fold keeps the model's function.
@@ -59,6 +64,10 @@ struct BlockwiseOptions {
 
 // True if these options cannot run without calibration sequences.
 bool blockwise_needs_calibration(const BlockwiseOptions& opt);
+
+// What output.weight is quantized with: layer's method (RTN for awq) at output_bits /
+// output_group where set.
+LayerQuantOptions blockwise_output_layer(const BlockwiseOptions& opt);
 
 // The sink order (see above) for a source's tensor names.
 std::vector<std::string> blockwise_tensor_order(const ModelSource& src);

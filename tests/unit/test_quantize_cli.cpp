@@ -51,7 +51,9 @@ TEST(QuantizeCli, BadOptionsGiveOneErrorLineAndNoFile) {
       "--method rtn --awq-clip",
       "--method gptq --percdamp -1",
       "--awq-grid 0 --method awq",
-      "--quantize-output",  // stories260K ties its head to the embedding
+      "--output-bits 9",
+      "--output-group -3",
+      "--method hlq --output-bits 5",
       "--threads -2",
   };
   for (const std::string& args : bad) {
@@ -106,6 +108,45 @@ TEST(QuantizeCli, Stories260KCalibratedAndDataFreeRunInPerplexity) {
   const double q4 = parse_ppl(run_cli("perplexity -m " + out2 + ppl_args).out);
   EXPECT_GT(q4, fp * 0.999);
   EXPECT_LT(q4, 1.25 * fp) << "4-bit GPTQ should be close to fp32";
+}
+
+// stories260K ties its head to the embedding: --output-bits gives the file its own quantized
+// output.weight in the head's format, the model loads untied, and a 4-bit head costs little
+// perplexity on top of the 2-bit body while a 2-bit head costs more.
+TEST(QuantizeCli, TiedHeadGetsItsOwnQuantizedCopy) {
+  const std::string model = test::shared_file("models/stories260K/stories260K.bin");
+  const std::string text = test::shared_file("data/tinystories/validation_head.txt");
+  ELUTQ_REQUIRE_FILE(model, "stories260K");
+  ELUTQ_REQUIRE_FILE(text, "TinyStories text");
+  test::TempDir dir;
+  const std::string ppl_args = " -f " + text + " -c 256 --max-windows 24 -q -t 1";
+  const std::string base = " --method hlq --bits 2 --group 32 -q -t 1";
+  auto quantize = [&](const std::string& name, const std::string& extra) {
+    const std::string out = dir.file(name);
+    const CommandResult r = run_cli("quantize " + model + " " + out + base + extra);
+    EXPECT_EQ(r.code, 0) << r.out;
+    return out;
+  };
+  const std::string body = quantize("body.gguf", "");
+  const std::string head4 = quantize("head4.gguf", " --output-bits 4");
+  const std::string head2 = quantize("head2.gguf", " --quantize-output");
+
+  const CommandResult info = run_cli("inspect -m " + head4);
+  ASSERT_EQ(info.code, 0) << info.out;
+  EXPECT_NE(info.out.find("tied output:    no"), std::string::npos) << info.out;
+  const size_t at = info.out.find("\noutput.weight ");  // not blk.N.attn_output.weight
+  ASSERT_NE(at, std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("hlq-w4g32", at), std::string::npos) << info.out;
+  const std::string body_info = run_cli("inspect -m " + body).out;
+  EXPECT_NE(body_info.find("tied output:    yes"), std::string::npos)
+      << "without --quantize-output the head stays tied\n" << body_info;
+
+  const double p_body = parse_ppl(run_cli("perplexity -m " + body + ppl_args).out);
+  const double p4 = parse_ppl(run_cli("perplexity -m " + head4 + ppl_args).out);
+  const double p2 = parse_ppl(run_cli("perplexity -m " + head2 + ppl_args).out);
+  ASSERT_TRUE(std::isfinite(p_body) && std::isfinite(p4) && std::isfinite(p2));
+  EXPECT_LT(p4, 1.10 * p_body) << "a 4-bit head adds little to a 2-bit body";
+  EXPECT_GT(p2, p4) << "a 2-bit head should cost more than a 4-bit one";
 }
 
 }  // namespace
