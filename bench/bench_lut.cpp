@@ -2,6 +2,9 @@
 // (prefill, 64 tokens) for every ISA path this machine runs, HLQ w2/w3/w4 g128 and uniform w4g128,
 // on 1 and 2 threads; plus an fp32 OpenBLAS sgemv/sgemm baseline and a memory read bandwidth probe
 // (the roofline for GEMV: weight bytes / bandwidth). Counter "GB/s" = weight bytes read per second.
+// Names are gemv|gemm64|gemv_dram / ISA / [int16/] format / shape / threads: the int16/ ones run
+// with int16 activation tables (LutTables::Int16), the others with the default int8 tables, e.g.
+//   --benchmark_filter='^gemv/avx512/(int16/)?hlq-w2g128/4096x4096/' compares the two.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -64,13 +67,13 @@ std::vector<float> activations(int64_t n) {
 }
 
 void bench_lut(benchmark::State& state, Isa isa, std::string format, Shape s, int64_t n,
-               int threads) {
+               int threads, LutTables tables) {
   const PackedMatrix& w = packed(format, s);
   const std::vector<float> X = activations(n * s.cols);
   std::vector<float> Y(static_cast<size_t>(n * s.rows));
   ThreadPool& p = pool(threads);
   for (auto _ : state) {
-    lut_gemm_isa(isa, w, X.data(), n, Y.data(), &p);
+    lut_gemm_isa(isa, w, X.data(), n, Y.data(), &p, tables);
     benchmark::DoNotOptimize(Y.data());
   }
   const double bytes = double(w.weight_bytes());
@@ -81,7 +84,8 @@ void bench_lut(benchmark::State& state, Isa isa, std::string format, Shape s, in
 
 // GEMV over enough copies of the matrix (>= 256 MiB) that every call reads from DRAM, as a whole
 // model's decode does; the hot-cache numbers above partly run out of the 32 MiB L3.
-void bench_lut_cold(benchmark::State& state, Isa isa, std::string format, Shape s, int threads) {
+void bench_lut_cold(benchmark::State& state, Isa isa, std::string format, Shape s, int threads,
+                    LutTables tables) {
   const PackedMatrix& w = packed(format, s);
   const size_t copies = std::max<size_t>(2, (size_t(256) << 20) / w.size_bytes());
   static std::map<std::string, std::vector<std::vector<uint8_t>>> blobs;
@@ -95,7 +99,7 @@ void bench_lut_cold(benchmark::State& state, Isa isa, std::string format, Shape 
   ThreadPool& p = pool(threads);
   size_t i = 0;
   for (auto _ : state) {
-    lut_gemm_isa(isa, views[i++ % views.size()], x.data(), 1, y.data(), &p);
+    lut_gemm_isa(isa, views[i++ % views.size()], x.data(), 1, y.data(), &p, tables);
     benchmark::DoNotOptimize(y.data());
   }
   state.counters["GB/s"] = benchmark::Counter(double(w.weight_bytes()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
@@ -152,30 +156,38 @@ const bool registered = [] {
         ->Unit(benchmark::kMillisecond);
   for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Scalar}) {
     if (!isa_available(isa)) continue;
+    // int8 and int16 tables innermost: each pair runs back to back, so on a shared machine the
+    // two see the same load.
     for (const char* format : {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "uniform-w4g128"})
       for (Shape s : kShapes)
         for (int64_t n : {int64_t(1), kPrefillTokens})
-          for (int threads : {1, 2}) {
-            // The scalar reference is the specification, not a contender: one shape only.
-            if (isa == Isa::Scalar && (n > 1 || s.rows != 4096 || s.cols != 4096)) continue;
-            const std::string name = std::string(n == 1 ? "gemv/" : "gemm64/") + isa_name(isa) +
-                                     "/" + format + "/" + shape_name(s) + "/threads:" +
-                                     std::to_string(threads);
-            benchmark::RegisterBenchmark(name.c_str(), bench_lut, isa, std::string(format), s, n,
-                                         threads)
-                ->UseRealTime()
-                ->Unit(benchmark::kMicrosecond);
-          }
+          for (int threads : {1, 2})
+            for (LutTables tables : {LutTables::Int8, LutTables::Int16}) {
+              // The scalar reference is the specification, not a contender: one shape only.
+              if (isa == Isa::Scalar && (n > 1 || s.rows != 4096 || s.cols != 4096)) continue;
+              const std::string name =
+                  std::string(n == 1 ? "gemv/" : "gemm64/") + isa_name(isa) + "/" +
+                  (tables == LutTables::Int16 ? "int16/" : "") + format + "/" + shape_name(s) +
+                  "/threads:" + std::to_string(threads);
+              benchmark::RegisterBenchmark(name.c_str(), bench_lut, isa, std::string(format), s,
+                                           n, threads, tables)
+                  ->UseRealTime()
+                  ->Unit(benchmark::kMicrosecond);
+            }
   }
   for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon}) {
     if (!isa_available(isa)) continue;
     for (const char* format : {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "uniform-w4g128"})
       for (int threads : {1, 2})
-        benchmark::RegisterBenchmark((std::string("gemv_dram/") + isa_name(isa) + "/" + format +
-                                      "/11008x4096/threads:" + std::to_string(threads)).c_str(),
-                                     bench_lut_cold, isa, std::string(format), kShapes[1], threads)
-            ->UseRealTime()
-            ->Unit(benchmark::kMicrosecond);
+        for (LutTables tables : {LutTables::Int8, LutTables::Int16})
+          benchmark::RegisterBenchmark(
+              (std::string("gemv_dram/") + isa_name(isa) + "/" +
+               (tables == LutTables::Int16 ? "int16/" : "") + format + "/11008x4096/threads:" +
+               std::to_string(threads))
+                  .c_str(),
+              bench_lut_cold, isa, std::string(format), kShapes[1], threads, tables)
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
   }
   for (Shape s : kShapes)
     for (int64_t n : {int64_t(1), kPrefillTokens})

@@ -19,6 +19,7 @@
 #include "kernels/lut_matmul.h"
 #include "kernels/memory_bandwidth.h"
 #include "kernels/packed_matrix.h"
+#include "model/quantized_linear_factory.h"
 #include "quant/qformat.h"
 
 namespace elutq::cli {
@@ -95,6 +96,7 @@ int run_synthetic(const BenchOptions& o) {
           "'; use llama2-7b, llama3-8b or qwen2.5-7b");
   const QuantSpec spec = parse_quant_spec(o.format);
   const Isa isa = o.isa.empty() ? active_isa() : parse_isa(o.isa);
+  const LutTables tables = parse_lut_tables(o.lut_tables);
   ThreadPool pool(o.threads);
 
   std::printf("model: synthetic %s linear layers (fused QKV, O, fused gate/up, down; attention, "
@@ -117,8 +119,10 @@ int run_synthetic(const BenchOptions& o) {
       weights += double(m->rows() * m->cols());
     }
   }
-  std::printf("linear weights: %.2f G, %.2f GB packed (%.3f bits/weight); kernels: %s, %d threads\n",
-              weights * 1e-9, bytes * 1e-9, bytes * 8 / weights, isa_name(isa), pool.size());
+  std::printf("linear weights: %.2f G, %.2f GB packed (%.3f bits/weight); kernels: %s, %s tables, "
+              "%d threads\n",
+              weights * 1e-9, bytes * 1e-9, bytes * 8 / weights, isa_name(isa),
+              lut_tables_name(tables), pool.size());
 
   // Activations (tokens, features), random: speed does not depend on the values.
   const int64_t max_n = std::max<int64_t>(1, o.prefill_runs > 0 ? o.prefill_tokens : 1);
@@ -130,10 +134,10 @@ int run_synthetic(const BenchOptions& o) {
   for (float& v : x) v = nd(rng);
   auto forward = [&](int64_t n) {
     for (const Layer& L : layers) {
-      lut_gemm_isa(isa, L.qkv, x.data(), n, y.data(), &pool);
-      lut_gemm_isa(isa, L.o, x.data(), n, y.data(), &pool);
-      lut_gemm_isa(isa, L.gate_up, x.data(), n, y.data(), &pool);
-      lut_gemm_isa(isa, L.down, x.data(), n, y.data(), &pool);
+      lut_gemm_isa(isa, L.qkv, x.data(), n, y.data(), &pool, tables);
+      lut_gemm_isa(isa, L.o, x.data(), n, y.data(), &pool, tables);
+      lut_gemm_isa(isa, L.gate_up, x.data(), n, y.data(), &pool, tables);
+      lut_gemm_isa(isa, L.down, x.data(), n, y.data(), &pool, tables);
     }
   };
   auto seconds = [&](int64_t n) {
@@ -181,6 +185,10 @@ int run_bench(int argc, char** argv) {
   app.add_option("--format", o.format, "--synthetic only: format, e.g. hlq-w2g128, uniform-w4g128")
       ->capture_default_str();
   app.add_option("--kernel", o.kernel, "-m only: lut (bit-serial LUT kernels) or dequant (fp32)")
+      ->capture_default_str();
+  app.add_option("--lut-tables", o.lut_tables,
+                 std::string(kLutTablesOptionHelp) + " (--synthetic, or -m with --kernel lut)")
+      ->check(CLI::IsMember({"int8", "int16"}))
       ->capture_default_str();
   app.add_option("--threads", o.threads, "threads, the calling one included (0 = all cores)")
       ->capture_default_str();

@@ -26,7 +26,8 @@ int run_model_bench(const BenchOptions& o) {
   ModelOptions opt;
   opt.n_threads = o.threads;
 #if defined(ELUTQ_HAVE_QUANTIZED_FACTORY)
-  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(o.kernel));
+  opt.linear_factory =
+      linear_factory_for(*src, parse_kernel_choice(o.kernel), parse_lut_tables(o.lut_tables));
 #else
   require(o.kernel == "dequant", "--kernel lut needs quantized model file support, which this "
                                  "build lacks; use --kernel dequant");

@@ -39,6 +39,9 @@ int run_chat(int argc, char** argv) {
   std::string kernel = "lut";
   app.add_option("--kernel", kernel, kKernelOptionHelp)
       ->check(CLI::IsMember({"lut", "dequant"}));
+  std::string lut_tables = "int8";
+  app.add_option("--lut-tables", lut_tables, kLutTablesOptionHelp)
+      ->check(CLI::IsMember({"int8", "int16"}));
   int code = 0;
   if (!parse(app, argc, argv, &code)) return code;
   require(n_predict > 0, "--max-tokens must be > 0, got ", n_predict);
@@ -53,7 +56,8 @@ int run_chat(int argc, char** argv) {
       : ChatTemplate{chat_format_from_name(chat_template), "", bos, eos};
   ModelOptions opt;
   opt.n_threads = threads;
-  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(kernel));
+  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(kernel),
+                                          parse_lut_tables(lut_tables));
   Model m(*src, opt);
   Sampler sampler({.temperature = temp, .top_k = top_k, .top_p = top_p, .min_p = min_p,
                    .seed = seed});

@@ -54,6 +54,9 @@ int run_generate(int argc, char** argv) {
   std::string kernel = "lut";
   app.add_option("--kernel", kernel, kKernelOptionHelp)
       ->check(CLI::IsMember({"lut", "dequant"}));
+  std::string lut_tables = "int8";
+  app.add_option("--lut-tables", lut_tables, kLutTablesOptionHelp)
+      ->check(CLI::IsMember({"int8", "int16"}));
   app.add_option("--tokenizer", tok_path, "llama2.c tokenizer.bin (default: found beside the model)");
   int code = 0;
   if (!parse(app, argc, argv, &code)) return code;
@@ -107,7 +110,8 @@ int run_generate(int argc, char** argv) {
 
   ModelOptions opt;
   opt.n_threads = threads;
-  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(kernel));
+  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(kernel),
+                                          parse_lut_tables(lut_tables));
   Model m(*src, opt);
   require(int(ids.size()) < m.max_ctx(), "the prompt has ", ids.size(),
           " tokens; the context holds only ", m.max_ctx());

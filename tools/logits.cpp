@@ -54,6 +54,9 @@ int run_logits(int argc, char** argv) {
   std::string kernel = "lut";
   app.add_option("--kernel", kernel, kKernelOptionHelp)
       ->check(CLI::IsMember({"lut", "dequant"}));
+  std::string lut_tables = "int8";
+  app.add_option("--lut-tables", lut_tables, kLutTablesOptionHelp)
+      ->check(CLI::IsMember({"int8", "int16"}));
   app.add_option("--tokenizer", tok_path, "llama2.c tokenizer.bin (default: found beside the model)");
   app.add_flag("--bench", bench, "print the time and tokens/s of the forward pass on stderr");
   int code = 0;
@@ -64,7 +67,8 @@ int run_logits(int argc, char** argv) {
   const int n = int(ids.size());
   ModelOptions opt;
   opt.n_threads = threads;
-  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(kernel));
+  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(kernel),
+                                          parse_lut_tables(lut_tables));
   opt.max_ctx = std::max(n, 16);
   Model m(*src, opt);
   const int vocab = m.config().vocab_size;

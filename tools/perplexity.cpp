@@ -33,6 +33,9 @@ int run_perplexity(int argc, char** argv) {
   std::string kernel = "lut";
   app.add_option("--kernel", kernel, kKernelOptionHelp)
       ->check(CLI::IsMember({"lut", "dequant"}));
+  std::string lut_tables = "int8";
+  app.add_option("--lut-tables", lut_tables, kLutTablesOptionHelp)
+      ->check(CLI::IsMember({"int8", "int16"}));
   app.add_option("--tokenizer", tok_path, "llama2.c tokenizer.bin (default: found beside the model)");
   app.add_flag("-q,--quiet", quiet, "no progress bar");
   int code = 0;
@@ -72,7 +75,8 @@ int run_perplexity(int argc, char** argv) {
   const int win = int(std::min<size_t>(size_t(ctx), ids.size()));
   ModelOptions opt;
   opt.n_threads = threads;
-  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(kernel));
+  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(kernel),
+                                          parse_lut_tables(lut_tables));
   opt.max_ctx = win;
   Model m(*src, opt);
   int total = int(ids.size() / size_t(win));

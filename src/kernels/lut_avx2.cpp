@@ -1,6 +1,7 @@
 // AVX2 LUT kernels: vpshufb holds one 16-entry table per 128-bit lane, so each 32-byte half-unit
 // (8 rows x 4 tables, low and high nibbles) is looked up in the 4 tables and the right entry per
 // byte chosen by two blends; vpmaddubsw + vpmaddwd then sum each row's 4 entries into int32.
+// int16 tables do the same in their low-byte and high-byte halves.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -39,8 +40,48 @@ void build_tables_avx2(const float* xpad, const float* inv_scale, int64_t n_grou
   }
 }
 
+// int16 tables: the int32 entries (|v| <= 32767) pack to int16 exactly; their low bytes
+// (v & 255, unsigned) and high bytes (v >> 8, arithmetic) pack to bytes exactly, in the same
+// lane order as the int8 tables.
+void build_tables16_avx2(const float* xpad, const float* inv_scale, int64_t n_groups,
+                         int64_t chunks_per_group, int8_t* tables) {
+  alignas(32) float sg[4][8];
+  for (int j = 0; j < 4; ++j)
+    for (int p = 0; p < 8; ++p) sg[j][p] = (p >> j & 1) ? 1.0f : -1.0f;
+  const __m256 s0 = _mm256_load_ps(sg[0]), s1 = _mm256_load_ps(sg[1]), s2 = _mm256_load_ps(sg[2]);
+  const __m256i pack_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const __m256i byte_mask = _mm256_set1_epi16(0xFF);
+  const int64_t quads = chunks_per_group / 4;
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const __m256 inv = _mm256_set1_ps(inv_scale[g]);
+    for (int64_t c = 0; c < chunks_per_group; ++c) {
+      const float* x = xpad + (g * chunks_per_group + c) * 4;
+      __m256 v = _mm256_mul_ps(_mm256_set1_ps(x[0]), s0);
+      v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(x[1]), s1));
+      v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(x[2]), s2));
+      const __m256 x3 = _mm256_set1_ps(x[3]);
+      const __m256i lo = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(v, x3), inv));  // p 0..7
+      const __m256i hi = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_add_ps(v, x3), inv));  // p 8..15
+      const __m256i w16 = _mm256_packs_epi32(lo, hi);
+      const __m256i low_bytes = _mm256_and_si256(w16, byte_mask);
+      const __m256i high_bytes = _mm256_srai_epi16(w16, 8);
+      const __m256i l8 = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(low_bytes, low_bytes),
+                                                     pack_order);
+      const __m256i h8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(high_bytes, high_bytes),
+                                                     pack_order);
+      int8_t* out = tables + (g * quads + c / 4) * 128 + (c % 4) * 16;
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm256_castsi256_si128(l8));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 64), _mm256_castsi256_si128(h8));
+    }
+  }
+}
+
 const __m256i* as_m256i(const void* p) { return reinterpret_cast<const __m256i*>(p); }
 
+// int16 tables (kWide): every lookup is also done in the high-byte tables; vpmaddubsw takes the
+// unsigned low bytes as its unsigned operand, and the high bytes' pair sums are multiplied by 256
+// in the vpmaddwd that widens them, so one int32 sum per row gets 256 * high + low.
+template <bool kWide>
 void matmul_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                        int64_t tile_end, float* Y) {
   const PackedHeader& h = w.header();
@@ -51,6 +92,7 @@ void matmul_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t t
   const __m256i low = _mm256_set1_epi8(0x0F);
   const __m256i ones8 = _mm256_set1_epi8(1);
   const __m256i ones16 = _mm256_set1_epi16(1);
+  const __m256i x256 = _mm256_set1_epi16(256);
   const __m256i m_odd = _mm256_set1_epi32(int32_t(0x80008000u));  // bytes i%4 in {1,3}
   const __m256i m_hi = _mm256_set1_epi32(int32_t(0x80800000u));   // bytes i%4 in {2,3}
   const __m256 one_half = _mm256_set1_ps(0.5f);
@@ -75,7 +117,7 @@ void matmul_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t t
       }
       const uint8_t* bits = blk + h.params_per_group * 64;
       for (int64_t t = 0; t < a.n; ++t) {
-        const int8_t* tab = a.tables + (t * a.n_groups + g) * quads * 64;
+        const int8_t* tab = a.tables + (t * a.n_groups + g) * quads * a.quad_bytes;
         __m256 gacc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                           _mm256_setzero_ps()};
         for (int b = 0; b < B; ++b) {
@@ -83,18 +125,32 @@ void matmul_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t t
           __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
                             _mm256_setzero_si256(), _mm256_setzero_si256()};
           for (int64_t q = 0; q < quads; ++q) {
-            const __m128i* tq = reinterpret_cast<const __m128i*>(tab + q * 64);
-            const __m256i t0 = _mm256_broadcastsi128_si256(_mm_loadu_si128(tq));
-            const __m256i t1 = _mm256_broadcastsi128_si256(_mm_loadu_si128(tq + 1));
-            const __m256i t2 = _mm256_broadcastsi128_si256(_mm_loadu_si128(tq + 2));
-            const __m256i t3 = _mm256_broadcastsi128_si256(_mm_loadu_si128(tq + 3));
+            const __m128i* tq = reinterpret_cast<const __m128i*>(tab + q * a.quad_bytes);
+            // The quad's 4 tables (int16: of low bytes), each broadcast to both lanes; int16 also
+            // the 4 tables of high bytes.
+            __m256i tl[4];
+            [[maybe_unused]] __m256i th[4];
+            for (int j = 0; j < 4; ++j) tl[j] = _mm256_broadcastsi128_si256(_mm_loadu_si128(tq + j));
+            if constexpr (kWide)
+              for (int j = 0; j < 4; ++j)
+                th[j] = _mm256_broadcastsi128_si256(_mm_loadu_si128(tq + 4 + j));
+            // The entry each byte of idx selects: table i%4 (i = byte position), entry idx & 15.
+            auto select = [&](const __m256i* t4, __m256i idx) {
+              const __m256i r01 = _mm256_blendv_epi8(_mm256_shuffle_epi8(t4[0], idx),
+                                                     _mm256_shuffle_epi8(t4[1], idx), m_odd);
+              const __m256i r23 = _mm256_blendv_epi8(_mm256_shuffle_epi8(t4[2], idx),
+                                                     _mm256_shuffle_epi8(t4[3], idx), m_odd);
+              return _mm256_blendv_epi8(r01, r23, m_hi);
+            };
             auto lookup_sum = [&](__m256i idx) {
-              const __m256i r01 = _mm256_blendv_epi8(_mm256_shuffle_epi8(t0, idx),
-                                                     _mm256_shuffle_epi8(t1, idx), m_odd);
-              const __m256i r23 = _mm256_blendv_epi8(_mm256_shuffle_epi8(t2, idx),
-                                                     _mm256_shuffle_epi8(t3, idx), m_odd);
-              const __m256i r = _mm256_blendv_epi8(r01, r23, m_hi);
-              return _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, r), ones16);
+              if constexpr (kWide) {
+                const __m256i lo16 = _mm256_maddubs_epi16(select(tl, idx), ones8);  // <= 510
+                const __m256i hi16 = _mm256_maddubs_epi16(ones8, select(th, idx));
+                return _mm256_add_epi32(_mm256_madd_epi16(lo16, ones16),
+                                        _mm256_madd_epi16(hi16, x256));
+              } else {
+                return _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, select(tl, idx)), ones16);
+              }
             };
             const uint8_t* unit = bits + (q * B + b) * 64;
             for (int half = 0; half < 2; ++half) {
@@ -122,10 +178,17 @@ void matmul_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t t
   }
 }
 
+void matmul_tiles_avx2_any(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
+                           int64_t tile_end, float* Y) {
+  if (a.wide) return matmul_tiles_avx2<true>(w, a, tile_begin, tile_end, Y);
+  matmul_tiles_avx2<false>(w, a, tile_begin, tile_end, Y);
+}
+
 }  // namespace
 
 const LutIsaKernels& lut_kernels_avx2() {
-  static const LutIsaKernels k = {build_tables_avx2, matmul_tiles_avx2};
+  static const LutIsaKernels k = {build_tables_avx2, build_tables16_avx2,
+                                  matmul_tiles_avx2_any};
   return k;
 }
 

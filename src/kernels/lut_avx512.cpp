@@ -1,5 +1,6 @@
 // AVX-512 LUT kernels (F/BW/VBMI/VNNI): vpermb looks up a whole 64-byte unit (16 rows x 4 tables)
-// in one 4-table register, vpdpbusd sums each row's 4 int8 entries into int32. Decode has its own
+// in one 4-table register, vpdpbusd sums each row's 4 int8 entries into int32 (int16 tables: the
+// same for their low-byte and high-byte halves). Decode has its own
 // B-templated GEMV; prefill makes each weight block's lookup indices once and reuses them for a
 // whole L2-sized block of tokens, 6 tokens at a time in registers.
 // GCC 12 warns about the _mm512_undefined_* placeholders inside its own intrinsic headers.
@@ -34,6 +35,33 @@ void build_tables_avx512(const float* xpad, const float* inv_scale, int64_t n_gr
       const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, inv));  // round to nearest even
       _mm_storeu_si128(reinterpret_cast<__m128i*>(tables + (g * chunks_per_group + c) * 16),
                        _mm512_cvtsepi32_epi8(q));
+    }
+  }
+}
+
+// int16 tables: the same sums, rounded to int32 lanes (|v| <= 32767); the truncating narrow of v
+// gives its low byte, of v >> 8 (arithmetic) its high byte.
+void build_tables16_avx512(const float* xpad, const float* inv_scale, int64_t n_groups,
+                           int64_t chunks_per_group, int8_t* tables) {
+  alignas(64) float sg[4][16];
+  for (int j = 0; j < 4; ++j)
+    for (int p = 0; p < 16; ++p) sg[j][p] = (p >> j & 1) ? 1.0f : -1.0f;
+  const __m512 s0 = _mm512_load_ps(sg[0]), s1 = _mm512_load_ps(sg[1]);
+  const __m512 s2 = _mm512_load_ps(sg[2]), s3 = _mm512_load_ps(sg[3]);
+  const int64_t quads = chunks_per_group / 4;
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const __m512 inv = _mm512_set1_ps(inv_scale[g]);
+    for (int64_t c = 0; c < chunks_per_group; ++c) {
+      const float* x = xpad + (g * chunks_per_group + c) * 4;
+      __m512 v = _mm512_mul_ps(_mm512_set1_ps(x[0]), s0);
+      v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(x[1]), s1));
+      v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(x[2]), s2));
+      v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(x[3]), s3));
+      const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, inv));
+      int8_t* lo = tables + (g * quads + c / 4) * 128 + (c % 4) * 16;
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(lo), _mm512_cvtepi32_epi8(q));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(lo + 64),
+                       _mm512_cvtepi32_epi8(_mm512_srai_epi32(q, 8)));
     }
   }
 }
@@ -80,27 +108,47 @@ void block_indices(const uint8_t* bits, int B, int64_t quads, __m512i* idx) {
 }
 
 // One (tile, group) block for TB tokens t0..t0+TB-1 from precomputed indices; adds into
-// ybuf (TB, 32). TB = 6 keeps 12 int32 and 12 float accumulators in registers.
-template <int TB>
+// ybuf (TB, 32). int8: TB = 6 keeps 12 int32 and 12 float accumulators in registers. int16
+// (kWide): each lookup is done in the low-byte and the high-byte table, summed separately
+// (vpdpbusd takes the unsigned low bytes as its unsigned operand) and combined per plane as
+// 256 * high + low; TB = 4 keeps its 16 int32 and 8 float accumulators in registers.
+template <int TB, bool kWide>
 void block_tokens_idx(const __m512i* idx, int B, int64_t quads, const BlockParams& bp,
                       const LutActivations& a, int64_t g, int64_t t0, float* ybuf) {
   const __m512i ones = _mm512_set1_epi8(1);
   const int8_t* tab[TB];
-  for (int t = 0; t < TB; ++t) tab[t] = a.tables + ((t0 + t) * a.n_groups + g) * quads * 64;
+  for (int t = 0; t < TB; ++t) tab[t] = a.tables + ((t0 + t) * a.n_groups + g) * quads * a.quad_bytes;
   __m512 glo[TB], ghi[TB];
   for (int t = 0; t < TB; ++t) glo[t] = ghi[t] = _mm512_setzero_ps();
   for (int b = 0; b < B; ++b) {
     __m512i alo[TB], ahi[TB];
+    [[maybe_unused]] __m512i hlo[TB], hhi[TB];  // kWide: sums of the high bytes
     for (int t = 0; t < TB; ++t) alo[t] = ahi[t] = _mm512_setzero_si512();
+    if constexpr (kWide)
+      for (int t = 0; t < TB; ++t) hlo[t] = hhi[t] = _mm512_setzero_si512();
     for (int64_t q = 0; q < quads; ++q) {
       const __m512i ilo = _mm512_load_si512(idx + 2 * (q * B + b));
       const __m512i ihi = _mm512_load_si512(idx + 2 * (q * B + b) + 1);
       for (int t = 0; t < TB; ++t) {
-        const __m512i tv = _mm512_loadu_si512(tab[t] + q * 64);
-        alo[t] = _mm512_dpbusd_epi32(alo[t], ones, _mm512_permutexvar_epi8(ilo, tv));
-        ahi[t] = _mm512_dpbusd_epi32(ahi[t], ones, _mm512_permutexvar_epi8(ihi, tv));
+        if constexpr (kWide) {
+          const __m512i tl = _mm512_loadu_si512(tab[t] + q * 128);
+          const __m512i th = _mm512_loadu_si512(tab[t] + q * 128 + 64);
+          alo[t] = _mm512_dpbusd_epi32(alo[t], _mm512_permutexvar_epi8(ilo, tl), ones);
+          ahi[t] = _mm512_dpbusd_epi32(ahi[t], _mm512_permutexvar_epi8(ihi, tl), ones);
+          hlo[t] = _mm512_dpbusd_epi32(hlo[t], ones, _mm512_permutexvar_epi8(ilo, th));
+          hhi[t] = _mm512_dpbusd_epi32(hhi[t], ones, _mm512_permutexvar_epi8(ihi, th));
+        } else {
+          const __m512i tv = _mm512_loadu_si512(tab[t] + q * 64);
+          alo[t] = _mm512_dpbusd_epi32(alo[t], ones, _mm512_permutexvar_epi8(ilo, tv));
+          ahi[t] = _mm512_dpbusd_epi32(ahi[t], ones, _mm512_permutexvar_epi8(ihi, tv));
+        }
       }
     }
+    if constexpr (kWide)
+      for (int t = 0; t < TB; ++t) {  // 256 * high + low (a bit shift is the two's-complement x256)
+        alo[t] = _mm512_add_epi32(alo[t], _mm512_slli_epi32(hlo[t], 8));
+        ahi[t] = _mm512_add_epi32(ahi[t], _mm512_slli_epi32(hhi[t], 8));
+      }
     for (int t = 0; t < TB; ++t) {
       glo[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(alo[t]), bp.s[b][0], glo[t]);
       ghi[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ahi[t]), bp.s[b][1], ghi[t]);
@@ -121,14 +169,14 @@ void block_tokens_idx(const __m512i* idx, int B, int64_t quads, const BlockParam
 // are read once per tile); within a block each weight block's indices are made once and used by
 // every token, TB tokens at a time in registers. Per (token, row) the group order and the float
 // steps are those of the scalar reference.
-constexpr int kGemmTokens = 6;
 constexpr int64_t kTableBudgetBytes = 512 << 10;
 
+template <bool kWide>
 void gemm_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                 int64_t tile_end, float* Y) {
-  constexpr int TB = kGemmTokens;
+  constexpr int TB = kWide ? 4 : 6;
   const PackedHeader& h = w.header();
-  const int64_t table_bytes = a.n_groups * a.quads_per_group * 64;  // per token
+  const int64_t table_bytes = a.n_groups * a.quads_per_group * a.quad_bytes;  // per token
   const int64_t tok_block = std::max<int64_t>(TB, kTableBudgetBytes / table_bytes / TB * TB);
   const int B = h.bits;
   const int64_t quads = a.quads_per_group;
@@ -150,9 +198,10 @@ void gemm_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
         block_indices(blk + h.params_per_group * 64, B, quads, idx);
         int64_t t = t_begin;
         for (; t + TB <= t_end; t += TB)
-          block_tokens_idx<TB>(idx, B, quads, bp, a, g, t, ybuf.data() + (t - t_begin) * 32);
+          block_tokens_idx<TB, kWide>(idx, B, quads, bp, a, g, t,
+                                      ybuf.data() + (t - t_begin) * 32);
         for (; t < t_end; ++t)
-          block_tokens_idx<1>(idx, B, quads, bp, a, g, t, ybuf.data() + (t - t_begin) * 32);
+          block_tokens_idx<1, kWide>(idx, B, quads, bp, a, g, t, ybuf.data() + (t - t_begin) * 32);
       }
       const int64_t rows_here = std::min<int64_t>(32, h.rows - tile * 32);
       for (int64_t t = t_begin; t < t_end; ++t)
@@ -164,8 +213,9 @@ void gemm_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
 
 // Decode (one token): B and the format are template parameters so the block loop is fully
 // unrolled, the two outputs of a tile stay in registers across groups, each quad's table is loaded
-// once for all planes, and the 2B plane accumulators form independent vpdpbusd chains.
-template <int B, bool kUniform>
+// once for all planes, and the 2B plane accumulators form independent vpdpbusd chains (4B with
+// int16 tables: low-byte and high-byte sums, combined per plane as 256 * high + low).
+template <int B, bool kUniform, bool kWide>
 void gemv_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                 int64_t tile_end, float* Y) {
   const PackedHeader& h = w.header();
@@ -184,19 +234,44 @@ void gemv_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
       for (int64_t off = 0; off < h.block_bytes && ahead + off < blob_end; off += 64)
         _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
       const uint8_t* bits = blk + P * 64;  // (quads, B, 64)
-      const int8_t* tab = a.tables + g * quads * 64;
+      const int8_t* tab = a.tables + g * quads * a.quad_bytes;
       __m512i alo[B], ahi[B];
+      [[maybe_unused]] __m512i hlo[B], hhi[B];  // kWide: sums of the high bytes
       for (int b = 0; b < B; ++b) alo[b] = ahi[b] = _mm512_setzero_si512();
+      if constexpr (kWide)
+        for (int b = 0; b < B; ++b) hlo[b] = hhi[b] = _mm512_setzero_si512();
       for (int64_t q = 0; q < quads; ++q) {
-        const __m512i tv = _mm512_loadu_si512(tab + q * 64);
-        for (int b = 0; b < B; ++b) {
-          const __m512i wv = _mm512_loadu_si512(bits + (q * B + b) * 64);
-          const __m512i ilo = _mm512_ternarylogic_epi32(wv, low, pos, 0xEA);
-          const __m512i ihi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(wv, 4), low, pos, 0xEA);
-          alo[b] = _mm512_dpbusd_epi32(alo[b], ones, _mm512_permutexvar_epi8(ilo, tv));
-          ahi[b] = _mm512_dpbusd_epi32(ahi[b], ones, _mm512_permutexvar_epi8(ihi, tv));
+        if constexpr (kWide) {
+          const __m512i tl = _mm512_loadu_si512(tab + q * 128);
+          const __m512i th = _mm512_loadu_si512(tab + q * 128 + 64);
+          for (int b = 0; b < B; ++b) {
+            const __m512i wv = _mm512_loadu_si512(bits + (q * B + b) * 64);
+            const __m512i ilo = _mm512_ternarylogic_epi32(wv, low, pos, 0xEA);
+            const __m512i ihi =
+                _mm512_ternarylogic_epi32(_mm512_srli_epi16(wv, 4), low, pos, 0xEA);
+            // Low bytes are unsigned: they go in vpdpbusd's unsigned operand.
+            alo[b] = _mm512_dpbusd_epi32(alo[b], _mm512_permutexvar_epi8(ilo, tl), ones);
+            ahi[b] = _mm512_dpbusd_epi32(ahi[b], _mm512_permutexvar_epi8(ihi, tl), ones);
+            hlo[b] = _mm512_dpbusd_epi32(hlo[b], ones, _mm512_permutexvar_epi8(ilo, th));
+            hhi[b] = _mm512_dpbusd_epi32(hhi[b], ones, _mm512_permutexvar_epi8(ihi, th));
+          }
+        } else {
+          const __m512i tv = _mm512_loadu_si512(tab + q * 64);
+          for (int b = 0; b < B; ++b) {
+            const __m512i wv = _mm512_loadu_si512(bits + (q * B + b) * 64);
+            const __m512i ilo = _mm512_ternarylogic_epi32(wv, low, pos, 0xEA);
+            const __m512i ihi =
+                _mm512_ternarylogic_epi32(_mm512_srli_epi16(wv, 4), low, pos, 0xEA);
+            alo[b] = _mm512_dpbusd_epi32(alo[b], ones, _mm512_permutexvar_epi8(ilo, tv));
+            ahi[b] = _mm512_dpbusd_epi32(ahi[b], ones, _mm512_permutexvar_epi8(ihi, tv));
+          }
         }
       }
+      if constexpr (kWide)
+        for (int b = 0; b < B; ++b) {  // 256 * high + low (the shift is the two's-complement x256)
+          alo[b] = _mm512_add_epi32(alo[b], _mm512_slli_epi32(hlo[b], 8));
+          ahi[b] = _mm512_add_epi32(ahi[b], _mm512_slli_epi32(hhi[b], 8));
+        }
       const __m256i* p = reinterpret_cast<const __m256i*>(blk);  // (P, 32) fp16 = (P, 2) x 16
       const __m512 sh = _mm512_set1_ps(a.scale_half[g]);
       const __m512 sx = _mm512_set1_ps(a.sum_x[g]);
@@ -235,26 +310,32 @@ void gemv_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
 
 using TilesFn = void (*)(const PackedMatrix&, const LutActivations&, int64_t, int64_t, float*);
 
+template <bool kWide>
 TilesFn gemv_for(const PackedHeader& h) {
   const bool uni = h.kind == uint8_t(QuantKind::Uniform);
   switch (h.bits) {
-    case 1: return uni ? gemv_tiles<1, true> : gemv_tiles<1, false>;
-    case 2: return uni ? gemv_tiles<2, true> : gemv_tiles<2, false>;
-    case 3: return uni ? gemv_tiles<3, true> : gemv_tiles<3, false>;
-    default: return uni ? gemv_tiles<4, true> : gemv_tiles<4, false>;
+    case 1: return uni ? gemv_tiles<1, true, kWide> : gemv_tiles<1, false, kWide>;
+    case 2: return uni ? gemv_tiles<2, true, kWide> : gemv_tiles<2, false, kWide>;
+    case 3: return uni ? gemv_tiles<3, true, kWide> : gemv_tiles<3, false, kWide>;
+    default: return uni ? gemv_tiles<4, true, kWide> : gemv_tiles<4, false, kWide>;
   }
 }
 
 void matmul_tiles_avx512(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                          int64_t tile_end, float* Y) {
-  if (a.n == 1) return gemv_for(w.header())(w, a, tile_begin, tile_end, Y);
-  gemm_tiles(w, a, tile_begin, tile_end, Y);
+  if (a.n == 1) {
+    return (a.wide ? gemv_for<true>(w.header()) : gemv_for<false>(w.header()))(w, a, tile_begin,
+                                                                                tile_end, Y);
+  }
+  if (a.wide) return gemm_tiles<true>(w, a, tile_begin, tile_end, Y);
+  gemm_tiles<false>(w, a, tile_begin, tile_end, Y);
 }
 
 }  // namespace
 
 const LutIsaKernels& lut_kernels_avx512() {
-  static const LutIsaKernels k = {build_tables_avx512, matmul_tiles_avx512};
+  static const LutIsaKernels k = {build_tables_avx512, build_tables16_avx512,
+                                  matmul_tiles_avx512};
   return k;
 }
 

@@ -10,11 +10,17 @@
 namespace elutq {
 
 // Activations prepared once per call and shared read-only by all threads.
+//   int8 tables:  per quad 64 bytes: 4 tables x 16 int8 entries.
+//   int16 tables: per quad 128 bytes: the low bytes of the 64 int16 entries (unsigned, 0..255),
+//                 then their high bytes (signed): entry = 256 * high + low. Each half is looked up
+//                 with the same byte instruction as an int8 table.
 struct LutActivations {
   int64_t n = 0;                   // tokens
   int64_t n_groups = 0;            // weight groups per row
   int64_t quads_per_group = 0;     // group_padded / 16
-  const int8_t* tables = nullptr;  // (n, n_groups, quads_per_group, 4 tables x 16 entries)
+  bool wide = false;               // int16 tables (see above)
+  int64_t quad_bytes = 64;         // table bytes per quad: 64 (int8) or 128 (int16)
+  const int8_t* tables = nullptr;  // (n, n_groups, quads_per_group, quad_bytes)
   const float* scale_half = nullptr;  // (n, n_groups): table scale / 2
   const float* sum_x = nullptr;       // (n, n_groups): sum of the group's activations
 };
@@ -26,11 +32,29 @@ struct LutIsaKernels {
   // (((+-x0 +- x1) +- x2) +- x3) * inv_scale).
   void (*build_tables)(const float* xpad, const float* inv_scale, int64_t n_groups,
                        int64_t chunks_per_group, int8_t* tables);
-  // Y (n, rows) for tiles [tile_begin, tile_end). Float steps are fmas in the scalar order, so
-  // every ISA gives bit-identical results.
+  // The same for int16 tables: inv_scale maps the largest |sum| to lut_int16_max(chunks_per_group)
+  // (below), v = round to nearest even of the same sum * inv_scale; writes
+  // (n_groups, chunks_per_group / 4, 128) bytes: per quad the low bytes (v & 255) of its 64
+  // entries, then the high bytes ((v - low) / 256).
+  void (*build_tables16)(const float* xpad, const float* inv_scale, int64_t n_groups,
+                         int64_t chunks_per_group, int8_t* tables);
+  // Y (n, rows) for tiles [tile_begin, tile_end); a.wide says which tables. Float steps are fmas
+  // in the scalar order and integer sums are exact, so every ISA gives bit-identical results.
   void (*matmul_tiles)(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                        int64_t tile_end, float* Y);
 };
+
+// The largest int16 table entry for groups of chunks_per_group 4-column chunks. Per plane, group
+// and row the kernels add up chunks_per_group entries in int32, and some paths add the low and
+// high bytes in separate int32 sums first (then 256 * high_sum + low_sum): every partial sum is at
+// most chunks * (max + 255) in size, which must stay below 2^31. 32767 (the int16 maximum; 258x
+// finer than int8's 127) is safe up to 65031 chunks (260124 columns per group); larger groups
+// (only whole-row groups of huge matrices) get a proportionally smaller maximum.
+inline int32_t lut_int16_max(int64_t chunks_per_group) {
+  constexpr int64_t kInt32Max = 2147483647;
+  const int64_t bound = kInt32Max / (chunks_per_group > 0 ? chunks_per_group : 1) - 255;
+  return int32_t(bound < 32767 ? bound : 32767);
+}
 
 const LutIsaKernels& lut_kernels_scalar();
 const LutIsaKernels& lut_kernels_avx2();

@@ -6,17 +6,18 @@
 
 namespace elutq {
 
-LutLinear::LutLinear(PackedMatrix w, Isa isa) : w_(std::move(w)), isa_(isa) {
+LutLinear::LutLinear(PackedMatrix w, Isa isa, LutTables tables)
+    : w_(std::move(w)), isa_(isa), tables_(tables) {
   require(!w_.empty(), "LutLinear needs a packed matrix");
   require(isa_available(isa_), "instruction set '", isa_name(isa_), "' is not available");
 }
 
-std::unique_ptr<LutLinear> LutLinear::from_quantized(const QuantizedMatrix& q) {
-  return std::make_unique<LutLinear>(PackedMatrix::pack(q));
+std::unique_ptr<LutLinear> LutLinear::from_quantized(const QuantizedMatrix& q, LutTables tables) {
+  return std::make_unique<LutLinear>(PackedMatrix::pack(q), active_isa(), tables);
 }
 
 void LutLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool) const {
-  lut_gemm_isa(isa_, w_, x, n, y, &pool);
+  lut_gemm_isa(isa_, w_, x, n, y, &pool, tables_);
 }
 
 std::string LutLinear::describe() const {
@@ -26,7 +27,7 @@ std::string LutLinear::describe() const {
   spec.bits = h.bits;
   spec.group = h.group;
   return "lut " + spec.name() + " " + std::to_string(h.rows) + "x" + std::to_string(h.cols) +
-         " (" + isa_name(isa_) + ")";
+         " (" + isa_name(isa_) + ", " + lut_tables_name(tables_) + " tables)";
 }
 
 }  // namespace elutq

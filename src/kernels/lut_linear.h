@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/cpu_features.h"
+#include "kernels/lut_matmul.h"
 #include "kernels/packed_matrix.h"
 #include "model/linear.h"
 #include "quant/qformat.h"
@@ -15,9 +16,11 @@ namespace elutq {
 
 class LutLinear final : public Linear {
  public:
-  // isa: the kernel path (default: active_isa(), which honours ELUTQ_ISA).
-  explicit LutLinear(PackedMatrix w, Isa isa = active_isa());
-  static std::unique_ptr<LutLinear> from_quantized(const QuantizedMatrix& q);
+  // isa: the kernel path (default: active_isa(), which honours ELUTQ_ISA); tables: the precision
+  // of the activation tables (lut_matmul.h).
+  explicit LutLinear(PackedMatrix w, Isa isa = active_isa(), LutTables tables = LutTables::Int8);
+  static std::unique_ptr<LutLinear> from_quantized(const QuantizedMatrix& q,
+                                                   LutTables tables = LutTables::Int8);
 
   int64_t in_features() const override { return w_.cols(); }
   int64_t out_features() const override { return w_.rows(); }
@@ -29,6 +32,7 @@ class LutLinear final : public Linear {
  private:
   PackedMatrix w_;
   Isa isa_;
+  LutTables tables_;
 };
 
 }  // namespace elutq

@@ -32,18 +32,20 @@ const LutIsaKernels& kernels_for(Isa isa) {
 // Per-call buffers of the calling thread, grown on demand and kept (no allocation per call once
 // the largest shape has been seen).
 struct SharedScratch {
-  std::vector<int8_t> tables;      // (n, n_groups, quads, 64)
+  std::vector<int8_t> tables;      // (n, n_groups, quads, 64 or 128)
   std::vector<float> scale_half;   // (n, n_groups)
   std::vector<float> sum_x;        // (n, n_groups)
 };
 
 // One token: zero-pads x per group into xpad, computes each group's table scale and sum in a fixed
-// order (so every ISA sees the same floats), then builds its tables with the ISA's builder.
-void prepare_token(const LutIsaKernels& k, const PackedHeader& h, const float* x, int8_t* tables,
-                   float* scale_half, float* sum_x) {
+// order (so every ISA sees the same floats), then builds its tables with the ISA's builder. The
+// group's largest |sum| maps to table_max (127 for int8, lut_int16_max for int16).
+void prepare_token(const LutIsaKernels& k, const PackedHeader& h, bool wide, const float* x,
+                   int8_t* tables, float* scale_half, float* sum_x) {
   thread_local std::vector<float> xpad;  // (n_groups, group_padded)
   thread_local std::vector<float> inv;   // (n_groups)
   const int64_t gp = h.group_padded, G = h.group_len;
+  const float table_max = wide ? float(lut_int16_max(gp / 4)) : 127.0f;
   xpad.assign(size_t(h.n_groups * gp), 0.0f);
   inv.resize(size_t(h.n_groups));
   for (int64_t g = 0; g < h.n_groups; ++g) {
@@ -57,24 +59,43 @@ void prepare_token(const LutIsaKernels& k, const PackedHeader& h, const float* x
       max_abs = std::max(max_abs, a);
       sum += ((xg[c] + xg[c + 1]) + xg[c + 2]) + xg[c + 3];
     }
-    inv[size_t(g)] = max_abs > 0.0f ? 127.0f / max_abs : 0.0f;
-    scale_half[g] = max_abs * (0.5f / 127.0f);
+    inv[size_t(g)] = max_abs > 0.0f ? table_max / max_abs : 0.0f;
+    scale_half[g] = max_abs * (0.5f / table_max);
     sum_x[g] = sum;
   }
-  k.build_tables(xpad.data(), inv.data(), h.n_groups, gp / 4, tables);
+  if (wide) {
+    k.build_tables16(xpad.data(), inv.data(), h.n_groups, gp / 4, tables);
+  } else {
+    k.build_tables(xpad.data(), inv.data(), h.n_groups, gp / 4, tables);
+  }
 }
 
 }  // namespace
 
+LutTables parse_lut_tables(const std::string& name) {
+  if (name == "int8") return LutTables::Int8;
+  if (name == "int16") return LutTables::Int16;
+  fail("unknown LUT table precision '", name, "'; expected int8 or int16");
+}
+
+const char* lut_tables_name(LutTables tables) {
+  return tables == LutTables::Int16 ? "int16" : "int8";
+}
+
 void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, float* Y,
-                  ThreadPool* pool) {
+                  ThreadPool* pool, LutTables precision) {
   require(!w.empty(), "LUT matmul on an empty packed matrix");
   require(n >= 0, "LUT matmul with a negative token count");
   if (n == 0) return;
   const LutIsaKernels& k = kernels_for(isa);
   const PackedHeader& h = w.header();
+  const bool wide = precision == LutTables::Int16;
   const int64_t quads = h.group_padded / kLutQuadCols;
-  const int64_t table_bytes = h.n_groups * quads * kLutUnitBytes;  // per token
+  require(!wide || lut_int16_max(h.group_padded / 4) >= 127, "groups of ", h.group_padded,
+          " columns are too long for int16 LUT tables (int32 sums could overflow); use int8 "
+          "tables or a smaller group");
+  const int64_t quad_bytes = wide ? 2 * kLutUnitBytes : kLutUnitBytes;
+  const int64_t table_bytes = h.n_groups * quads * quad_bytes;  // per token
 
   thread_local SharedScratch s;
   s.tables.resize(size_t(n * table_bytes));
@@ -85,7 +106,7 @@ void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, flo
   float* scale_half = s.scale_half.data();
   float* sum_x = s.sum_x.data();
   auto prepare = [&](int64_t t) {
-    prepare_token(k, h, X + t * h.cols, tables + t * table_bytes, scale_half + t * h.n_groups,
+    prepare_token(k, h, wide, X + t * h.cols, tables + t * table_bytes, scale_half + t * h.n_groups,
                   sum_x + t * h.n_groups);
   };
   if (pool && pool->size() > 1 && n > 1) {
@@ -98,6 +119,8 @@ void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, flo
   a.n = n;
   a.n_groups = h.n_groups;
   a.quads_per_group = quads;
+  a.wide = wide;
+  a.quad_bytes = quad_bytes;
   a.tables = tables;
   a.scale_half = scale_half;
   a.sum_x = sum_x;
@@ -116,12 +139,14 @@ void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, flo
   }
 }
 
-void lut_gemm(const PackedMatrix& w, const float* X, int64_t n, float* Y, ThreadPool* pool) {
-  lut_gemm_isa(active_isa(), w, X, n, Y, pool);
+void lut_gemm(const PackedMatrix& w, const float* X, int64_t n, float* Y, ThreadPool* pool,
+              LutTables tables) {
+  lut_gemm_isa(active_isa(), w, X, n, Y, pool, tables);
 }
 
-void lut_gemv(const PackedMatrix& w, const float* x, float* y, ThreadPool* pool) {
-  lut_gemm_isa(active_isa(), w, x, 1, y, pool);
+void lut_gemv(const PackedMatrix& w, const float* x, float* y, ThreadPool* pool,
+              LutTables tables) {
+  lut_gemm_isa(active_isa(), w, x, 1, y, pool, tables);
 }
 
 }  // namespace elutq

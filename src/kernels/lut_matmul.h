@@ -2,14 +2,16 @@
 //
 // Every weight is written in the symmetric form w = z' + sum_b (s_b / 2) * sigma_b, sigma_b = +-1
 // (z' = z + sum_b s_b / 2). For each run of 4 activations a table of the 16 signed sums
-// +-x0 +-x1 +-x2 +-x3 is built once per call, rounded to int8 with one scale per weight group; each
-// bit-plane's 4-bit pattern then looks up its partial dot product. Per group and row:
+// +-x0 +-x1 +-x2 +-x3 is built once per call, rounded to int8 (or int16, see LutTables) with one
+// scale per weight group; each bit-plane's 4-bit pattern then looks up its partial dot product.
+// Per group and row:
 //   y += (scale_g / 2) * sum_b s_b * isum_b + z' * sum(x over the group)
-// where isum_b is the exact int32 sum of the looked-up int8 entries. The only approximation is the
-// int8 rounding of the tables (bounded in tests/unit/test_lut_kernels.cpp and docs/RESULTS.md).
+// where isum_b is the exact int32 sum of the looked-up entries. The only approximation is the
+// rounding of the tables (bounded in tests/unit/test_lut_kernels.cpp and docs/RESULTS.md).
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "core/cpu_features.h"
 #include "kernels/packed_matrix.h"
@@ -18,14 +20,29 @@ namespace elutq {
 
 class ThreadPool;
 
+// Precision of the activation tables.
+//   Int8:  entries rounded to int8 (the group's largest |sum| -> 127); ~0.7% relative error per
+//          matmul against fp32 with Gaussian activations, more where a few outlier channels set
+//          the group's scale. The default: one byte lookup per weight byte.
+//   Int16: entries rounded to int16 (largest |sum| -> 32767), kept as a low-byte and a high-byte
+//          table so each ISA still uses its byte lookup: ~250x less table error, at two lookups
+//          and two integer sums per weight byte (docs/RESULTS.md has the measured cost).
+enum class LutTables : uint8_t { Int8, Int16 };
+
+// "int8" or "int16"; throws Error naming the choices otherwise.
+LutTables parse_lut_tables(const std::string& name);
+const char* lut_tables_name(LutTables tables);
+
 // y (rows) = W (rows, cols) x (cols). pool may be null (single-threaded).
-void lut_gemv(const PackedMatrix& w, const float* x, float* y, ThreadPool* pool);
+void lut_gemv(const PackedMatrix& w, const float* x, float* y, ThreadPool* pool,
+              LutTables tables = LutTables::Int8);
 // Y (n, rows) = X (n, cols) W^T: every weight tile is loaded once and used for all n tokens.
-void lut_gemm(const PackedMatrix& w, const float* X, int64_t n, float* Y, ThreadPool* pool);
+void lut_gemm(const PackedMatrix& w, const float* X, int64_t n, float* Y, ThreadPool* pool,
+              LutTables tables = LutTables::Int8);
 
 // The same with an explicit instruction set (tests and benchmarks); throws Error if this build or
 // CPU lacks it. The plain calls use active_isa().
 void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, float* Y,
-                  ThreadPool* pool);
+                  ThreadPool* pool, LutTables tables = LutTables::Int8);
 
 }  // namespace elutq

@@ -1,6 +1,7 @@
 // ARM NEON LUT kernels: tbl with four registers (vqtbl4q_s8) looks up 16 bytes of a unit in its
 // 64-byte, 4-table register set; sdot (or pairwise widening adds without the dot-product
-// extension) sums each row's 4 entries into int32.
+// extension) sums each row's 4 entries into int32. int16 tables do the same in their low-byte
+// (unsigned: udot / unsigned widening adds) and high-byte halves.
 #include <arm_neon.h>
 
 #include <algorithm>
@@ -36,6 +37,35 @@ void build_tables_neon(const float* xpad, const float* inv_scale, int64_t n_grou
   }
 }
 
+// int16 tables: the int32 entries (|v| <= 32767) narrow to int16 exactly; a plain narrow keeps
+// the low byte, a shift-right-narrow by 8 (arithmetic) the high byte.
+void build_tables16_neon(const float* xpad, const float* inv_scale, int64_t n_groups,
+                         int64_t chunks_per_group, int8_t* tables) {
+  float sg[4][16];
+  for (int j = 0; j < 4; ++j)
+    for (int p = 0; p < 16; ++p) sg[j][p] = (p >> j & 1) ? 1.0f : -1.0f;
+  const int64_t quads = chunks_per_group / 4;
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const float32x4_t inv = vdupq_n_f32(inv_scale[g]);
+    for (int64_t c = 0; c < chunks_per_group; ++c) {
+      const float* x = xpad + (g * chunks_per_group + c) * 4;
+      int32x4_t q[4];
+      for (int k = 0; k < 4; ++k) {
+        float32x4_t v = vmulq_f32(vdupq_n_f32(x[0]), vld1q_f32(sg[0] + 4 * k));
+        v = vaddq_f32(v, vmulq_f32(vdupq_n_f32(x[1]), vld1q_f32(sg[1] + 4 * k)));
+        v = vaddq_f32(v, vmulq_f32(vdupq_n_f32(x[2]), vld1q_f32(sg[2] + 4 * k)));
+        v = vaddq_f32(v, vmulq_f32(vdupq_n_f32(x[3]), vld1q_f32(sg[3] + 4 * k)));
+        q[k] = vcvtnq_s32_f32(vmulq_f32(v, inv));
+      }
+      const int16x8_t a = vcombine_s16(vqmovn_s32(q[0]), vqmovn_s32(q[1]));
+      const int16x8_t b = vcombine_s16(vqmovn_s32(q[2]), vqmovn_s32(q[3]));
+      int8_t* out = tables + (g * quads + c / 4) * 128 + (c % 4) * 16;
+      vst1q_s8(out, vcombine_s8(vmovn_s16(a), vmovn_s16(b)));
+      vst1q_s8(out + 64, vcombine_s8(vshrn_n_s16(a, 8), vshrn_n_s16(b, 8)));
+    }
+  }
+}
+
 template <bool kDot>
 inline int32x4_t sum_quads(int32x4_t acc, int8x16_t v) {
   if constexpr (kDot) {
@@ -45,7 +75,19 @@ inline int32x4_t sum_quads(int32x4_t acc, int8x16_t v) {
   }
 }
 
+// The same for unsigned bytes (the low-byte tables of int16 entries).
 template <bool kDot>
+inline uint32x4_t sum_quads_u(uint32x4_t acc, uint8x16_t v) {
+  if constexpr (kDot) {
+    return vdotq_u32(acc, v, vdupq_n_u8(1));
+  } else {
+    return vaddq_u32(acc, vpaddlq_u16(vpaddlq_u8(v)));
+  }
+}
+
+// int16 tables (kWide): every lookup also in the high-byte tables, summed separately (low bytes as
+// unsigned) and combined per plane as 256 * high + low.
+template <bool kDot, bool kWide>
 void matmul_tiles_neon(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                        int64_t tile_end, float* Y) {
   const PackedHeader& h = w.header();
@@ -76,23 +118,43 @@ void matmul_tiles_neon(const PackedMatrix& w, const LutActivations& a, int64_t t
       }
       const uint8_t* bits = blk + h.params_per_group * 64;
       for (int64_t t = 0; t < a.n; ++t) {
-        const int8_t* tab = a.tables + (t * a.n_groups + g) * quads * 64;
+        const int8_t* tab = a.tables + (t * a.n_groups + g) * quads * a.quad_bytes;
         float32x4_t gacc[8];
         for (int k = 0; k < 8; ++k) gacc[k] = vdupq_n_f32(0.0f);
         for (int b = 0; b < B; ++b) {
           int32x4_t acc[8];  // [k]: rows 4k..4k+3 (k < 4), rows 16 + 4(k-4).. (k >= 4)
+          [[maybe_unused]] uint32x4_t acc_low[8];  // kWide: sums of the low bytes
           for (int k = 0; k < 8; ++k) acc[k] = vdupq_n_s32(0);
+          if constexpr (kWide)
+            for (int k = 0; k < 8; ++k) acc_low[k] = vdupq_n_u32(0);
           for (int64_t q = 0; q < quads; ++q) {
-            const int8x16x4_t tv = vld1q_s8_x4(tab + q * 64);
             const uint8_t* unit = bits + (q * B + b) * 64;
-            for (int k = 0; k < 4; ++k) {
-              const uint8x16_t wv = vld1q_u8(unit + 16 * k);
-              const uint8x16_t ilo = vorrq_u8(vandq_u8(wv, low), pos);
-              const uint8x16_t ihi = vorrq_u8(vshrq_n_u8(wv, 4), pos);
-              acc[k] = sum_quads<kDot>(acc[k], vqtbl4q_s8(tv, ilo));
-              acc[4 + k] = sum_quads<kDot>(acc[4 + k], vqtbl4q_s8(tv, ihi));
+            if constexpr (kWide) {
+              const uint8x16x4_t tl = vld1q_u8_x4(reinterpret_cast<const uint8_t*>(tab) + q * 128);
+              const int8x16x4_t th = vld1q_s8_x4(tab + q * 128 + 64);
+              for (int k = 0; k < 4; ++k) {
+                const uint8x16_t wv = vld1q_u8(unit + 16 * k);
+                const uint8x16_t ilo = vorrq_u8(vandq_u8(wv, low), pos);
+                const uint8x16_t ihi = vorrq_u8(vshrq_n_u8(wv, 4), pos);
+                acc_low[k] = sum_quads_u<kDot>(acc_low[k], vqtbl4q_u8(tl, ilo));
+                acc_low[4 + k] = sum_quads_u<kDot>(acc_low[4 + k], vqtbl4q_u8(tl, ihi));
+                acc[k] = sum_quads<kDot>(acc[k], vqtbl4q_s8(th, ilo));
+                acc[4 + k] = sum_quads<kDot>(acc[4 + k], vqtbl4q_s8(th, ihi));
+              }
+            } else {
+              const int8x16x4_t tv = vld1q_s8_x4(tab + q * 64);
+              for (int k = 0; k < 4; ++k) {
+                const uint8x16_t wv = vld1q_u8(unit + 16 * k);
+                const uint8x16_t ilo = vorrq_u8(vandq_u8(wv, low), pos);
+                const uint8x16_t ihi = vorrq_u8(vshrq_n_u8(wv, 4), pos);
+                acc[k] = sum_quads<kDot>(acc[k], vqtbl4q_s8(tv, ilo));
+                acc[4 + k] = sum_quads<kDot>(acc[4 + k], vqtbl4q_s8(tv, ihi));
+              }
             }
           }
+          if constexpr (kWide)  // 256 * high + low; the low sums are < 2^31, so the cast is exact
+            for (int k = 0; k < 8; ++k)
+              acc[k] = vmlaq_n_s32(vreinterpretq_s32_u32(acc_low[k]), acc[k], 256);
           for (int k = 0; k < 8; ++k) gacc[k] = vfmaq_f32(gacc[k], vcvtq_f32_s32(acc[k]), s[b][k]);
         }
         const float32x4_t sh = vdupq_n_f32(a.scale_half[t * a.n_groups + g]);
@@ -110,11 +172,20 @@ void matmul_tiles_neon(const PackedMatrix& w, const LutActivations& a, int64_t t
   }
 }
 
+template <bool kDot>
+void matmul_tiles_any(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
+                      int64_t tile_end, float* Y) {
+  if (a.wide) return matmul_tiles_neon<kDot, true>(w, a, tile_begin, tile_end, Y);
+  matmul_tiles_neon<kDot, false>(w, a, tile_begin, tile_end, Y);
+}
+
 }  // namespace
 
 const LutIsaKernels& lut_kernels_neon() {
-  static const LutIsaKernels with_dot = {build_tables_neon, matmul_tiles_neon<true>};
-  static const LutIsaKernels without_dot = {build_tables_neon, matmul_tiles_neon<false>};
+  static const LutIsaKernels with_dot = {build_tables_neon, build_tables16_neon,
+                                         matmul_tiles_any<true>};
+  static const LutIsaKernels without_dot = {build_tables_neon, build_tables16_neon,
+                                            matmul_tiles_any<false>};
   return cpu_features().neon_dotprod ? with_dot : without_dot;
 }
 

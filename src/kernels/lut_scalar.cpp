@@ -27,6 +27,31 @@ void build_tables_scalar(const float* xpad, const float* inv_scale, int64_t n_gr
   }
 }
 
+// int16 tables: the same sums scaled to int16, each entry v split into a low byte v & 255
+// (unsigned) and a high byte (v - low) / 256 (signed), so that v = 256 * high + low exactly.
+void build_tables16_scalar(const float* xpad, const float* inv_scale, int64_t n_groups,
+                           int64_t chunks_per_group, int8_t* tables) {
+  const int64_t quads = chunks_per_group / 4;
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const float inv = inv_scale[g];
+    for (int64_t c = 0; c < chunks_per_group; ++c) {
+      const float* x = xpad + (g * chunks_per_group + c) * 4;  // (4)
+      uint8_t* lo = reinterpret_cast<uint8_t*>(tables) + (g * quads + c / 4) * 2 * kLutUnitBytes +
+                    (c % 4) * 16;  // (16) low bytes
+      int8_t* hi = reinterpret_cast<int8_t*>(lo + kLutUnitBytes);  // (16) high bytes
+      for (int p = 0; p < 16; ++p) {
+        float v = (p & 1) ? x[0] : -x[0];
+        v = v + ((p & 2) ? x[1] : -x[1]);
+        v = v + ((p & 4) ? x[2] : -x[2]);
+        v = v + ((p & 8) ? x[3] : -x[3]);
+        const int32_t q = int32_t(std::nearbyint(v * inv));  // |q| <= lut_int16_max
+        lo[p] = uint8_t(q & 0xFF);
+        hi[p] = int8_t((q - int32_t(lo[p])) / 256);
+      }
+    }
+  }
+}
+
 // Per-plane scales s_b and z' = z + sum_b s_b / 2 of the 32 rows of one block.
 void decode_params(const PackedHeader& h, const uint8_t* blk, float s[4][kLutTileRows],
                    float zp[kLutTileRows]) {
@@ -61,16 +86,24 @@ void matmul_tiles_scalar(const PackedMatrix& w, const LutActivations& a, int64_t
       decode_params(h, blk, s, zp);
       const uint8_t* bits = blk + h.params_per_group * kLutUnitBytes;  // (quads, B, 64)
       for (int64_t t = 0; t < a.n; ++t) {
-        const int8_t* tab = a.tables + (t * a.n_groups + g) * quads * kLutUnitBytes;
+        const int8_t* tab = a.tables + (t * a.n_groups + g) * quads * a.quad_bytes;
         float gacc[kLutTileRows] = {};
         for (int b = 0; b < B; ++b) {
           int32_t isum[kLutTileRows] = {};
           for (int64_t q = 0; q < quads; ++q) {
             const uint8_t* unit = bits + (q * B + b) * kLutUnitBytes;
-            const int8_t* tq = tab + q * kLutUnitBytes;
+            const int8_t* tq = tab + q * a.quad_bytes;
             for (int i = 0; i < kLutUnitBytes; ++i) {
-              isum[i / 4] += tq[(i % 4) * 16 + (unit[i] & 15)];
-              isum[16 + i / 4] += tq[(i % 4) * 16 + (unit[i] >> 4)];
+              const int e_lo = (i % 4) * 16 + (unit[i] & 15), e_hi = (i % 4) * 16 + (unit[i] >> 4);
+              if (a.wide) {  // entry = 256 * high byte + low byte
+                const uint8_t* low = reinterpret_cast<const uint8_t*>(tq);
+                const int8_t* high = tq + kLutUnitBytes;
+                isum[i / 4] += 256 * int32_t(high[e_lo]) + int32_t(low[e_lo]);
+                isum[16 + i / 4] += 256 * int32_t(high[e_hi]) + int32_t(low[e_hi]);
+              } else {
+                isum[i / 4] += tq[e_lo];
+                isum[16 + i / 4] += tq[e_hi];
+              }
             }
           }
           for (int r = 0; r < kLutTileRows; ++r) gacc[r] = std::fma(float(isum[r]), s[b][r], gacc[r]);
@@ -95,7 +128,8 @@ void matmul_tiles_scalar(const PackedMatrix& w, const LutActivations& a, int64_t
 }  // namespace
 
 const LutIsaKernels& lut_kernels_scalar() {
-  static const LutIsaKernels k = {build_tables_scalar, matmul_tiles_scalar};
+  static const LutIsaKernels k = {build_tables_scalar, build_tables16_scalar,
+                                  matmul_tiles_scalar};
   return k;
 }
 

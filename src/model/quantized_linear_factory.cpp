@@ -15,21 +15,22 @@ KernelChoice parse_kernel_choice(const std::string& name) {
   fail("unknown kernel '", name, "'; expected lut or dequant");
 }
 
-LinearFactory make_linear_factory(KernelChoice kernel) {
-  return [kernel](const ModelSource& src, const TensorInfo& w) -> std::unique_ptr<Linear> {
+LinearFactory make_linear_factory(KernelChoice kernel, LutTables tables) {
+  return [kernel, tables](const ModelSource& src, const TensorInfo& w) -> std::unique_ptr<Linear> {
     if (kernel == KernelChoice::Lut && w.dtype == DType::ELUTQ &&
         inspect_quantized_blob(w.data, w.nbytes).lut) {
       // The blob is the kernels' layout: view it in the mapping, which outlives the model's use.
-      return std::make_unique<LutLinear>(PackedMatrix::view(w.data, size_t(w.nbytes)));
+      return std::make_unique<LutLinear>(PackedMatrix::view(w.data, size_t(w.nbytes)), active_isa(),
+                                         tables);
     }
     return make_dense_linear(src, w);  // dequantizes ELUTQ blobs exactly, widens the rest
   };
 }
 
-LinearFactory linear_factory_for(const ModelSource& src, KernelChoice kernel) {
+LinearFactory linear_factory_for(const ModelSource& src, KernelChoice kernel, LutTables tables) {
   for (const std::string& name : src.tensor_names()) {
     const TensorInfo* t = src.find(name);
-    if (t != nullptr && t->dtype == DType::ELUTQ) return make_linear_factory(kernel);
+    if (t != nullptr && t->dtype == DType::ELUTQ) return make_linear_factory(kernel, tables);
   }
   return {};
 }

@@ -5,6 +5,8 @@
 //            uniform B > 4) are dequantized as with `dequant`. The default.
 //   dequant  every quantized tensor is dequantized exactly to fp32 at load and runs as a dense
 //            layer: the reference path.
+// With lut, `--lut-tables int8|int16` picks the precision of the kernels' activation tables
+// (LutTables in kernels/lut_matmul.h).
 // Tensors that are not quantized (fp32/fp16/GGML types) load as make_dense_linear either way, so
 // the factory is right for any model. With lut the ModelSource must outlive the Model (the kernels
 // read the weights from its mapping).
@@ -12,6 +14,7 @@
 
 #include <string>
 
+#include "kernels/lut_matmul.h"
 #include "model/linear.h"
 
 namespace elutq {
@@ -27,11 +30,20 @@ inline constexpr const char* kKernelOptionHelp =
     "(default; codebook formats fall back to dequant), dequant = exact dequantization to fp32 at "
     "load (the reference)";
 
-LinearFactory make_linear_factory(KernelChoice kernel);
+// Help text of the tools' --lut-tables option (parsed by parse_lut_tables).
+inline constexpr const char* kLutTablesOptionHelp =
+    "with --kernel lut: precision of the activation lookup tables. int8 (default, fastest): ~0.7% "
+    "error per matrix product, which moved the perplexity of 2-bit SmolLM2 by 1.5% against "
+    "dequant; int16: ~250x smaller error (perplexity within 0.01% of dequant) but the kernels do "
+    "twice the lookups: ~20% slower decode and ~40% slower prefill measured on a 7B shape "
+    "(docs/RESULTS.md, \"LUT kernels\")";
+
+LinearFactory make_linear_factory(KernelChoice kernel, LutTables tables = LutTables::Int8);
 
 // What a tool passes as ModelOptions::linear_factory: make_linear_factory(kernel) if src holds any
 // quantized (ELUTQ) tensor, else an empty factory, so plain models load exactly as without one
 // (e.g. tied embeddings stay shared with the output layer instead of being copied).
-LinearFactory linear_factory_for(const ModelSource& src, KernelChoice kernel);
+LinearFactory linear_factory_for(const ModelSource& src, KernelChoice kernel,
+                                 LutTables tables = LutTables::Int8);
 
 }  // namespace elutq

@@ -1,8 +1,9 @@
 // End to end through the LUT kernels: SmolLM2-135M with every decoder projection quantized
 // data-free with HLQ (w2g128, w3g128) is scored on WikiText-2 twice, once with the projections on
-// the bit-serial LUT kernels (LutLinear on the packed bits) and once with the same quantized
-// weights dequantized exactly to fp32 (the reference path). The only difference between the two is
-// the LUT kernels' int8 activation tables, so the perplexities must agree within 0.5% (issue 4).
+// the bit-serial LUT kernels (LutLinear on the packed bits; int8 and int16 activation tables) and
+// once with the same quantized weights dequantized exactly to fp32 (the reference path). The only
+// difference between them is the LUT kernels' rounded activation tables, so the perplexities must
+// agree within 0.5% (issue 4).
 // A few short windows keep it fast (docs/RESULTS.md has the longer run, scripts in bench/).
 // Host only: the ARM kernel-test build excludes it (it needs the model runtime).
 #include <gtest/gtest.h>
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,11 +43,12 @@ class QuantizedLayers {
     spec_.bits = bits;
     spec_.group = group;
   }
-  LinearFactory factory(bool lut) {
+  // lut: LutLinear with these tables; nullopt: the dequantized reference.
+  LinearFactory factory(std::optional<LutTables> lut) {
     return [this, lut](const ModelSource& src, const TensorInfo& t) -> std::unique_ptr<Linear> {
       if (t.name.rfind("blk.", 0) != 0) return make_dense_linear(src, t);
       const QuantizedMatrix& q = get(t);
-      if (lut) return LutLinear::from_quantized(q);
+      if (lut) return LutLinear::from_quantized(q, *lut);
       auto w = std::make_shared<std::vector<float>>(size_t(q.rows * q.cols));  // (rows, cols)
       dequantize(q, w->data());
       return std::make_unique<DenseLinear>(w, q.rows, q.cols);
@@ -97,8 +100,9 @@ std::vector<int> wikitext_ids(const ModelSource& src, std::string* skip) {
   }
 }
 
-// Quantizes SmolLM2 at hlq-w{bits}g128 and returns |ppl_lut - ppl_dequant| / ppl_dequant.
-void check_lut_against_dequant(int bits, double bound) {
+// Quantizes SmolLM2 at hlq-w{bits}g128 and checks |ppl_lut - ppl_dequant| / ppl_dequant against
+// bound8 with int8 tables and bound16 with int16 tables.
+void check_lut_against_dequant(int bits, double bound8, double bound16) {
 #if defined(__SANITIZE_ADDRESS__)
   GTEST_SKIP() << "quantizing 95M weights is too slow under ASan; the kernels themselves are "
                   "checked bit for bit in test_lut_kernels.cpp";
@@ -111,28 +115,35 @@ void check_lut_against_dequant(int bits, double bound) {
   if (ids.empty()) GTEST_SKIP() << skip;
   ASSERT_GE(ids.size(), size_t(kCtx * kWindows));
   QuantizedLayers layers(bits, 128);
-  const double lut = ppl_with(*src, layers.factory(true), ids);
-  const double deq = ppl_with(*src, layers.factory(false), ids);
-  const double rel = std::fabs(lut - deq) / deq;
-  std::printf("SmolLM2-135M hlq-w%dg128 (data-free, paper fit), WikiText-2 %d x %d tokens: ppl "
-              "LUT %.4f, dequant %.4f (%.3f%%)\n",
-              bits, kWindows, kCtx, lut, deq, 100 * rel);
-  ASSERT_TRUE(std::isfinite(lut) && std::isfinite(deq));
-  EXPECT_LT(rel, bound) << "hlq-w" << bits << "g128: LUT " << lut << " vs dequant " << deq;
+  const double deq = ppl_with(*src, layers.factory(std::nullopt), ids);
+  ASSERT_TRUE(std::isfinite(deq));
+  for (LutTables tables : {LutTables::Int8, LutTables::Int16}) {
+    const double lut = ppl_with(*src, layers.factory(tables), ids);
+    const double rel = std::fabs(lut - deq) / deq;
+    std::printf("SmolLM2-135M hlq-w%dg128 (data-free, paper fit), WikiText-2 %d x %d tokens: ppl "
+                "LUT (%s tables) %.4f, dequant %.4f (%.3f%%)\n",
+                bits, kWindows, kCtx, lut_tables_name(tables), lut, deq, 100 * rel);
+    ASSERT_TRUE(std::isfinite(lut));
+    EXPECT_LT(rel, tables == LutTables::Int16 ? bound16 : bound8)
+        << "hlq-w" << bits << "g128, " << lut_tables_name(tables) << " tables: LUT " << lut
+        << " vs dequant " << deq;
+  }
 }
 
 // At 4 bits the quantized model is sound (ppl ~59 at this short context) and the LUT
-// path stays within the issue's 0.5% (measured 0.07%).
+// path stays within the issue's 0.5% (measured 0.073% with int8 tables, 0.002% with int16; the
+// int16 bound, 0.1%, still leaves 50x room).
 TEST(LutEndToEnd, SmolLm2HlqW4PerplexityThroughLutWithinHalfPercentOfDequant) {
-  check_lut_against_dequant(4, 0.005);
+  check_lut_against_dequant(4, 0.005, 0.001);
 }
 
 // At 3 bits, data-free quantization breaks this 135M model (ppl ~400), and in a broken model the
 // int8 activation tables' ~0.7% error per matmul moves the perplexity by 1-2% (measured 1.9% with
-// this fit, 1.1% with the full HLQ fit): the issue's 0.5% target is NOT met here (see
-// docs/RESULTS.md). The bound below only guards against regressions.
+// this fit, 1.1% with the full HLQ fit): the issue's 0.5% target is NOT met with int8 tables (the
+// 3% bound only guards against regressions). int16 tables (~250x finer) meet it by far: measured
+// 0.006%, bounded at 0.1%.
 TEST(LutEndToEnd, SmolLm2HlqW3PerplexityThroughLutNearDequant) {
-  check_lut_against_dequant(3, 0.03);
+  check_lut_against_dequant(3, 0.03, 0.001);
 }
 
 }  // namespace

@@ -36,6 +36,14 @@ TEST(LutLinear, ForwardIsTheLutGemm) {
   as_linear.forward(x.data(), 3, y.data(), pool);
   lut_gemm(lin->packed(), x.data(), 3, want.data(), nullptr);
   EXPECT_EQ(y, want);
+  EXPECT_NE(lin->describe().find("int8 tables"), std::string::npos) << lin->describe();
+
+  // int16 tables reach the kernels through the layer.
+  std::unique_ptr<LutLinear> wide = LutLinear::from_quantized(q, LutTables::Int16);
+  EXPECT_NE(wide->describe().find("int16 tables"), std::string::npos) << wide->describe();
+  static_cast<const Linear&>(*wide).forward(x.data(), 3, y.data(), pool);
+  lut_gemm(wide->packed(), x.data(), 3, want.data(), nullptr, LutTables::Int16);
+  EXPECT_EQ(y, want);
 }
 
 }  // namespace
