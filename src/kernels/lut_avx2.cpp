@@ -12,23 +12,39 @@
 namespace elutq {
 namespace {
 
+// The 16 signed sums (+-x0 +-x1 +-x2 +-x3) * inv of one chunk of 4 activations, rounded to int32:
+// entries 0..7 in lo, 8..15 in hi. Shared by the int8 and int16 builders so both round the same
+// floats (and match the scalar order: ((+-x0 +- x1) +- x2) +- x3).
+struct ChunkSums {
+  __m256 s0, s1, s2;  // lane p of sign_j: +1 if bit j of p is set, else -1 (p = 0..7)
+  ChunkSums() {
+    alignas(32) float sg[3][8];
+    for (int j = 0; j < 3; ++j)
+      for (int p = 0; p < 8; ++p) sg[j][p] = (p >> j & 1) ? 1.0f : -1.0f;
+    s0 = _mm256_load_ps(sg[0]);
+    s1 = _mm256_load_ps(sg[1]);
+    s2 = _mm256_load_ps(sg[2]);
+  }
+  void operator()(const float* x, __m256 inv, __m256i* lo, __m256i* hi) const {
+    __m256 v = _mm256_mul_ps(_mm256_set1_ps(x[0]), s0);
+    v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(x[1]), s1));
+    v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(x[2]), s2));
+    const __m256 x3 = _mm256_set1_ps(x[3]);
+    *lo = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(v, x3), inv));  // p 0..7
+    *hi = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_add_ps(v, x3), inv));  // p 8..15
+  }
+};
+
 void build_tables_avx2(const float* xpad, const float* inv_scale, int64_t n_groups,
                        int64_t chunks_per_group, int8_t* tables) {
-  alignas(32) float sg[4][8];  // lane p of sign_j: +1 if bit j of p is set, else -1 (p = 0..7)
-  for (int j = 0; j < 4; ++j)
-    for (int p = 0; p < 8; ++p) sg[j][p] = (p >> j & 1) ? 1.0f : -1.0f;
-  const __m256 s0 = _mm256_load_ps(sg[0]), s1 = _mm256_load_ps(sg[1]), s2 = _mm256_load_ps(sg[2]);
+  const ChunkSums sums;
   const __m256i pack_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int64_t g = 0; g < n_groups; ++g) {
     const __m256 inv = _mm256_set1_ps(inv_scale[g]);
     for (int64_t c = 0; c < chunks_per_group; ++c) {
       const float* x = xpad + (g * chunks_per_group + c) * 4;
-      __m256 v = _mm256_mul_ps(_mm256_set1_ps(x[0]), s0);
-      v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(x[1]), s1));
-      v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(x[2]), s2));
-      const __m256 x3 = _mm256_set1_ps(x[3]);
-      const __m256i lo = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(v, x3), inv));  // p 0..7
-      const __m256i hi = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_add_ps(v, x3), inv));  // p 8..15
+      __m256i lo, hi;
+      sums(x, inv, &lo, &hi);
       // Saturating packs 32 -> 16 -> 8 bits work per 128-bit lane: the dwords come out as
       // lo0-3, hi0-3, lo0-3, hi0-3 | lo4-7, hi4-7, ...; the permute puts lo0-3 lo4-7 hi0-3 hi4-7
       // (entries 0..15) first.
@@ -45,10 +61,7 @@ void build_tables_avx2(const float* xpad, const float* inv_scale, int64_t n_grou
 // lane order as the int8 tables.
 void build_tables16_avx2(const float* xpad, const float* inv_scale, int64_t n_groups,
                          int64_t chunks_per_group, int8_t* tables) {
-  alignas(32) float sg[4][8];
-  for (int j = 0; j < 4; ++j)
-    for (int p = 0; p < 8; ++p) sg[j][p] = (p >> j & 1) ? 1.0f : -1.0f;
-  const __m256 s0 = _mm256_load_ps(sg[0]), s1 = _mm256_load_ps(sg[1]), s2 = _mm256_load_ps(sg[2]);
+  const ChunkSums sums;
   const __m256i pack_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   const __m256i byte_mask = _mm256_set1_epi16(0xFF);
   const int64_t quads = chunks_per_group / 4;
@@ -56,12 +69,8 @@ void build_tables16_avx2(const float* xpad, const float* inv_scale, int64_t n_gr
     const __m256 inv = _mm256_set1_ps(inv_scale[g]);
     for (int64_t c = 0; c < chunks_per_group; ++c) {
       const float* x = xpad + (g * chunks_per_group + c) * 4;
-      __m256 v = _mm256_mul_ps(_mm256_set1_ps(x[0]), s0);
-      v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(x[1]), s1));
-      v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(x[2]), s2));
-      const __m256 x3 = _mm256_set1_ps(x[3]);
-      const __m256i lo = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(v, x3), inv));  // p 0..7
-      const __m256i hi = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_add_ps(v, x3), inv));  // p 8..15
+      __m256i lo, hi;
+      sums(x, inv, &lo, &hi);
       const __m256i w16 = _mm256_packs_epi32(lo, hi);
       const __m256i low_bytes = _mm256_and_si256(w16, byte_mask);
       const __m256i high_bytes = _mm256_srai_epi16(w16, 8);

@@ -15,24 +15,37 @@
 namespace elutq {
 namespace {
 
+// The 16 signed sums (+-x0 +-x1 +-x2 +-x3) * inv of one chunk of 4 activations, rounded to int32
+// (round to nearest even). Products with +-1 are exact, so these match the scalar additions bit
+// for bit. Shared by the int8 and int16 builders.
+struct ChunkSums {
+  __m512 s0, s1, s2, s3;  // lane p of sign_j: +1 if bit j of p is set, else -1
+  ChunkSums() {
+    alignas(64) float sg[4][16];
+    for (int j = 0; j < 4; ++j)
+      for (int p = 0; p < 16; ++p) sg[j][p] = (p >> j & 1) ? 1.0f : -1.0f;
+    s0 = _mm512_load_ps(sg[0]);
+    s1 = _mm512_load_ps(sg[1]);
+    s2 = _mm512_load_ps(sg[2]);
+    s3 = _mm512_load_ps(sg[3]);
+  }
+  __m512i operator()(const float* x, __m512 inv) const {
+    __m512 v = _mm512_mul_ps(_mm512_set1_ps(x[0]), s0);
+    v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(x[1]), s1));
+    v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(x[2]), s2));
+    v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(x[3]), s3));
+    return _mm512_cvtps_epi32(_mm512_mul_ps(v, inv));
+  }
+};
+
 void build_tables_avx512(const float* xpad, const float* inv_scale, int64_t n_groups,
                          int64_t chunks_per_group, int8_t* tables) {
-  // Lane p of sign_j is +1 if bit j of p is set, else -1.
-  alignas(64) float sg[4][16];
-  for (int j = 0; j < 4; ++j)
-    for (int p = 0; p < 16; ++p) sg[j][p] = (p >> j & 1) ? 1.0f : -1.0f;
-  const __m512 s0 = _mm512_load_ps(sg[0]), s1 = _mm512_load_ps(sg[1]);
-  const __m512 s2 = _mm512_load_ps(sg[2]), s3 = _mm512_load_ps(sg[3]);
+  const ChunkSums sums;
   for (int64_t g = 0; g < n_groups; ++g) {
     const __m512 inv = _mm512_set1_ps(inv_scale[g]);
     for (int64_t c = 0; c < chunks_per_group; ++c) {
       const float* x = xpad + (g * chunks_per_group + c) * 4;
-      // Products with +-1 are exact, so these match the scalar additions bit for bit.
-      __m512 v = _mm512_mul_ps(_mm512_set1_ps(x[0]), s0);
-      v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(x[1]), s1));
-      v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(x[2]), s2));
-      v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(x[3]), s3));
-      const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, inv));  // round to nearest even
+      const __m512i q = sums(x, inv);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(tables + (g * chunks_per_group + c) * 16),
                        _mm512_cvtsepi32_epi8(q));
     }
@@ -43,21 +56,13 @@ void build_tables_avx512(const float* xpad, const float* inv_scale, int64_t n_gr
 // gives its low byte, of v >> 8 (arithmetic) its high byte.
 void build_tables16_avx512(const float* xpad, const float* inv_scale, int64_t n_groups,
                            int64_t chunks_per_group, int8_t* tables) {
-  alignas(64) float sg[4][16];
-  for (int j = 0; j < 4; ++j)
-    for (int p = 0; p < 16; ++p) sg[j][p] = (p >> j & 1) ? 1.0f : -1.0f;
-  const __m512 s0 = _mm512_load_ps(sg[0]), s1 = _mm512_load_ps(sg[1]);
-  const __m512 s2 = _mm512_load_ps(sg[2]), s3 = _mm512_load_ps(sg[3]);
+  const ChunkSums sums;
   const int64_t quads = chunks_per_group / 4;
   for (int64_t g = 0; g < n_groups; ++g) {
     const __m512 inv = _mm512_set1_ps(inv_scale[g]);
     for (int64_t c = 0; c < chunks_per_group; ++c) {
       const float* x = xpad + (g * chunks_per_group + c) * 4;
-      __m512 v = _mm512_mul_ps(_mm512_set1_ps(x[0]), s0);
-      v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(x[1]), s1));
-      v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(x[2]), s2));
-      v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(x[3]), s3));
-      const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(v, inv));
+      const __m512i q = sums(x, inv);
       int8_t* lo = tables + (g * quads + c / 4) * 128 + (c % 4) * 16;
       _mm_storeu_si128(reinterpret_cast<__m128i*>(lo), _mm512_cvtepi32_epi8(q));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(lo + 64),
