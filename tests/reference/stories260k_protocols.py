@@ -16,8 +16,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 
-from test_stories260k_hf import load_llama2c, shared  # noqa: E402
-from test_stories260k_tokenizer import RunCEncoder, read_tokenizer_bin  # noqa: E402
+from test_stories260k_hf import load_llama2c  # noqa: E402
+from test_stories260k_tokenizer import RunCEncoder  # noqa: E402
+from tokenizer_parity_util import read_tokenizer_bin, shared  # noqa: E402
 
 CTX = 512
 

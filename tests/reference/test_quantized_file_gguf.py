@@ -27,6 +27,8 @@ except ImportError as e:
     print(f"skip: {e}")
     sys.exit(77)
 
+from tokenizer_parity_util import read_tokenizer_bin  # noqa: E402
+
 CLI = os.environ.get("ELUTQ_CLI", "")
 TESTS = os.path.join(os.path.dirname(CLI), "tests", "elutq_tests") if CLI else ""
 SRC_DIR = os.environ.get("ELUTQ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -75,19 +77,14 @@ def read_llama2c(path):
 
 
 def read_tok512(path, vocab):
-    raw = open(path, "rb").read()
-    pos = 4  # max_token_length
-    tokens, scores = [], []
-    for _ in range(vocab):
-        score, n = struct.unpack_from("<fi", raw, pos)
-        pos += 8
-        piece = raw[pos:pos + n].decode("utf-8")
+    raw_pieces, scores = read_tokenizer_bin(path, vocab)
+    tokens = []
+    for raw in raw_pieces:
+        piece = raw.decode("utf-8")
         # llama2.c's export wrote "\n<s>\n" / "\n</s>\n" and spaces for SentencePiece's U+2581;
         # GGUF (and elutq) keep the SentencePiece pieces.
         piece = piece.strip("\n") if piece in ("\n<s>\n", "\n</s>\n") else piece.replace(" ", "\u2581")
         tokens.append(piece)
-        pos += n
-        scores.append(score)
     return tokens, scores
 
 

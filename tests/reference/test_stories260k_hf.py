@@ -22,18 +22,9 @@ except Exception as e:  # noqa: BLE001 - any import failure means the tooling is
     print(f"torch/transformers not importable ({e}); run scripts/setup_venv.sh; skipping")
     sys.exit(SKIP)
 
+from tokenizer_parity_util import shared  # noqa: E402
+
 TOLERANCE = 1e-4
-
-
-def shared(rel):
-    base = os.environ.get("ELUTQ_SHARED") or os.path.join(
-        os.environ.get("ELUTQ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")),
-        "..", "shared")
-    path = os.path.join(base, rel)
-    if not os.path.exists(path):
-        print(f"{path} not found (set ELUTQ_SHARED); skipping")
-        sys.exit(SKIP)
-    return path
 
 
 def unpermute(w, n_heads):

@@ -17,32 +17,7 @@ import struct
 import subprocess
 import sys
 
-SKIP = 77
-
-
-def shared(rel):
-    base = os.environ.get("ELUTQ_SHARED") or os.path.join(
-        os.environ.get("ELUTQ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")),
-        "..", "shared")
-    path = os.path.join(base, rel)
-    if not os.path.exists(path):
-        print(f"{path} not found (set ELUTQ_SHARED); skipping")
-        sys.exit(SKIP)
-    return path
-
-
-def read_tokenizer_bin(path, vocab):
-    data = open(path, "rb").read()
-    off = 4  # max_token_length
-    pieces, scores = [], []
-    for _ in range(vocab):
-        score, n = struct.unpack_from("<fi", data, off)
-        off += 8
-        pieces.append(data[off:off + n])
-        off += n
-        scores.append(score)
-    assert off == len(data), "tokenizer.bin has bytes left over"
-    return pieces, scores
+from tokenizer_parity_util import SKIP, read_tokenizer_bin, shared
 
 
 class RunCEncoder:

@@ -1,7 +1,9 @@
-"""Shared helpers for the tokenizer parity tests: where the data is, running `elutq tokenize`
-over a file, and comparing its ids line by line with an independent reference tokenizer."""
+"""Shared helpers for the reference tests: where the data is, reading a llama2.c tokenizer.bin,
+running `elutq tokenize` over a file, and comparing its ids line by line with an independent
+reference tokenizer."""
 import json
 import os
+import struct
 import subprocess
 import sys
 
@@ -28,6 +30,27 @@ def require_file(path, what):
         print(f"{what} not found at {path}; skipping")
         sys.exit(SKIP)
     return path
+
+
+def shared(rel):
+    """Path of rel under the shared data folder; exits 77 (skip) when it is absent."""
+    return require_file(os.path.join(shared_dir(), rel), f"{rel} (set ELUTQ_SHARED)")
+
+
+def read_tokenizer_bin(path, vocab):
+    """A llama2.c tokenizer.bin: int32 max_token_length, then per token float32 score, int32
+    length, bytes. Returns (pieces as bytes, scores)."""
+    data = open(path, "rb").read()
+    off = 4  # max_token_length
+    pieces, scores = [], []
+    for _ in range(vocab):
+        score, n = struct.unpack_from("<fi", data, off)
+        off += 8
+        pieces.append(data[off:off + n])
+        off += n
+        scores.append(score)
+    assert off == len(data), "tokenizer.bin has bytes left over"
+    return pieces, scores
 
 
 def wikitext_lines():
