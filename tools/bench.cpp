@@ -122,7 +122,9 @@ int run_synthetic(const BenchOptions& o) {
   std::printf("linear weights: %.2f G, %.2f GB packed (%.3f bits/weight); kernels: %s, %s tables, "
               "%d threads\n",
               weights * 1e-9, bytes * 1e-9, bytes * 8 / weights, isa_name(isa),
-              lut_tables_name(tables), pool.size());
+              lut_tables_name(resolve_lut_tables(tables, spec.bits,
+                                                 layers[0].down.header().group_padded)),
+              pool.size());
 
   // Activations (tokens, features), random: speed does not depend on the values.
   const int64_t max_n = std::max<int64_t>(1, o.prefill_runs > 0 ? o.prefill_tokens : 1);
@@ -188,7 +190,7 @@ int run_bench(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--lut-tables", o.lut_tables,
                  std::string(kLutTablesOptionHelp) + " (--synthetic, or -m with --kernel lut)")
-      ->check(CLI::IsMember({"int8", "int16"}))
+      ->check(CLI::IsMember({"int8", "int16", "auto"}))
       ->capture_default_str();
   app.add_option("--threads", o.threads, "threads, the calling one included (0 = all cores)")
       ->capture_default_str();

@@ -8,7 +8,7 @@
 namespace elutq::cli {
 
 struct BenchOptions {
-  std::string model, synthetic, format = "hlq-w2g128", kernel = "lut", isa, lut_tables = "int8";
+  std::string model, synthetic, format = "hlq-w2g128", kernel = "lut", isa, lut_tables = "auto";
   int threads = 0, runs = 5, decode_tokens = 16, prefill_tokens = 512, prefill_runs = 3;
 };
 

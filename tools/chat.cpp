@@ -39,9 +39,9 @@ int run_chat(int argc, char** argv) {
   std::string kernel = "lut";
   app.add_option("--kernel", kernel, kKernelOptionHelp)
       ->check(CLI::IsMember({"lut", "dequant"}));
-  std::string lut_tables = "int8";
+  std::string lut_tables = "auto";
   app.add_option("--lut-tables", lut_tables, kLutTablesOptionHelp)
-      ->check(CLI::IsMember({"int8", "int16"}));
+      ->check(CLI::IsMember({"int8", "int16", "auto"}));
   int code = 0;
   if (!parse(app, argc, argv, &code)) return code;
   require(n_predict > 0, "--max-tokens must be > 0, got ", n_predict);

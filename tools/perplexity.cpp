@@ -33,9 +33,9 @@ int run_perplexity(int argc, char** argv) {
   std::string kernel = "lut";
   app.add_option("--kernel", kernel, kKernelOptionHelp)
       ->check(CLI::IsMember({"lut", "dequant"}));
-  std::string lut_tables = "int8";
+  std::string lut_tables = "auto";
   app.add_option("--lut-tables", lut_tables, kLutTablesOptionHelp)
-      ->check(CLI::IsMember({"int8", "int16"}));
+      ->check(CLI::IsMember({"int8", "int16", "auto"}));
   app.add_option("--tokenizer", tok_path, "llama2.c tokenizer.bin (default: found beside the model)");
   app.add_flag("-q,--quiet", quiet, "no progress bar");
   int code = 0;

@@ -9,6 +9,7 @@ namespace elutq {
 LutLinear::LutLinear(PackedMatrix w, Isa isa, LutTables tables)
     : w_(std::move(w)), isa_(isa), tables_(tables) {
   require(!w_.empty(), "LutLinear needs a packed matrix");
+  tables_ = resolve_lut_tables(tables, w_.header().bits, w_.header().group_padded);
   require(isa_available(isa_), "instruction set '", isa_name(isa_), "' is not available");
 }
 

@@ -75,11 +75,22 @@ void prepare_token(const LutIsaKernels& k, const PackedHeader& h, bool wide, con
 LutTables parse_lut_tables(const std::string& name) {
   if (name == "int8") return LutTables::Int8;
   if (name == "int16") return LutTables::Int16;
-  fail("unknown LUT table precision '", name, "'; expected int8 or int16");
+  if (name == "auto") return LutTables::Auto;
+  fail("unknown LUT table precision '", name, "'; expected int8, int16 or auto");
 }
 
 const char* lut_tables_name(LutTables tables) {
-  return tables == LutTables::Int16 ? "int16" : "int8";
+  switch (tables) {
+    case LutTables::Int16: return "int16";
+    case LutTables::Auto: return "auto";
+    default: return "int8";
+  }
+}
+
+LutTables resolve_lut_tables(LutTables tables, int bits, int64_t group_padded) {
+  if (tables != LutTables::Auto) return tables;
+  const bool int16_fits = lut_int16_max(group_padded / 4) >= 127;
+  return bits <= 2 && int16_fits ? LutTables::Int16 : LutTables::Int8;
 }
 
 void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, float* Y,
@@ -89,7 +100,7 @@ void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, flo
   if (n == 0) return;
   const LutIsaKernels& k = kernels_for(isa);
   const PackedHeader& h = w.header();
-  const bool wide = precision == LutTables::Int16;
+  const bool wide = resolve_lut_tables(precision, h.bits, h.group_padded) == LutTables::Int16;
   const int64_t quads = h.group_padded / kLutQuadCols;
   require(!wide || lut_int16_max(h.group_padded / 4) >= 127, "groups of ", h.group_padded,
           " columns are too long for int16 LUT tables (int32 sums could overflow); use int8 "

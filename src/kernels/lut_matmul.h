@@ -27,11 +27,18 @@ class ThreadPool;
 //   Int16: entries rounded to int16 (largest |sum| -> 32767), kept as a low-byte and a high-byte
 //          table so each ISA still uses its byte lookup: ~250x less table error, at two lookups
 //          and two integer sums per weight byte (docs/RESULTS.md has the measured cost).
-enum class LutTables : uint8_t { Int8, Int16 };
+//   Auto:  per matrix, Int16 for B <= 2 and Int8 for B >= 3 (the tools' default). 2-bit models
+//          are the ones int8 tables move measurably (SmolLM2 HLQ-GPTQ w2g128: perplexity +1.5%
+//          against dequantization with int8, +0.002% with int16; w3g128 +0.47% with int8), so
+//          they pay for the wider tables and 3- and 4-bit models keep the faster ones.
+enum class LutTables : uint8_t { Int8, Int16, Auto };
 
-// "int8" or "int16"; throws Error naming the choices otherwise.
+// "int8", "int16" or "auto"; throws Error naming the choices otherwise.
 LutTables parse_lut_tables(const std::string& name);
 const char* lut_tables_name(LutTables tables);
+// The precision a matrix of `bits` bits per weight and groups of group_padded columns runs with:
+// Auto resolved as above (Int8 where a group is too long for int16 sums); others unchanged.
+LutTables resolve_lut_tables(LutTables tables, int bits, int64_t group_padded);
 
 // y (rows) = W (rows, cols) x (cols). pool may be null (single-threaded).
 void lut_gemv(const PackedMatrix& w, const float* x, float* y, ThreadPool* pool,

@@ -5,7 +5,7 @@
 //            uniform B > 4) are dequantized as with `dequant`. The default.
 //   dequant  every quantized tensor is dequantized exactly to fp32 at load and runs as a dense
 //            layer: the reference path.
-// With lut, `--lut-tables int8|int16` picks the precision of the kernels' activation tables
+// With lut, `--lut-tables auto|int8|int16` picks the precision of the kernels' activation tables
 // (LutTables in kernels/lut_matmul.h).
 // Tensors that are not quantized (fp32/fp16/GGML types) load as make_dense_linear either way, so
 // the factory is right for any model. With lut the ModelSource must outlive the Model (the kernels
@@ -32,18 +32,19 @@ inline constexpr const char* kKernelOptionHelp =
 
 // Help text of the tools' --lut-tables option (parsed by parse_lut_tables).
 inline constexpr const char* kLutTablesOptionHelp =
-    "with --kernel lut: precision of the activation lookup tables. int8 (default, fastest): ~0.7% "
-    "error per matrix product, which moved the perplexity of 2-bit SmolLM2 by 1.5% against "
-    "dequant; int16: ~250x smaller error (perplexity within 0.01% of dequant) but the kernels do "
+    "with --kernel lut: precision of the activation lookup tables. auto (default): int16 for "
+    "2-bit (and 1-bit) layers, int8 for 3- and 4-bit ones. int8 (fastest): ~0.7% error per "
+    "matrix product, which moved the perplexity of 2-bit SmolLM2 by 1.5% against dequant (3-bit: "
+    "0.5%); int16: ~250x smaller error (perplexity within 0.01% of dequant) but the kernels do "
     "twice the lookups: ~20% slower decode and ~40% slower prefill measured on a 7B shape "
     "(docs/RESULTS.md, \"LUT kernels\")";
 
-LinearFactory make_linear_factory(KernelChoice kernel, LutTables tables = LutTables::Int8);
+LinearFactory make_linear_factory(KernelChoice kernel, LutTables tables = LutTables::Auto);
 
 // What a tool passes as ModelOptions::linear_factory: make_linear_factory(kernel) if src holds any
 // quantized (ELUTQ) tensor, else an empty factory, so plain models load exactly as without one
 // (e.g. tied embeddings stay shared with the output layer instead of being copied).
 LinearFactory linear_factory_for(const ModelSource& src, KernelChoice kernel,
-                                 LutTables tables = LutTables::Int8);
+                                 LutTables tables = LutTables::Auto);
 
 }  // namespace elutq

@@ -235,8 +235,34 @@ TEST(LutKernels, TablePrecisionParses) {
   EXPECT_EQ(parse_lut_tables("int8"), LutTables::Int8);
   EXPECT_EQ(parse_lut_tables("int16"), LutTables::Int16);
   EXPECT_STREQ(lut_tables_name(LutTables::Int16), "int16");
+  EXPECT_EQ(parse_lut_tables("auto"), LutTables::Auto);
   EXPECT_THROW(parse_lut_tables("int4"), Error);
   EXPECT_THROW(parse_lut_tables(""), Error);
+}
+
+// Auto runs 1- and 2-bit matrices with int16 tables and 3- and 4-bit ones with int8: its output
+// is bit for bit the one of the precision it stands for (and differs from the other one).
+TEST(LutKernels, AutoTablesAreInt16UpToTwoBitsAndInt8Above) {
+  uint32_t seed = 900;
+  for (int bits = 1; bits <= 4; ++bits) {
+    QuantizedMatrix q = random_matrix(QuantKind::HLQ, bits, 64, 40, 256, ++seed);
+    const PackedMatrix p = PackedMatrix::pack(q);
+    const std::vector<float> x = random_activations(3 * q.cols, ++seed);
+    auto run = [&](LutTables t) {
+      std::vector<float> y(size_t(3 * q.rows));
+      lut_gemm(p, x.data(), 3, y.data(), nullptr, t);
+      return y;
+    };
+    const LutTables want = bits <= 2 ? LutTables::Int16 : LutTables::Int8;
+    const LutTables other = bits <= 2 ? LutTables::Int8 : LutTables::Int16;
+    EXPECT_EQ(resolve_lut_tables(LutTables::Auto, bits, 64), want);
+    EXPECT_EQ(run(LutTables::Auto), run(want)) << "B=" << bits;
+    EXPECT_NE(run(LutTables::Auto), run(other)) << "B=" << bits;
+  }
+  // A whole-row group too long for int16 sums falls back to int8 instead of failing.
+  EXPECT_EQ(resolve_lut_tables(LutTables::Auto, 2, int64_t(1) << 26), LutTables::Int8);
+  EXPECT_EQ(resolve_lut_tables(LutTables::Int16, 2, 64), LutTables::Int16);
+  EXPECT_EQ(resolve_lut_tables(LutTables::Int8, 2, 64), LutTables::Int8);
 }
 
 TEST(LutKernels, WithinStatedErrorOfFp32Matmul) {

@@ -44,6 +44,11 @@ TEST(LutLinear, ForwardIsTheLutGemm) {
   static_cast<const Linear&>(*wide).forward(x.data(), 3, y.data(), pool);
   lut_gemm(wide->packed(), x.data(), 3, want.data(), nullptr, LutTables::Int16);
   EXPECT_EQ(y, want);
+
+  // auto (the tools' default) settles on int16 for this 2-bit layer when the layer is made.
+  std::unique_ptr<LutLinear> automatic = LutLinear::from_quantized(q, LutTables::Auto);
+  EXPECT_NE(automatic->describe().find("int16 tables"), std::string::npos)
+      << automatic->describe();
 }
 
 }  // namespace
