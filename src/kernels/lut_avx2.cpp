@@ -1,7 +1,6 @@
-// AVX2 LUT kernels: vpshufb holds one 16-entry table per 128-bit lane, so each 32-byte half-unit
-// (8 rows x 4 tables, low and high nibbles) is looked up in the 4 tables and the right entry per
-// byte chosen by two blends; vpmaddubsw + vpmaddwd then sum each row's 4 entries into int32.
-// int16 tables do the same in their low-byte and high-byte halves.
+// AVX2 LUT kernels: vpshufb holds one 16-entry table per 128-bit lane, so each 64-byte unit is
+// regrouped in registers until every lane holds one table's bytes, then looked up with one vpshufb
+// per 32 entries and summed per row in int16 (vpmaddubsw) and int32 (details above the matmul).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -85,105 +84,217 @@ void build_tables16_avx2(const float* xpad, const float* inv_scale, int64_t n_gr
   }
 }
 
-const __m256i* as_m256i(const void* p) { return reinterpret_cast<const __m256i*>(p); }
+// The matmul. A 64-byte unit holds, in byte i, rows i/4 (low nibble) and 16 + i/4 (high nibble)
+// for table i%4, the order vpermb wants. vpshufb instead looks up one table per 128-bit lane, so
+// each unit is first regrouped in registers (a 4x4 byte transpose per lane, a dword unpack and a
+// qword permute: 6 ops) into two vectors whose lanes each hold one table's 16 bytes:
+//   X = [table 0 | table 1], Y = [table 2 | table 3], each lane in row order 0-3, 8-11, 4-7, 12-15.
+// One vpshufb per vector and nibble then looks up 32 entries with no blending. X's and Y's entries
+// of the same rows are interleaved and pair-summed by vpmaddubsw into int16 (tables 0 + 2 in the
+// low lane, 1 + 3 in the high lane), accumulated in int16 for up to kFlushQuads quads, then
+// widened, the lanes added, into int32 per row. So the kernel sees the 32 rows of a tile in "lane
+// order", four runs of 8:
+//   run 0: rows 0-3, 8-11   run 1: rows 4-7, 12-15   run 2: rows 16-19, 24-27   run 3: 20-23, 28-31
+// The parameters are permuted to that order once per block and the outputs back at the end; per
+// row the float steps are the scalar reference's, so results stay bit-identical.
+// int16 tables: the same lookups in the low-byte tables (unsigned, pair sums <= 510) and the
+// high-byte tables (signed), accumulated apart and combined per row as 256 * high + low in int32.
 
-// int16 tables (kWide): every lookup is also done in the high-byte tables; vpmaddubsw takes the
-// unsigned low bytes as its unsigned operand, and the high bytes' pair sums are multiplied by 256
-// in the vpmaddwd that widens them, so one int32 sum per row gets 256 * high + low.
+// Rows 0..31 (4 vectors of 8, row order) -> lane order, and back (the permutation is its own
+// inverse on each pair of vectors).
+inline void swap_middle_halves(__m256& a, __m256& b) {
+  const __m256 lo = _mm256_permute2f128_ps(a, b, 0x20), hi = _mm256_permute2f128_ps(a, b, 0x31);
+  a = lo;
+  b = hi;
+}
+
+// Quads between int16 -> int32 flushes: every int16 accumulator gets one pair sum per quad,
+// at most 254 in size with int8 tables (128 * 254 < 32768) and 510 for int16 low bytes (64 * 510).
+template <bool kWide>
+constexpr int64_t kFlushQuads = kWide ? 64 : 128;
+
+struct UnitIndices {
+  __m256i x_lo, x_hi, y_lo, y_hi;  // table indices: X / Y vectors, low / high nibbles
+};
+
+inline UnitIndices unit_indices(const uint8_t* unit) {
+  // Per lane, byte 4r + t (row r, table t) -> byte 4t + r.
+  const __m256i transpose = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+                                             0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  // v0: rows 0-3 | 4-7, v1: rows 8-11 | 12-15; dword t of a lane = table t.
+  const __m256i v0 = _mm256_shuffle_epi8(
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(unit)), transpose);
+  const __m256i v1 = _mm256_shuffle_epi8(
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(unit + 32)), transpose);
+  // unpacklo: lane 0 = t0 r0-3, t0 r8-11, t1 r0-3, t1 r8-11; lane 1 the same for rows 4-7, 12-15.
+  // The qword permute (0, 2, 1, 3) then gathers table 0 in lane 0 and table 1 in lane 1.
+  const __m256i x = _mm256_permute4x64_epi64(_mm256_unpacklo_epi32(v0, v1), 0xD8);
+  const __m256i y = _mm256_permute4x64_epi64(_mm256_unpackhi_epi32(v0, v1), 0xD8);
+  UnitIndices u;
+  u.x_lo = _mm256_and_si256(x, low);
+  u.x_hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+  u.y_lo = _mm256_and_si256(y, low);
+  u.y_hi = _mm256_and_si256(_mm256_srli_epi16(y, 4), low);
+  return u;
+}
+
+// int16 accumulators of one plane: [run] for the four row runs; kWide: [4 + run] high bytes.
+template <bool kWide>
+struct PlaneAcc {
+  __m256i a16[kWide ? 8 : 4];
+  __m256i a32[4];
+  void clear16() {
+    for (auto& v : a16) v = _mm256_setzero_si256();
+  }
+  // Adds the int16 sums, both lanes of each, into a32 (rows in lane order).
+  void flush() {
+    auto widen = [](__m256i v) {
+      return _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(v)),
+                              _mm256_cvtepi16_epi32(_mm256_extracti128_si256(v, 1)));
+    };
+    for (int r = 0; r < 4; ++r) {
+      __m256i v = widen(a16[r]);
+      if constexpr (kWide) v = _mm256_add_epi32(v, _mm256_slli_epi32(widen(a16[4 + r]), 8));
+      a32[r] = _mm256_add_epi32(a32[r], v);
+    }
+    clear16();
+  }
+};
+
+// Looks up one unit's entries in the quad's tables and adds them to the plane's accumulators.
+template <bool kWide>
+inline void lookup_unit(const UnitIndices& u, const int8_t* tq, PlaneAcc<kWide>& acc) {
+  const __m256i ones = _mm256_set1_epi8(1);
+  const __m256i tx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tq));       // t0 | t1
+  const __m256i ty = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tq + 32));  // t2 | t3
+  auto add_pairs = [&](int r, __m256i ex, __m256i ey, bool hi_half) {
+    const __m256i pairs = hi_half ? _mm256_unpackhi_epi8(ex, ey) : _mm256_unpacklo_epi8(ex, ey);
+    acc.a16[r] = _mm256_add_epi16(acc.a16[r], _mm256_maddubs_epi16(ones, pairs));
+  };
+  if constexpr (kWide) {
+    // Low bytes are unsigned: they go in vpmaddubsw's unsigned operand.
+    const __m256i hx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tq + 64));
+    const __m256i hy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tq + 96));
+    const __m256i lxl = _mm256_shuffle_epi8(tx, u.x_lo), lyl = _mm256_shuffle_epi8(ty, u.y_lo);
+    const __m256i lxh = _mm256_shuffle_epi8(tx, u.x_hi), lyh = _mm256_shuffle_epi8(ty, u.y_hi);
+    auto add_low = [&](int r, __m256i ex, __m256i ey, bool hi_half) {
+      const __m256i pairs = hi_half ? _mm256_unpackhi_epi8(ex, ey) : _mm256_unpacklo_epi8(ex, ey);
+      acc.a16[r] = _mm256_add_epi16(acc.a16[r], _mm256_maddubs_epi16(pairs, ones));
+    };
+    add_low(0, lxl, lyl, false);
+    add_low(1, lxl, lyl, true);
+    add_low(2, lxh, lyh, false);
+    add_low(3, lxh, lyh, true);
+    const __m256i hxl = _mm256_shuffle_epi8(hx, u.x_lo), hyl = _mm256_shuffle_epi8(hy, u.y_lo);
+    const __m256i hxh = _mm256_shuffle_epi8(hx, u.x_hi), hyh = _mm256_shuffle_epi8(hy, u.y_hi);
+    add_pairs(4, hxl, hyl, false);
+    add_pairs(5, hxl, hyl, true);
+    add_pairs(6, hxh, hyh, false);
+    add_pairs(7, hxh, hyh, true);
+  } else {
+    const __m256i exl = _mm256_shuffle_epi8(tx, u.x_lo), eyl = _mm256_shuffle_epi8(ty, u.y_lo);
+    const __m256i exh = _mm256_shuffle_epi8(tx, u.x_hi), eyh = _mm256_shuffle_epi8(ty, u.y_hi);
+    add_pairs(0, exl, eyl, false);
+    add_pairs(1, exl, eyl, true);
+    add_pairs(2, exh, eyh, false);
+    add_pairs(3, exh, eyh, true);
+  }
+}
+
+// Per-block parameters in lane order: s[b][run], zp[run] (8 rows each).
+struct LaneParams {
+  __m256 s[4][4], zp[4];
+};
+
+LaneParams lane_params(const PackedHeader& h, const uint8_t* blk) {
+  const __m128i* p = reinterpret_cast<const __m128i*>(blk);  // (P, 4) x 8 fp16, row order
+  const __m256 one_half = _mm256_set1_ps(0.5f);
+  LaneParams lp;
+  for (int k = 0; k < 4; ++k) {
+    __m256 z;
+    if (h.kind == uint8_t(QuantKind::Uniform)) {
+      const __m256 scale = _mm256_cvtph_ps(_mm_loadu_si128(p + k));
+      z = _mm256_cvtph_ps(_mm_loadu_si128(p + 4 + k));
+      for (int b = 0; b < h.bits; ++b) lp.s[b][k] = _mm256_mul_ps(scale, _mm256_set1_ps(float(1 << b)));
+    } else {
+      for (int b = 0; b < h.bits; ++b) lp.s[b][k] = _mm256_cvtph_ps(_mm_loadu_si128(p + 4 * b + k));
+      z = _mm256_cvtph_ps(_mm_loadu_si128(p + 4 * h.bits + k));
+    }
+    for (int b = 0; b < h.bits; ++b) z = _mm256_fmadd_ps(one_half, lp.s[b][k], z);
+    lp.zp[k] = z;
+  }
+  for (int b = 0; b < h.bits; ++b) {
+    swap_middle_halves(lp.s[b][0], lp.s[b][1]);
+    swap_middle_halves(lp.s[b][2], lp.s[b][3]);
+  }
+  swap_middle_halves(lp.zp[0], lp.zp[1]);
+  swap_middle_halves(lp.zp[2], lp.zp[3]);
+  return lp;
+}
+
+// One (tile, group) block for one token: y (4 runs x 8, lane order) += the block's products.
+// idx: the block's unit indices made beforehand (several tokens), or null to make them here.
+template <bool kWide>
+void block_token(const uint8_t* bits, const UnitIndices* idx, int B, int64_t quads,
+                 const LaneParams& lp, const int8_t* tab, int64_t quad_bytes, float sh, float sx,
+                 __m256 y[4]) {
+  __m256 gacc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                    _mm256_setzero_ps()};
+  for (int b = 0; b < B; ++b) {
+    PlaneAcc<kWide> acc;
+    acc.clear16();
+    for (auto& v : acc.a32) v = _mm256_setzero_si256();
+    for (int64_t q0 = 0; q0 < quads; q0 += kFlushQuads<kWide>) {
+      const int64_t q1 = std::min(quads, q0 + kFlushQuads<kWide>);
+      for (int64_t q = q0; q < q1; ++q) {
+        const UnitIndices u = idx ? idx[q * B + b] : unit_indices(bits + (q * B + b) * 64);
+        lookup_unit<kWide>(u, tab + q * quad_bytes, acc);
+      }
+      acc.flush();
+    }
+    for (int r = 0; r < 4; ++r)
+      gacc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc.a32[r]), lp.s[b][r], gacc[r]);
+  }
+  const __m256 vsh = _mm256_set1_ps(sh), vsx = _mm256_set1_ps(sx);
+  for (int r = 0; r < 4; ++r) y[r] = _mm256_fmadd_ps(lp.zp[r], vsx, _mm256_fmadd_ps(gacc[r], vsh, y[r]));
+}
+
 template <bool kWide>
 void matmul_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                        int64_t tile_end, float* Y) {
   const PackedHeader& h = w.header();
   const int B = h.bits;
   const int64_t quads = a.quads_per_group;
-  thread_local std::vector<float> ybuf;  // (n, 32)
-  ybuf.resize(size_t(a.n * 32));
-  const __m256i low = _mm256_set1_epi8(0x0F);
-  const __m256i ones8 = _mm256_set1_epi8(1);
-  const __m256i ones16 = _mm256_set1_epi16(1);
-  const __m256i x256 = _mm256_set1_epi16(256);
-  const __m256i m_odd = _mm256_set1_epi32(int32_t(0x80008000u));  // bytes i%4 in {1,3}
-  const __m256i m_hi = _mm256_set1_epi32(int32_t(0x80800000u));   // bytes i%4 in {2,3}
-  const __m256 one_half = _mm256_set1_ps(0.5f);
+  thread_local std::vector<__m256> ybuf;     // (n, 4): token outputs of the tile, lane order
+  thread_local std::vector<UnitIndices> idx;  // (quads, B) when several tokens share a block
+  ybuf.resize(size_t(a.n * 4));
+  if (a.n > 1) idx.resize(size_t(quads * B));
   for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
-    std::fill(ybuf.begin(), ybuf.end(), 0.0f);
+    std::fill(ybuf.begin(), ybuf.end(), _mm256_setzero_ps());
     for (int64_t g = 0; g < h.n_groups; ++g) {
       const uint8_t* blk = w.block(tile, g);
-      const __m128i* p = reinterpret_cast<const __m128i*>(blk);  // (P, 4) x 8 fp16
-      __m256 s[4][4], zp[4];  // per plane, rows 8k..8k+7
-      for (int k = 0; k < 4; ++k) {
-        __m256 z;
-        if (h.kind == uint8_t(QuantKind::Uniform)) {
-          const __m256 scale = _mm256_cvtph_ps(_mm_loadu_si128(p + k));
-          z = _mm256_cvtph_ps(_mm_loadu_si128(p + 4 + k));
-          for (int b = 0; b < B; ++b) s[b][k] = _mm256_mul_ps(scale, _mm256_set1_ps(float(1 << b)));
-        } else {
-          for (int b = 0; b < B; ++b) s[b][k] = _mm256_cvtph_ps(_mm_loadu_si128(p + 4 * b + k));
-          z = _mm256_cvtph_ps(_mm_loadu_si128(p + 4 * B + k));
-        }
-        for (int b = 0; b < B; ++b) z = _mm256_fmadd_ps(one_half, s[b][k], z);
-        zp[k] = z;
-      }
+      const LaneParams lp = lane_params(h, blk);
       const uint8_t* bits = blk + h.params_per_group * 64;
+      if (a.n > 1)
+        for (int64_t u = 0; u < quads * B; ++u) idx[size_t(u)] = unit_indices(bits + u * 64);
       for (int64_t t = 0; t < a.n; ++t) {
         const int8_t* tab = a.tables + (t * a.n_groups + g) * quads * a.quad_bytes;
-        __m256 gacc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                          _mm256_setzero_ps()};
-        for (int b = 0; b < B; ++b) {
-          // acc[0]: rows 0-7 (half 0, low nibbles), [1]: 8-15, [2]: 16-23, [3]: 24-31.
-          __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
-                            _mm256_setzero_si256(), _mm256_setzero_si256()};
-          for (int64_t q = 0; q < quads; ++q) {
-            const __m128i* tq = reinterpret_cast<const __m128i*>(tab + q * a.quad_bytes);
-            // The quad's 4 tables (int16: of low bytes), each broadcast to both lanes; int16 also
-            // the 4 tables of high bytes.
-            __m256i tl[4];
-            [[maybe_unused]] __m256i th[4];
-            for (int j = 0; j < 4; ++j) tl[j] = _mm256_broadcastsi128_si256(_mm_loadu_si128(tq + j));
-            if constexpr (kWide)
-              for (int j = 0; j < 4; ++j)
-                th[j] = _mm256_broadcastsi128_si256(_mm_loadu_si128(tq + 4 + j));
-            // The entry each byte of idx selects: table i%4 (i = byte position), entry idx & 15.
-            auto select = [&](const __m256i* t4, __m256i idx) {
-              const __m256i r01 = _mm256_blendv_epi8(_mm256_shuffle_epi8(t4[0], idx),
-                                                     _mm256_shuffle_epi8(t4[1], idx), m_odd);
-              const __m256i r23 = _mm256_blendv_epi8(_mm256_shuffle_epi8(t4[2], idx),
-                                                     _mm256_shuffle_epi8(t4[3], idx), m_odd);
-              return _mm256_blendv_epi8(r01, r23, m_hi);
-            };
-            auto lookup_sum = [&](__m256i idx) {
-              if constexpr (kWide) {
-                const __m256i lo16 = _mm256_maddubs_epi16(select(tl, idx), ones8);  // <= 510
-                const __m256i hi16 = _mm256_maddubs_epi16(ones8, select(th, idx));
-                return _mm256_add_epi32(_mm256_madd_epi16(lo16, ones16),
-                                        _mm256_madd_epi16(hi16, x256));
-              } else {
-                return _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, select(tl, idx)), ones16);
-              }
-            };
-            const uint8_t* unit = bits + (q * B + b) * 64;
-            for (int half = 0; half < 2; ++half) {
-              const __m256i wv = _mm256_loadu_si256(as_m256i(unit + 32 * half));
-              acc[half] = _mm256_add_epi32(acc[half], lookup_sum(_mm256_and_si256(wv, low)));
-              acc[2 + half] = _mm256_add_epi32(
-                  acc[2 + half], lookup_sum(_mm256_and_si256(_mm256_srli_epi16(wv, 4), low)));
-            }
-          }
-          for (int k = 0; k < 4; ++k)
-            gacc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[k]), s[b][k], gacc[k]);
-        }
-        const __m256 sh = _mm256_set1_ps(a.scale_half[t * a.n_groups + g]);
-        const __m256 sx = _mm256_set1_ps(a.sum_x[t * a.n_groups + g]);
-        float* y = ybuf.data() + t * 32;
-        for (int k = 0; k < 4; ++k) {
-          const __m256 yk = _mm256_fmadd_ps(gacc[k], sh, _mm256_loadu_ps(y + 8 * k));
-          _mm256_storeu_ps(y + 8 * k, _mm256_fmadd_ps(zp[k], sx, yk));
-        }
+        block_token<kWide>(bits, a.n > 1 ? idx.data() : nullptr, B, quads, lp, tab, a.quad_bytes,
+                           a.scale_half[t * a.n_groups + g], a.sum_x[t * a.n_groups + g],
+                           ybuf.data() + t * 4);
       }
     }
     const int64_t rows_here = std::min<int64_t>(32, h.rows - tile * 32);
-    for (int64_t t = 0; t < a.n; ++t)
-      std::copy(ybuf.begin() + t * 32, ybuf.begin() + t * 32 + rows_here, Y + t * h.rows + tile * 32);
+    for (int64_t t = 0; t < a.n; ++t) {
+      __m256 y[4] = {ybuf[size_t(t * 4)], ybuf[size_t(t * 4 + 1)], ybuf[size_t(t * 4 + 2)],
+                     ybuf[size_t(t * 4 + 3)]};
+      swap_middle_halves(y[0], y[1]);
+      swap_middle_halves(y[2], y[3]);
+      alignas(32) float rows[32];
+      for (int k = 0; k < 4; ++k) _mm256_store_ps(rows + 8 * k, y[k]);
+      std::copy(rows, rows + rows_here, Y + t * h.rows + tile * 32);
+    }
   }
 }
 

@@ -332,6 +332,39 @@ TEST(LutKernels, Int16TablesOnAVeryLongGroup) {
   EXPECT_LT(rel_error(want, reference(q, x, 1)), kMaxRelErrorVsFp32Int16);
 }
 
+// Every lookup at the table's extreme (all codes set, all activations +1 or -1: each entry is
+// +-127, or +-32767 with int16 tables) over a long whole-row group: the SIMD paths that sum in
+// narrower integers first (AVX2 adds pairs in int16 for up to 128 quads) must not overflow.
+TEST(LutKernels, ExtremeEntriesOverALongGroupEqualScalarExactly) {
+  for (int bits : {1, 2, 4}) {
+    QuantizedMatrix q = random_matrix(QuantKind::HLQ, bits, 0, 40, 8192, 31);
+    std::fill(q.codes.begin(), q.codes.end(), uint8_t((1 << bits) - 1));
+    const PackedMatrix p = PackedMatrix::pack(q);
+    for (float sign : {1.0f, -1.0f}) {
+      const int64_t n = 2;
+      const std::vector<float> X(size_t(n * q.cols), sign);
+      for (LutTables tables : kBothTables) {
+        std::vector<float> want(size_t(n * q.rows));
+        lut_gemm_isa(Isa::Scalar, p, X.data(), n, want.data(), nullptr, tables);
+        for (Isa isa : runnable_isas())
+          for (int64_t m : {int64_t(1), n}) {
+            std::vector<float> got(size_t(m * q.rows));
+            lut_gemm_isa(isa, p, X.data(), m, got.data(), nullptr, tables);
+            EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+                << isa_name(isa) << " B=" << bits << " n=" << m << " sign " << sign << " "
+                << lut_tables_name(tables);
+          }
+        // The sums are right, not merely equal: every weight is z + sum_b s_b.
+        double expect = 0;
+        const int P = q.spec.params_per_group();
+        for (int b = 0; b < bits; ++b) expect += q.params[size_t(b)];
+        expect = sign * double(q.cols) * (expect + q.params[size_t(P - 1)]);
+        EXPECT_NEAR(want[0], expect, 0.01 * std::abs(expect)) << lut_tables_name(tables);
+      }
+    }
+  }
+}
+
 TEST(LutKernels, ThreadsAndGemvMatchSingleThreadedGemm) {
   ThreadPool pool(2);
   QuantizedMatrix q = random_matrix(QuantKind::HLQ, 3, 64, 200, 320, 9);
