@@ -266,12 +266,12 @@ void matmul_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t t
   const PackedHeader& h = w.header();
   const int B = h.bits;
   const int64_t quads = a.quads_per_group;
-  thread_local std::vector<__m256> ybuf;     // (n, 4): token outputs of the tile, lane order
+  thread_local std::vector<float> ybuf;       // (n, 32): token outputs of the tile, lane order
   thread_local std::vector<UnitIndices> idx;  // (quads, B) when several tokens share a block
-  ybuf.resize(size_t(a.n * 4));
+  ybuf.resize(size_t(a.n * 32));
   if (a.n > 1) idx.resize(size_t(quads * B));
   for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
-    std::fill(ybuf.begin(), ybuf.end(), _mm256_setzero_ps());
+    std::fill(ybuf.begin(), ybuf.end(), 0.0f);
     for (int64_t g = 0; g < h.n_groups; ++g) {
       const uint8_t* blk = w.block(tile, g);
       const LaneParams lp = lane_params(h, blk);
@@ -280,15 +280,19 @@ void matmul_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t t
         for (int64_t u = 0; u < quads * B; ++u) idx[size_t(u)] = unit_indices(bits + u * 64);
       for (int64_t t = 0; t < a.n; ++t) {
         const int8_t* tab = a.tables + (t * a.n_groups + g) * quads * a.quad_bytes;
+        float* yt = ybuf.data() + t * 32;
+        __m256 y[4] = {_mm256_loadu_ps(yt), _mm256_loadu_ps(yt + 8), _mm256_loadu_ps(yt + 16),
+                       _mm256_loadu_ps(yt + 24)};
         block_token<kWide>(bits, a.n > 1 ? idx.data() : nullptr, B, quads, lp, tab, a.quad_bytes,
-                           a.scale_half[t * a.n_groups + g], a.sum_x[t * a.n_groups + g],
-                           ybuf.data() + t * 4);
+                           a.scale_half[t * a.n_groups + g], a.sum_x[t * a.n_groups + g], y);
+        for (int k = 0; k < 4; ++k) _mm256_storeu_ps(yt + 8 * k, y[k]);
       }
     }
     const int64_t rows_here = std::min<int64_t>(32, h.rows - tile * 32);
     for (int64_t t = 0; t < a.n; ++t) {
-      __m256 y[4] = {ybuf[size_t(t * 4)], ybuf[size_t(t * 4 + 1)], ybuf[size_t(t * 4 + 2)],
-                     ybuf[size_t(t * 4 + 3)]};
+      const float* yt = ybuf.data() + t * 32;
+      __m256 y[4] = {_mm256_loadu_ps(yt), _mm256_loadu_ps(yt + 8), _mm256_loadu_ps(yt + 16),
+                     _mm256_loadu_ps(yt + 24)};
       swap_middle_halves(y[0], y[1]);
       swap_middle_halves(y[2], y[3]);
       alignas(32) float rows[32];
