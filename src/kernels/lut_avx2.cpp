@@ -166,39 +166,29 @@ struct PlaneAcc {
 template <bool kWide>
 inline void lookup_unit(const UnitIndices& u, const int8_t* tq, PlaneAcc<kWide>& acc) {
   const __m256i ones = _mm256_set1_epi8(1);
-  const __m256i tx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tq));       // t0 | t1
-  const __m256i ty = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tq + 32));  // t2 | t3
-  auto add_pairs = [&](int r, __m256i ex, __m256i ey, bool hi_half) {
-    const __m256i pairs = hi_half ? _mm256_unpackhi_epi8(ex, ey) : _mm256_unpacklo_epi8(ex, ey);
-    acc.a16[r] = _mm256_add_epi16(acc.a16[r], _mm256_maddubs_epi16(ones, pairs));
+  // One pair of table vectors (tables 0|1 at t, 2|3 at t + 32) into acc.a16[first + run]: run =
+  // 2 * nibble + unpack half. Unsigned entries (int16 low bytes) go in vpmaddubsw's unsigned
+  // operand, signed ones in its signed operand.
+  auto add_lookups = [&](const int8_t* t, int first, bool entries_unsigned) {
+    const __m256i tx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t));
+    const __m256i ty = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + 32));
+    const __m256i e[2][2] = {{_mm256_shuffle_epi8(tx, u.x_lo), _mm256_shuffle_epi8(ty, u.y_lo)},
+                             {_mm256_shuffle_epi8(tx, u.x_hi), _mm256_shuffle_epi8(ty, u.y_hi)}};
+    for (int nib = 0; nib < 2; ++nib)
+      for (int half = 0; half < 2; ++half) {
+        const __m256i pairs = half ? _mm256_unpackhi_epi8(e[nib][0], e[nib][1])
+                                   : _mm256_unpacklo_epi8(e[nib][0], e[nib][1]);
+        const __m256i sums = entries_unsigned ? _mm256_maddubs_epi16(pairs, ones)
+                                              : _mm256_maddubs_epi16(ones, pairs);
+        __m256i& a = acc.a16[first + 2 * nib + half];
+        a = _mm256_add_epi16(a, sums);
+      }
   };
   if constexpr (kWide) {
-    // Low bytes are unsigned: they go in vpmaddubsw's unsigned operand.
-    const __m256i hx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tq + 64));
-    const __m256i hy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tq + 96));
-    const __m256i lxl = _mm256_shuffle_epi8(tx, u.x_lo), lyl = _mm256_shuffle_epi8(ty, u.y_lo);
-    const __m256i lxh = _mm256_shuffle_epi8(tx, u.x_hi), lyh = _mm256_shuffle_epi8(ty, u.y_hi);
-    auto add_low = [&](int r, __m256i ex, __m256i ey, bool hi_half) {
-      const __m256i pairs = hi_half ? _mm256_unpackhi_epi8(ex, ey) : _mm256_unpacklo_epi8(ex, ey);
-      acc.a16[r] = _mm256_add_epi16(acc.a16[r], _mm256_maddubs_epi16(pairs, ones));
-    };
-    add_low(0, lxl, lyl, false);
-    add_low(1, lxl, lyl, true);
-    add_low(2, lxh, lyh, false);
-    add_low(3, lxh, lyh, true);
-    const __m256i hxl = _mm256_shuffle_epi8(hx, u.x_lo), hyl = _mm256_shuffle_epi8(hy, u.y_lo);
-    const __m256i hxh = _mm256_shuffle_epi8(hx, u.x_hi), hyh = _mm256_shuffle_epi8(hy, u.y_hi);
-    add_pairs(4, hxl, hyl, false);
-    add_pairs(5, hxl, hyl, true);
-    add_pairs(6, hxh, hyh, false);
-    add_pairs(7, hxh, hyh, true);
+    add_lookups(tq, 0, true);        // low bytes
+    add_lookups(tq + 64, 4, false);  // high bytes
   } else {
-    const __m256i exl = _mm256_shuffle_epi8(tx, u.x_lo), eyl = _mm256_shuffle_epi8(ty, u.y_lo);
-    const __m256i exh = _mm256_shuffle_epi8(tx, u.x_hi), eyh = _mm256_shuffle_epi8(ty, u.y_hi);
-    add_pairs(0, exl, eyl, false);
-    add_pairs(1, exl, eyl, true);
-    add_pairs(2, exh, eyh, false);
-    add_pairs(3, exh, eyh, true);
+    add_lookups(tq, 0, false);
   }
 }
 
