@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The "LUT kernels" speed numbers of docs/RESULTS.md:
-#   1. synthetic LLaMA-2-7B linear layers at HLQ w2/w3/w4 g128 and uniform w4g128: decode (batch 1)
-#      and prefill (512 tokens) on 1 and 2 threads, each with its roofline fraction;
+#   1. synthetic LLaMA-2-7B linear layers at HLQ w2/w3/w4 g128 and uniform w4g128 (and w2 with int8
+#      tables): decode (batch 1) and prefill (512 tokens) on 1 and 2 threads, each with its roofline
+#      fraction;
 #   2. SmolLM2-135M quantized data-free (elutq quantize, HLQ w2g128 / w4g128, uniform w4g128 RTN)
 #      through the whole model (`elutq bench -m`), LUT kernels and the dequantized fp32 path.
 # The load average is printed before each run: on a shared machine it says how far to trust them.
@@ -18,12 +19,17 @@ SMOLLM2="${SMOLLM2:-${ELUTQ_SMOLLM2:-$HOME/.cache/elutq/models/SmolLM2-135M-Inst
 ELUTQ="$BUILD/elutq"
 mkdir -p "$WORK"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+# FORMAT[:TABLES]: the default tables (auto: int16 for 2-bit, int8 above) unless TABLES is given;
+# the 2-bit format runs with int8 tables too, for the speed that precision gives up.
 for threads in 2 1; do
-  for format in hlq-w2g128 hlq-w3g128 hlq-w4g128 uniform-w4g128; do
-    echo "== synthetic llama2-7b $format, $threads threads (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
-    echo "\$ elutq bench --synthetic llama2-7b --format $format --threads $threads --runs $RUNS --prefill-tokens 512 --prefill-runs $PREFILL_RUNS"
-    "$ELUTQ" bench --synthetic llama2-7b --format "$format" --threads "$threads" --runs "$RUNS" \
-      --prefill-tokens 512 --prefill-runs "$PREFILL_RUNS" | grep -E '^(linear|memory|decode|prefill|load)'
+  for entry in hlq-w2g128 hlq-w2g128:int8 hlq-w3g128 hlq-w4g128 uniform-w4g128; do
+    format="${entry%%:*}" tables=auto
+    [[ "$entry" == *:* ]] && tables="${entry#*:}"
+    echo "== synthetic llama2-7b $format, $tables tables, $threads threads (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+    echo "\$ elutq bench --synthetic llama2-7b --format $format --lut-tables $tables --threads $threads --runs $RUNS --prefill-tokens 512 --prefill-runs $PREFILL_RUNS"
+    "$ELUTQ" bench --synthetic llama2-7b --format "$format" --lut-tables "$tables" --threads "$threads" \
+      --runs "$RUNS" --prefill-tokens 512 --prefill-runs "$PREFILL_RUNS" |
+      grep -E '^(linear|memory|decode|prefill|load)'
   done
 done
 if [ ! -f "$SMOLLM2" ]; then
