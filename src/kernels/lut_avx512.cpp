@@ -221,8 +221,9 @@ void gemm_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
 // once for all planes, and the 2B plane accumulators form independent vpdpbusd chains (4B with
 // int16 tables: low-byte and high-byte sums, combined per plane as 256 * high + low).
 // kQuads > 0 fixes the quads per group (groups of 32, 64, 128) at compile time: the quad loop then
-// unrolls completely, which keeps GCC from copying every accumulator between registers once per
-// quad (measured: a third more instructions in the loop, ~10-20% slower); 0 = any group size.
+// unrolls completely, which keeps GCC 12 from copying every accumulator between registers once
+// per quad (a third more instructions in the loop; A/B in docs/RESULTS.md: neutral to 1.3x
+// faster); 0 = any group size.
 template <int B, bool kUniform, bool kWide, int kQuads>
 void gemv_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                 int64_t tile_end, float* Y) {
