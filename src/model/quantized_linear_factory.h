@@ -36,7 +36,7 @@ inline constexpr const char* kLutTablesOptionHelp =
     "2-bit (and 1-bit) layers, int8 for 3- and 4-bit ones. int8 (fastest): ~0.7% error per "
     "matrix product, which moved the perplexity of 2-bit SmolLM2 by 1.5% against dequant (3-bit: "
     "0.5%); int16: ~250x smaller error (perplexity within 0.01% of dequant) but the kernels do "
-    "twice the lookups: ~20% slower decode and ~40% slower prefill measured on a 7B shape "
+    "twice the lookups: ~15% slower decode and ~2x slower prefill measured on a 7B shape "
     "(docs/RESULTS.md, \"LUT kernels\")";
 
 LinearFactory make_linear_factory(KernelChoice kernel, LutTables tables = LutTables::Auto);
