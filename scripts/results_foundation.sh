@@ -4,7 +4,7 @@
 #   2. SmolLM2-135M-Instruct Q4_1 WikiText-2 test perplexity at ctx 2048, elutq vs transformers on
 #      the gguf-dequantized weights with the same token ids (test_smollm2_ppl.py; WINDOWS windows,
 #      default 0 = the whole file: 147 windows, ~16 min for the transformers side on 2 threads)
-#   3. elutq's full-file perplexity alone (fast compared with 2)
+#   3. elutq's full-file perplexity alone (69 min on 1 thread of a busy machine; the same as 2's first half)
 #   4. fp32 decode / prefill throughput at 1 and 2 threads (scripts/bench_fp32.sh)
 #   5. stories260K perplexity on tinystories validation_head.txt, ctx 512, whole file
 # usage: scripts/results_foundation.sh [BUILD_DIR]   env: WINDOWS (default 0), SKIP_HF=1 skips 2.
