@@ -6,13 +6,13 @@
 #include <iostream>
 
 #include "cli.h"
+#include "kernel_options.h"
 #include "core/error.h"
 #include "generate/chat_template.h"
 #include "generate/sampler.h"
 #include "generate/text_stream.h"
 #include "model/model.h"
 #include "model/model_source.h"
-#include "model/quantized_linear_factory.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elutq::cli {
@@ -36,12 +36,8 @@ int run_chat(int argc, char** argv) {
   app.add_option("--min-p", min_p, "drop tokens below P times the likeliest; 0 = off (default 0.05)");
   app.add_option("--seed", seed, "random seed (default 42)");
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
-  std::string kernel = "lut";
-  app.add_option("--kernel", kernel, kKernelOptionHelp)
-      ->check(CLI::IsMember({"lut", "dequant"}));
-  std::string lut_tables = "auto";
-  app.add_option("--lut-tables", lut_tables, kLutTablesOptionHelp)
-      ->check(CLI::IsMember({"int8", "int16", "auto"}));
+  KernelOptions kernel_opts;
+  kernel_opts.add_to(app);
   int code = 0;
   if (!parse(app, argc, argv, &code)) return code;
   require(n_predict > 0, "--max-tokens must be > 0, got ", n_predict);
@@ -56,8 +52,7 @@ int run_chat(int argc, char** argv) {
       : ChatTemplate{chat_format_from_name(chat_template), "", bos, eos};
   ModelOptions opt;
   opt.n_threads = threads;
-  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(kernel),
-                                          parse_lut_tables(lut_tables));
+  opt.linear_factory = kernel_opts.factory_for(*src);
   Model m(*src, opt);
   Sampler sampler({.temperature = temp, .top_k = top_k, .top_p = top_p, .min_p = min_p,
                    .seed = seed});

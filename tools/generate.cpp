@@ -4,13 +4,13 @@
 #include <cstdio>
 
 #include "cli.h"
+#include "kernel_options.h"
 #include "core/error.h"
 #include "generate/chat_template.h"
 #include "generate/sampler.h"
 #include "generate/text_stream.h"
 #include "model/model.h"
 #include "model/model_source.h"
-#include "model/quantized_linear_factory.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elutq::cli {
@@ -51,12 +51,8 @@ int run_generate(int argc, char** argv) {
   app.add_flag("--print-prompt", print_prompt, "print the formatted prompt and its token ids to "
                "stderr before generating");
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
-  std::string kernel = "lut";
-  app.add_option("--kernel", kernel, kKernelOptionHelp)
-      ->check(CLI::IsMember({"lut", "dequant"}));
-  std::string lut_tables = "auto";
-  app.add_option("--lut-tables", lut_tables, kLutTablesOptionHelp)
-      ->check(CLI::IsMember({"int8", "int16", "auto"}));
+  KernelOptions kernel_opts;
+  kernel_opts.add_to(app);
   app.add_option("--tokenizer", tok_path, "llama2.c tokenizer.bin (default: found beside the model)");
   int code = 0;
   if (!parse(app, argc, argv, &code)) return code;
@@ -110,8 +106,7 @@ int run_generate(int argc, char** argv) {
 
   ModelOptions opt;
   opt.n_threads = threads;
-  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(kernel),
-                                          parse_lut_tables(lut_tables));
+  opt.linear_factory = kernel_opts.factory_for(*src);
   Model m(*src, opt);
   require(int(ids.size()) < m.max_ctx(), "the prompt has ", ids.size(),
           " tokens; the context holds only ", m.max_ctx());

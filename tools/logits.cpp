@@ -10,10 +10,10 @@
 #include <vector>
 
 #include "cli.h"
+#include "kernel_options.h"
 #include "core/error.h"
 #include "model/model.h"
 #include "model/model_source.h"
-#include "model/quantized_linear_factory.h"
 
 namespace elutq::cli {
 namespace {
@@ -51,12 +51,8 @@ int run_logits(int argc, char** argv) {
   app.add_option("-o,--output", out_path,
                  "write little-endian fp32 [n_tokens x vocab] here (default: print a summary)");
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
-  std::string kernel = "lut";
-  app.add_option("--kernel", kernel, kKernelOptionHelp)
-      ->check(CLI::IsMember({"lut", "dequant"}));
-  std::string lut_tables = "auto";
-  app.add_option("--lut-tables", lut_tables, kLutTablesOptionHelp)
-      ->check(CLI::IsMember({"int8", "int16", "auto"}));
+  KernelOptions kernel_opts;
+  kernel_opts.add_to(app);
   app.add_option("--tokenizer", tok_path, "llama2.c tokenizer.bin (default: found beside the model)");
   app.add_flag("--bench", bench, "print the time and tokens/s of the forward pass on stderr");
   int code = 0;
@@ -67,8 +63,7 @@ int run_logits(int argc, char** argv) {
   const int n = int(ids.size());
   ModelOptions opt;
   opt.n_threads = threads;
-  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(kernel),
-                                          parse_lut_tables(lut_tables));
+  opt.linear_factory = kernel_opts.factory_for(*src);
   opt.max_ctx = std::max(n, 16);
   Model m(*src, opt);
   const int vocab = m.config().vocab_size;

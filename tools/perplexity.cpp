@@ -3,12 +3,12 @@
 #include <cstdio>
 
 #include "cli.h"
+#include "kernel_options.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "eval/perplexity.h"
 #include "model/model.h"
 #include "model/model_source.h"
-#include "model/quantized_linear_factory.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elutq::cli {
@@ -30,12 +30,8 @@ int run_perplexity(int argc, char** argv) {
   app.add_option("-c,--ctx", ctx, "window length in tokens (default 2048; shorter if the model's is)");
   app.add_option("--max-windows", max_windows, "score at most this many windows (0 = all)");
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
-  std::string kernel = "lut";
-  app.add_option("--kernel", kernel, kKernelOptionHelp)
-      ->check(CLI::IsMember({"lut", "dequant"}));
-  std::string lut_tables = "auto";
-  app.add_option("--lut-tables", lut_tables, kLutTablesOptionHelp)
-      ->check(CLI::IsMember({"int8", "int16", "auto"}));
+  KernelOptions kernel_opts;
+  kernel_opts.add_to(app);
   app.add_option("--tokenizer", tok_path, "llama2.c tokenizer.bin (default: found beside the model)");
   app.add_flag("-q,--quiet", quiet, "no progress bar");
   int code = 0;
@@ -75,8 +71,7 @@ int run_perplexity(int argc, char** argv) {
   const int win = int(std::min<size_t>(size_t(ctx), ids.size()));
   ModelOptions opt;
   opt.n_threads = threads;
-  opt.linear_factory = linear_factory_for(*src, parse_kernel_choice(kernel),
-                                          parse_lut_tables(lut_tables));
+  opt.linear_factory = kernel_opts.factory_for(*src);
   opt.max_ctx = win;
   Model m(*src, opt);
   int total = int(ids.size() / size_t(win));
