@@ -51,7 +51,7 @@ int run_quantize(int argc, char** argv) {
           "      --calib c4.jsonl --nsamples 128 --seqlen 2048",
       argv[0]);
   std::string in, out, method_name = "hlq", fit = "alternating", variant = "ours", calib,
-                       tok_path, mem_budget;
+                       tok_path, mem_budget, hlq_params = "full";
   int bits = 2, group = 128, nsamples = 0, seqlen = 0, threads = 0, awq_grid = 20,
       output_bits = 0, output_group = -1;
   int64_t awq_tokens = 2048;
@@ -76,6 +76,12 @@ int run_quantize(int argc, char** argv) {
                  "hlq / hlq-gptq: paper = the ELUTQ paper's procedure, ours = with our "
                  "additions (several starts, keep best, in-group refit) (default ours)")
       ->check(CLI::IsMember({"paper", "ours"}));
+  app.add_option("--hlq-params", hlq_params,
+                 "hlq / hlq-gptq parameters per group: full = B plane scales + zero in fp16 "
+                 "(format hlq-wBgG), compact = scale + zero in fp16 and a 4-bit code per further "
+                 "plane into a per-matrix table of plane-scale ratios (format hlqc-wBgG: nearly "
+                 "uniform's size, so decode nearly as fast) (default full)")
+      ->check(CLI::IsMember({"full", "compact"}));
   app.add_flag("--act-order", act_order, "GPTQ: quantize columns by decreasing Hessian diagonal");
   app.add_option("--percdamp", percdamp, "GPTQ/GANQ damping, fraction of the mean Hessian "
                                          "diagonal (default 0.01)");
@@ -127,6 +133,7 @@ int run_quantize(int argc, char** argv) {
   opt.layer.variant = variant == "paper" ? HlqGptqVariant::Paper : HlqGptqVariant::Ours;
   opt.layer.paper_fit = variant == "paper";
   opt.layer.act_order = act_order;
+  opt.layer.hlq_compact = hlq_params == "compact";
   opt.layer.percdamp = percdamp;
   opt.awq = awq;
   opt.awq_clip = awq_clip;
@@ -189,7 +196,7 @@ int run_quantize(int argc, char** argv) {
   QuantizedFilePlan plan = plan_quantized_file(*src, spec, quantize_output);
   if (quantize_output) plan.quantized["output.weight"] = head_spec;
   plan.method = method_name + (awq && opt.layer.method != QuantMethod::Awq ? "+awq" : "");
-  if (spec.kind == QuantKind::HLQ) plan.fit = fit + (variant == "paper" ? "/paper" : "/ours");
+  if (spec.is_hlq()) plan.fit = fit + (variant == "paper" ? "/paper" : "/ours");
   plan.source_name = std::filesystem::path(in).filename().string();
 
   // ---- calibration ----

@@ -71,17 +71,30 @@ void plain_row(const uint8_t* data, const PlainQuantHeader& h, int64_t r, uint8_
   }
 }
 
-// One row of a LUT blob: codes (cols) and parameters (n_groups * P floats), read from the tiles.
-void lut_row(const PackedMatrix& m, int64_t r, uint8_t* codes, float* params) {
+// One row of a LUT blob: codes (cols) and parameters (n_groups * P floats, P = the in-memory
+// count: HLQC's expanded B + 1), read from the tiles; HLQC also its ratio codes
+// (n_groups * (B - 1), if ratio_codes is not null).
+void lut_row(const PackedMatrix& m, int64_t r, uint8_t* codes, float* params,
+             uint8_t* ratio_codes = nullptr) {
   const PackedHeader& h = m.header();
   const int64_t tile = r / kLutTileRows;
   const int rr = int(r % kLutTileRows), half = rr / 16, i0 = (rr % 16) * 4;
   const int B = h.bits, P = h.params_per_group;
+  const bool hlqc = h.kind == uint8_t(QuantKind::HLQC);
   std::memset(codes, 0, size_t(h.cols));
   for (int64_t g = 0; g < h.n_groups; ++g) {
     const uint8_t* blk = m.block(tile, g);
     const uint16_t* p = reinterpret_cast<const uint16_t*>(blk);  // (P, 32) fp16
-    for (int k = 0; k < P; ++k) params[g * P + k] = fp16_to_f32(p[k * kLutTileRows + rr]);
+    if (hlqc) {
+      uint8_t k[3];
+      const uint8_t* rc = m.ratio_codes(tile, g);
+      for (int b = 1; b < B; ++b) k[b - 1] = (rc[(b - 1) * 16 + rr % 16] >> (half * 4)) & 15;
+      hlqc_expand(B, fp16_to_f32(p[rr]), fp16_to_f32(p[kLutTileRows + rr]), k,
+                  m.ratio_codebook(), params + g * (B + 1));
+      if (ratio_codes) std::copy(k, k + B - 1, ratio_codes + g * (B - 1));
+    } else {
+      for (int k = 0; k < P; ++k) params[g * P + k] = fp16_to_f32(p[k * kLutTileRows + rr]);
+    }
     const uint8_t* bits = blk + P * kLutUnitBytes;  // (quads, B, 64)
     for (int64_t quad = 0; quad < h.group_padded / kLutQuadCols; ++quad) {
       for (int b = 0; b < B; ++b) {
@@ -132,7 +145,7 @@ Decoder make_decoder(const uint8_t* data, uint64_t size) {
 }  // namespace
 
 bool quantized_blob_is_lut(const QuantSpec& spec) {
-  return (spec.kind == QuantKind::Uniform || spec.kind == QuantKind::HLQ) && spec.bits <= 4;
+  return (spec.kind == QuantKind::Uniform || spec.is_hlq()) && spec.bits <= 4;
 }
 
 uint64_t quantized_blob_bytes(const QuantSpec& spec, int64_t rows, int64_t cols) {
@@ -237,6 +250,16 @@ QuantizedMatrix decode_quantized_blob(const uint8_t* data, uint64_t size) {
   const int64_t ppr = d.params_per_row();
   q.codes.resize(size_t(q.rows * q.cols));
   q.params.resize(size_t(q.rows * ppr));
+  if (q.spec.kind == QuantKind::HLQC) {
+    const int B = q.spec.bits;
+    const int64_t gpr = q.spec.groups_per_row(q.cols);
+    q.ratio_codebook.assign(d.lut.ratio_codebook(), d.lut.ratio_codebook() + (B - 1) * kHlqcRatios);
+    q.ratio_codes.resize(size_t(q.rows * gpr * (B - 1)));
+    for (int64_t r = 0; r < q.rows; ++r)
+      lut_row(d.lut, r, q.codes.data() + r * q.cols, q.params.data() + r * ppr,
+              q.ratio_codes.data() + r * gpr * (B - 1));
+    return q;
+  }
   for (int64_t r = 0; r < q.rows; ++r)
     d.row(r, q.codes.data() + r * q.cols, q.params.data() + r * ppr);
   return q;

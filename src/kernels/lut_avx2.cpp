@@ -197,13 +197,22 @@ struct LaneParams {
   __m256 s[4][4], zp[4];
 };
 
-LaneParams lane_params(const PackedHeader& h, const uint8_t* blk) {
-  const __m128i* p = reinterpret_cast<const __m128i*>(blk);  // (P, 4) x 8 fp16, row order
+LaneParams lane_params(const PackedMatrix& w, int64_t tile, int64_t g) {
+  const PackedHeader& h = w.header();
+  const __m128i* p = reinterpret_cast<const __m128i*>(w.block(tile, g));  // (P, 4) x 8 fp16, row order
   const __m256 one_half = _mm256_set1_ps(0.5f);
+  const bool hlqc = h.kind == uint8_t(QuantKind::HLQC);
+  alignas(32) float ratio[4][kLutTileRows];
+  if (hlqc) hlqc_block_ratios(w, tile, g, ratio);
   LaneParams lp;
   for (int k = 0; k < 4; ++k) {
     __m256 z;
-    if (h.kind == uint8_t(QuantKind::Uniform)) {
+    if (hlqc) {
+      const __m256 scale = _mm256_cvtph_ps(_mm_loadu_si128(p + k));
+      z = _mm256_cvtph_ps(_mm_loadu_si128(p + 4 + k));
+      lp.s[0][k] = scale;
+      for (int b = 1; b < h.bits; ++b) lp.s[b][k] = _mm256_mul_ps(scale, _mm256_load_ps(ratio[b] + 8 * k));
+    } else if (h.kind == uint8_t(QuantKind::Uniform)) {
       const __m256 scale = _mm256_cvtph_ps(_mm_loadu_si128(p + k));
       z = _mm256_cvtph_ps(_mm_loadu_si128(p + 4 + k));
       for (int b = 0; b < h.bits; ++b) lp.s[b][k] = _mm256_mul_ps(scale, _mm256_set1_ps(float(1 << b)));
@@ -264,7 +273,7 @@ void matmul_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t t
     std::fill(ybuf.begin(), ybuf.end(), 0.0f);
     for (int64_t g = 0; g < h.n_groups; ++g) {
       const uint8_t* blk = w.block(tile, g);
-      const LaneParams lp = lane_params(h, blk);
+      const LaneParams lp = lane_params(w, tile, g);
       const uint8_t* bits = blk + h.params_per_group * 64;
       if (a.n > 1)
         for (int64_t u = 0; u < quads * B; ++u) idx[size_t(u)] = unit_indices(bits + u * 64);

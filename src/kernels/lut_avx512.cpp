@@ -78,7 +78,29 @@ struct BlockParams {
   __m512 zp[2];    // z' = z + sum_b s_b / 2
 };
 
-BlockParams decode_params(const PackedHeader& h, const uint8_t* blk) {
+// HLQC: s_b (b >= 1) of rows 0-15 (part 0) or 16-31 (part 1): s_0 times the codebook ratio its
+// 4-bit code picks; vpermps reads only the low 4 bits of each index, so part 0 needs no mask.
+inline __m512 hlqc_scale(const uint8_t* rc, const __m512* cbv, int b, int part, __m512 s0) {
+  __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rc + 16 * (b - 1))));
+  if (part) k = _mm512_srli_epi32(k, 4);
+  return _mm512_mul_ps(s0, _mm512_permutexvar_ps(k, cbv[b - 1]));
+}
+
+// The codebook of an HLQC matrix in registers (one per plane b >= 1).
+struct RatioCodebook {
+  __m512 v[3];
+  explicit RatioCodebook(const PackedMatrix& w) {
+    const PackedHeader& h = w.header();
+    for (int b = 1; b < 4; ++b)
+      v[b - 1] = b < h.bits && h.kind == uint8_t(QuantKind::HLQC)
+                     ? _mm512_loadu_ps(w.ratio_codebook() + 16 * (b - 1))
+                     : _mm512_setzero_ps();
+  }
+};
+
+BlockParams decode_params(const PackedMatrix& w, const RatioCodebook& cb, int64_t tile, int64_t g) {
+  const PackedHeader& h = w.header();
+  const uint8_t* blk = w.block(tile, g);
   BlockParams bp;
   const __m256i* p = reinterpret_cast<const __m256i*>(blk);  // (P, 32) fp16 = (P, 2) x 16
   auto half = [&](int k, int part) { return _mm512_cvtph_ps(_mm256_loadu_si256(p + 2 * k + part)); };
@@ -90,6 +112,12 @@ BlockParams decode_params(const PackedHeader& h, const uint8_t* blk) {
       z = half(1, part);
       for (int b = 0; b < h.bits; ++b)
         bp.s[b][part] = _mm512_mul_ps(scale, _mm512_set1_ps(float(1 << b)));
+    } else if (h.kind == uint8_t(QuantKind::HLQC)) {
+      const __m512 scale = half(0, part);
+      z = half(1, part);
+      bp.s[0][part] = scale;
+      const uint8_t* rc = w.ratio_codes(tile, g);
+      for (int b = 1; b < h.bits; ++b) bp.s[b][part] = hlqc_scale(rc, cb.v, b, part, scale);
     } else {
       for (int b = 0; b < h.bits; ++b) bp.s[b][part] = half(b, part);
       z = half(h.bits, part);
@@ -193,13 +221,14 @@ void gemm_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
   idx_buf.resize(size_t(quads * B * 2));
   __m512i* idx = reinterpret_cast<__m512i*>(idx_buf.data());
   ybuf.resize(size_t(tok_block * 32));
+  const RatioCodebook cb(w);
   for (int64_t t_begin = 0; t_begin < a.n; t_begin += tok_block) {
     const int64_t t_end = std::min(a.n, t_begin + tok_block);
     for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
       std::fill(ybuf.begin(), ybuf.end(), 0.0f);
       for (int64_t g = 0; g < h.n_groups; ++g) {
         const uint8_t* blk = w.block(tile, g);
-        const BlockParams bp = decode_params(h, blk);
+        const BlockParams bp = decode_params(w, cb, tile, g);
         block_indices(blk + h.params_per_group * 64, B, quads, idx);
         int64_t t = t_begin;
         for (; t + TB <= t_end; t += TB)
@@ -224,12 +253,15 @@ void gemm_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
 // unrolls completely, which keeps GCC 12 from copying every accumulator between registers once
 // per quad (a third more instructions in the loop; A/B in docs/RESULTS.md: neutral to 1.3x
 // faster); 0 = any group size.
-template <int B, bool kUniform, bool kWide, int kQuads>
+enum class Params { Uniform, Hlq, Hlqc };
+
+template <int B, Params kParams, bool kWide, int kQuads>
 void gemv_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                 int64_t tile_end, float* Y) {
   const PackedHeader& h = w.header();
   const int64_t quads = kQuads > 0 ? kQuads : a.quads_per_group;
-  constexpr int P = kUniform ? 2 : B + 1;
+  constexpr int P = kParams == Params::Hlq ? B + 1 : 2;
+  const RatioCodebook cb(w);
   const __m512i low = _mm512_set1_epi8(0x0F);
   const __m512i ones = _mm512_set1_epi8(1);
   const __m512i pos = _mm512_set1_epi32(0x30201000);
@@ -288,10 +320,16 @@ void gemv_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
       for (int part = 0; part < 2; ++part) {
         __m512 s[B];
         __m512 z;
-        if constexpr (kUniform) {
+        if constexpr (kParams == Params::Uniform) {
           const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(p + part));
           z = _mm512_cvtph_ps(_mm256_loadu_si256(p + 2 + part));
           for (int b = 0; b < B; ++b) s[b] = _mm512_mul_ps(scale, _mm512_set1_ps(float(1 << b)));
+        } else if constexpr (kParams == Params::Hlqc) {
+          const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(p + part));
+          z = _mm512_cvtph_ps(_mm256_loadu_si256(p + 2 + part));
+          const uint8_t* rc = w.ratio_codes(tile, g);
+          s[0] = scale;
+          for (int b = 1; b < B; ++b) s[b] = hlqc_scale(rc, cb.v, b, part, scale);
         } else {
           for (int b = 0; b < B; ++b) s[b] = _mm512_cvtph_ps(_mm256_loadu_si256(p + 2 * b + part));
           z = _mm512_cvtph_ps(_mm256_loadu_si256(p + 2 * B + part));
@@ -320,14 +358,22 @@ void gemv_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
 
 using TilesFn = void (*)(const PackedMatrix&, const LutActivations&, int64_t, int64_t, float*);
 
+template <Params kParams, bool kWide, int kQuads>
+TilesFn gemv_for_bits(int bits) {
+  switch (bits) {
+    case 1: return gemv_tiles<1, kParams, kWide, kQuads>;
+    case 2: return gemv_tiles<2, kParams, kWide, kQuads>;
+    case 3: return gemv_tiles<3, kParams, kWide, kQuads>;
+    default: return gemv_tiles<4, kParams, kWide, kQuads>;
+  }
+}
+
 template <bool kWide, int kQuads>
 TilesFn gemv_for_quads(const PackedHeader& h) {
-  const bool uni = h.kind == uint8_t(QuantKind::Uniform);
-  switch (h.bits) {
-    case 1: return uni ? gemv_tiles<1, true, kWide, kQuads> : gemv_tiles<1, false, kWide, kQuads>;
-    case 2: return uni ? gemv_tiles<2, true, kWide, kQuads> : gemv_tiles<2, false, kWide, kQuads>;
-    case 3: return uni ? gemv_tiles<3, true, kWide, kQuads> : gemv_tiles<3, false, kWide, kQuads>;
-    default: return uni ? gemv_tiles<4, true, kWide, kQuads> : gemv_tiles<4, false, kWide, kQuads>;
+  switch (QuantKind(h.kind)) {
+    case QuantKind::Uniform: return gemv_for_bits<Params::Uniform, kWide, kQuads>(h.bits);
+    case QuantKind::HLQC: return gemv_for_bits<Params::Hlqc, kWide, kQuads>(h.bits);
+    default: return gemv_for_bits<Params::Hlq, kWide, kQuads>(h.bits);
   }
 }
 

@@ -56,6 +56,18 @@ inline int32_t lut_int16_max(int64_t chunks_per_group) {
   return int32_t(bound < 32767 ? bound : 32767);
 }
 
+// HLQC: the plane ratios of the 32 rows of block (tile, g), row order, ratio[b][r] for b = 1..B-1.
+// Every ISA forms s_b = s_0 * ratio (one fp32 product), so all stay bit-identical.
+inline void hlqc_block_ratios(const PackedMatrix& w, int64_t tile, int64_t g,
+                              float ratio[4][kLutTileRows]) {
+  const int B = w.header().bits;
+  const uint8_t* rc = w.ratio_codes(tile, g);  // (B - 1, 16): row r%16, nibble r/16
+  const float* cb = w.ratio_codebook();        // (B - 1, 16)
+  for (int b = 1; b < B; ++b)
+    for (int r = 0; r < kLutTileRows; ++r)
+      ratio[b][r] = cb[(b - 1) * 16 + ((rc[(b - 1) * 16 + r % 16] >> (r / 16 * 4)) & 15)];
+}
+
 const LutIsaKernels& lut_kernels_scalar();
 const LutIsaKernels& lut_kernels_avx2();
 const LutIsaKernels& lut_kernels_avx512();

@@ -103,9 +103,17 @@ void matmul_tiles_neon(const PackedMatrix& w, const LutActivations& a, int64_t t
       const uint8_t* blk = w.block(tile, g);
       const __fp16* p = reinterpret_cast<const __fp16*>(blk);  // (P, 32) fp16
       float32x4_t s[4][8], zp[8];  // per plane, rows 4k..4k+3
+      const bool hlqc = h.kind == uint8_t(QuantKind::HLQC);
+      float ratio[4][kLutTileRows];
+      if (hlqc) hlqc_block_ratios(w, tile, g, ratio);
       for (int k = 0; k < 8; ++k) {
         float32x4_t z;
-        if (h.kind == uint8_t(QuantKind::Uniform)) {
+        if (hlqc) {
+          const float32x4_t scale = vcvt_f32_f16(vld1_f16(p + 4 * k));
+          z = vcvt_f32_f16(vld1_f16(p + 32 + 4 * k));
+          s[0][k] = scale;
+          for (int b = 1; b < B; ++b) s[b][k] = vmulq_f32(scale, vld1q_f32(ratio[b] + 4 * k));
+        } else if (h.kind == uint8_t(QuantKind::Uniform)) {
           const float32x4_t scale = vcvt_f32_f16(vld1_f16(p + 4 * k));
           z = vcvt_f32_f16(vld1_f16(p + 32 + 4 * k));
           for (int b = 0; b < B; ++b) s[b][k] = vmulq_f32(scale, vdupq_n_f32(float(1 << b)));

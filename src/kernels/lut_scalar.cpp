@@ -53,15 +53,23 @@ void build_tables16_scalar(const float* xpad, const float* inv_scale, int64_t n_
 }
 
 // Per-plane scales s_b and z' = z + sum_b s_b / 2 of the 32 rows of one block.
-void decode_params(const PackedHeader& h, const uint8_t* blk, float s[4][kLutTileRows],
+void decode_params(const PackedMatrix& w, int64_t tile, int64_t g, float s[4][kLutTileRows],
                    float zp[kLutTileRows]) {
-  const uint16_t* p = reinterpret_cast<const uint16_t*>(blk);  // (P, 32) fp16
+  const PackedHeader& h = w.header();
+  const uint16_t* p = reinterpret_cast<const uint16_t*>(w.block(tile, g));  // (P, 32) fp16
+  float ratio[4][kLutTileRows];
+  if (h.kind == uint8_t(QuantKind::HLQC)) hlqc_block_ratios(w, tile, g, ratio);
   for (int r = 0; r < kLutTileRows; ++r) {
     float z;
     if (h.kind == uint8_t(QuantKind::Uniform)) {
       const float scale = fp16_to_f32(p[r]);
       z = fp16_to_f32(p[kLutTileRows + r]);
       for (int b = 0; b < h.bits; ++b) s[b][r] = scale * float(1 << b);
+    } else if (h.kind == uint8_t(QuantKind::HLQC)) {
+      const float scale = fp16_to_f32(p[r]);
+      z = fp16_to_f32(p[kLutTileRows + r]);
+      s[0][r] = scale;
+      for (int b = 1; b < h.bits; ++b) s[b][r] = scale * ratio[b][r];
     } else {
       for (int b = 0; b < h.bits; ++b) s[b][r] = fp16_to_f32(p[b * kLutTileRows + r]);
       z = fp16_to_f32(p[h.bits * kLutTileRows + r]);
@@ -83,7 +91,7 @@ void matmul_tiles_scalar(const PackedMatrix& w, const LutActivations& a, int64_t
     std::fill(ybuf.begin(), ybuf.end(), 0.0f);
     for (int64_t g = 0; g < h.n_groups; ++g) {
       const uint8_t* blk = w.block(tile, g);
-      decode_params(h, blk, s, zp);
+      decode_params(w, tile, g, s, zp);
       const uint8_t* bits = blk + h.params_per_group * kLutUnitBytes;  // (quads, B, 64)
       for (int64_t t = 0; t < a.n; ++t) {
         const int8_t* tab = a.tables + (t * a.n_groups + g) * quads * a.quad_bytes;

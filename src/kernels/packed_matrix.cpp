@@ -2,6 +2,7 @@
 #include "kernels/packed_matrix.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
@@ -14,6 +15,10 @@ constexpr char kMagic[8] = {'E', 'L', 'U', 'T', 'Q', 'L', 'P', '1'};
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
+bool lut_kind(QuantKind k) {
+  return k == QuantKind::Uniform || k == QuantKind::HLQ || k == QuantKind::HLQC;
+}
+
 PackedHeader make_header(const QuantSpec& spec, int64_t rows, int64_t cols) {
   PackedHeader h;
   std::memset(&h, 0, sizeof h);
@@ -21,7 +26,7 @@ PackedHeader make_header(const QuantSpec& spec, int64_t rows, int64_t cols) {
   h.version = 1;
   h.kind = uint8_t(spec.kind);
   h.bits = uint8_t(spec.bits);
-  h.params_per_group = uint8_t(spec.params_per_group());
+  h.params_per_group = uint8_t(spec.kind == QuantKind::HLQC ? 2 : spec.params_per_group());
   h.rows = rows;
   h.cols = cols;
   h.group = spec.group;
@@ -38,8 +43,7 @@ PackedHeader make_header(const QuantSpec& spec, int64_t rows, int64_t cols) {
 
 PackedMatrix PackedMatrix::pack(const QuantizedMatrix& q) {
   const QuantSpec& spec = q.spec;
-  require(spec.kind == QuantKind::Uniform || spec.kind == QuantKind::HLQ,
-          "LUT kernels take uniform or HLQ matrices, not ", spec.name());
+  require(lut_kind(spec.kind), "LUT kernels take uniform or HLQ matrices, not ", spec.name());
   require(spec.bits >= 1 && spec.bits <= 4, "LUT kernels take 1..4 bits, not ", spec.name());
   require(q.rows > 0 && q.cols > 0, "cannot pack an empty ", q.rows, "x", q.cols, " matrix");
   require(int64_t(q.codes.size()) == q.rows * q.cols, "quantized matrix has ", q.codes.size(),
@@ -50,14 +54,21 @@ PackedMatrix PackedMatrix::pack(const QuantizedMatrix& q) {
           q.rows * gpr * spec.params_per_group());
   require(spec.group_len(q.cols) <= (int64_t(1) << 24), "group too long for the LUT kernels");
 
+  check_hlqc(q);
+
   const PackedHeader h = make_header(spec, q.rows, q.cols);
   PackedMatrix out;
-  out.owned_.assign(sizeof(PackedHeader) + size_t(h.n_tiles * h.n_groups * h.block_bytes), 0);
+  out.owned_.assign(blob_bytes(h), 0);
   std::memcpy(out.owned_.data(), &h, sizeof h);
   out.data_ = out.owned_.data();
   out.size_ = out.owned_.size();
 
   const int B = spec.bits, P = h.params_per_group;
+  const bool hlqc = spec.kind == QuantKind::HLQC;
+  if (hlqc) {
+    std::memcpy(out.owned_.data() + sizeof h, q.ratio_codebook.data(),
+                q.ratio_codebook.size() * sizeof(float));
+  }
   const int64_t n_quads = h.group_padded / kLutQuadCols;
   for (int64_t tile = 0; tile < h.n_tiles; ++tile) {
     for (int64_t g = 0; g < h.n_groups; ++g) {
@@ -69,7 +80,16 @@ PackedMatrix PackedMatrix::pack(const QuantizedMatrix& q) {
         const int64_t row = tile * kLutTileRows + r;
         if (row >= q.rows) break;
         const float* p = q.group_params(row, g);
-        for (int k = 0; k < P; ++k) params[k * kLutTileRows + r] = f32_to_fp16(p[k]);
+        if (hlqc) {  // s_0, zero; the ratio codes go to the tile's preamble
+          params[r] = f32_to_fp16(p[0]);
+          params[kLutTileRows + r] = f32_to_fp16(p[B]);
+          uint8_t* rc = out.owned_.data() + (out.ratio_codes(tile, g) - out.data_);
+          const uint8_t* k = q.ratio_codes.data() + (row * gpr + g) * (B - 1);
+          for (int b = 1; b < B; ++b)
+            rc[(b - 1) * 16 + r % 16] |= uint8_t(k[b - 1] << (r / 16 * 4));
+        } else {
+          for (int k = 0; k < P; ++k) params[k * kLutTileRows + r] = f32_to_fp16(p[k]);
+        }
       }
       uint8_t* bits = blk + P * kLutUnitBytes;  // (n_quads, B, 64)
       for (int64_t quad = 0; quad < n_quads; ++quad) {
@@ -98,36 +118,48 @@ PackedMatrix PackedMatrix::pack(const QuantizedMatrix& q) {
 
 PackedMatrix PackedMatrix::synthetic(const QuantSpec& spec, int64_t rows, int64_t cols,
                                      uint64_t seed) {
-  require(spec.kind == QuantKind::Uniform || spec.kind == QuantKind::HLQ,
-          "LUT kernels take uniform or HLQ matrices, not ", spec.name());
+  require(lut_kind(spec.kind), "LUT kernels take uniform or HLQ matrices, not ", spec.name());
   validate_quant_spec(spec);
   require(spec.bits <= 4, "LUT kernels take 1..4 bits, not ", spec.name());
   require(rows > 0 && cols > 0, "cannot make an empty ", rows, "x", cols, " matrix");
   const PackedHeader h = make_header(spec, rows, cols);
   PackedMatrix out;
-  out.owned_.resize(sizeof(PackedHeader) + size_t(h.n_tiles * h.n_groups * h.block_bytes));
+  out.owned_.assign(blob_bytes(h), 0);
   std::memcpy(out.owned_.data(), &h, sizeof h);
   out.data_ = out.owned_.data();
   out.size_ = out.owned_.size();
   uint64_t state = seed * 0x9E3779B97F4A7C15ull + 1;
-  const uint16_t param = f32_to_fp16(0.01f);
-  for (int64_t blk = 0; blk < h.n_tiles * h.n_groups; ++blk) {
-    uint8_t* b = out.owned_.data() + sizeof(PackedHeader) + blk * h.block_bytes;
-    uint16_t* params = reinterpret_cast<uint16_t*>(b);  // (P, 32) fp16
-    for (int i = 0; i < h.params_per_group * kLutTileRows; ++i) params[i] = param;
-    for (int64_t off = h.params_per_group * kLutUnitBytes; off < h.block_bytes; off += 8) {
+  auto random_bytes = [&](uint8_t* p, int64_t n) {
+    for (int64_t off = 0; off < n; off += 8) {
       state ^= state << 13;  // xorshift64: bits only need to look random
       state ^= state >> 7;
       state ^= state << 17;
-      std::memcpy(b + off, &state, 8);
+      std::memcpy(p + off, &state, size_t(std::min<int64_t>(8, n - off)));
+    }
+  };
+  if (spec.kind == QuantKind::HLQC) {  // ratios around 2^b, random ratio codes
+    float* cb = reinterpret_cast<float*>(out.owned_.data() + sizeof h);
+    for (int b = 1; b < h.bits; ++b)
+      for (int k = 0; k < kHlqcRatios; ++k) cb[(b - 1) * kHlqcRatios + k] = float(1 << b) * (0.9f + 0.0125f * k);
+  }
+  const uint16_t param = f32_to_fp16(0.01f);
+  for (int64_t tile = 0; tile < h.n_tiles; ++tile) {
+    if (spec.kind == QuantKind::HLQC)
+      random_bytes(out.owned_.data() + (out.ratio_codes(tile, 0) - out.data_),
+                   int64_t(h.n_groups) * 16 * (h.bits - 1));
+    for (int64_t g = 0; g < h.n_groups; ++g) {
+      uint8_t* b = out.owned_.data() + (out.block(tile, g) - out.data_);
+      uint16_t* params = reinterpret_cast<uint16_t*>(b);  // (P, 32) fp16
+      for (int i = 0; i < h.params_per_group * kLutTileRows; ++i) params[i] = param;
+      random_bytes(b + h.params_per_group * kLutUnitBytes,
+                   h.block_bytes - h.params_per_group * kLutUnitBytes);
     }
   }
   return out;
 }
 
 size_t PackedMatrix::packed_bytes(const QuantSpec& spec, int64_t rows, int64_t cols) {
-  const PackedHeader h = make_header(spec, rows, cols);
-  return sizeof(PackedHeader) + size_t(h.n_tiles * h.n_groups * h.block_bytes);
+  return blob_bytes(make_header(spec, rows, cols));
 }
 
 PackedMatrix PackedMatrix::view(const uint8_t* data, size_t size) {
@@ -137,7 +169,7 @@ PackedMatrix PackedMatrix::view(const uint8_t* data, size_t size) {
   std::memcpy(&h, data, sizeof h);
   require(std::memcmp(h.magic, kMagic, 8) == 0, "not a packed LUT matrix (bad magic)");
   require(h.version == 1, "packed LUT matrix version ", h.version, " is not supported (expected 1)");
-  require(h.kind == uint8_t(QuantKind::Uniform) || h.kind == uint8_t(QuantKind::HLQ),
+  require(h.kind <= uint8_t(QuantKind::HLQC) && lut_kind(QuantKind(h.kind)),
           "packed LUT matrix has unknown kind ", int(h.kind));
   require(h.rows > 0 && h.cols > 0 && h.rows < (int64_t(1) << 32) && h.cols < (int64_t(1) << 32),
           "packed LUT matrix has bad shape ", h.rows, "x", h.cols);
@@ -153,12 +185,21 @@ PackedMatrix PackedMatrix::view(const uint8_t* data, size_t size) {
               h.n_tiles == want.n_tiles && h.block_bytes == want.block_bytes,
           "packed LUT matrix header is inconsistent with its shape ", h.rows, "x", h.cols, " ",
           spec.name());
-  const size_t want_size = sizeof(PackedHeader) + size_t(h.n_tiles * h.n_groups * h.block_bytes);
+  const size_t want_size = blob_bytes(want);
   require(size == want_size, "packed LUT matrix ", h.rows, "x", h.cols, " ", spec.name(), " has ",
           size, " bytes, expected ", want_size, " (truncated or corrupt file?)");
   PackedMatrix out;
   out.data_ = data;
   out.size_ = size;
+  if (h.kind == uint8_t(QuantKind::HLQC)) {
+    const float* cb = out.ratio_codebook();
+    for (int i = 0; i < (h.bits - 1) * kHlqcRatios; ++i) {
+      float r;
+      std::memcpy(&r, cb + i, sizeof r);
+      require(std::isfinite(r) && r > 0.0f, "packed LUT matrix ", h.rows, "x", h.cols, " ",
+              spec.name(), " has a bad ratio codebook entry ", r, " (corrupt file?)");
+    }
+  }
   return out;
 }
 

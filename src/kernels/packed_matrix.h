@@ -10,6 +10,11 @@
 //           (quad q, plane b), byte i holds two 4-bit patterns: the low nibble is row i/4, the high
 //           nibble row 16 + i/4, both for the 4 columns 16q + 4(i%4) .. +3 of the group; bit m of
 //           a nibble is bit b of the code of column 16q + 4(i%4) + m.
+// HLQC (HLQ with compact parameters) adds two things and otherwise has uniform's blocks (P = 2:
+// s_0, zero): right after the header its ratio codebook, (B - 1) x 16 fp32 (64 bytes per plane), and
+// at the start of every tile the ratio codes of its groups, 16 (B - 1) bytes per group (then zero
+// padding to 64): for plane b >= 1, 16 bytes whose byte i holds row i's code (low nibble) and row
+// 16 + i's (high nibble). s_b = s_0 * codebook[b - 1][code].
 // Byte i of a unit thus pairs with entry (i%4)*16 + nibble of the 64-byte activation table of that
 // quad (four 16-entry tables, one per 4 columns), which is what vpermb / tbl look up in one go.
 // docs/FORMAT.md ("LUT kernel layout") describes the same with a worked example.
@@ -30,9 +35,9 @@ inline constexpr int kLutUnitBytes = 64;    // bytes per (quad, plane) unit and 
 struct PackedHeader {
   char magic[8];             // "ELUTQLP1"
   uint32_t version;          // 1
-  uint8_t kind;              // QuantKind::Uniform or QuantKind::HLQ
+  uint8_t kind;              // QuantKind::Uniform, HLQ or HLQC
   uint8_t bits;              // B, 1..4
-  uint8_t params_per_group;  // P: HLQ B + 1, Uniform 2
+  uint8_t params_per_group;  // P: fp16 rows per block: HLQ B + 1, Uniform and HLQC 2
   uint8_t reserved0;
   int64_t rows, cols;        // the logical matrix
   int32_t group;             // spec.group (0 = whole row)
@@ -52,7 +57,7 @@ class PackedMatrix {
   PackedMatrix(const PackedMatrix&) = delete;
   PackedMatrix& operator=(const PackedMatrix&) = delete;
 
-  // Packs a Uniform or HLQ matrix with B <= 4 (throws Error for anything else).
+  // Packs a Uniform, HLQ or HLQC matrix with B <= 4 (throws Error for anything else).
   static PackedMatrix pack(const QuantizedMatrix& q);
   // Random bits and small constant parameters at a real shape, built directly in the packed form
   // (fast even for 7B-size models): for speed measurements only.
@@ -76,13 +81,42 @@ class PackedMatrix {
   // The (tile, group) block: params then bit-plane units.
   const uint8_t* block(int64_t tile, int64_t group) const {
     const PackedHeader& h = header();
-    return data_ + sizeof(PackedHeader) + (tile * h.n_groups + group) * h.block_bytes;
+    return tile_begin(tile) + tile_ratio_bytes(h) + group * h.block_bytes;
+  }
+  // HLQC: the ratio codebook ((B - 1) x 16 fp32) and the (tile, group) ratio codes
+  // ((B - 1) x 16 bytes, see above).
+  const float* ratio_codebook() const {
+    return reinterpret_cast<const float*>(data_ + sizeof(PackedHeader));
+  }
+  const uint8_t* ratio_codes(int64_t tile, int64_t group) const {
+    return tile_begin(tile) + group * 16 * (header().bits - 1);
+  }
+
+  // Layout sizes derived from a header (0 for the kinds without ratio codes).
+  static int64_t codebook_bytes(const PackedHeader& h) {
+    return h.kind == uint8_t(QuantKind::HLQC) ? int64_t(h.bits - 1) * 64 : 0;
+  }
+  static int64_t tile_ratio_bytes(const PackedHeader& h) {
+    return h.kind == uint8_t(QuantKind::HLQC) ? (int64_t(h.n_groups) * 16 * (h.bits - 1) + 63) / 64 * 64
+                                              : 0;
+  }
+  static int64_t tile_bytes(const PackedHeader& h) {
+    return tile_ratio_bytes(h) + int64_t(h.n_groups) * h.block_bytes;
+  }
+  static size_t blob_bytes(const PackedHeader& h) {
+    return sizeof(PackedHeader) + size_t(codebook_bytes(h) + h.n_tiles * tile_bytes(h));
   }
 
   // The codes back out (rows * cols, row-major), for tests.
   std::vector<uint8_t> unpack_codes() const;
 
  private:
+  const uint8_t* tile_begin(int64_t tile) const {
+    const PackedHeader& h = header();
+    return data_ + sizeof(PackedHeader) + codebook_bytes(h) + tile * tile_bytes(h);
+  }
+  uint8_t* mutable_data() { return owned_.data(); }
+
   std::vector<uint8_t> owned_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;

@@ -14,6 +14,7 @@
 #include "core/thread_pool.h"
 #include "quant/group_fit.h"
 #include "quant/hessian.h"
+#include "quant/hlqc_fit.h"
 
 namespace elutq {
 
@@ -66,9 +67,11 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
   require(int64_t(H.size()) == cols * cols, "GPTQ: Hessian must be ", cols, " x ", cols,
           " for a layer with ", cols, " inputs, got ", H.size(), " values");
   require(opt.block > 0, "GPTQ: block size must be positive");
-  const bool hlq = spec.kind == QuantKind::HLQ;
+  const bool hlq = spec.is_hlq();
+  const bool hlqc = spec.kind == QuantKind::HLQC;
   const int64_t g = spec.group_len(cols), gpr = spec.groups_per_row(cols);
   const int ppg = spec.params_per_group();
+  const int nk = hlqc ? spec.bits - 1 : 0;  // HLQC ratio codes per group
   GptqResult res;
 
   // Column order: identity, or by decreasing Hessian diagonal (act-order).
@@ -95,6 +98,16 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
   q.cols = cols;
   q.codes.assign(size_t(rows * cols), 0);
   q.params.assign(size_t(rows * gpr * ppg), 0.0f);
+  if (hlqc) {
+    // The ratio codebook comes first, from free HLQ fits of the original weights: every group of
+    // the sweep is then projected onto it.
+    q.ratio_codebook = hlqc_fit_codebook(W, rows, cols, spec, opt.fit, pool);
+    q.ratio_codes.assign(size_t(rows * gpr * nk), 0);
+  }
+  // HLQC: the ratio codes of (row, group); nullptr for other kinds.
+  auto ratio_codes_at = [&](int64_t r, int64_t gi) {
+    return hlqc ? q.ratio_codes.data() + (r * gpr + gi) * nk : nullptr;
+  };
 
   // Per-group importance for fits made on the sweep-order weights (no permutation here).
   auto group_weights = [&](int64_t a, int n, const std::vector<float>* heff,
@@ -109,9 +122,17 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
     }
     return gw;
   };
-  auto fit_group = [&](const float* w, int n, const GroupWeights& gw, float* P, uint8_t* codes) {
-    if (hlq) hlq_fit_group(w, n, spec.bits, gw, opt.fit, P, codes);
-    else rtn_fit_group(w, n, spec.bits, gw, opt.rtn, P, codes);
+  auto fit_group = [&](const float* w, int n, const GroupWeights& gw, float* P, uint8_t* codes,
+                       uint8_t* K) {
+    if (hlqc) {
+      float free_p[5];
+      hlq_fit_group(w, n, spec.bits, gw, opt.fit, free_p, codes);
+      hlqc_project_group(w, n, spec.bits, gw, q.ratio_codebook.data(), free_p, codes, P, K);
+    } else if (hlq) {
+      hlq_fit_group(w, n, spec.bits, gw, opt.fit, P, codes);
+    } else {
+      rtn_fit_group(w, n, spec.bits, gw, opt.rtn, P, codes);
+    }
   };
 
   // Static groups (act-order): every group's params from the original weights, before the sweep.
@@ -125,8 +146,8 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
         for (int64_t r = 0; r < rows; ++r) Wz[r * cols + perm[i]] = 0.0f;
     QuantizedMatrix s = quantize_groupwise(
         Wz.data(), rows, cols, spec,
-        [&](int64_t, int64_t, const float* w, int n, float* P, uint8_t* codes) {
-          fit_group(w, n, GroupWeights{}, P, codes);
+        [&](int64_t r, int64_t gi, const float* w, int n, float* P, uint8_t* codes) {
+          fit_group(w, n, GroupWeights{}, P, codes, ratio_codes_at(r, gi));
         },
         pool);
     q.params = std::move(s.params);
@@ -157,6 +178,8 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
       std::vector<float> w0, wt, diag_buf, P2(ppg), Pbest(ppg);  // group scratch
       std::vector<float> et, ebest;
       std::vector<uint8_t> ct, cbest, tmp_codes;
+      float free_p[5];
+      uint8_t K2[3] = {}, Kbest[3] = {};  // HLQC ratio codes of the candidate and the best
       for (int64_t r = r0; r < r1; ++r) {
         float* w = Wk.data() + r * cols;  // (cols) this row, sweep order
         float* e = E.data() + r * bs;     // (bs) this row's scaled errors
@@ -184,7 +207,8 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
           const std::vector<float>* hb = need_heff && a >= i1 ? &heff[(a - i1) / g] : nullptr;
           if (c == a) {
             tmp_codes.resize(n);
-            fit_group(w + a, n, group_weights(a, n, hb, diag_buf), P, tmp_codes.data());
+            fit_group(w + a, n, group_weights(a, n, hb, diag_buf), P, tmp_codes.data(),
+                      ratio_codes_at(r, gi));
           }
           if (!ours) {
             const int64_t seg_end = std::min(b, i2);
@@ -199,12 +223,20 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
           ct.resize(n);
           double best = std::numeric_limits<double>::infinity();
           std::copy(P, P + ppg, P2.begin());
+          if (hlqc) std::copy(ratio_codes_at(r, gi), ratio_codes_at(r, gi) + nk, K2);
           for (int round = 0; round <= opt.refit_rounds; ++round) {
             if (round > 0) {
               GroupWeights gw;
               gw.full = hb->data();
-              hlq_refit_params(w0.data(), n, spec.bits, ct.data(), gw, P2.data(), P2.data());
-              round_params_to_fp16(P2);
+              if (hlqc) {  // free refit, then back onto the codebook
+                hlq_refit_params(w0.data(), n, spec.bits, ct.data(), gw, P2.data(), free_p);
+                tmp_codes = ct;
+                hlqc_project_group(w0.data(), n, spec.bits, gw, q.ratio_codebook.data(), free_p,
+                                   tmp_codes.data(), P2.data(), K2);
+              } else {
+                hlq_refit_params(w0.data(), n, spec.bits, ct.data(), gw, P2.data(), P2.data());
+                round_params_to_fp16(P2);
+              }
               bool finite = true;
               for (float x : P2) finite = finite && std::isfinite(x);
               if (!finite) break;
@@ -223,11 +255,13 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
             if (l < best) {
               best = l;
               Pbest = P2;
+              std::copy(K2, K2 + nk, Kbest);
               cbest = ct;
               ebest = et;
             }
           }
           std::copy(Pbest.begin(), Pbest.end(), P);
+          if (hlqc) std::copy(Kbest, Kbest + nk, ratio_codes_at(r, gi));
           for (int i = 0; i < n; ++i) {
             q.codes[r * cols + perm[a + i]] = cbest[i];
             e[a + i - i1] = ebest[i];

@@ -11,7 +11,8 @@ namespace elutq {
 int QuantSpec::params_per_group() const {
   switch (kind) {
     case QuantKind::Uniform: return 2;
-    case QuantKind::HLQ: return bits + 1;
+    case QuantKind::HLQ:
+    case QuantKind::HLQC: return bits + 1;
     case QuantKind::Codebook: return 1 << bits;
   }
   return 0;
@@ -19,6 +20,7 @@ int QuantSpec::params_per_group() const {
 
 double QuantSpec::bits_per_weight(int64_t cols) const {
   if (kind == QuantKind::Codebook) return bits + 16.0 * (1 << bits) / double(cols);
+  if (kind == QuantKind::HLQC) return bits + (32.0 + 4.0 * (bits - 1)) / double(group_len(cols));
   return bits + 16.0 * params_per_group() / double(group_len(cols));
 }
 
@@ -28,6 +30,7 @@ std::string QuantSpec::name() const {
     case QuantKind::Uniform:
       return "uniform-w" + b + "g" + (group > 0 ? std::to_string(group) : "row");
     case QuantKind::HLQ: return "hlq-w" + b + "g" + (group > 0 ? std::to_string(group) : "row");
+    case QuantKind::HLQC: return "hlqc-w" + b + "g" + (group > 0 ? std::to_string(group) : "row");
     case QuantKind::Codebook: return "codebook-w" + b;
   }
   return "?";
@@ -44,8 +47,9 @@ QuantSpec parse_quant_spec(const std::string& name) {
   };
   if (starts("uniform-w")) s.kind = QuantKind::Uniform;
   else if (starts("hlq-w")) s.kind = QuantKind::HLQ;
+  else if (starts("hlqc-w")) s.kind = QuantKind::HLQC;
   else if (starts("codebook-w")) s.kind = QuantKind::Codebook;
-  else fail("unknown quantization format '", name, "' (expected e.g. hlq-w2g128, uniform-w4g128, codebook-w3)");
+  else fail("unknown quantization format '", name, "' (expected e.g. hlq-w2g128, hlqc-w3g128, uniform-w4g128, codebook-w3)");
   char* end = nullptr;
   long bits = std::strtol(rest.c_str(), &end, 10);
   require(end != rest.c_str(), "quantization format '", name, "': missing bit count");
@@ -70,7 +74,7 @@ QuantSpec parse_quant_spec(const std::string& name) {
 }
 
 void validate_quant_spec(const QuantSpec& s) {
-  int max_bits = s.kind == QuantKind::HLQ ? 4 : 8;
+  int max_bits = s.is_hlq() ? 4 : 8;
   require(s.bits >= 1 && s.bits <= max_bits, s.name(), ": bits must be 1..", max_bits);
   require(s.group >= 0 && s.group <= (1 << 20), s.name(), ": group size out of range");
   require(s.group == 0 || s.group % 8 == 0, s.name(), ": group size must be a multiple of 8 (or 'row')");
@@ -85,7 +89,8 @@ const float* QuantizedMatrix::group_params(int64_t row, int64_t group_index) con
 float dequant_code(const QuantSpec& spec, const float* p, uint8_t code) {
   switch (spec.kind) {
     case QuantKind::Uniform: return p[1] + p[0] * float(code);
-    case QuantKind::HLQ: {
+    case QuantKind::HLQ:
+    case QuantKind::HLQC: {
       float w = p[spec.bits];
       for (int b = 0; b < spec.bits; ++b)
         if (code >> b & 1) w += p[b];
@@ -108,6 +113,42 @@ void dequantize(const QuantizedMatrix& q, float* dst) {
 
 void round_params_to_fp16(std::vector<float>& params) {
   for (float& v : params) v = fp16_to_f32(f32_to_fp16(v));
+}
+
+void hlqc_expand(int bits, float s0, float zero, const uint8_t* k, const float* codebook,
+                 float* params) {
+  params[0] = s0;
+  for (int b = 1; b < bits; ++b) params[b] = s0 * codebook[(b - 1) * kHlqcRatios + k[b - 1]];
+  params[bits] = zero;
+}
+
+void check_hlqc(const QuantizedMatrix& q) {
+  if (q.spec.kind != QuantKind::HLQC) return;
+  const int B = q.spec.bits;
+  const int64_t groups = q.rows * q.spec.groups_per_row(q.cols);
+  require(int64_t(q.ratio_codebook.size()) == int64_t(B - 1) * kHlqcRatios, q.spec.name(),
+          ": ratio codebook has ", q.ratio_codebook.size(), " entries, expected ",
+          (B - 1) * kHlqcRatios);
+  for (float r : q.ratio_codebook)
+    require(std::isfinite(r) && r > 0.0f, q.spec.name(), ": ratio codebook entry ", r,
+            " is not a finite positive number");
+  require(int64_t(q.ratio_codes.size()) == groups * (B - 1), q.spec.name(), ": has ",
+          q.ratio_codes.size(), " ratio codes, expected ", groups * (B - 1));
+  require(int64_t(q.params.size()) == groups * (B + 1), q.spec.name(), ": has ", q.params.size(),
+          " parameters, expected ", groups * (B + 1));
+  float want[5];
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* k = q.ratio_codes.data() + g * (B - 1);
+    for (int b = 0; b + 1 < B; ++b)
+      require(k[b] < kHlqcRatios, q.spec.name(), ": ratio code ", int(k[b]), " is not 0..15");
+    const float* p = q.params.data() + g * (B + 1);
+    require(fp16_to_f32(f32_to_fp16(p[0])) == p[0] && fp16_to_f32(f32_to_fp16(p[B])) == p[B],
+            q.spec.name(), ": s_0 and zero must be fp16 values");
+    hlqc_expand(B, p[0], p[B], k, q.ratio_codebook.data(), want);
+    for (int b = 0; b <= B; ++b)
+      require(want[b] == p[b] || (std::isnan(want[b]) && std::isnan(p[b])), q.spec.name(),
+              ": parameter ", b, " of group ", g, " is not s_0 times its ratio");
+  }
 }
 
 }  // namespace elutq

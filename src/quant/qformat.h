@@ -7,6 +7,11 @@
 //             w = zero + scale * code                               (group 0 = the whole row)
 //   HLQ       per group: {s_0, ..., s_{B-1}, zero};
 //             w = zero + sum_b s_b * bit_b(code)                    (uniform is s_b = scale * 2^b)
+//   HLQC      HLQ with compact parameters: per group s_0 and zero (fp16) plus one 4-bit ratio code
+//             k_b per plane b >= 1, and per matrix a codebook of 16 ratios per plane;
+//             s_b = s_0 * ratio_codebook[b - 1][k_b] (fp32 product). It stores 32 + 4 (B - 1) bits
+//             per group against HLQ's 16 (B + 1) and uniform's 32, so it streams almost the
+//             bytes of uniform while each group keeps its own plane scales.
 //   Codebook  per row: {c_0, ..., c_{2^B - 1}} (GANQ); w = c[code]
 // Parameters are fp16 in the file; in memory they are floats that hold fp16-representable values
 // (quantizers round them with round_params_to_fp16 before the final code assignment, so a file
@@ -19,7 +24,10 @@
 
 namespace elutq {
 
-enum class QuantKind : uint8_t { Uniform = 0, HLQ = 1, Codebook = 2 };
+enum class QuantKind : uint8_t { Uniform = 0, HLQ = 1, Codebook = 2, HLQC = 3 };
+
+// Entries of an HLQC ratio codebook per plane (ratio codes are 4 bits).
+inline constexpr int kHlqcRatios = 16;
 
 struct QuantSpec {
   QuantKind kind = QuantKind::Uniform;
@@ -32,11 +40,14 @@ struct QuantSpec {
     int64_t g = group_len(cols);
     return (cols + g - 1) / g;
   }
-  // Floats of parameters per group (Uniform, HLQ) or per row (Codebook).
+  // Floats of parameters per group (Uniform, HLQ) or per row (Codebook) in a QuantizedMatrix.
+  // HLQC holds its expanded HLQ parameters there (B + 1), though it stores fewer bits.
   int params_per_group() const;
+  // True for the kinds whose groups carry (s_0 .. s_{B-1}, zero): HLQ and HLQC.
+  bool is_hlq() const { return kind == QuantKind::HLQ || kind == QuantKind::HLQC; }
   // Storage bits per weight including fp16 parameters, for a row of `cols` weights.
   double bits_per_weight(int64_t cols) const;
-  // "hlq-w2g128", "uniform-w4g128", "codebook-w3", "uniform-w4grow".
+  // "hlq-w2g128", "hlqc-w3g128", "uniform-w4g128", "codebook-w3", "uniform-w4grow".
   std::string name() const;
 };
 
@@ -52,7 +63,13 @@ struct QuantizedMatrix {
   std::vector<uint8_t> codes;  // rows * cols, row-major
   // Uniform/HLQ: rows * groups_per_row * params_per_group, row-major by (row, group);
   // Codebook: rows * 2^B.
+  // HLQC: the expanded (s_0 .. s_{B-1}, zero), with s_0 and zero fp16 values and
+  // s_b = s_0 * ratio_codebook[(b - 1) * 16 + k_b] exactly.
   std::vector<float> params;
+  // HLQC only: ratio codes k_1 .. k_{B-1} of every group, rows * groups_per_row * (B - 1), row-major
+  // by (row, group); and the matrix's codebook, (B - 1) * 16 ratios (plane-major).
+  std::vector<uint8_t> ratio_codes;
+  std::vector<float> ratio_codebook;
 
   const float* group_params(int64_t row, int64_t group_index) const;
 };
@@ -63,5 +80,12 @@ float dequant_code(const QuantSpec& spec, const float* params, uint8_t code);
 void dequantize(const QuantizedMatrix& q, float* dst);
 // Rounds every parameter to the nearest fp16 value (in place).
 void round_params_to_fp16(std::vector<float>& params);
+// HLQC: the expanded parameters (B + 1) of a group from its stored ones: s_0 and zero (fp16 values),
+// its ratio codes k (B - 1), the codebook ((B - 1) * 16).
+void hlqc_expand(int bits, float s0, float zero, const uint8_t* k, const float* codebook,
+                 float* params);
+// Throws Error unless q's HLQC fields are consistent (sizes, codes < 16, finite positive ratios,
+// fp16 s_0 and zero, s_b = s_0 * ratio exactly). No-op for other kinds.
+void check_hlqc(const QuantizedMatrix& q);
 
 }  // namespace elutq

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "quant/awq.h"
+#include "quant/hlqc_fit.h"
 #include "quant/ganq.h"
 #include "quant/rtn.h"
 
@@ -66,7 +67,7 @@ QuantSpec method_spec(const LayerQuantOptions& opt) {
   s.group = opt.group;
   switch (opt.method) {
     case QuantMethod::Hlq:
-    case QuantMethod::HlqGptq: s.kind = QuantKind::HLQ; break;
+    case QuantMethod::HlqGptq: s.kind = opt.hlq_compact ? QuantKind::HLQC : QuantKind::HLQ; break;
     case QuantMethod::Ganq:
       s.kind = QuantKind::Codebook;
       s.group = 0;
@@ -99,7 +100,10 @@ LayerQuantResult quantize_layer(const float* W, int64_t rows, int64_t cols,
   g.rtn = clip;
   switch (opt.method) {
     case QuantMethod::Rtn: res.q = quantize_rtn(W, rows, cols, spec, clip, pool); break;
-    case QuantMethod::Hlq: res.q = quantize_hlq(W, rows, cols, spec, fit_options(opt), pool); break;
+    case QuantMethod::Hlq:
+      res.q = spec.kind == QuantKind::HLQC ? quantize_hlqc(W, rows, cols, spec, fit_options(opt), pool)
+                                           : quantize_hlq(W, rows, cols, spec, fit_options(opt), pool);
+      break;
     case QuantMethod::Gptq:
     case QuantMethod::HlqGptq: {
       GptqResult r = gptq_quantize(W, rows, cols, *H, spec, g, pool);

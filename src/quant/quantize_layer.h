@@ -36,6 +36,9 @@ struct LayerQuantOptions {
   HlqFitMethod fit = HlqFitMethod::Alternating;
   bool paper_fit = false;  // use the paper's fit procedure instead of ours (HlqFitOptions::paper)
   HlqGptqVariant variant = HlqGptqVariant::Ours;
+  // HLQ methods: store HLQC (s_0, zero and 4-bit plane-ratio codes per group; about uniform's
+  // bytes) instead of HLQ's B + 1 fp16 parameters per group.
+  bool hlq_compact = false;
   bool act_order = false;
   double percdamp = 0.01;
 };

@@ -138,6 +138,28 @@ TEST(Gptq, HlqGptqBeatsHlqFitAlone) {
   }
 }
 
+// HLQC-GPTQ (compact plane ratios) against uniform GPTQ and full HLQ-GPTQ at the same B and g: its
+// parameters are valid HLQC (check_hlqc), it beats uniform GPTQ, and it stays near full HLQ-GPTQ.
+TEST(Gptq, HlqcGptqBetweenUniformAndFullHlq) {
+  Layer L = make_layer(6);
+  for (int bits : {2, 3, 4}) {
+    const std::string g = "w" + std::to_string(bits) + "g32";
+    GptqOptions opt;
+    opt.variant = HlqGptqVariant::Ours;
+    const double e_uni = output_error(
+        L, gptq_quantize(L.W.data(), L.rows, L.cols, L.H, parse_quant_spec("uniform-" + g), opt).q);
+    const double e_hlq = output_error(
+        L, gptq_quantize(L.W.data(), L.rows, L.cols, L.H, parse_quant_spec("hlq-" + g), opt).q);
+    GptqResult c = gptq_quantize(L.W.data(), L.rows, L.cols, L.H, parse_quant_spec("hlqc-" + g), opt);
+    EXPECT_NO_THROW(check_hlqc(c.q)) << g;
+    const double e_c = output_error(L, c.q);
+    std::printf("%s output error: uniform GPTQ %.4g, HLQ-GPTQ %.4g, HLQC-GPTQ %.4g\n", g.c_str(),
+                e_uni, e_hlq, e_c);
+    EXPECT_LT(e_c, e_uni) << g;
+    EXPECT_LT(e_c, 1.15 * e_hlq) << g;
+  }
+}
+
 // A singular Hessian with no damping fails Cholesky; the retry adds damping and says so.
 TEST(Gptq, DampingRetryOnSingularHessian) {
   const int n = 16;

@@ -11,6 +11,7 @@
 
 #include "core/cpu_features.h"
 #include "core/error.h"
+#include "core/fp16.h"
 #include "core/thread_pool.h"
 #include "kernels/lut_matmul.h"
 #include "kernels/packed_matrix.h"
@@ -52,6 +53,8 @@ QuantizedMatrix random_matrix(QuantKind kind, int bits, int group, int64_t rows,
     if (kind == QuantKind::Uniform) {
       p[0] = base;
       p[1] = -base * ((1 << bits) - 1) / 2.0f + 0.002f * z(rng);
+    } else if (kind == QuantKind::HLQC) {
+      continue;  // below, once the codebook exists
     } else {
       float sum = 0;
       for (int b = 0; b < bits; ++b) sum += p[b] = base * float(1 << b) * u(rng);
@@ -59,6 +62,23 @@ QuantizedMatrix random_matrix(QuantKind kind, int bits, int group, int64_t rows,
     }
   }
   round_params_to_fp16(q.params);
+  if (kind == QuantKind::HLQC) {  // ratios around 2^b, random codes, expanded parameters
+    q.ratio_codebook.resize(size_t((bits - 1) * kHlqcRatios));
+    for (int b = 1; b < bits; ++b)
+      for (int k = 0; k < kHlqcRatios; ++k)
+        q.ratio_codebook[size_t((b - 1) * kHlqcRatios + k)] = float(1 << b) * u(rng);
+    q.ratio_codes.resize(size_t(n * (bits - 1)));
+    std::uniform_int_distribution<int> rc(0, kHlqcRatios - 1);
+    for (auto& k : q.ratio_codes) k = uint8_t(rc(rng));
+    for (int64_t i = 0; i < n; ++i) {
+      const float s0 = fp16_to_f32(f32_to_fp16(0.01f * u(rng)));
+      float* p = q.params.data() + i * P;
+      hlqc_expand(bits, s0, 0.0f, q.ratio_codes.data() + i * (bits - 1), q.ratio_codebook.data(), p);
+      float sum = 0;
+      for (int b = 0; b < bits; ++b) sum += p[b];
+      p[bits] = fp16_to_f32(f32_to_fp16(-sum / 2.0f + 0.002f * z(rng)));
+    }
+  }
   return q;
 }
 
@@ -111,7 +131,7 @@ std::vector<Case> cases() {
   // Ragged shapes: rows not a multiple of 32, cols not a multiple of 4, 16 or the group.
   const int64_t shapes[][2] = {{33, 128}, {70, 200}, {5, 37}, {96, 256}};
   int i = 0;
-  for (QuantKind kind : {QuantKind::HLQ, QuantKind::Uniform})
+  for (QuantKind kind : {QuantKind::HLQ, QuantKind::Uniform, QuantKind::HLQC})
     for (int bits = 1; bits <= 4; ++bits)
       for (int group : {32, 64, 128, 0, 24}) {
         const auto& s = shapes[i++ % 4];

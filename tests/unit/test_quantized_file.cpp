@@ -46,6 +46,20 @@ QuantizedMatrix random_quantized(const QuantSpec& spec, int64_t rows, int64_t co
   std::normal_distribution<float> nd(0.0f, 0.05f);
   for (auto& p : q.params) p = nd(rng);
   round_params_to_fp16(q.params);
+  if (spec.kind == QuantKind::HLQC) {  // a codebook, ratio codes, parameters expanded from them
+    const int B = spec.bits;
+    std::uniform_real_distribution<float> ratio(0.5f, 1.5f);
+    q.ratio_codebook.resize(size_t((B - 1) * kHlqcRatios));
+    for (size_t i = 0; i < q.ratio_codebook.size(); ++i)
+      q.ratio_codebook[i] = float(2 << (i / kHlqcRatios)) * ratio(rng);
+    const int64_t groups = rows * spec.groups_per_row(cols);
+    q.ratio_codes.resize(size_t(groups * (B - 1)));
+    for (auto& k : q.ratio_codes) k = uint8_t(rng() % kHlqcRatios);
+    for (int64_t g = 0; g < groups; ++g) {
+      float* p = q.params.data() + g * (B + 1);
+      hlqc_expand(B, p[0], p[B], q.ratio_codes.data() + g * (B - 1), q.ratio_codebook.data(), p);
+    }
+  }
   return q;
 }
 
@@ -56,6 +70,8 @@ std::vector<QuantSpec> every_format() {
   for (int b : {5, 8}) specs.push_back({QuantKind::Uniform, b, 64});  // plain layout
   for (int b = 1; b <= 4; ++b)
     for (int g : {32, 128, 0}) specs.push_back({QuantKind::HLQ, b, g});
+  for (int b = 1; b <= 4; ++b)
+    for (int g : {32, 128, 0}) specs.push_back({QuantKind::HLQC, b, g});
   for (int b = 2; b <= 4; ++b) specs.push_back({QuantKind::Codebook, b, 0});
   specs.push_back({QuantKind::Codebook, 8, 0});
   return specs;
@@ -74,6 +90,8 @@ void expect_same_matrix(const QuantizedMatrix& a, const QuantizedMatrix& b,
   ASSERT_EQ(a.params.size(), b.params.size()) << what;
   EXPECT_EQ(std::memcmp(a.params.data(), b.params.data(), a.params.size() * 4), 0)
       << what << ": parameters differ";
+  EXPECT_TRUE(a.ratio_codes == b.ratio_codes) << what << ": ratio codes differ";
+  EXPECT_TRUE(a.ratio_codebook == b.ratio_codebook) << what << ": ratio codebooks differ";
 }
 
 TEST(QuantizedBlob, EveryFormatRoundTripsBitExactly) {
