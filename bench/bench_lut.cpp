@@ -55,6 +55,18 @@ const PackedMatrix& packed(const std::string& format, Shape s) {
   q.params.resize(size_t(s.rows * q.spec.groups_per_row(s.cols) * q.spec.params_per_group()));
   for (auto& p : q.params) p = 0.01f * float(rng() % 1000) / 1000.0f;
   round_params_to_fp16(q.params);
+  if (q.spec.kind == QuantKind::HLQC) {  // a codebook near 2^b, random ratio codes
+    const int B = q.spec.bits;
+    for (int b = 1; b < B; ++b)
+      for (int k = 0; k < kHlqcRatios; ++k) q.ratio_codebook.push_back(float(1 << b) * (0.9f + 0.0125f * k));
+    const int64_t groups = s.rows * q.spec.groups_per_row(s.cols);
+    q.ratio_codes.resize(size_t(groups * (B - 1)));
+    for (auto& k : q.ratio_codes) k = uint8_t(rng() % kHlqcRatios);
+    for (int64_t g = 0; g < groups; ++g) {
+      float* p = q.params.data() + g * (B + 1);
+      hlqc_expand(B, p[0], p[B], q.ratio_codes.data() + g * (B - 1), q.ratio_codebook.data(), p);
+    }
+  }
   return cache.emplace(key, PackedMatrix::pack(q)).first->second;
 }
 
@@ -158,7 +170,7 @@ const bool registered = [] {
     if (!isa_available(isa)) continue;
     // int8 and int16 tables innermost: each pair runs back to back, so on a shared machine the
     // two see the same load.
-    for (const char* format : {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "uniform-w4g128"})
+    for (const char* format : {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "hlqc-w4g128", "uniform-w4g128"})
       for (Shape s : kShapes)
         for (int64_t n : {int64_t(1), kPrefillTokens})
           for (int threads : {1, 2})
@@ -177,7 +189,7 @@ const bool registered = [] {
   }
   for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon}) {
     if (!isa_available(isa)) continue;
-    for (const char* format : {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "uniform-w4g128"})
+    for (const char* format : {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "hlqc-w4g128", "uniform-w4g128"})
       for (int threads : {1, 2})
         for (LutTables tables : {LutTables::Int8, LutTables::Int16})
           benchmark::RegisterBenchmark(

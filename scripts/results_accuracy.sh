@@ -30,7 +30,7 @@ WORK="${WORK:-$BUILD/results_accuracy}"
 THREADS="${THREADS:-2}"
 MODELS="${MODELS:-stories260K smollm2}"
 CONFIGS="${CONFIGS:-w2g64 w2g128 w3g128 w4g128}"
-METHODS="${METHODS:-rtn gptq awq hlq hlq-paper hlq-gptq-paper-alt hlq-gptq-paper-grad hlq-gptq-ours-alt hlq-gptq-ours-grad ganq}"
+METHODS="${METHODS:-rtn gptq awq hlq hlq-paper hlq-gptq-paper-alt hlq-gptq-paper-grad hlq-gptq-ours-alt hlq-gptq-ours-grad hlqc-gptq-ours-alt ganq}"
 STORIES_NSAMPLES="${STORIES_NSAMPLES:-128}"
 STORIES_SEQLEN="${STORIES_SEQLEN:-512}"
 STORIES_WINDOWS="${STORIES_WINDOWS:-40}"
@@ -63,6 +63,7 @@ method_args() {
     hlq-gptq-paper-grad) echo "--method hlq-gptq --variant paper --fit gradient" ;;
     hlq-gptq-ours-alt) echo "--method hlq-gptq --variant ours --fit alternating" ;;
     hlq-gptq-ours-grad) echo "--method hlq-gptq --variant ours --fit gradient" ;;
+    hlqc-gptq-ours-alt) echo "--method hlq-gptq --variant ours --fit alternating --hlq-params compact" ;;
     ganq) echo "--method ganq" ;;
     *) echo "unknown method label $1" >&2; exit 1 ;;
   esac
@@ -78,6 +79,7 @@ method_title() {
     hlq-gptq-paper-grad) echo "HLQ-GPTQ paper, gradient" ;;
     hlq-gptq-ours-alt) echo "HLQ-GPTQ ours, alternating" ;;
     hlq-gptq-ours-grad) echo "HLQ-GPTQ ours, gradient" ;;
+    hlqc-gptq-ours-alt) echo "HLQC-GPTQ ours (compact parameters), alternating" ;;
     ganq) echo "GANQ (per-row codebook)" ;;
   esac
 }

@@ -212,6 +212,8 @@ LaneParams lane_params(const PackedMatrix& w, int64_t tile, int64_t g) {
       z = _mm256_cvtph_ps(_mm_loadu_si128(p + 4 + k));
       lp.s[0][k] = scale;
       for (int b = 1; b < h.bits; ++b) lp.s[b][k] = _mm256_mul_ps(scale, _mm256_load_ps(ratio[b] + 8 * k));
+      lp.zp[k] = z;  // HLQC stores the midpoint z' itself
+      continue;
     } else if (h.kind == uint8_t(QuantKind::Uniform)) {
       const __m256 scale = _mm256_cvtph_ps(_mm_loadu_si128(p + k));
       z = _mm256_cvtph_ps(_mm_loadu_si128(p + 4 + k));

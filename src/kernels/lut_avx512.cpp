@@ -118,6 +118,8 @@ BlockParams decode_params(const PackedMatrix& w, const RatioCodebook& cb, int64_
       bp.s[0][part] = scale;
       const uint8_t* rc = w.ratio_codes(tile, g);
       for (int b = 1; b < h.bits; ++b) bp.s[b][part] = hlqc_scale(rc, cb.v, b, part, scale);
+      bp.zp[part] = z;  // HLQC stores the midpoint z' itself
+      continue;
     } else {
       for (int b = 0; b < h.bits; ++b) bp.s[b][part] = half(b, part);
       z = half(h.bits, part);
@@ -267,10 +269,14 @@ void gemv_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
   const __m512i pos = _mm512_set1_epi32(0x30201000);
   const __m512 one_half = _mm512_set1_ps(0.5f);
   const uint8_t* blob_end = w.data() + w.size_bytes();
+  const int64_t block_bytes = h.block_bytes, n_groups = h.n_groups;
   for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
     __m512 y[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-    for (int64_t g = 0; g < h.n_groups; ++g) {
-      const uint8_t* blk = w.block(tile, g);
+    const uint8_t* const blocks = w.block(tile, 0);
+    [[maybe_unused]] const uint8_t* const ratio_codes =
+        kParams == Params::Hlqc ? w.ratio_codes(tile, 0) : nullptr;
+    for (int64_t g = 0; g < n_groups; ++g) {
+      const uint8_t* blk = blocks + g * block_bytes;
       const uint8_t* ahead = blk + kPrefetchBytes;
       for (int64_t off = 0; off < h.block_bytes && ahead + off < blob_end; off += 64)
         _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
@@ -317,6 +323,12 @@ void gemv_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
       const __m256i* p = reinterpret_cast<const __m256i*>(blk);  // (P, 32) fp16 = (P, 2) x 16
       const __m512 sh = _mm512_set1_ps(a.scale_half[g]);
       const __m512 sx = _mm512_set1_ps(a.sum_x[g]);
+      // HLQC: each plane's 32 ratio codes (a nibble per row) widened once for both halves.
+      [[maybe_unused]] __m512i rk[B > 1 ? B - 1 : 1];
+      if constexpr (kParams == Params::Hlqc)
+        for (int b = 1; b < B; ++b)
+          rk[b - 1] = _mm512_cvtepu8_epi32(_mm_loadu_si128(
+              reinterpret_cast<const __m128i*>(ratio_codes + (g * (B - 1) + b - 1) * 16)));
       for (int part = 0; part < 2; ++part) {
         __m512 s[B];
         __m512 z;
@@ -327,16 +339,18 @@ void gemv_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
         } else if constexpr (kParams == Params::Hlqc) {
           const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(p + part));
           z = _mm512_cvtph_ps(_mm256_loadu_si256(p + 2 + part));
-          const uint8_t* rc = w.ratio_codes(tile, g);
           s[0] = scale;
-          for (int b = 1; b < B; ++b) s[b] = hlqc_scale(rc, cb.v, b, part, scale);
+          for (int b = 1; b < B; ++b) {  // vpermps reads the low 4 bits: rows 0-15 need no mask
+            const __m512i k = part ? _mm512_srli_epi32(rk[b - 1], 4) : rk[b - 1];
+            s[b] = _mm512_mul_ps(scale, _mm512_permutexvar_ps(k, cb.v[b - 1]));
+          }
         } else {
           for (int b = 0; b < B; ++b) s[b] = _mm512_cvtph_ps(_mm256_loadu_si256(p + 2 * b + part));
           z = _mm512_cvtph_ps(_mm256_loadu_si256(p + 2 * B + part));
         }
         __m512 gacc = _mm512_setzero_ps();
         for (int b = 0; b < B; ++b) {
-          z = _mm512_fmadd_ps(one_half, s[b], z);
+          if constexpr (kParams != Params::Hlqc) z = _mm512_fmadd_ps(one_half, s[b], z);  // z'
           gacc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(part ? ahi[b] : alo[b]), s[b], gacc);
         }
         y[part] = _mm512_fmadd_ps(z, sx, _mm512_fmadd_ps(gacc, sh, y[part]));

@@ -113,6 +113,8 @@ void matmul_tiles_neon(const PackedMatrix& w, const LutActivations& a, int64_t t
           z = vcvt_f32_f16(vld1_f16(p + 32 + 4 * k));
           s[0][k] = scale;
           for (int b = 1; b < B; ++b) s[b][k] = vmulq_f32(scale, vld1q_f32(ratio[b] + 4 * k));
+          zp[k] = z;  // HLQC stores the midpoint z' itself
+          continue;
         } else if (h.kind == uint8_t(QuantKind::Uniform)) {
           const float32x4_t scale = vcvt_f32_f16(vld1_f16(p + 4 * k));
           z = vcvt_f32_f16(vld1_f16(p + 32 + 4 * k));

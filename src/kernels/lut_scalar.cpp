@@ -70,6 +70,8 @@ void decode_params(const PackedMatrix& w, int64_t tile, int64_t g, float s[4][kL
       z = fp16_to_f32(p[kLutTileRows + r]);
       s[0][r] = scale;
       for (int b = 1; b < h.bits; ++b) s[b][r] = scale * ratio[b][r];
+      zp[r] = z;  // HLQC stores the midpoint z' itself
+      continue;
     } else {
       for (int b = 0; b < h.bits; ++b) s[b][r] = fp16_to_f32(p[b * kLutTileRows + r]);
       z = fp16_to_f32(p[h.bits * kLutTileRows + r]);

@@ -25,8 +25,10 @@ inline uint8_t nearest_code(const QuantSpec& spec, const float* p, float x, floa
   uint8_t code;
   if (spec.kind == QuantKind::Uniform) {
     uniform_assign(&x, 1, spec.bits, p, &code);
-  } else {
+  } else if (spec.kind == QuantKind::HLQ) {
     hlq_assign(&x, 1, spec.bits, p, &code);
+  } else {
+    assign_nearest(spec, p, &x, 1, &code);
   }
   *value = dequant_code(spec, p, code);
   return code;
@@ -228,8 +230,11 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
             if (round > 0) {
               GroupWeights gw;
               gw.full = hb->data();
-              if (hlqc) {  // free refit, then back onto the codebook
-                hlq_refit_params(w0.data(), n, spec.bits, ct.data(), gw, P2.data(), free_p);
+              if (hlqc) {  // free refit (from the zero form of P2), then back onto the codebook
+                float pz[5];
+                std::copy(P2.begin(), P2.end(), pz);
+                for (int b = 0; b < spec.bits; ++b) pz[spec.bits] -= 0.5f * P2[b];
+                hlq_refit_params(w0.data(), n, spec.bits, ct.data(), gw, pz, free_p);
                 tmp_codes = ct;
                 hlqc_project_group(w0.data(), n, spec.bits, gw, q.ratio_codebook.data(), free_p,
                                    tmp_codes.data(), P2.data(), K2);

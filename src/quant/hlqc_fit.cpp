@@ -67,15 +67,16 @@ int nearest_ratio(const float* codebook, int b, double ratio) {
   return best;
 }
 
-// Weighted least squares for (s_0, zero) with the level shape fixed: w_i ~ zero + s_0 * u(c_i),
-// u(c) = sum_b ratio_b * bit_b(c), ratio_0 = 1. prev (2) is kept along undetermined directions.
-void refit_scale_zero(const float* w, int n, int bits, const uint8_t* codes, const GroupWeights& h,
+// Weighted least squares for (s_0, m) with the level shape fixed: w_i ~ m + s_0 * u(c_i),
+// u(c) = sum_b ratio_b * (bit_b(c) - 1/2), ratio_0 = 1. prev (2) is kept along undetermined
+// directions.
+void refit_scale_mid(const float* w, int n, int bits, const uint8_t* codes, const GroupWeights& h,
                       const float* ratio, const double* prev, double* out) {
   double u_of[1 << kMaxBits];
   for (int c = 0; c < (1 << bits); ++c) {
     double u = 0;
     for (int b = 0; b < bits; ++b)
-      if (c >> b & 1) u += ratio[b];
+      u += (c >> b & 1) ? 0.5 * ratio[b] : -0.5 * ratio[b];
     u_of[c] = u;
   }
   double M[4] = {}, rhs[2] = {};
@@ -111,11 +112,20 @@ void refit_scale_zero(const float* w, int n, int bits, const uint8_t* codes, con
   solve_proximal_spd(M, rhs, prev, 2, 1e-9, out);
 }
 
+// HLQC parameters (s_0 .. s_{B-1}, m): nearest codes, their values in q, the weighted error.
 double assign_and_error(const float* w, int n, int bits, const GroupWeights& h, const float* p,
                         uint8_t* codes, std::vector<float>& q) {
-  hlq_assign(w, n, bits, p, codes);
-  for (int i = 0; i < n; ++i) q[i] = dequant_code(QuantSpec{QuantKind::HLQ, bits, 0}, p, codes[i]);
+  const QuantSpec spec{QuantKind::HLQC, bits, 0};
+  assign_nearest(spec, p, w, n, codes);
+  for (int i = 0; i < n; ++i) q[i] = dequant_code(spec, p, codes[i]);
   return weighted_error(w, q.data(), n, h);
+}
+
+// The HLQ zero of HLQC parameters: m - sum_b s_b / 2.
+float zero_of(const float* p, int bits) {
+  float z = p[bits];
+  for (int b = 0; b < bits; ++b) z -= 0.5f * p[b];
+  return z;
 }
 
 }  // namespace
@@ -173,18 +183,20 @@ double hlqc_project_group(const float* w, int n, int bits, const GroupWeights& h
       kk[b - 1] = uint8_t(nearest_ratio(codebook, b, start == 0 ? double(p_free[b]) / p_free[0]
                                                                 : double(1 << b)));
     std::copy(codes, codes + n, cur.begin());
-    double sz[2] = {p_free[0], p_free[bits]};
+    double mid_free = p_free[bits];
+    for (int b = 0; b < bits; ++b) mid_free += 0.5 * p_free[b];
+    double sz[2] = {p_free[0], mid_free};
     for (int round = 0; round < 4; ++round) {
       float ratio[kMaxBits] = {1.0f};
       for (int b = 1; b < bits; ++b) ratio[b] = codebook[(b - 1) * kHlqcRatios + kk[b - 1]];
       double out[2];
-      refit_scale_zero(w, n, bits, cur.data(), h, ratio, sz, out);
+      refit_scale_mid(w, n, bits, cur.data(), h, ratio, sz, out);
       const float s0 = fp16_to_f32(f32_to_fp16(float(out[0])));
-      const float z = fp16_to_f32(f32_to_fp16(float(out[1])));
-      if (!std::isfinite(s0) || !std::isfinite(z)) break;  // beyond fp16: keep what we have
+      const float mid = fp16_to_f32(f32_to_fp16(float(out[1])));
+      if (!std::isfinite(s0) || !std::isfinite(mid)) break;  // beyond fp16: keep what we have
       sz[0] = s0;
-      sz[1] = z;
-      hlqc_expand(bits, s0, z, kk, codebook, p);
+      sz[1] = mid;
+      hlqc_expand(bits, s0, mid, kk, codebook, p);
       const double e = assign_and_error(w, n, bits, h, p, cur.data(), q);
       if (e < best_e) {
         best_e = e;
@@ -194,8 +206,10 @@ double hlqc_project_group(const float* w, int n, int bits, const GroupWeights& h
       }
       if (start == 1 || bits == 1) continue;  // the uniform start keeps its shape
       // Let the ratio codes follow the free least-squares optimum of the current codes.
-      float pf[kMaxBits + 1];
-      hlq_refit_params(w, n, bits, cur.data(), h, p, pf);
+      float pf[kMaxBits + 1], pz[kMaxBits + 1];  // free refit, from p in HLQ (zero) form
+      std::copy(p, p + np, pz);
+      pz[bits] = zero_of(p, bits);
+      hlq_refit_params(w, n, bits, cur.data(), h, pz, pf);
       for (int b = 1; b < bits; ++b) kk[b - 1] = uint8_t(nearest_ratio(codebook, b, double(pf[b]) / pf[0]));
     }
   }

@@ -8,8 +8,8 @@
 // gain over uniform for 4 (B - 1) bits per group.
 //
 // How: fit each group as free HLQ (hlq_fit.h), then project it: pick each plane's nearest codebook
-// ratio, refit s_0 and zero by (weighted) least squares for that fixed level shape, round them to
-// fp16, reassign codes, and repeat a few times letting the ratio codes follow the codes' own least
+// ratio, refit s_0 and the midpoint m by (weighted) least squares for that fixed level shape,
+// round them to fp16, reassign codes, and repeat a few times letting the ratio codes follow the codes' own least
 // squares optimum; the uniform shape (ratios nearest 2^b) is always tried too.
 #pragma once
 
@@ -35,9 +35,10 @@ std::vector<float> hlqc_fit_codebook(const float* W, int64_t rows, int64_t cols,
                                      const QuantSpec& spec, const HlqFitOptions& opt,
                                      ThreadPool* pool, int64_t sample_rows = 256);
 
-// Projects a group's free HLQ parameters p_free (B + 1) onto the codebook. codes (n) holds the
-// starting codes on entry and the final ones on return. Writes params (B + 1, expanded: s_0 and
-// zero fp16 values, s_b = s_0 * ratio) and k (B - 1 ratio codes). Returns r^T H r.
+// Projects a group's free HLQ parameters p_free (B + 1, zero form) onto the codebook. codes (n)
+// holds the starting codes on entry and the final ones on return. Writes params (B + 1, HLQC's
+// expanded form: s_0 and the midpoint m fp16 values, s_b = s_0 * ratio) and k (B - 1 ratio codes).
+// Returns r^T H r.
 double hlqc_project_group(const float* w, int n, int bits, const GroupWeights& h,
                           const float* codebook, const float* p_free, uint8_t* codes,
                           float* params, uint8_t* k);

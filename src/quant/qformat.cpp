@@ -89,16 +89,39 @@ const float* QuantizedMatrix::group_params(int64_t row, int64_t group_index) con
 float dequant_code(const QuantSpec& spec, const float* p, uint8_t code) {
   switch (spec.kind) {
     case QuantKind::Uniform: return p[1] + p[0] * float(code);
-    case QuantKind::HLQ:
-    case QuantKind::HLQC: {
+    case QuantKind::HLQ: {
       float w = p[spec.bits];
       for (int b = 0; b < spec.bits; ++b)
         if (code >> b & 1) w += p[b];
       return w;
     }
+    case QuantKind::HLQC: {  // m + sum_b +-s_b / 2 (halving is exact)
+      float w = p[spec.bits];
+      for (int b = 0; b < spec.bits; ++b) w += (code >> b & 1) ? 0.5f * p[b] : -0.5f * p[b];
+      return w;
+    }
     case QuantKind::Codebook: return p[code];
   }
   return 0.0f;
+}
+
+void assign_nearest(const QuantSpec& spec, const float* params, const float* w, int n,
+                    uint8_t* codes) {
+  const int nv = 1 << spec.bits;
+  float vals[256];  // B <= 8
+  for (int c = 0; c < nv; ++c) vals[c] = dequant_code(spec, params, uint8_t(c));
+  for (int i = 0; i < n; ++i) {
+    int best = 0;
+    float bd = std::fabs(w[i] - vals[0]);
+    for (int c = 1; c < nv; ++c) {
+      const float d = std::fabs(w[i] - vals[c]);
+      if (d < bd) {
+        bd = d;
+        best = c;
+      }
+    }
+    codes[i] = uint8_t(best);
+  }
 }
 
 void dequantize(const QuantizedMatrix& q, float* dst) {
@@ -115,11 +138,11 @@ void round_params_to_fp16(std::vector<float>& params) {
   for (float& v : params) v = fp16_to_f32(f32_to_fp16(v));
 }
 
-void hlqc_expand(int bits, float s0, float zero, const uint8_t* k, const float* codebook,
+void hlqc_expand(int bits, float s0, float mid, const uint8_t* k, const float* codebook,
                  float* params) {
   params[0] = s0;
   for (int b = 1; b < bits; ++b) params[b] = s0 * codebook[(b - 1) * kHlqcRatios + k[b - 1]];
-  params[bits] = zero;
+  params[bits] = mid;
 }
 
 void check_hlqc(const QuantizedMatrix& q) {
@@ -143,7 +166,7 @@ void check_hlqc(const QuantizedMatrix& q) {
       require(k[b] < kHlqcRatios, q.spec.name(), ": ratio code ", int(k[b]), " is not 0..15");
     const float* p = q.params.data() + g * (B + 1);
     require(fp16_to_f32(f32_to_fp16(p[0])) == p[0] && fp16_to_f32(f32_to_fp16(p[B])) == p[B],
-            q.spec.name(), ": s_0 and zero must be fp16 values");
+            q.spec.name(), ": s_0 and m must be fp16 values");
     hlqc_expand(B, p[0], p[B], k, q.ratio_codebook.data(), want);
     for (int b = 0; b <= B; ++b)
       require(want[b] == p[b] || (std::isnan(want[b]) && std::isnan(p[b])), q.spec.name(),

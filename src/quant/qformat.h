@@ -7,11 +7,13 @@
 //             w = zero + scale * code                               (group 0 = the whole row)
 //   HLQ       per group: {s_0, ..., s_{B-1}, zero};
 //             w = zero + sum_b s_b * bit_b(code)                    (uniform is s_b = scale * 2^b)
-//   HLQC      HLQ with compact parameters: per group s_0 and zero (fp16) plus one 4-bit ratio code
-//             k_b per plane b >= 1, and per matrix a codebook of 16 ratios per plane;
-//             s_b = s_0 * ratio_codebook[b - 1][k_b] (fp32 product). It stores 32 + 4 (B - 1) bits
-//             per group against HLQ's 16 (B + 1) and uniform's 32, so it streams almost the
-//             bytes of uniform while each group keeps its own plane scales.
+//   HLQC      HLQ with compact parameters: per group s_0 and the midpoint m (fp16) plus one 4-bit
+//             ratio code k_b per plane b >= 1, and per matrix a codebook of 16 ratios per plane;
+//             s_b = s_0 * ratio_codebook[b - 1][k_b] (fp32 product);
+//             w = m + sum_b (bit_b(code) ? s_b / 2 : -s_b / 2)  (the same levels as HLQ with
+//             zero = m - sum_b s_b / 2; storing m spares the kernels that sum). It stores
+//             32 + 4 (B - 1) bits per group against HLQ's 16 (B + 1) and uniform's 32, so it
+//             streams almost the bytes of uniform while each group keeps its own plane scales.
 //   Codebook  per row: {c_0, ..., c_{2^B - 1}} (GANQ); w = c[code]
 // Parameters are fp16 in the file; in memory they are floats that hold fp16-representable values
 // (quantizers round them with round_params_to_fp16 before the final code assignment, so a file
@@ -63,7 +65,7 @@ struct QuantizedMatrix {
   std::vector<uint8_t> codes;  // rows * cols, row-major
   // Uniform/HLQ: rows * groups_per_row * params_per_group, row-major by (row, group);
   // Codebook: rows * 2^B.
-  // HLQC: the expanded (s_0 .. s_{B-1}, zero), with s_0 and zero fp16 values and
+  // HLQC: the expanded (s_0 .. s_{B-1}, m), with s_0 and m fp16 values and
   // s_b = s_0 * ratio_codebook[(b - 1) * 16 + k_b] exactly.
   std::vector<float> params;
   // HLQC only: ratio codes k_1 .. k_{B-1} of every group, rows * groups_per_row * (B - 1), row-major
@@ -76,16 +78,19 @@ struct QuantizedMatrix {
 
 // The value a code stands for, with the parameters of its group (or row, for Codebook).
 float dequant_code(const QuantSpec& spec, const float* params, uint8_t code);
+// Nearest code of each of w (n) under one group's (or row's) params: the first of equally near.
+void assign_nearest(const QuantSpec& spec, const float* params, const float* w, int n,
+                    uint8_t* codes);
 // Reference dequantization of the whole matrix into dst (rows * cols floats, row-major).
 void dequantize(const QuantizedMatrix& q, float* dst);
 // Rounds every parameter to the nearest fp16 value (in place).
 void round_params_to_fp16(std::vector<float>& params);
-// HLQC: the expanded parameters (B + 1) of a group from its stored ones: s_0 and zero (fp16 values),
-// its ratio codes k (B - 1), the codebook ((B - 1) * 16).
-void hlqc_expand(int bits, float s0, float zero, const uint8_t* k, const float* codebook,
+// HLQC: the expanded parameters (B + 1) of a group from its stored ones: s_0 and the midpoint m
+// (fp16 values), its ratio codes k (B - 1), the codebook ((B - 1) * 16).
+void hlqc_expand(int bits, float s0, float mid, const uint8_t* k, const float* codebook,
                  float* params);
 // Throws Error unless q's HLQC fields are consistent (sizes, codes < 16, finite positive ratios,
-// fp16 s_0 and zero, s_b = s_0 * ratio exactly). No-op for other kinds.
+// fp16 s_0 and m, s_b = s_0 * ratio exactly). No-op for other kinds.
 void check_hlqc(const QuantizedMatrix& q);
 
 }  // namespace elutq

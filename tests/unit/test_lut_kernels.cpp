@@ -73,10 +73,8 @@ QuantizedMatrix random_matrix(QuantKind kind, int bits, int group, int64_t rows,
     for (int64_t i = 0; i < n; ++i) {
       const float s0 = fp16_to_f32(f32_to_fp16(0.01f * u(rng)));
       float* p = q.params.data() + i * P;
-      hlqc_expand(bits, s0, 0.0f, q.ratio_codes.data() + i * (bits - 1), q.ratio_codebook.data(), p);
-      float sum = 0;
-      for (int b = 0; b < bits; ++b) sum += p[b];
-      p[bits] = fp16_to_f32(f32_to_fp16(-sum / 2.0f + 0.002f * z(rng)));
+      const float mid = fp16_to_f32(f32_to_fp16(0.002f * z(rng)));  // the group's midpoint
+      hlqc_expand(bits, s0, mid, q.ratio_codes.data() + i * (bits - 1), q.ratio_codebook.data(), p);
     }
   }
   return q;
