@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The "LUT kernels" speed numbers of docs/RESULTS.md:
-#   1. synthetic LLaMA-2-7B linear layers at HLQ w2/w3/w4 g128 and uniform w4g128 (and w2 with int8
-#      tables): decode (batch 1) and prefill (512 tokens) on 1 and 2 threads, each with its roofline
+#   1. synthetic LLaMA-2-7B linear layers at HLQ w2/w3/w4 g128, HLQC w4g128 and uniform w4g128 (and
+#      w2 with int8 tables): decode (batch 1) and prefill (512 tokens) on 1 and 2 threads, each with its roofline
 #      fraction;
 #   2. SmolLM2-135M quantized data-free (elutq quantize, HLQ w2g128 / w4g128, uniform w4g128 RTN)
 #      through the whole model (`elutq bench -m`), LUT kernels and the dequantized fp32 path.
@@ -22,7 +22,7 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 # FORMAT[:TABLES]: the default tables (auto: int16 for 2-bit, int8 above) unless TABLES is given;
 # the 2-bit format runs with int8 tables too, for the speed that precision gives up.
 for threads in 2 1; do
-  for entry in hlq-w2g128 hlq-w2g128:int8 hlq-w3g128 hlq-w4g128 uniform-w4g128; do
+  for entry in hlq-w2g128 hlq-w2g128:int8 hlq-w3g128 hlq-w4g128 hlqc-w4g128 uniform-w4g128; do
     format="${entry%%:*}" tables=auto
     [[ "$entry" == *:* ]] && tables="${entry#*:}"
     echo "== synthetic llama2-7b $format, $tables tables, $threads threads (load average: $(cut -d' ' -f1-3 /proc/loadavg))"

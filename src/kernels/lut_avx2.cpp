@@ -197,13 +197,26 @@ struct LaneParams {
   __m256 s[4][4], zp[4];
 };
 
+// HLQC: the ratios of rows 8k..8k+7 for plane b >= 1: their 4-bit codes (low nibbles of bytes
+// 0-7 / 8-15 of the plane's 16 code bytes for k = 0 / 1, high nibbles for k = 2 / 3) look up the
+// plane's 16 codebook entries, two 8-entry permutes chosen by bit 3 of the code.
+__m256 hlqc_ratios(const uint8_t* rc, const float* codebook, int b, int k) {
+  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(rc + 16 * (b - 1) + 8 * (k & 1)));
+  __m256i code = _mm256_cvtepu8_epi32(bytes);
+  code = _mm256_and_si256(k >= 2 ? _mm256_srli_epi32(code, 4) : code, _mm256_set1_epi32(15));
+  const float* cb = codebook + 16 * (b - 1);
+  const __m256 lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(cb), code);
+  const __m256 hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(cb + 8), code);
+  // blendv picks by the sign bit: move bit 3 of the code there.
+  return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(code, 28)));
+}
+
 LaneParams lane_params(const PackedMatrix& w, int64_t tile, int64_t g) {
   const PackedHeader& h = w.header();
   const __m128i* p = reinterpret_cast<const __m128i*>(w.block(tile, g));  // (P, 4) x 8 fp16, row order
   const __m256 one_half = _mm256_set1_ps(0.5f);
   const bool hlqc = h.kind == uint8_t(QuantKind::HLQC);
-  alignas(32) float ratio[4][kLutTileRows];
-  if (hlqc) hlqc_block_ratios(w, tile, g, ratio);
+  const uint8_t* rc = hlqc ? w.ratio_codes(tile, g) : nullptr;
   LaneParams lp;
   for (int k = 0; k < 4; ++k) {
     __m256 z;
@@ -211,7 +224,8 @@ LaneParams lane_params(const PackedMatrix& w, int64_t tile, int64_t g) {
       const __m256 scale = _mm256_cvtph_ps(_mm_loadu_si128(p + k));
       z = _mm256_cvtph_ps(_mm_loadu_si128(p + 4 + k));
       lp.s[0][k] = scale;
-      for (int b = 1; b < h.bits; ++b) lp.s[b][k] = _mm256_mul_ps(scale, _mm256_load_ps(ratio[b] + 8 * k));
+      for (int b = 1; b < h.bits; ++b)
+        lp.s[b][k] = _mm256_mul_ps(scale, hlqc_ratios(rc, w.ratio_codebook(), b, k));
       lp.zp[k] = z;  // HLQC stores the midpoint z' itself
       continue;
     } else if (h.kind == uint8_t(QuantKind::Uniform)) {

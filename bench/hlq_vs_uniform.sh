@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# HLQ, HLQC and uniform at the same B and g, decode speed on synthetic LLaMA-2-7B linear layers,
+# measured in alternation so that a noisy machine treats the three alike: ROUNDS rounds, each
+# running every format once (`elutq bench --synthetic llama2-7b --runs RUNS`), then per format the
+# median over rounds of the per-run medians, and per round the ratio to uniform.
+# usage: bench/hlq_vs_uniform.sh [BUILD]
+#   env: ROUNDS (default 6), RUNS (decode runs per bench, default 3), THREADS (default 2),
+#        CONFIG (B and g, default w4g128)
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BUILD="${1:-$ROOT/build}"
+ROUNDS="${ROUNDS:-6}"
+RUNS="${RUNS:-3}"
+THREADS="${THREADS:-2}"
+CONFIG="${CONFIG:-w4g128}"
+FORMATS=("uniform-$CONFIG" "hlqc-$CONFIG" "hlq-$CONFIG")
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "\$ elutq bench --synthetic llama2-7b --format F --threads $THREADS --runs $RUNS --prefill-runs 0  (F alternating: ${FORMATS[*]})"
+declare -A all
+for ((r = 1; r <= ROUNDS; r++)); do
+  line="round $r (load average $(cut -d' ' -f1 /proc/loadavg)):"
+  declare -A tok
+  for f in "${FORMATS[@]}"; do
+    out="$("$BUILD/elutq" bench --synthetic llama2-7b --format "$f" --threads "$THREADS" \
+      --runs "$RUNS" --prefill-runs 0)"
+    tok[$f]="$(sed -n 's/^decode: \([0-9.]*\) tok\/s.*/\1/p' <<< "$out")"
+    bw="$(sed -n 's/^memory read bandwidth.*median \([0-9.]*\) GB\/s.*/\1/p' <<< "$out")"
+    all[$f]+="${tok[$f]} "
+    line+="  $f ${tok[$f]} tok/s (probe $bw GB/s)"
+  done
+  for f in "${FORMATS[@]:1}"; do
+    line+="  $f/uniform $(awk -v a="${tok[$f]}" -v b="${tok[${FORMATS[0]}]}" 'BEGIN{printf "%.3f", a/b}')"
+  done
+  echo "$line"
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END{print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+u="$(median <<< "${all[${FORMATS[0]}]}")"
+for f in "${FORMATS[@]}"; do
+  m="$(median <<< "${all[$f]}")"
+  echo "median over $ROUNDS rounds: $f $m tok/s ($(awk -v a="$m" -v b="$u" 'BEGIN{printf "%.3f", a/b}')x uniform)"
+done
