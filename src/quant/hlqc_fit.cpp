@@ -70,8 +70,26 @@ int nearest_ratio(const float* codebook, int b, double ratio) {
 // Weighted least squares for (s_0, m) with the level shape fixed: w_i ~ m + s_0 * u(c_i),
 // u(c) = sum_b ratio_b * (bit_b(c) - 1/2), ratio_0 = 1. prev (2) is kept along undetermined
 // directions.
+// With a full Hessian block, H 1 and H w do not depend on the codes: made once per group.
+struct FullBlockProducts {
+  std::vector<double> H1, Hw;  // (n) each
+  FullBlockProducts(const float* w, int n, const GroupWeights& h) {
+    if (!h.full) return;
+    H1.assign(size_t(n), 0.0);
+    Hw.assign(size_t(n), 0.0);
+    for (int i = 0; i < n; ++i) {
+      const float* Hi = h.full + int64_t(i) * n;
+      for (int j = 0; j < n; ++j) {
+        H1[size_t(i)] += double(Hi[j]);
+        Hw[size_t(i)] += double(Hi[j]) * w[j];
+      }
+    }
+  }
+};
+
 void refit_scale_mid(const float* w, int n, int bits, const uint8_t* codes, const GroupWeights& h,
-                      const float* ratio, const double* prev, double* out) {
+                     const FullBlockProducts& fb, const float* ratio, const double* prev,
+                     double* out) {
   double u_of[1 << kMaxBits];
   for (int c = 0; c < (1 << bits); ++c) {
     double u = 0;
@@ -81,22 +99,16 @@ void refit_scale_mid(const float* w, int n, int bits, const uint8_t* codes, cons
   }
   double M[4] = {}, rhs[2] = {};
   if (h.full) {
-    std::vector<double> Hu(n, 0.0), H1(n, 0.0), Hw(n, 0.0);  // (n) H u, H 1, H w
     for (int i = 0; i < n; ++i) {
       const float* Hi = h.full + int64_t(i) * n;
-      for (int j = 0; j < n; ++j) {
-        Hu[i] += double(Hi[j]) * u_of[codes[j]];
-        H1[i] += double(Hi[j]);
-        Hw[i] += double(Hi[j]) * w[j];
-      }
-    }
-    for (int i = 0; i < n; ++i) {
+      double Hu = 0;  // (H u)_i
+      for (int j = 0; j < n; ++j) Hu += double(Hi[j]) * u_of[codes[j]];
       const double u = u_of[codes[i]];
-      M[0] += u * Hu[i];
-      M[1] += u * H1[i];
-      M[3] += H1[i];
-      rhs[0] += u * Hw[i];
-      rhs[1] += Hw[i];
+      M[0] += u * Hu;
+      M[1] += u * fb.H1[size_t(i)];
+      M[3] += fb.H1[size_t(i)];
+      rhs[0] += u * fb.Hw[size_t(i)];
+      rhs[1] += fb.Hw[size_t(i)];
     }
   } else {
     for (int i = 0; i < n; ++i) {
@@ -176,6 +188,7 @@ double hlqc_project_group(const float* w, int n, int bits, const GroupWeights& h
   float p[kMaxBits + 1], best_p[kMaxBits + 1];
   uint8_t best_k[kMaxBits] = {};
   double best_e = std::numeric_limits<double>::infinity();
+  const FullBlockProducts fb(w, n, h);
   // Two starts: the ratios of the free fit, and the uniform shape (ratios nearest 2^b).
   for (int start = 0; start < 2; ++start) {
     uint8_t kk[kMaxBits] = {};
@@ -190,7 +203,7 @@ double hlqc_project_group(const float* w, int n, int bits, const GroupWeights& h
       float ratio[kMaxBits] = {1.0f};
       for (int b = 1; b < bits; ++b) ratio[b] = codebook[(b - 1) * kHlqcRatios + kk[b - 1]];
       double out[2];
-      refit_scale_mid(w, n, bits, cur.data(), h, ratio, sz, out);
+      refit_scale_mid(w, n, bits, cur.data(), h, fb, ratio, sz, out);
       const float s0 = fp16_to_f32(f32_to_fp16(float(out[0])));
       const float mid = fp16_to_f32(f32_to_fp16(float(out[1])));
       if (!std::isfinite(s0) || !std::isfinite(mid)) break;  // beyond fp16: keep what we have
