@@ -65,7 +65,7 @@ PackedMatrix PackedMatrix::pack(const QuantizedMatrix& q) {
 
   const int B = spec.bits, P = h.params_per_group;
   const bool hlqc = spec.kind == QuantKind::HLQC;
-  if (hlqc) {
+  if (hlqc && !q.ratio_codebook.empty()) {  // B = 1 has no ratios
     std::memcpy(out.owned_.data() + sizeof h, q.ratio_codebook.data(),
                 q.ratio_codebook.size() * sizeof(float));
   }
