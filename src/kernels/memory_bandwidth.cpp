@@ -6,30 +6,48 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/cpu_features.h"
 #include "core/thread_pool.h"
+#include "kernels/memory_bandwidth_isa.h"
 
 namespace elutq {
+
+uint64_t stream_read_portable(const uint64_t* words, int64_t n) {
+  uint64_t a = 0, b = 0, c = 0, d = 0;  // independent sums keep several loads in flight
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    a += words[i];
+    b += words[i + 1];
+    c += words[i + 2];
+    d += words[i + 3];
+  }
+  for (; i < n; ++i) a += words[i];
+  return a + b + c + d;
+}
+
+uint64_t (*stream_read_for_cpu())(const uint64_t*, int64_t) {
+#if defined(__x86_64__) || defined(_M_X64)
+  switch (active_isa()) {
+    case Isa::Avx512: return stream_read_avx512;
+    case Isa::Avx2: return stream_read_avx2;
+    default: break;
+  }
+#endif
+  return stream_read_portable;  // on ARM the compiler vectorizes it with NEON
+}
 
 ReadBandwidthProbe::ReadBandwidthProbe(size_t bytes) : buf_(bytes / 8, 1) {}
 
 double ReadBandwidthProbe::measure(ThreadPool& pool, int repeats) {
   const int64_t words = int64_t(buf_.size());
   const uint64_t* buf = buf_.data();
+  const auto read = stream_read_for_cpu();
   std::vector<uint64_t> sums(size_t(pool.size()), 0);
   double best = 0.0;
   for (int r = 0; r < repeats; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
     pool.run(words, [&](int t, int64_t begin, int64_t end) {
-      uint64_t a = 0, b = 0, c = 0, d = 0;  // independent sums keep several loads in flight
-      int64_t i = begin;
-      for (; i + 4 <= end; i += 4) {
-        a += buf[i];
-        b += buf[i + 1];
-        c += buf[i + 2];
-        d += buf[i + 3];
-      }
-      for (; i < end; ++i) a += buf[i];
-      sums[size_t(t)] = a + b + c + d;
+      sums[size_t(t)] = read(buf + begin, end - begin);
     });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::max(best, double(words) * 8.0 / s * 1e-9);

@@ -1,5 +1,6 @@
 // The machine's memory read bandwidth, measured the way a GEMV reads weights: every thread of the
-// pool streams its share of a buffer far larger than the caches. It is the roofline for decode.
+// pool streams its share of a buffer far larger than the caches, with the widest vector loads the
+// CPU has (memory_bandwidth_isa.h), so that the roofline it gives decode is an upper bound.
 #pragma once
 
 #include <cstddef>
