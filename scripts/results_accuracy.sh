@@ -20,7 +20,10 @@
 #   TABLE_ONLY=1  rebuild the tables from the logs already in $WORK (runs nothing; rows of
 #                 configs/methods never run are left out)
 # Finished runs are kept in $WORK (one log per quantization / evaluation) and reused, so an
-# interrupted or extended run only does what is missing; delete $WORK to start over.
+# interrupted or extended run only does what is missing; delete $WORK to start over. The tables
+# list every default config and method (plus any named in CONFIGS / METHODS) that has a log in
+# $WORK, not only those of this run, and keep docs/RESULTS.md's row where there is none, so a
+# partial run never drops rows from docs/RESULTS.md.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="${BUILD:-$ROOT/build}"
@@ -29,8 +32,14 @@ SHARED="${ELUTQ_SHARED:-$ROOT/../shared}"
 WORK="${WORK:-$BUILD/results_accuracy}"
 THREADS="${THREADS:-2}"
 MODELS="${MODELS:-stories260K smollm2}"
-CONFIGS="${CONFIGS:-w2g64 w2g128 w3g128 w4g128}"
-METHODS="${METHODS:-rtn gptq awq hlq hlq-paper hlq-gptq-paper-alt hlq-gptq-paper-grad hlq-gptq-ours-alt hlq-gptq-ours-grad hlqc-gptq-ours-alt ganq}"
+ALL_CONFIGS="w2g64 w2g128 w3g128 w4g128"
+ALL_METHODS="rtn gptq awq hlq hlq-paper hlq-gptq-paper-alt hlq-gptq-paper-grad hlq-gptq-ours-alt hlq-gptq-ours-grad hlqc-gptq-ours-alt ganq"
+CONFIGS="${CONFIGS:-$ALL_CONFIGS}"
+METHODS="${METHODS:-$ALL_METHODS}"
+# The table's rows: the defaults, then whatever this run adds to them, in order.
+union() { local out="$1" w; for w in $2; do [[ " $out " == *" $w "* ]] || out+=" $w"; done; echo "$out"; }
+TABLE_CONFIGS="$(union "$ALL_CONFIGS" "$CONFIGS")"
+TABLE_METHODS="$(union "$ALL_METHODS" "$METHODS")"
 STORIES_NSAMPLES="${STORIES_NSAMPLES:-128}"
 STORIES_SEQLEN="${STORIES_SEQLEN:-512}"
 STORIES_WINDOWS="${STORIES_WINDOWS:-40}"
@@ -100,17 +109,24 @@ run_model() {
   local name="$1" src="$2" ctx="$3" ns="$4" sl="$5" win="$6"
   local table="$WORK/$name.md"
   [[ "$TABLE_ONLY" == 1 ]] || evaluate "$src" "$ctx" "$win" "$name.fp"
+  local doc_rows
+  doc_rows="$(sed -n "/<!-- accuracy:$name:begin -->/,/<!-- accuracy:$name:end -->/p" \
+    "$ROOT/docs/RESULTS.md")"
   {
     echo "| config | method | bpw | WikiText-2 ppl | C4 ppl | quantize wall s | peak RSS MiB |"
     echo "|---|---|---:|---:|---:|---:|---:|"
-    echo "| fp | FP (source weights) | $( [[ $name == smollm2 ]] && echo "5.0 (Q4_1)" || echo 32) | $(ppl_of "$WORK/$name.fp.wiki.log") | $(ppl_of "$WORK/$name.fp.c4.log") | - | - |"
+    if [[ -s "$WORK/$name.fp.wiki.log" && -s "$WORK/$name.fp.c4.log" ]]; then
+      echo "| fp | FP (source weights) | $( [[ $name == smollm2 ]] && echo "5.0 (Q4_1)" || echo 32) | $(ppl_of "$WORK/$name.fp.wiki.log") | $(ppl_of "$WORK/$name.fp.c4.log") | - | - |"
+    else
+      grep -F "| fp | FP (source weights) |" <<< "$doc_rows" || true
+    fi
   } > "$table"
-  for cfg in $CONFIGS; do
+  # Quantize and evaluate what this run asks for and has no logs of yet.
+  [[ "$TABLE_ONLY" == 1 ]] || for cfg in $CONFIGS; do
     local bits="${cfg#w}"; bits="${bits%%g*}"; local group="${cfg#*g}"
     for m in $METHODS; do
       local tag="$name.$cfg.$m" out="$WORK/$name.$cfg.$m.gguf"
       if ! grep -q '^summary:' "$WORK/$tag.quant.log" 2>/dev/null; then
-        [[ "$TABLE_ONLY" == 1 ]] && continue
         echo "== $tag" >&2
         # Calibration-free methods run without calibration data, so their wall time is theirs.
         local calib=(--calib "$WORK/c4_calib.jsonl" --nsamples "$ns" --seqlen "$sl")
@@ -119,15 +135,26 @@ run_model() {
         "$ELUTQ" quantize "$src" "$out" $(method_args "$m") --bits "$bits" --group "$group" \
           "${calib[@]}" -t "$THREADS" -q --restart > "$WORK/$tag.quant.log" 2>&1 || { echo "failed: $tag" >&2; tail -3 "$WORK/$tag.quant.log" >&2; continue; }
       fi
-      [[ -f "$out" && "$TABLE_ONLY" != 1 ]] && evaluate "$out" "$ctx" "$win" "$tag"
+      [[ -f "$out" ]] && evaluate "$out" "$ctx" "$win" "$tag"
+      # The numbers are in the logs; the files are large for SmolLM2.
+      [[ " ${KEEP:-} " == *" $tag "* ]] || rm -f "$out"
+    done
+  done
+  # One row per config and method with a finished quantization log, this run's or an earlier one's;
+  # without a log, the row docs/RESULTS.md already has (if any) stays as it is.
+  for cfg in $TABLE_CONFIGS; do
+    for m in $TABLE_METHODS; do
+      local tag="$name.$cfg.$m"
+      if ! grep -q '^summary:' "$WORK/$tag.quant.log" 2>/dev/null; then
+        grep -F "| $cfg | $(method_title "$m") |" <<< "$doc_rows" >> "$table" || true
+        continue
+      fi
       local s; s="$(grep '^summary:' "$WORK/$tag.quant.log")"
       local bpw wall rss
       bpw="$(sed -n 's/.*bpw \([0-9.]*\).*/\1/p' <<< "$s")"
       wall="$(sed -n 's/.*wall \([0-9.]*\) s.*/\1/p' <<< "$s")"
       rss="$(sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p' <<< "$s")"
       echo "| $cfg | $(method_title "$m") | $bpw | $(ppl_of "$WORK/$tag.wiki.log") | $(ppl_of "$WORK/$tag.c4.log") | $wall | $rss |" >> "$table"
-      # The numbers are in the logs; the files are large for SmolLM2.
-      [[ "$TABLE_ONLY" == 1 || " ${KEEP:-} " == *" $tag "* ]] || rm -f "$out"
     done
   done
   echo "$table"
