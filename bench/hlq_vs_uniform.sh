@@ -16,6 +16,7 @@ RUNS="${RUNS:-3}"
 THREADS="${THREADS:-2}"
 CONFIG="${CONFIG:-w4g128}"
 FORMATS=("uniform-$CONFIG" "hlqc-$CONFIG" "hlq-$CONFIG")
+UNIFORM="${FORMATS[0]}"  # the reference of every ratio
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "\$ elutq bench --synthetic llama2-7b --format F --threads $THREADS --runs $RUNS --prefill-runs 0  (F alternating: ${FORMATS[*]})"
 declare -A all norm
@@ -26,15 +27,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
     out="$("$BUILD/elutq" bench --synthetic llama2-7b --format "$f" --threads "$THREADS" \
       --runs "$RUNS" --prefill-runs 0)"
     tok[$f]="$(sed -n 's/^decode: \([0-9.]*\) tok\/s.*/\1/p' <<< "$out")"
-    bw="$(sed -n 's/^memory read bandwidth.*median \([0-9.]*\) GB\/s.*/\1/p' <<< "$out")"
-    bws[$f]="$bw"
+    bws[$f]="$(sed -n 's/^memory read bandwidth.*median \([0-9.]*\) GB\/s.*/\1/p' <<< "$out")"
     all[$f]+="${tok[$f]} "
-    line+="  $f ${tok[$f]} tok/s (probe $bw GB/s)"
+    line+="  $f ${tok[$f]} tok/s (probe ${bws[$f]} GB/s)"
   done
   for f in "${FORMATS[@]:1}"; do
-    u0="${FORMATS[0]}"
-    line+="  $f/uniform $(awk -v a="${tok[$f]}" -v b="${tok[$u0]}" 'BEGIN{printf "%.3f", a/b}')"
-    n="$(awk -v a="${tok[$f]}" -v pa="${bws[$f]}" -v b="${tok[$u0]}" -v pb="${bws[$u0]}" \
+    line+="  $f/uniform $(awk -v a="${tok[$f]}" -v b="${tok[$UNIFORM]}" 'BEGIN{printf "%.3f", a/b}')"
+    n="$(awk -v a="${tok[$f]}" -v pa="${bws[$f]}" -v b="${tok[$UNIFORM]}" -v pb="${bws[$UNIFORM]}" \
       'BEGIN{printf "%.3f", (a/pa)/(b/pb)}')"
     norm[$f]+="$n "
     line+=" (per probe $n)"
@@ -42,7 +41,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
   echo "$line"
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END{print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
-u="$(median <<< "${all[${FORMATS[0]}]}")"
+u="$(median <<< "${all[$UNIFORM]}")"
 for f in "${FORMATS[@]}"; do
   m="$(median <<< "${all[$f]}")"
   echo "median over $ROUNDS rounds: $f $m tok/s ($(awk -v a="$m" -v b="$u" 'BEGIN{printf "%.3f", a/b}')x uniform)"
