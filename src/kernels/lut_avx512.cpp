@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <vector>
 
+#include <unistd.h>
+
 #include "kernels/lut_isa.h"
 
 namespace elutq {
@@ -201,10 +203,20 @@ void block_tokens_idx(const __m512i* idx, int B, int64_t quads, const BlockParam
 }
 
 // Prefill (several tokens). Tokens go in blocks whose tables fit in L2 (all of a token's tables
-// are read once per tile); within a block each weight block's indices are made once and used by
-// every token, TB tokens at a time in registers. Per (token, row) the group order and the float
-// steps are those of the scalar reference.
-constexpr int64_t kTableBudgetBytes = 512 << 10;
+// are read once per tile, the weights once per token block); within a block each weight block's
+// indices are made once and used by every token, TB tokens at a time in registers. Per (token,
+// row) the group order and the float steps are those of the scalar reference.
+//
+// Table budget: three quarters of this core's L2, at least 512 KiB. A fixed 512 KiB left the
+// 11008-column down projection (44 KiB of int8 tables per token) only 6 tokens per block, so its
+// weights streamed from DRAM once per 6 tokens; with a 2 MiB L2 it now gets 30.
+int64_t table_budget_bytes() {
+  static const int64_t budget = [] {
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return std::max<int64_t>(int64_t(512) << 10, l2 > 0 ? int64_t(l2) / 4 * 3 : 0);
+  }();
+  return budget;
+}
 
 template <bool kWide>
 void gemm_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
@@ -212,7 +224,7 @@ void gemm_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
   constexpr int TB = kWide ? 4 : 6;
   const PackedHeader& h = w.header();
   const int64_t table_bytes = a.n_groups * a.quads_per_group * a.quad_bytes;  // per token
-  const int64_t tok_block = std::max<int64_t>(TB, kTableBudgetBytes / table_bytes / TB * TB);
+  const int64_t tok_block = std::max<int64_t>(TB, table_budget_bytes() / table_bytes / TB * TB);
   const int B = h.bits;
   const int64_t quads = a.quads_per_group;
   thread_local std::vector<float> ybuf;    // (tok_block, 32)
@@ -224,20 +236,39 @@ void gemm_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
   __m512i* idx = reinterpret_cast<__m512i*>(idx_buf.data());
   ybuf.resize(size_t(tok_block * 32));
   const RatioCodebook cb(w);
+  const uint8_t* blob_end = w.data() + w.size_bytes();
+  const int64_t block_lines = (h.block_bytes + 63) / 64;
   for (int64_t t_begin = 0; t_begin < a.n; t_begin += tok_block) {
     const int64_t t_end = std::min(a.n, t_begin + tok_block);
+    const int64_t steps = (t_end - t_begin) / TB + (t_end - t_begin) % TB;  // token steps
+    const int64_t lines_per_step = (block_lines + steps - 1) / steps;
     for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
       std::fill(ybuf.begin(), ybuf.end(), 0.0f);
       for (int64_t g = 0; g < h.n_groups; ++g) {
         const uint8_t* blk = w.block(tile, g);
         const BlockParams bp = decode_params(w, cb, tile, g);
         block_indices(blk + h.params_per_group * 64, B, quads, idx);
+        // The next block_bytes of the blob (the next block, or the next tile's start) stream in
+        // while this block works, a slice of its lines before each token step: without it the
+        // index build stalls on its weight loads (the hottest spot in a profile of 7B prefill);
+        // all lines at once stall on the fill buffers instead.
+        const uint8_t* next = blk + h.block_bytes;
+        int64_t line = 0;
+        auto prefetch_slice = [&] {
+          for (int64_t i = 0; i < lines_per_step && line < block_lines; ++i, ++line)
+            if (next + line * 64 < blob_end)
+              _mm_prefetch(reinterpret_cast<const char*>(next + line * 64), _MM_HINT_T0);
+        };
         int64_t t = t_begin;
-        for (; t + TB <= t_end; t += TB)
+        for (; t + TB <= t_end; t += TB) {
+          prefetch_slice();
           block_tokens_idx<TB, kWide>(idx, B, quads, bp, a, g, t,
                                       ybuf.data() + (t - t_begin) * 32);
-        for (; t < t_end; ++t)
+        }
+        for (; t < t_end; ++t) {
+          prefetch_slice();
           block_tokens_idx<1, kWide>(idx, B, quads, bp, a, g, t, ybuf.data() + (t - t_begin) * 32);
+        }
       }
       const int64_t rows_here = std::min<int64_t>(32, h.rows - tile * 32);
       for (int64_t t = t_begin; t < t_end; ++t)
