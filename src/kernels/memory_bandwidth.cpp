@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "core/cpu_features.h"
@@ -36,11 +37,13 @@ uint64_t (*stream_read_for_cpu())(const uint64_t*, int64_t) {
   return stream_read_portable;  // on ARM the compiler vectorizes it with NEON
 }
 
-ReadBandwidthProbe::ReadBandwidthProbe(size_t bytes) : buf_(bytes / 8, 1) {}
+ReadBandwidthProbe::ReadBandwidthProbe(size_t bytes) : buf_(bytes / 8 * 8) {
+  std::memset(buf_.data(), 1, buf_.size());  // fault every page in before any timing
+}
 
 double ReadBandwidthProbe::measure(ThreadPool& pool, int repeats) {
-  const int64_t words = int64_t(buf_.size());
-  const uint64_t* buf = buf_.data();
+  const int64_t words = int64_t(buf_.size() / 8);
+  const uint64_t* buf = reinterpret_cast<const uint64_t*>(buf_.data());
   const auto read = stream_read_for_cpu();
   std::vector<uint64_t> sums(size_t(pool.size()), 0);
   double best = 0.0;

@@ -5,7 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <vector>
+
+#include "core/huge_page_buffer.h"
 
 namespace elutq {
 
@@ -24,7 +25,9 @@ class ReadBandwidthProbe {
   double measure(ThreadPool& pool, int repeats = 2);
 
  private:
-  std::vector<uint64_t> buf_;  // (bytes / 8), touched once so its pages are mapped
+  // Huge pages like the packed weights' (packed_matrix.h), so the roofline is not flattered by
+  // comparing huge-page weights with small-page probe reads. Touched once so its pages are mapped.
+  HugePageBuffer buf_;
 };
 
 }  // namespace elutq

@@ -58,7 +58,7 @@ PackedMatrix PackedMatrix::pack(const QuantizedMatrix& q) {
 
   const PackedHeader h = make_header(spec, q.rows, q.cols);
   PackedMatrix out;
-  out.owned_.assign(blob_bytes(h), 0);
+  out.owned_ = HugePageBuffer(blob_bytes(h));  // zero-filled
   std::memcpy(out.owned_.data(), &h, sizeof h);
   out.data_ = out.owned_.data();
   out.size_ = out.owned_.size();
@@ -124,7 +124,7 @@ PackedMatrix PackedMatrix::synthetic(const QuantSpec& spec, int64_t rows, int64_
   require(rows > 0 && cols > 0, "cannot make an empty ", rows, "x", cols, " matrix");
   const PackedHeader h = make_header(spec, rows, cols);
   PackedMatrix out;
-  out.owned_.assign(blob_bytes(h), 0);
+  out.owned_ = HugePageBuffer(blob_bytes(h));  // zero-filled
   std::memcpy(out.owned_.data(), &h, sizeof h);
   out.data_ = out.owned_.data();
   out.size_ = out.owned_.size();
@@ -155,6 +155,16 @@ PackedMatrix PackedMatrix::synthetic(const QuantSpec& spec, int64_t rows, int64_
                    h.block_bytes - h.params_per_group * kLutUnitBytes);
     }
   }
+  return out;
+}
+
+PackedMatrix PackedMatrix::copy(const uint8_t* data, size_t size) {
+  view(data, size);  // validates; throws before anything is allocated
+  PackedMatrix out;
+  out.owned_ = HugePageBuffer(size);
+  std::memcpy(out.owned_.data(), data, size);
+  out.data_ = out.owned_.data();
+  out.size_ = out.owned_.size();
   return out;
 }
 
