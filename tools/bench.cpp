@@ -45,12 +45,12 @@ std::string load_average() {
 }
 
 void print_huge_page_line(double weight_bytes) {
+  if (!huge_pages_requested()) return;  // off by default: see core/huge_page_buffer.h
   const std::string mode = transparent_huge_page_mode();
-  std::printf("huge pages: %.2f GB of this process's memory (weights: %.2f GB); transparent huge "
-              "pages '%s'%s\n",
+  std::printf("huge pages (ELUTQ_HUGE_PAGES=1): %.2f GB of this process's memory (packed weights "
+              "%.2f GB); transparent huge pages '%s'\n",
               double(anon_huge_page_bytes()) * 1e-9, weight_bytes * 1e-9,
-              mode.empty() ? "unknown" : mode.c_str(),
-              mode == "never" ? " (decode reads weights on 4 KiB pages, ~5-10% slower)" : "");
+              mode.empty() ? "unknown" : mode.c_str());
 }
 
 void report_decode(const std::vector<RunSample>& runs, double bytes_per_token) {
@@ -202,11 +202,6 @@ int run_bench(int argc, char** argv) {
   app.add_option("--lut-tables", o.lut_tables,
                  std::string(kLutTablesOptionHelp) + " (--synthetic, or -m with --kernel lut)")
       ->check(CLI::IsMember({"int8", "int16", "auto"}))
-      ->capture_default_str();
-  app.add_option("--lut-weights", o.lut_weights,
-                 std::string(kLutWeightsOptionHelp) + " (-m only; --synthetic weights are always "
-                 "built in huge-page memory)")
-      ->check(CLI::IsMember({"mmap", "copy"}))
       ->capture_default_str();
   app.add_option("--threads", o.threads, "threads, the calling one included (0 = all cores)")
       ->capture_default_str();

@@ -8,8 +8,7 @@
 namespace elutq::cli {
 
 struct BenchOptions {
-  std::string model, synthetic, format = "hlq-w2g128", kernel = "lut", isa, lut_tables = "auto",
-              lut_weights = "mmap";
+  std::string model, synthetic, format = "hlq-w2g128", kernel = "lut", isa, lut_tables = "auto";
   int threads = 0, runs = 5, decode_tokens = 16, prefill_tokens = 512, prefill_runs = 3;
 };
 
@@ -21,7 +20,7 @@ struct RunSample {
 double median(std::vector<double> v);
 // "/proc/loadavg"'s three averages, or "unknown".
 std::string load_average();
-// Prints how much memory is on transparent huge pages, next to the weights' size.
+// With ELUTQ_HUGE_PAGES=1: prints how much memory is on huge pages, next to the weights' size.
 void print_huge_page_line(double weight_bytes);
 // Prints bandwidth, roofline, decode rate and fraction of the roofline (per run, then median).
 void report_decode(const std::vector<RunSample>& runs, double bytes_per_token);

@@ -27,8 +27,7 @@ int run_model_bench(const BenchOptions& o) {
   opt.n_threads = o.threads;
 #if defined(ELUTQ_HAVE_QUANTIZED_FACTORY)
   opt.linear_factory =
-      linear_factory_for(*src, parse_kernel_choice(o.kernel), parse_lut_tables(o.lut_tables),
-                         parse_lut_weights(o.lut_weights));
+      linear_factory_for(*src, parse_kernel_choice(o.kernel), parse_lut_tables(o.lut_tables));
 #else
   require(o.kernel == "dequant", "--kernel lut needs quantized model file support, which this "
                                  "build lacks; use --kernel dequant");
@@ -57,12 +56,6 @@ int run_model_bench(const BenchOptions& o) {
   std::printf("bytes read per decode token: %.1f MB (weights and output head %.1f MB, KV cache "
               "%.2f MB)\n",
               bytes * 1e-6, weight_bytes * 1e-6, kv_bytes * 1e-6);
-  if (o.kernel == "lut") {
-    std::printf("LUT weights read from: %s\n",
-                o.lut_weights == "copy" ? "a copy in huge-page memory (--lut-weights copy)"
-                                        : "the file mapping (--lut-weights mmap)");
-  }
-  print_huge_page_line(weight_bytes);
   std::printf("load average at start: %s on %d hardware threads\n", load_average().c_str(),
               hardware_threads());
 

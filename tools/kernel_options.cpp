@@ -10,13 +10,10 @@ void KernelOptions::add_to(CLI::App& app) {
   app.add_option("--kernel", kernel, kKernelOptionHelp)->check(CLI::IsMember({"lut", "dequant"}));
   app.add_option("--lut-tables", lut_tables, kLutTablesOptionHelp)
       ->check(CLI::IsMember({"int8", "int16", "auto"}));
-  app.add_option("--lut-weights", lut_weights, kLutWeightsOptionHelp)
-      ->check(CLI::IsMember({"mmap", "copy"}));
 }
 
 LinearFactory KernelOptions::factory_for(const ModelSource& src) const {
-  return linear_factory_for(src, parse_kernel_choice(kernel), parse_lut_tables(lut_tables),
-                            parse_lut_weights(lut_weights));
+  return linear_factory_for(src, parse_kernel_choice(kernel), parse_lut_tables(lut_tables));
 }
 
 }  // namespace elutq::cli

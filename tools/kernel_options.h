@@ -1,4 +1,4 @@
-// The `--kernel`, `--lut-tables` and `--lut-weights` options shared by every verb that runs a model (generate,
+// The `--kernel` and `--lut-tables` options shared by every verb that runs a model (generate,
 // chat, logits, perplexity): one place for their defaults, choices and help, and for turning them
 // into the model's LinearFactory.
 #pragma once
@@ -17,10 +17,9 @@ namespace elutq::cli {
 struct KernelOptions {
   std::string kernel = "lut";
   std::string lut_tables = "auto";
-  std::string lut_weights = "mmap";
 
   void add_to(CLI::App& app);
-  // linear_factory_for(src, kernel, lut tables, lut weights): empty for models with no quantized tensor.
+  // linear_factory_for(src, kernel, lut tables): empty for models with no quantized tensor.
   LinearFactory factory_for(const ModelSource& src) const;
 };
 

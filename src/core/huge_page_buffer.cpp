@@ -19,16 +19,16 @@ constexpr size_t kSmallPage = 4096;
 
 size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
-// ELUTQ_HUGE_PAGES=0 turns the advice off (for A/B measurements of what huge pages are worth).
-bool huge_pages_wanted() {
-  static const bool wanted = [] {
-    const char* v = std::getenv("ELUTQ_HUGE_PAGES");
-    return v == nullptr || std::string(v) != "0";
-  }();
-  return wanted;
-}
 
 }  // namespace
+
+bool huge_pages_requested() {
+  static const bool requested = [] {
+    const char* v = std::getenv("ELUTQ_HUGE_PAGES");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  return requested;
+}
 
 std::string transparent_huge_page_mode() {
   std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
@@ -51,11 +51,11 @@ uint64_t anon_huge_page_bytes() {
   return 0;
 }
 
-HugePageBuffer::HugePageBuffer(size_t bytes) : size_(bytes) {
+HugePageBuffer::HugePageBuffer(size_t bytes, bool huge) : size_(bytes) {
   if (bytes == 0) return;
 #if defined(__linux__)
   // Buffers under one huge page gain nothing: keep them on the heap.
-  if (bytes >= kHugePage) {
+  if (huge && bytes >= kHugePage) {
     // Over-map by a huge page so a 2 MiB-aligned start exists, then trim both ends: the kernel
     // only backs an aligned 2 MiB range lying wholly inside the mapping with a huge page. The
     // tail past the last full 2 MiB stays in small pages (no resident memory wasted on padding).
@@ -73,7 +73,7 @@ HugePageBuffer::HugePageBuffer(size_t bytes) : size_(bytes) {
       data_ = static_cast<uint8_t*>(mapping_);
 #if defined(MADV_HUGEPAGE)
       // Advice only: failure (or THP off) leaves 4 KiB pages, with the same contents.
-      if (huge_pages_wanted()) madvise(mapping_, mapping_bytes_, MADV_HUGEPAGE);
+      madvise(mapping_, mapping_bytes_, MADV_HUGEPAGE);
 #endif
       return;
     }

@@ -1,13 +1,13 @@
 // A zero-filled, move-only byte buffer for large read-mostly data (packed weights, the bandwidth
-// probe's buffer) that asks the kernel for transparent huge pages.
+// probe's buffer) that can ask the kernel for transparent huge pages.
 //
-// Why: decode streams every weight byte once per token. With 4 KiB pages a 7B model spans ~10^6
-// pages, and the page walks and lost prefetch at each 4 KiB boundary cost ~10% of GEMV bandwidth on
-// the hosts measured (docs/RESULTS.md). Linux gives 2 MiB pages to anonymous memory that is
-// 2 MiB-aligned and madvise(MADV_HUGEPAGE)d even when THP is in its default "madvise" mode.
-// Elsewhere (or if mmap fails) it falls back to ordinary zeroed heap memory; the contents and the
-// API are the same either way, only the speed differs. ELUTQ_HUGE_PAGES=0 in the environment turns
-// the huge-page advice off (to measure what it is worth).
+// Why it exists: decode streams every weight byte once per token, and with 4 KiB pages a 7B model
+// spans ~10^6 of them. Linux gives 2 MiB pages to anonymous memory that is 2 MiB-aligned and
+// madvise(MADV_HUGEPAGE)d, even when THP is in its default "madvise" mode. Measured on our Intel
+// host (docs/RESULTS.md, "Huge pages") it made no difference to decode beyond the machine's spread
+// and tripled the time to fault the weights in, so it is off unless ELUTQ_HUGE_PAGES=1 is set;
+// it stays available for hosts where TLB misses do cost. Off, or where mmap fails or on other
+// systems, the memory is ordinary zeroed heap memory: the contents and the API are the same.
 #pragma once
 
 #include <cstddef>
@@ -20,13 +20,18 @@ namespace elutq {
 // /sys/kernel/mm/transparent_hugepage/enabled), "" where there is no such file.
 std::string transparent_huge_page_mode();
 // Bytes of this process's anonymous memory backed by huge pages now (AnonHugePages summed over
-// /proc/self/smaps_rollup); 0 where unknown. `elutq bench` reports it next to the weight bytes.
+// /proc/self/smaps_rollup); 0 where unknown. `elutq bench --synthetic` reports it.
 uint64_t anon_huge_page_bytes();
+
+// True when ELUTQ_HUGE_PAGES=1 is set (read once): the default of HugePageBuffer's `huge`.
+bool huge_pages_requested();
 
 class HugePageBuffer {
  public:
   HugePageBuffer() = default;
-  explicit HugePageBuffer(size_t bytes);  // throws Error if the memory cannot be had
+  // `huge`: ask for huge pages (buffers of at least 2 MiB, on Linux). Throws Error if the memory
+  // cannot be had.
+  explicit HugePageBuffer(size_t bytes, bool huge = huge_pages_requested());
   ~HugePageBuffer();
   HugePageBuffer(HugePageBuffer&& o) noexcept;
   HugePageBuffer& operator=(HugePageBuffer&& o) noexcept;

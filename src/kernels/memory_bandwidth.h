@@ -25,8 +25,8 @@ class ReadBandwidthProbe {
   double measure(ThreadPool& pool, int repeats = 2);
 
  private:
-  // Huge pages like the packed weights' (packed_matrix.h), so the roofline is not flattered by
-  // comparing huge-page weights with small-page probe reads. Touched once so its pages are mapped.
+  // On huge pages exactly when the packed weights are (ELUTQ_HUGE_PAGES=1), so both are read
+  // through the same kind of pages. Touched once so its pages are mapped.
   HugePageBuffer buf_;
 };
 

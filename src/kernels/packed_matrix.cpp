@@ -158,16 +158,6 @@ PackedMatrix PackedMatrix::synthetic(const QuantSpec& spec, int64_t rows, int64_
   return out;
 }
 
-PackedMatrix PackedMatrix::copy(const uint8_t* data, size_t size) {
-  view(data, size);  // validates; throws before anything is allocated
-  PackedMatrix out;
-  out.owned_ = HugePageBuffer(size);
-  std::memcpy(out.owned_.data(), data, size);
-  out.data_ = out.owned_.data();
-  out.size_ = out.owned_.size();
-  return out;
-}
-
 size_t PackedMatrix::packed_bytes(const QuantSpec& spec, int64_t rows, int64_t cols) {
   return blob_bytes(make_header(spec, rows, cols));
 }

@@ -66,10 +66,6 @@ class PackedMatrix {
   // Uses bytes produced by pack() (e.g. mmap'ed from a model file) without copying; they must
   // outlive the result. Throws Error if the header or the size is inconsistent.
   static PackedMatrix view(const uint8_t* data, size_t size);
-  // The same checks as view(), then a private copy of the bytes in huge-page memory
-  // (core/huge_page_buffer.h): decode reads it faster than a file mapping's 4 KiB pages, at the
-  // price of a copy at load and memory no longer shared with the page cache.
-  static PackedMatrix copy(const uint8_t* data, size_t size);
   // Bytes (header included) pack() produces for a spec and shape, without packing: what a model
   // file writer declares up front.
   static size_t packed_bytes(const QuantSpec& spec, int64_t rows, int64_t cols);
@@ -122,7 +118,7 @@ class PackedMatrix {
   }
   uint8_t* mutable_data() { return owned_.data(); }
 
-  HugePageBuffer owned_;  // what pack() / synthetic() made (empty for a view): huge pages help GEMV
+  HugePageBuffer owned_;  // what pack() / synthetic() made (empty for a view)
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
 };

@@ -1,8 +1,6 @@
 // The runtime's LinearFactory for quantized files (see quantized_linear_factory.h).
 #include "model/quantized_linear_factory.h"
 
-#include <utility>
-
 #include "core/error.h"
 #include "format/quantized_blob.h"
 #include "format/tensor_info.h"
@@ -17,33 +15,22 @@ KernelChoice parse_kernel_choice(const std::string& name) {
   fail("unknown kernel '", name, "'; expected lut or dequant");
 }
 
-LutWeights parse_lut_weights(const std::string& name) {
-  if (name == "mmap") return LutWeights::Mapped;
-  if (name == "copy") return LutWeights::Copied;
-  fail("unknown --lut-weights '", name, "'; expected mmap or copy");
-}
-
-LinearFactory make_linear_factory(KernelChoice kernel, LutTables tables, LutWeights weights) {
-  return [kernel, tables, weights](const ModelSource& src,
-                                   const TensorInfo& w) -> std::unique_ptr<Linear> {
+LinearFactory make_linear_factory(KernelChoice kernel, LutTables tables) {
+  return [kernel, tables](const ModelSource& src, const TensorInfo& w) -> std::unique_ptr<Linear> {
     if (kernel == KernelChoice::Lut && w.dtype == DType::ELUTQ &&
         inspect_quantized_blob(w.data, w.nbytes).lut) {
-      // The blob is the kernels' layout: view it in the mapping (which outlives the model's use)
-      // or copy it as it is into huge-page memory.
-      PackedMatrix packed = weights == LutWeights::Copied
-                                ? PackedMatrix::copy(w.data, size_t(w.nbytes))
-                                : PackedMatrix::view(w.data, size_t(w.nbytes));
-      return std::make_unique<LutLinear>(std::move(packed), active_isa(), tables);
+      // The blob is the kernels' layout: view it in the mapping, which outlives the model's use.
+      return std::make_unique<LutLinear>(PackedMatrix::view(w.data, size_t(w.nbytes)), active_isa(),
+                                         tables);
     }
     return make_dense_linear(src, w);  // dequantizes ELUTQ blobs exactly, widens the rest
   };
 }
 
-LinearFactory linear_factory_for(const ModelSource& src, KernelChoice kernel, LutTables tables,
-                                 LutWeights weights) {
+LinearFactory linear_factory_for(const ModelSource& src, KernelChoice kernel, LutTables tables) {
   for (const std::string& name : src.tensor_names()) {
     const TensorInfo* t = src.find(name);
-    if (t != nullptr && t->dtype == DType::ELUTQ) return make_linear_factory(kernel, tables, weights);
+    if (t != nullptr && t->dtype == DType::ELUTQ) return make_linear_factory(kernel, tables);
   }
   return {};
 }

@@ -6,11 +6,10 @@
 //   dequant  every quantized tensor is dequantized exactly to fp32 at load and runs as a dense
 //            layer: the reference path.
 // With lut, `--lut-tables auto|int8|int16` picks the precision of the kernels' activation tables
-// (LutTables in kernels/lut_matmul.h), and `--lut-weights mmap|copy` whether the kernels read the
-// packed weights from the file mapping (mmap) or from a copy in huge-page memory made at load.
+// (LutTables in kernels/lut_matmul.h).
 // Tensors that are not quantized (fp32/fp16/GGML types) load as make_dense_linear either way, so
-// the factory is right for any model. With lut and mmap the ModelSource must outlive the Model (the
-// kernels read the weights from its mapping).
+// the factory is right for any model. With lut the ModelSource must outlive the Model (the kernels
+// read the weights from its mapping).
 #pragma once
 
 #include <string>
@@ -40,30 +39,12 @@ inline constexpr const char* kLutTablesOptionHelp =
     "twice the lookups: ~15% slower decode and ~2x slower prefill measured on a 7B shape "
     "(docs/RESULTS.md, \"LUT kernels\")";
 
-// Where the LUT kernels read the packed weights of a model file from.
-enum class LutWeights {
-  Mapped,  // the file mapping itself: no copy, pages shared with the page cache (the default)
-  Copied,  // a private copy in huge-page memory made at load (PackedMatrix::copy)
-};
-
-// "mmap" or "copy"; throws Error naming the choices otherwise.
-LutWeights parse_lut_weights(const std::string& name);
-
-// Help text of the tools' --lut-weights option.
-inline constexpr const char* kLutWeightsOptionHelp =
-    "with --kernel lut: where the kernels read the packed weights. mmap (default): straight from "
-    "the memory-mapped model file (instant load, pages shared between processes). copy: copied at "
-    "load into private memory on 2 MiB huge pages, which the bandwidth-bound decode reads faster "
-    "(docs/RESULTS.md, \"Huge pages\"), at the cost of the copy and memory not shared";
-
-LinearFactory make_linear_factory(KernelChoice kernel, LutTables tables = LutTables::Auto,
-                                  LutWeights weights = LutWeights::Mapped);
+LinearFactory make_linear_factory(KernelChoice kernel, LutTables tables = LutTables::Auto);
 
 // What a tool passes as ModelOptions::linear_factory: make_linear_factory(kernel) if src holds any
 // quantized (ELUTQ) tensor, else an empty factory, so plain models load exactly as without one
 // (e.g. tied embeddings stay shared with the output layer instead of being copied).
 LinearFactory linear_factory_for(const ModelSource& src, KernelChoice kernel,
-                                 LutTables tables = LutTables::Auto,
-                                 LutWeights weights = LutWeights::Mapped);
+                                 LutTables tables = LutTables::Auto);
 
 }  // namespace elutq

@@ -1,5 +1,6 @@
-// HugePageBuffer: zero-filled memory of the asked size that survives moves, 2 MiB-aligned when it is
-// big enough to hold a huge page (Linux), and actually backed by huge pages where THP allows it.
+// HugePageBuffer: zero-filled memory of the asked size that survives moves, with and without huge
+// pages; when they are asked for (Linux), 2 MiB-aligned and actually backed by huge pages where THP
+// allows it.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -22,11 +23,12 @@ bool all_zero(const uint8_t* p, size_t n) {
 }
 
 TEST(HugePageBuffer, SmallAndLargeBuffersAreZeroedAndWritable) {
+  for (bool huge : {false, true})
   for (size_t n : {size_t(1), size_t(4095), size_t(64) << 10, 2 * kMiB, 5 * kMiB + 123}) {
-    HugePageBuffer b(n);
+    HugePageBuffer b(n, huge);
     ASSERT_EQ(b.size(), n);
     ASSERT_NE(b.data(), nullptr);
-    EXPECT_TRUE(all_zero(b.data(), n)) << n;
+    EXPECT_TRUE(all_zero(b.data(), n)) << n << (huge ? " huge" : "");
     std::memset(b.data(), 0xab, n);  // every byte writable (ASan checks the bounds)
     EXPECT_EQ(b.data()[n - 1], 0xab);
   }
@@ -36,7 +38,7 @@ TEST(HugePageBuffer, SmallAndLargeBuffersAreZeroedAndWritable) {
 }
 
 TEST(HugePageBuffer, MovesKeepTheBytesAndEmptyTheSource) {
-  HugePageBuffer a(3 * kMiB);
+  HugePageBuffer a(3 * kMiB, true);
   a.data()[12345] = 7;
   const uint8_t* p = a.data();
   HugePageBuffer b(std::move(a));
@@ -52,7 +54,7 @@ TEST(HugePageBuffer, MovesKeepTheBytesAndEmptyTheSource) {
 
 #if defined(__linux__)
 TEST(HugePageBuffer, LargeBuffersStartOnAHugePageBoundary) {
-  HugePageBuffer b(4 * kMiB);
+  HugePageBuffer b(4 * kMiB, true);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % (2 * kMiB), 0u);
 }
 
@@ -61,10 +63,8 @@ TEST(HugePageBuffer, IsBackedByHugePagesWhereTheSystemAllowsThem) {
   if (mode != "always" && mode != "madvise") {
     GTEST_SKIP() << "transparent huge pages are '" << mode << "' here (need always or madvise)";
   }
-  const char* env = std::getenv("ELUTQ_HUGE_PAGES");
-  if (env != nullptr && std::string(env) == "0") GTEST_SKIP() << "ELUTQ_HUGE_PAGES=0 is set";
   const uint64_t before = anon_huge_page_bytes();
-  HugePageBuffer b(64 * kMiB);
+  HugePageBuffer b(64 * kMiB, true);
   std::memset(b.data(), 1, b.size());  // fault the pages in
   const uint64_t after = anon_huge_page_bytes();
   // Not all 32 huge pages need be granted (fragmented memory); most should be.

@@ -27,16 +27,5 @@ TEST(LutBenchCli, RejectsUnknownTablePrecisionWithOneLine) {
   }
 }
 
-TEST(LutBenchCli, RejectsUnknownWeightPlacementWithOneLine) {
-  for (const char* args : {"bench -m x.gguf --lut-weights ram",
-                           "perplexity -m x.gguf -f y.txt --lut-weights huge",
-                           "generate -m x.gguf -p hi --lut-weights 1"}) {
-    const test::CommandResult r = test::run_elutq(args);
-    EXPECT_NE(r.code, 0) << args;
-    EXPECT_NE(r.out.find("--lut-weights"), std::string::npos) << args << ": " << r.out;
-    EXPECT_NE(r.out.find("mmap,copy"), std::string::npos) << args << ": " << r.out;
-  }
-}
-
 }  // namespace
 }  // namespace elutq

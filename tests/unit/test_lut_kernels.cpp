@@ -4,8 +4,6 @@
 // dequantized weights.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -152,12 +150,6 @@ TEST(LutPacked, RoundTripsCodesAndChecksBlobs) {
     std::vector<uint8_t> bad(p.data(), p.data() + p.size_bytes());
     bad[0] = 'X';
     EXPECT_THROW(PackedMatrix::view(bad.data(), bad.size()), Error);
-    // copy(): the same checks, then its own bytes, equal to the source's.
-    PackedMatrix c2 = PackedMatrix::copy(p.data(), p.size_bytes());
-    EXPECT_NE(c2.data(), p.data());
-    EXPECT_TRUE(std::equal(p.data(), p.data() + p.size_bytes(), c2.data()));
-    EXPECT_THROW(PackedMatrix::copy(bad.data(), bad.size()), Error);
-    EXPECT_THROW(PackedMatrix::copy(p.data(), p.size_bytes() - 1), Error);
   }
   QuantizedMatrix cb = random_matrix(QuantKind::Uniform, 4, 32, 4, 32, 1);
   cb.spec.kind = QuantKind::Codebook;

@@ -402,10 +402,6 @@ void check_file_logits(const ModelSource& src, const std::string& path,
   std::printf("lut vs dequant logits: max |diff| / max |logit| = %.5f\n", lut_err);
   EXPECT_LE(lut_err, kLutLogitTolerance);
   EXPECT_GT(lut_err, 0.0) << "the lut factory did not run the LUT kernels";
-  // --lut-weights copy runs the same kernels on a private copy of the same bytes.
-  const std::vector<float> copied =
-      prefill(*file, ids, make_linear_factory(KernelChoice::Lut, LutTables::Auto, LutWeights::Copied));
-  EXPECT_EQ(copied, lut);
 }
 
 TEST(QuantizedFile, TinyModelLogitsMatchInMemoryDequantizedModel) {
@@ -742,12 +738,6 @@ TEST(QuantizedFile, KernelChoiceParses) {
   EXPECT_EQ(parse_kernel_choice("lut"), KernelChoice::Lut);
   EXPECT_EQ(parse_kernel_choice("dequant"), KernelChoice::Dequant);
   EXPECT_THROW(parse_kernel_choice("fast"), Error);
-}
-
-TEST(QuantizedFile, LutWeightsChoiceParses) {
-  EXPECT_EQ(parse_lut_weights("mmap"), LutWeights::Mapped);
-  EXPECT_EQ(parse_lut_weights("copy"), LutWeights::Copied);
-  EXPECT_THROW(parse_lut_weights("hugepages"), Error);
 }
 
 }  // namespace
