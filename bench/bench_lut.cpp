@@ -1,8 +1,8 @@
 // Microbenchmarks of the LUT kernels at LLaMA-2-7B linear shapes: GEMV (decode, 1 token) and GEMM
-// (prefill, 64 tokens) for every ISA path this machine runs, HLQ w2/w3/w4 g128 and uniform w4g128,
+// (prefill, 64 and 512 tokens) for every ISA path this machine runs, HLQ w2/w3/w4 g128 and uniform w4g128,
 // on 1 and 2 threads; plus an fp32 OpenBLAS sgemv/sgemm baseline and a memory read bandwidth probe
 // (the roofline for GEMV: weight bytes / bandwidth). Counter "GB/s" = weight bytes read per second.
-// Names are gemv|gemm64|gemv_dram / ISA / [int16/] format / shape / threads: the int16/ ones run
+// Names are gemv|gemm64|gemm512|gemv_dram / ISA / [int16/] format / shape / threads: the int16/ ones run
 // with int16 activation tables (LutTables::Int16), the others with the default int8 tables, e.g.
 //   --benchmark_filter='^gemv/avx512/(int16/)?hlq-w2g128/4096x4096/' compares the two.
 #include <benchmark/benchmark.h>
@@ -186,6 +186,21 @@ const bool registered = [] {
                   ->UseRealTime()
                   ->Unit(benchmark::kMicrosecond);
             }
+  }
+  // Prefill at the end-to-end benchmark's length (512 tokens: several L2-sized token passes),
+  // int8 tables.
+  for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon}) {
+    if (!isa_available(isa)) continue;
+    for (const char* format : {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "hlqc-w4g128", "uniform-w4g128"})
+      for (Shape s : kShapes)
+        for (int threads : {1, 2})
+          benchmark::RegisterBenchmark((std::string("gemm512/") + isa_name(isa) + "/" + format + "/" +
+                                        shape_name(s) + "/threads:" + std::to_string(threads))
+                                           .c_str(),
+                                       bench_lut, isa, std::string(format), s, int64_t(512), threads,
+                                       LutTables::Int8)
+              ->UseRealTime()
+              ->Unit(benchmark::kMillisecond);
   }
   for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon}) {
     if (!isa_available(isa)) continue;

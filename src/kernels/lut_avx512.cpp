@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <vector>
 
-#include <unistd.h>
 
 #include "kernels/lut_isa.h"
 
@@ -207,24 +206,17 @@ void block_tokens_idx(const __m512i* idx, int B, int64_t quads, const BlockParam
 // indices are made once and used by every token, TB tokens at a time in registers. Per (token,
 // row) the group order and the float steps are those of the scalar reference.
 //
-// Table budget: three quarters of this core's L2, at least 512 KiB. A fixed 512 KiB left the
-// 11008-column down projection (44 KiB of int8 tables per token) only 6 tokens per block, so its
-// weights streamed from DRAM once per 6 tokens; with a 2 MiB L2 it now gets 30.
-int64_t table_budget_bytes() {
-  static const int64_t budget = [] {
-    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    return std::max<int64_t>(int64_t(512) << 10, l2 > 0 ? int64_t(l2) / 4 * 3 : 0);
-  }();
-  return budget;
-}
-
+// Table budget (lut_table_budget_bytes): three quarters of this core's L2, at least 512 KiB. A
+// fixed 512 KiB left the 11008-column down projection (44 KiB of int8 tables per token) only 6
+// tokens per block, so its weights streamed from DRAM once per 6 tokens; with a 2 MiB L2 it now
+// gets 30.
 template <bool kWide>
 void gemm_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                 int64_t tile_end, float* Y) {
   constexpr int TB = kWide ? 4 : 6;
   const PackedHeader& h = w.header();
   const int64_t table_bytes = a.n_groups * a.quads_per_group * a.quad_bytes;  // per token
-  const int64_t tok_block = std::max<int64_t>(TB, table_budget_bytes() / table_bytes / TB * TB);
+  const int64_t tok_block = std::max<int64_t>(TB, lut_table_budget_bytes() / table_bytes / TB * TB);
   const int B = h.bits;
   const int64_t quads = a.quads_per_group;
   thread_local std::vector<float> ybuf;    // (tok_block, 32)

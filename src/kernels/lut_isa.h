@@ -44,6 +44,12 @@ struct LutIsaKernels {
                        int64_t tile_end, float* Y);
 };
 
+// Bytes of activation tables a prefill pass may keep hot: three quarters of this core's L2, at
+// least 512 KiB (sysconf; computed once). lut_gemm runs the tokens in passes whose tables fit it,
+// every thread over its share of the tiles per pass, so the tables are read from L2 and the
+// weights once per pass; kernels may cut a pass into smaller token blocks of their own.
+int64_t lut_table_budget_bytes();
+
 // The largest int16 table entry for groups of chunks_per_group 4-column chunks. Per plane, group
 // and row the kernels add up chunks_per_group entries in int32, and some paths add the low and
 // high bytes in separate int32 sums first (then 256 * high_sum + low_sum): every partial sum is at

@@ -1,10 +1,13 @@
 // The LUT matmul driver: prepares the activation tables once per call (shared by all threads),
-// then splits the weight tiles (equal bytes each) over the thread pool, the caller included.
+// then, one pass of tokens at a time (their tables fit in L2), splits the weight tiles (equal
+// bytes each) over the thread pool, the caller included.
 #include "kernels/lut_matmul.h"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
+
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -72,6 +75,17 @@ void prepare_token(const LutIsaKernels& k, const PackedHeader& h, bool wide, con
 
 }  // namespace
 
+int64_t lut_table_budget_bytes() {
+  static const int64_t budget = [] {
+    long l2 = 0;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return std::max<int64_t>(int64_t(512) << 10, l2 > 0 ? int64_t(l2) / 4 * 3 : 0);
+  }();
+  return budget;
+}
+
 LutTables parse_lut_tables(const std::string& name) {
   if (name == "int8") return LutTables::Int8;
   if (name == "int16") return LutTables::Int16;
@@ -126,27 +140,35 @@ void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, flo
     for (int64_t t = 0; t < n; ++t) prepare(t);
   }
 
-  LutActivations a;
-  a.n = n;
-  a.n_groups = h.n_groups;
-  a.quads_per_group = quads;
-  a.wide = wide;
-  a.quad_bytes = quad_bytes;
-  a.tables = tables;
-  a.scale_half = scale_half;
-  a.sum_x = sum_x;
-  if (pool && pool->size() > 1 && h.n_tiles > 1) {
-    // Tiles all hold the same number of weight bytes. They go out in pieces claimed on demand, so
-    // a thread slowed down by another process takes fewer: several pieces per thread, each still
-    // long enough (~64 KiB of weights where that still leaves 8 pieces per thread) for the
-    // hardware prefetcher to stream it.
-    const int64_t tile_bytes = h.n_groups * h.block_bytes;
-    const int64_t by_bytes = ((int64_t(64) << 10) + tile_bytes - 1) / tile_bytes;
-    const int64_t by_balance = std::max<int64_t>(1, h.n_tiles / (8 * pool->size()));
-    pool->parallel_chunks(h.n_tiles, std::min(by_bytes, by_balance),
-                          [&](int64_t begin, int64_t end) { k.matmul_tiles(w, a, begin, end, Y); });
-  } else {
-    k.matmul_tiles(w, a, 0, h.n_tiles, Y);
+  // Tokens per pass: as many as have tables in the L2 budget, a multiple of 12 (the kernels'
+  // register blocks of 4 and 6 tokens). Without passes each piece of tiles below read every
+  // token's tables (8 MiB for 512 tokens at 4096 columns) from L3.
+  const int64_t pass = std::max<int64_t>(12, lut_table_budget_bytes() / table_bytes / 12 * 12);
+  for (int64_t t0 = 0; t0 < n; t0 += pass) {
+    LutActivations a;
+    a.n = std::min(pass, n - t0);
+    a.n_groups = h.n_groups;
+    a.quads_per_group = quads;
+    a.wide = wide;
+    a.quad_bytes = quad_bytes;
+    a.tables = tables + t0 * table_bytes;
+    a.scale_half = scale_half + t0 * h.n_groups;
+    a.sum_x = sum_x + t0 * h.n_groups;
+    float* Yp = Y + t0 * h.rows;
+    if (pool && pool->size() > 1 && h.n_tiles > 1) {
+      // Tiles all hold the same number of weight bytes. They go out in pieces claimed on demand,
+      // so a thread slowed down by another process takes fewer: several pieces per thread, each
+      // still long enough (~64 KiB of weights where that still leaves 8 pieces per thread) for
+      // the hardware prefetcher to stream it.
+      const int64_t tile_bytes = h.n_groups * h.block_bytes;
+      const int64_t by_bytes = ((int64_t(64) << 10) + tile_bytes - 1) / tile_bytes;
+      const int64_t by_balance = std::max<int64_t>(1, h.n_tiles / (8 * pool->size()));
+      pool->parallel_chunks(h.n_tiles, std::min(by_bytes, by_balance), [&](int64_t begin, int64_t end) {
+        k.matmul_tiles(w, a, begin, end, Yp);
+      });
+    } else {
+      k.matmul_tiles(w, a, 0, h.n_tiles, Yp);
+    }
   }
 }
 
