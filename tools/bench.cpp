@@ -185,7 +185,9 @@ int run_bench(int argc, char** argv) {
   CLI::App app(
       "Measure decode (batch 1) and prefill speed next to the memory-bandwidth roofline (read "
       "bandwidth / bytes of weights read per token), either for a quantized model file (-m) or for "
-      "random weights at a published model's shapes (--synthetic).",
+      "random weights at a published model's shapes (--synthetic). Environment: ELUTQ_ISA forces "
+      "a kernel path for -m; ELUTQ_HUGE_PAGES=1 puts --synthetic weights and the bandwidth probe's "
+      "buffer on 2 MiB transparent huge pages (off by default: no gain measured, slower start).",
       argv[0]);
   BenchOptions o;
   auto* model_opt = app.add_option("-m,--model", o.model,

@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <vector>
 
-
 #include "kernels/lut_isa.h"
 
 namespace elutq {

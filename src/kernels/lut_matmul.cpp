@@ -163,9 +163,8 @@ void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, flo
       const int64_t tile_bytes = h.n_groups * h.block_bytes;
       const int64_t by_bytes = ((int64_t(64) << 10) + tile_bytes - 1) / tile_bytes;
       const int64_t by_balance = std::max<int64_t>(1, h.n_tiles / (8 * pool->size()));
-      pool->parallel_chunks(h.n_tiles, std::min(by_bytes, by_balance), [&](int64_t begin, int64_t end) {
-        k.matmul_tiles(w, a, begin, end, Yp);
-      });
+      pool->parallel_chunks(h.n_tiles, std::min(by_bytes, by_balance),
+                            [&](int64_t begin, int64_t end) { k.matmul_tiles(w, a, begin, end, Yp); });
     } else {
       k.matmul_tiles(w, a, 0, h.n_tiles, Yp);
     }
