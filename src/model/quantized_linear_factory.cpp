@@ -6,7 +6,7 @@
 #include "format/tensor_info.h"
 #include "kernels/lut_linear.h"
 #include "model/model_source.h"
-#include "model/q8_0_linear.h"
+#include "model/stored_linear.h"
 
 namespace elutq {
 
@@ -24,10 +24,10 @@ LinearFactory make_linear_factory(KernelChoice kernel, LutTables tables) {
       return std::make_unique<LutLinear>(PackedMatrix::view(w.data, size_t(w.nbytes)), active_isa(),
                                          tables);
     }
-    if (kernel == KernelChoice::Lut && w.dtype == DType::Q8_0 && w.shape.size() == 2 &&
-        w.shape[1] % 32 == 0) {
-      // A kept Q8_0 tensor (the output head of GGUF sources): run on its blocks in the mapping.
-      return std::make_unique<Q8_0Linear>(w.data, w.nbytes, w.shape[0], w.shape[1]);
+    if (kernel == KernelChoice::Lut && StoredLinear::supports(w)) {
+      // A tensor kept as it was (Q8_0 / F16 / BF16; above all a tied output head): run on its
+      // stored bytes in the mapping rather than on a widened fp32 copy.
+      return std::make_unique<StoredLinear>(w);
     }
     return make_dense_linear(src, w);  // dequantizes ELUTQ blobs exactly, widens the rest
   };

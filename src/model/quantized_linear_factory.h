@@ -2,8 +2,9 @@
 // (generate, chat, perplexity, logits) passes to Model, chosen by `--kernel lut|dequant`.
 //   lut      quantized tensors in the LUT layout (uniform / HLQ, B <= 4) run on the bit-serial LUT
 //            kernels straight from the mmap'ed file (no repacking, no copy); others (codebook,
-//            uniform B > 4) are dequantized as with `dequant`. Q8_0 tensors kept from a GGUF
-//            source (the tied output head) run on their blocks (Q8_0Linear). The default.
+//            uniform B > 4) are dequantized as with `dequant`. Q8_0, F16 and BF16 tensors kept
+//            as they were (e.g. a tied output head) run on their stored bytes (StoredLinear).
+//            The default.
 //   dequant  every quantized tensor is dequantized exactly to fp32 at load and runs as a dense
 //            layer: the reference path.
 // With lut, `--lut-tables auto|int8|int16` picks the precision of the kernels' activation tables

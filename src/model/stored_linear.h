@@ -1,0 +1,49 @@
+// A Linear that runs on a weight tensor in the type it is stored in, inside the model file's
+// mapping: GGML Q8_0 (34 bytes per 32 weights: fp16 scale d, 32 int8 q; w = d * q), F16 or BF16.
+// These are the tensors elutq quantize keeps as they were, above all the token embedding that a
+// tied output head shares. With `--kernel lut` such a head runs on this instead of a widened fp32
+// copy, reading 8.5 (Q8_0) or 16 bits per weight instead of 32: SmolLM2-135M's Q8_0 head is 30 MB
+// per decode token instead of 113 MB, most of what a token reads. Every weight is formed in fp32
+// exactly as the fp32 path dequantizes it (d * q is exact; F16/BF16 widen exactly), so the two
+// paths differ only in the order the products are summed.
+//   one token   threaded GEMV over rows, converting in registers (AVX2 where the CPU has it)
+//   several     per thread, slabs of rows converted to fp32 (tensor_rows_to_f32), then OpenBLAS
+//               sgemm on each slab
+// The tensor is viewed, not copied: the ModelSource that maps it must outlive this.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "format/dtype.h"
+#include "format/tensor_info.h"
+#include "model/linear.h"
+
+namespace elutq {
+
+class StoredLinear : public Linear {
+ public:
+  // True for the stored types this runs on (Q8_0 with rows a multiple of 32 long, F16, BF16).
+  static bool supports(const TensorInfo& w);
+  // Throws Error unless supports(w) and w holds the bytes its shape needs.
+  explicit StoredLinear(const TensorInfo& w);
+
+  int64_t in_features() const override { return in_; }
+  int64_t out_features() const override { return out_; }
+  void forward(const float* x, int64_t n, float* y, ThreadPool& pool) const override;
+  std::string describe() const override;
+  uint64_t weight_bytes() const override { return row_bytes_ * uint64_t(out_); }
+
+ private:
+  TensorInfo w_;  // a view: name, shape, type and the mapped bytes
+  int64_t out_, in_;
+  uint64_t row_bytes_;
+};
+
+// y[r] = sum_k w[r, k] * x[k] for rows [r0, r1) of a stored (rows, n) matrix of type t (Q8_0
+// with n % 32 == 0, F16 or BF16); picks the AVX2 kernel at run time (the kern::*_scalar functions
+// in model/gemv_kernels.h are the reference).
+void gemv_rows_stored(DType t, const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
+                      float* y);
+
+}  // namespace elutq

@@ -1,0 +1,158 @@
+// StoredLinear (model/stored_linear.h) on Q8_0, F16 and BF16 weights: the GEMV (every SIMD path
+// against the scalar reference) and the slab-sgemm path for several tokens both equal the fp32
+// product with the weights the format layer dequantizes (tensor_to_f32), within float
+// summation-order error; bad tensors throw.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "core/error.h"
+#include "core/fp16.h"
+#include "core/thread_pool.h"
+#include "format/tensor_info.h"
+#include "model/gemv_kernels.h"
+#include "model/quantized_linear_factory.h"
+#include "model/stored_linear.h"
+#include "test_forward_model.h"
+#include "test_util.h"
+
+namespace elutq {
+namespace {
+
+// Random weights of type t, (rows, cols): Q8_0 with fp16 scales of mixed magnitude and codes over
+// the whole int8 range; F16 / BF16 from Gaussian values.
+std::vector<uint8_t> random_stored(DType t, int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> b;
+  if (t == DType::Q8_0) {
+    std::uniform_real_distribution<float> scale(1e-4f, 0.05f);
+    std::uniform_int_distribution<int> code(-128, 127);
+    b.resize(size_t(rows * cols / 32 * 34));
+    for (size_t off = 0; off < b.size(); off += 34) {
+      const uint16_t d = f32_to_fp16(scale(rng));
+      std::memcpy(&b[off], &d, 2);
+      for (int j = 0; j < 32; ++j) b[off + 2 + size_t(j)] = uint8_t(int8_t(code(rng)));
+    }
+    return b;
+  }
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  b.resize(size_t(rows * cols * 2));
+  for (size_t off = 0; off < b.size(); off += 2) {
+    const float v = nd(rng);
+    const uint16_t h = t == DType::F16 ? f32_to_fp16(v) : f32_to_bf16(v);
+    std::memcpy(&b[off], &h, 2);
+  }
+  return b;
+}
+
+TensorInfo as_tensor(DType t, const std::vector<uint8_t>& b, int64_t rows, int64_t cols) {
+  TensorInfo w;
+  w.name = "w";
+  w.shape = {rows, cols};
+  w.dtype = t;
+  w.data = b.data();
+  w.nbytes = b.size();
+  return w;
+}
+
+using GemvFn = void (*)(const uint8_t*, const float*, int64_t, int64_t, int64_t, float*);
+
+GemvFn scalar_gemv(DType t) {
+  return t == DType::Q8_0 ? kern::gemv_rows_q8_0_scalar
+         : t == DType::F16 ? kern::gemv_rows_f16_scalar
+                           : kern::gemv_rows_bf16_scalar;
+}
+
+TEST(StoredLinear, GemvAndSlabPathsEqualTheFp32ProductForEveryType) {
+  ThreadPool pool(2);
+  for (DType t : {DType::Q8_0, DType::F16, DType::BF16}) {
+    // 300 rows: more than one 256-row slab per thread for n > 1 and a ragged last 16-row unit;
+    // 160 / 75 columns: F16/BF16 rows with and without a scalar tail.
+    for (int64_t in : {int64_t(160), int64_t(75)}) {
+      if (t == DType::Q8_0 && in % 32 != 0) continue;
+      const int64_t out = 300;
+      const std::vector<uint8_t> b = random_stored(t, out, in, uint32_t(in));
+      const TensorInfo info = as_tensor(t, b, out, in);
+      std::vector<float> w(size_t(out * in));
+      tensor_to_f32(info, w.data());
+      std::mt19937 rng(3);
+      std::normal_distribution<float> nd;
+      std::vector<float> x(size_t(7 * in));
+      for (float& v : x) v = nd(rng);
+      StoredLinear lin(info);
+      EXPECT_EQ(lin.weight_bytes(), b.size());
+      // fp32 sums of `in` products: within a few ulp of the sum of the products' magnitudes.
+      auto bound = [&](int64_t r, int64_t tok) {
+        double mag = 0;
+        for (int64_t k = 0; k < in; ++k)
+          mag += std::fabs(double(w[size_t(r * in + k)]) * x[size_t(tok * in + k)]);
+        return 1e-6 * double(in) * mag + 1e-30;
+      };
+      auto exact = [&](int64_t r, int64_t tok) {
+        double s = 0;
+        for (int64_t k = 0; k < in; ++k) s += double(w[size_t(r * in + k)]) * x[size_t(tok * in + k)];
+        return s;
+      };
+      for (int64_t n : {1, 7}) {
+        std::vector<float> y(size_t(n * out));
+        lin.forward(x.data(), n, y.data(), pool);
+        for (int64_t tok = 0; tok < n; ++tok)
+          for (int64_t r = 0; r < out; ++r)
+            ASSERT_NEAR(y[size_t(tok * out + r)], exact(r, tok), bound(r, tok))
+                << dtype_name(t) << " in=" << in << " n=" << n << " row " << r;
+      }
+      // Every SIMD GEMV against the scalar reference.
+      std::vector<float> ref(static_cast<size_t>(out)), got(static_cast<size_t>(out));
+      scalar_gemv(t)(b.data(), x.data(), in, 0, out, ref.data());
+      std::vector<GemvFn> paths;
+#if defined(ELUTQ_X86)
+      paths.push_back(t == DType::Q8_0 ? kern::gemv_rows_q8_0_avx2
+                      : t == DType::F16 ? kern::gemv_rows_f16_avx2
+                                        : kern::gemv_rows_bf16_avx2);
+#endif
+      for (GemvFn f : paths) {
+        f(b.data(), x.data(), in, 0, out, got.data());
+        for (int64_t r = 0; r < out; ++r)
+          ASSERT_NEAR(got[size_t(r)], ref[size_t(r)], 2 * bound(r, 0)) << dtype_name(t) << " " << r;
+      }
+      gemv_rows_stored(t, b.data(), x.data(), in, 0, out, got.data());
+      for (int64_t r = 0; r < out; ++r)
+        ASSERT_NEAR(got[size_t(r)], ref[size_t(r)], 2 * bound(r, 0)) << dtype_name(t) << " " << r;
+    }
+  }
+}
+
+TEST(StoredLinear, TheLutFactoryPicksItForStoredTypesAndTheDequantFactoryDoesNot) {
+  const test::MemorySource src(test::tiny("llama"), 5);
+  for (DType t : {DType::Q8_0, DType::F16, DType::BF16}) {
+    const std::vector<uint8_t> b = random_stored(t, 8, 64, 6);
+    const TensorInfo w = as_tensor(t, b, 8, 64);
+    const std::string lut = make_linear_factory(KernelChoice::Lut)(src, w)->describe();
+    const std::string deq = make_linear_factory(KernelChoice::Dequant)(src, w)->describe();
+    EXPECT_EQ(lut.rfind(t == DType::Q8_0 ? "q8_0 " : t == DType::F16 ? "f16 " : "bf16 ", 0), 0u)
+        << lut;
+    EXPECT_EQ(deq.rfind("f32 dense", 0), 0u) << deq;
+  }
+}
+
+TEST(StoredLinear, RejectsBadTensors) {
+  const std::vector<uint8_t> q = random_stored(DType::Q8_0, 4, 64, 4);
+  TensorInfo t = as_tensor(DType::Q8_0, q, 4, 64);
+  t.nbytes -= 1;
+  EXPECT_THROW(StoredLinear{t}, Error);  // truncated
+  t = as_tensor(DType::Q8_0, q, 4, 48);
+  EXPECT_FALSE(StoredLinear::supports(t));  // Q8_0 rows must be whole blocks
+  EXPECT_THROW(StoredLinear{t}, Error);
+  t = as_tensor(DType::F32, q, 4, 16);
+  EXPECT_FALSE(StoredLinear::supports(t));  // F32 goes through DenseLinear
+  EXPECT_THROW(StoredLinear{t}, Error);
+  t = as_tensor(DType::F16, q, 4, 16);
+  t.data = nullptr;
+  EXPECT_THROW(StoredLinear{t}, Error);
+}
+
+}  // namespace
+}  // namespace elutq
