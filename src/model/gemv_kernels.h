@@ -24,6 +24,12 @@ void gemv_rows_f16_avx2(const uint8_t* W, const float* x, int64_t n, int64_t r0,
                         float* y);
 void gemv_rows_bf16_avx2(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
                          float* y);
+void gemv_rows_q8_0_avx512(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
+                           float* y);
+void gemv_rows_f16_avx512(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
+                          float* y);
+void gemv_rows_bf16_avx512(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
+                           float* y);
 float dot_f32_avx2(const float* a, const float* b, int64_t n);
 void gemv_rows_f32_avx2(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y);
 #endif

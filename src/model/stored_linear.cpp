@@ -36,7 +36,12 @@ const StoredKernels& stored_kernels() {
   static const StoredKernels k = [] {
     StoredKernels r;
 #if defined(ELUTQ_X86)
-    if (active_isa() != Isa::Scalar && isa_available(Isa::Avx2)) {
+    // The LUT kernels' ISA choice (ELUTQ_ISA can force one) picks these too.
+    if (active_isa() == Isa::Avx512) {
+      r.q8_0 = kern::gemv_rows_q8_0_avx512;
+      r.f16 = kern::gemv_rows_f16_avx512;
+      r.bf16 = kern::gemv_rows_bf16_avx512;
+    } else if (active_isa() != Isa::Scalar && isa_available(Isa::Avx2)) {
       r.q8_0 = kern::gemv_rows_q8_0_avx2;
       r.f16 = kern::gemv_rows_f16_avx2;
       r.bf16 = kern::gemv_rows_bf16_avx2;

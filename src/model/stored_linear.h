@@ -6,7 +6,7 @@
 // per decode token instead of 113 MB, most of what a token reads. Every weight is formed in fp32
 // exactly as the fp32 path dequantizes it (d * q is exact; F16/BF16 widen exactly), so the two
 // paths differ only in the order the products are summed.
-//   one token   threaded GEMV over rows, converting in registers (AVX2 where the CPU has it)
+//   one token   threaded GEMV over rows, converting in registers (AVX-512 or AVX2)
 //   several     per thread, slabs of rows converted to fp32 (tensor_rows_to_f32), then OpenBLAS
 //               sgemm on each slab
 // The tensor is viewed, not copied: the ModelSource that maps it must outlive this.
@@ -41,7 +41,7 @@ class StoredLinear : public Linear {
 };
 
 // y[r] = sum_k w[r, k] * x[k] for rows [r0, r1) of a stored (rows, n) matrix of type t (Q8_0
-// with n % 32 == 0, F16 or BF16); picks the AVX2 kernel at run time (the kern::*_scalar functions
+// with n % 32 == 0, F16 or BF16); picks the AVX-512 or AVX2 kernel at run time (the kern::*_scalar functions
 // in model/gemv_kernels.h are the reference).
 void gemv_rows_stored(DType t, const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
                       float* y);

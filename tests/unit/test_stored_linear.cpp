@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "core/cpu_features.h"
 #include "core/error.h"
 #include "core/fp16.h"
 #include "core/thread_pool.h"
@@ -70,8 +71,8 @@ TEST(StoredLinear, GemvAndSlabPathsEqualTheFp32ProductForEveryType) {
   ThreadPool pool(2);
   for (DType t : {DType::Q8_0, DType::F16, DType::BF16}) {
     // 300 rows: more than one 256-row slab per thread for n > 1 and a ragged last 16-row unit;
-    // 160 / 75 columns: F16/BF16 rows with and without a scalar tail.
-    for (int64_t in : {int64_t(160), int64_t(75)}) {
+    // 160 / 75 / 96 columns: odd block counts (Q8_0) and F16/BF16 rows with and without tails.
+    for (int64_t in : {int64_t(160), int64_t(75), int64_t(96)}) {
       if (t == DType::Q8_0 && in % 32 != 0) continue;
       const int64_t out = 300;
       const std::vector<uint8_t> b = random_stored(t, out, in, uint32_t(in));
@@ -109,9 +110,14 @@ TEST(StoredLinear, GemvAndSlabPathsEqualTheFp32ProductForEveryType) {
       scalar_gemv(t)(b.data(), x.data(), in, 0, out, ref.data());
       std::vector<GemvFn> paths;
 #if defined(ELUTQ_X86)
-      paths.push_back(t == DType::Q8_0 ? kern::gemv_rows_q8_0_avx2
-                      : t == DType::F16 ? kern::gemv_rows_f16_avx2
-                                        : kern::gemv_rows_bf16_avx2);
+      if (isa_available(Isa::Avx2))
+        paths.push_back(t == DType::Q8_0 ? kern::gemv_rows_q8_0_avx2
+                        : t == DType::F16 ? kern::gemv_rows_f16_avx2
+                                          : kern::gemv_rows_bf16_avx2);
+      if (isa_available(Isa::Avx512))
+        paths.push_back(t == DType::Q8_0 ? kern::gemv_rows_q8_0_avx512
+                        : t == DType::F16 ? kern::gemv_rows_f16_avx512
+                                          : kern::gemv_rows_bf16_avx512);
 #endif
       for (GemvFn f : paths) {
         f(b.data(), x.data(), in, 0, out, got.data());
