@@ -6,8 +6,8 @@
 // per decode token instead of 113 MB, most of what a token reads. Every weight is formed in fp32
 // exactly as the fp32 path dequantizes it (d * q is exact; F16/BF16 widen exactly), so the two
 // paths differ only in the order the products are summed.
-//   one token   threaded GEMV over rows, converting in registers (AVX-512 or AVX2)
-//   several     per thread, slabs of rows converted to fp32 (tensor_rows_to_f32), then OpenBLAS
+//   up to 64    threaded GEMV over rows per token, converting in registers (AVX-512 or AVX2)
+//   more        per thread, slabs of rows converted to fp32 (tensor_rows_to_f32), then OpenBLAS
 //               sgemm on each slab
 // The tensor is viewed, not copied: the ModelSource that maps it must outlive this.
 #pragma once

@@ -81,7 +81,7 @@ TEST(StoredLinear, GemvAndSlabPathsEqualTheFp32ProductForEveryType) {
       tensor_to_f32(info, w.data());
       std::mt19937 rng(3);
       std::normal_distribution<float> nd;
-      std::vector<float> x(size_t(7 * in));
+      std::vector<float> x(size_t(70 * in));
       for (float& v : x) v = nd(rng);
       StoredLinear lin(info);
       EXPECT_EQ(lin.weight_bytes(), b.size());
@@ -97,7 +97,7 @@ TEST(StoredLinear, GemvAndSlabPathsEqualTheFp32ProductForEveryType) {
         for (int64_t k = 0; k < in; ++k) s += double(w[size_t(r * in + k)]) * x[size_t(tok * in + k)];
         return s;
       };
-      for (int64_t n : {1, 7}) {
+      for (int64_t n : {1, 7, 70}) {  // GEMV, GEMV per token, slabs + sgemm
         std::vector<float> y(size_t(n * out));
         lin.forward(x.data(), n, y.data(), pool);
         for (int64_t tok = 0; tok < n; ++tok)
