@@ -16,6 +16,7 @@
 #include "core/cpu_features.h"
 #include "core/error.h"
 #include "core/huge_page_buffer.h"
+#include "core/memory_usage.h"
 #include "core/thread_pool.h"
 #include "kernels/lut_matmul.h"
 #include "kernels/memory_bandwidth.h"

@@ -39,18 +39,6 @@ std::string transparent_huge_page_mode() {
   return line.substr(open + 1, close - open - 1);
 }
 
-uint64_t anon_huge_page_bytes() {
-  std::ifstream in("/proc/self/smaps_rollup");
-  std::string line;
-  const std::string key = "AnonHugePages:";
-  while (std::getline(in, line)) {
-    if (line.compare(0, key.size(), key) == 0) {
-      return std::strtoull(line.c_str() + key.size(), nullptr, 10) * 1024ull;
-    }
-  }
-  return 0;
-}
-
 HugePageBuffer::HugePageBuffer(size_t bytes, bool huge) : size_(bytes) {
   if (bytes == 0) return;
 #if defined(__linux__)

@@ -8,6 +8,7 @@
 // and tripled the time to fault the weights in, so it is off unless ELUTQ_HUGE_PAGES=1 is set;
 // it stays available for hosts where TLB misses do cost. Off, or where mmap fails or on other
 // systems, the memory is ordinary zeroed heap memory: the contents and the API are the same.
+// How much memory huge pages back: anon_huge_page_bytes() in core/memory_usage.h.
 #pragma once
 
 #include <cstddef>
@@ -19,9 +20,6 @@ namespace elutq {
 // The system's transparent-huge-page mode: "always", "madvise" or "never" (the bracketed word of
 // /sys/kernel/mm/transparent_hugepage/enabled), "" where there is no such file.
 std::string transparent_huge_page_mode();
-// Bytes of this process's anonymous memory backed by huge pages now (AnonHugePages summed over
-// /proc/self/smaps_rollup); 0 where unknown. `elutq bench --synthetic` reports it.
-uint64_t anon_huge_page_bytes();
 
 // True when ELUTQ_HUGE_PAGES=1 is set (read once): the default of HugePageBuffer's `huge`.
 bool huge_pages_requested();

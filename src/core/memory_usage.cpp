@@ -18,9 +18,9 @@
 namespace elutq {
 namespace {
 
-// Value in bytes of a "Key:   1234 kB" line of /proc/self/status, or 0 if absent.
-uint64_t proc_status_kb(const char* key) {
-  std::ifstream in("/proc/self/status");
+// Value in bytes of a "Key:   1234 kB" line of a /proc file, or 0 if absent.
+uint64_t proc_kb(const char* path, const char* key) {
+  std::ifstream in(path);
   std::string line;
   const size_t klen = std::strlen(key);
   while (std::getline(in, line)) {
@@ -33,10 +33,10 @@ uint64_t proc_status_kb(const char* key) {
 
 }  // namespace
 
-uint64_t current_rss_bytes() { return proc_status_kb("VmRSS"); }
+uint64_t current_rss_bytes() { return proc_kb("/proc/self/status", "VmRSS"); }
 
 uint64_t peak_rss_bytes() {
-  if (uint64_t v = proc_status_kb("VmHWM")) return v;
+  if (uint64_t v = proc_kb("/proc/self/status", "VmHWM")) return v;
   struct rusage ru {};
   if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
 #ifdef __APPLE__
@@ -45,6 +45,8 @@ uint64_t peak_rss_bytes() {
   return uint64_t(ru.ru_maxrss) * 1024ull;  // kilobytes on Linux
 #endif
 }
+
+uint64_t anon_huge_page_bytes() { return proc_kb("/proc/self/smaps_rollup", "AnonHugePages"); }
 
 void return_free_heap_to_os() {
 #if defined(__GLIBC__)

@@ -13,6 +13,11 @@ uint64_t current_rss_bytes();
 // Peak resident set size in bytes (VmHWM of /proc/self/status, else getrusage's ru_maxrss).
 uint64_t peak_rss_bytes();
 
+// Bytes of this process's anonymous memory backed by transparent huge pages now (AnonHugePages
+// of /proc/self/smaps_rollup); 0 where unknown. `elutq bench --synthetic` reports it with
+// ELUTQ_HUGE_PAGES=1 (core/huge_page_buffer.h).
+uint64_t anon_huge_page_bytes();
+
 // Gives memory the allocator holds but no longer uses back to the OS (glibc malloc_trim), so the
 // resident set of a long streaming run follows what it really uses. No-op elsewhere.
 void return_free_heap_to_os();

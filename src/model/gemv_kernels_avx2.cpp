@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "core/fp16.h"
 #include "model/gemv_kernels.h"
 
 namespace elutq::kern {
@@ -45,7 +46,7 @@ void gemv_rows_q8_0_avx2(const uint8_t* W, const float* x, int64_t n, int64_t r0
   const int64_t nb = n / 32;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = W + r * nb * 34;
-    // Two rows of 8-lane accumulators keep four FMA chains in flight per block.
+    // Four 8-lane accumulators, one per quarter of a block: four independent FMA chains.
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
@@ -73,7 +74,7 @@ void gemv_rows_q8_0_avx2(const uint8_t* W, const float* x, int64_t n, int64_t r0
 }
 
 // Half-width rows: 8 weights per 128-bit load widened exactly to fp32 (vcvtph2ps for F16, a
-// 16-bit shift for BF16), four FMA chains; the tail (n % 32) in scalar.
+// 16-bit shift for BF16), four FMA chains.
 template <bool kBf16>
 void gemv_rows_half_avx2(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
                          float* y) {
@@ -97,17 +98,10 @@ void gemv_rows_half_avx2(const uint8_t* W, const float* x, int64_t n, int64_t r0
       s3 = _mm256_fmadd_ps(widen(row + k * 2 + 48), _mm256_loadu_ps(x + k + 24), s3);
     }
     float s = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-    for (; k < n; ++k) {
+    for (; k < n; ++k) {  // the scalar reference's widening, for the last n % 32 weights
       uint16_t v;
       std::memcpy(&v, row + k * 2, 2);
-      float w;
-      if constexpr (kBf16) {
-        const uint32_t bits = uint32_t(v) << 16;
-        std::memcpy(&w, &bits, 4);
-      } else {
-        w = _cvtsh_ss(v);
-      }
-      s += w * x[k];
+      s += (kBf16 ? bf16_to_f32(v) : fp16_to_f32(v)) * x[k];
     }
     y[r] = s;
   }

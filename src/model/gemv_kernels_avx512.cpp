@@ -1,11 +1,20 @@
 // AVX-512 GEMV rows for the stored types Q8_0, F16 and BF16 (compiled with the AVX-512 flags;
-// chosen at run time). Twice the AVX2 width: the Q8_0 head of a small model is compute-bound
-// (SmolLM2-135M: a third of decode time in the AVX2 kernel), not bandwidth-bound.
+// chosen at run time): the AVX2 kernels at twice the width. Written because SmolLM2-135M's Q8_0
+// head took a third of a decode profile in the AVX2 kernel; end to end the two measured within
+// this host's spread (docs/RESULTS.md). With it the head's GEMV takes 1.1-1.2 ms for 30 MB on 2
+// threads, ~26 GB/s, about the probe's bandwidth.
 #include <immintrin.h>
 
 #include <cstring>
 
+#include "core/fp16.h"
 #include "model/gemv_kernels.h"
+
+// GCC 12 reports the self-initialised placeholder inside avx512fintrin.h's _mm512_cvtepi8_epi32 /
+// _mm512_cvtepi32_ps as maybe-uninitialized once they are inlined here; it is not.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace elutq::kern {
 
@@ -42,7 +51,7 @@ void gemv_rows_q8_0_avx512(const uint8_t* W, const float* x, int64_t n, int64_t 
 
 namespace {
 // Half-width rows: 16 weights per 256-bit load widened exactly to fp32 (vcvtph2ps for F16, a
-// 16-bit shift for BF16), four FMA chains; the tail (n % 64) in scalar.
+// 16-bit shift for BF16), four FMA chains.
 template <bool kBf16>
 void gemv_rows_half_avx512(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
                            float* y) {
@@ -66,17 +75,10 @@ void gemv_rows_half_avx512(const uint8_t* W, const float* x, int64_t n, int64_t 
       s3 = _mm512_fmadd_ps(widen(row + k * 2 + 96), _mm512_loadu_ps(x + k + 48), s3);
     }
     float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-    for (; k < n; ++k) {
+    for (; k < n; ++k) {  // the scalar reference's widening, for the last n % 64 weights
       uint16_t v;
       std::memcpy(&v, row + k * 2, 2);
-      float w;
-      if constexpr (kBf16) {
-        const uint32_t bits = uint32_t(v) << 16;
-        std::memcpy(&w, &bits, 4);
-      } else {
-        w = _cvtsh_ss(v);
-      }
-      s += w * x[k];
+      s += (kBf16 ? bf16_to_f32(v) : fp16_to_f32(v)) * x[k];
     }
     y[r] = s;
   }

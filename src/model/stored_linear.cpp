@@ -70,21 +70,23 @@ void gemv_rows_q8_0_scalar(const uint8_t* W, const float* x, int64_t n, int64_t 
     y[r] = s;
   }
 }
-void gemv_rows_f16_scalar(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
-                          float* y) {
-  for (int64_t r = r0; r < r1; ++r) {
-    float s = 0.0f;
-    for (int64_t k = 0; k < n; ++k) s += fp16_to_f32(load_u16(W + (r * n + k) * 2)) * x[k];
-    y[r] = s;
-  }
-}
-void gemv_rows_bf16_scalar(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
+// F16 and BF16 rows differ only in how a 16-bit weight widens (core/fp16.h).
+template <float (*kWiden)(uint16_t)>
+void gemv_rows_half_scalar(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
                            float* y) {
   for (int64_t r = r0; r < r1; ++r) {
     float s = 0.0f;
-    for (int64_t k = 0; k < n; ++k) s += bf16_to_f32(load_u16(W + (r * n + k) * 2)) * x[k];
+    for (int64_t k = 0; k < n; ++k) s += kWiden(load_u16(W + (r * n + k) * 2)) * x[k];
     y[r] = s;
   }
+}
+void gemv_rows_f16_scalar(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
+                          float* y) {
+  gemv_rows_half_scalar<fp16_to_f32>(W, x, n, r0, r1, y);
+}
+void gemv_rows_bf16_scalar(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
+                           float* y) {
+  gemv_rows_half_scalar<bf16_to_f32>(W, x, n, r0, r1, y);
 }
 }  // namespace kern
 

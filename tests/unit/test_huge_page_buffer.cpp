@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "core/huge_page_buffer.h"
+#include "core/memory_usage.h"
 
 namespace elutq {
 namespace {
