@@ -16,6 +16,7 @@ namespace {
 
 constexpr size_t kHugePage = size_t(2) << 20;  // x86-64 and arm64 (4 KiB base pages) THP size
 constexpr size_t kSmallPage = 4096;
+constexpr size_t kLine = 64;     // what the kernels load at a time
 
 size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
@@ -67,8 +68,11 @@ HugePageBuffer::HugePageBuffer(size_t bytes, bool huge) : size_(bytes) {
     }
   }
 #endif
-  data_ = static_cast<uint8_t*>(std::calloc(bytes, 1));
-  require(data_ != nullptr, "out of memory: cannot allocate ", bytes, " bytes");
+  // calloc keeps the pages lazily zeroed; the start is moved to a cache-line boundary because
+  // the kernels load 64 bytes at a time (large callocs come 16 bytes into an mmap'ed page).
+  heap_ = std::calloc(bytes + kLine - 1, 1);
+  require(heap_ != nullptr, "out of memory: cannot allocate ", bytes, " bytes");
+  data_ = reinterpret_cast<uint8_t*>(round_up(reinterpret_cast<uintptr_t>(heap_), kLine));
 }
 
 void HugePageBuffer::release() {
@@ -76,11 +80,12 @@ void HugePageBuffer::release() {
   if (mapping_ != nullptr) {
     munmap(mapping_, mapping_bytes_);
   } else {
-    std::free(data_);
+    std::free(heap_);
   }
 #else
-  std::free(data_);
+  std::free(heap_);
 #endif
+  heap_ = nullptr;
   data_ = nullptr;
   size_ = 0;
   mapping_ = nullptr;
@@ -92,6 +97,7 @@ HugePageBuffer::~HugePageBuffer() { release(); }
 HugePageBuffer::HugePageBuffer(HugePageBuffer&& o) noexcept
     : data_(std::exchange(o.data_, nullptr)),
       size_(std::exchange(o.size_, 0)),
+      heap_(std::exchange(o.heap_, nullptr)),
       mapping_(std::exchange(o.mapping_, nullptr)),
       mapping_bytes_(std::exchange(o.mapping_bytes_, 0)) {}
 
@@ -100,6 +106,7 @@ HugePageBuffer& HugePageBuffer::operator=(HugePageBuffer&& o) noexcept {
     release();
     data_ = std::exchange(o.data_, nullptr);
     size_ = std::exchange(o.size_, 0);
+    heap_ = std::exchange(o.heap_, nullptr);
     mapping_ = std::exchange(o.mapping_, nullptr);
     mapping_bytes_ = std::exchange(o.mapping_bytes_, 0);
   }

@@ -7,7 +7,8 @@
 // host (docs/RESULTS.md, "Huge pages") it made no difference to decode beyond the machine's spread
 // and tripled the time to fault the weights in, so it is off unless ELUTQ_HUGE_PAGES=1 is set;
 // it stays available for hosts where TLB misses do cost. Off, or where mmap fails or on other
-// systems, the memory is ordinary zeroed heap memory: the contents and the API are the same.
+// systems, the memory is ordinary zeroed heap memory starting on a 64-byte boundary: the contents
+// and the API are the same.
 // How much memory huge pages back: anon_huge_page_bytes() in core/memory_usage.h.
 #pragma once
 
@@ -44,8 +45,9 @@ class HugePageBuffer {
  private:
   void release();
 
-  uint8_t* data_ = nullptr;  // 2 MiB-aligned inside the mapping when mmap'ed
+  uint8_t* data_ = nullptr;  // 2 MiB-aligned inside the mapping when mmap'ed, else 64-byte
   size_t size_ = 0;
+  void* heap_ = nullptr;     // the calloc'ed block data_ lies in (nullptr: mmap'ed)
   void* mapping_ = nullptr;  // the whole mmap'ed range (nullptr: heap memory)
   size_t mapping_bytes_ = 0;
 };

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/aligned_vector.h"
 #include "kernels/lut_isa.h"
 
 namespace elutq {
@@ -281,7 +282,7 @@ void matmul_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t t
   const PackedHeader& h = w.header();
   const int B = h.bits;
   const int64_t quads = a.quads_per_group;
-  thread_local std::vector<float> ybuf;       // (n, 32): token outputs of the tile, lane order
+  thread_local AlignedVector<float> ybuf;     // (n, 32): token outputs of the tile, lane order
   thread_local std::vector<UnitIndices> idx;  // (quads, B) when several tokens share a block
   ybuf.resize(size_t(a.n * 32));
   if (a.n > 1) idx.resize(size_t(quads * B));

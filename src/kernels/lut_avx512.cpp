@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/aligned_vector.h"
 #include "kernels/lut_isa.h"
 
 namespace elutq {
@@ -218,7 +219,7 @@ void gemm_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
   const int64_t tok_block = std::max<int64_t>(TB, lut_table_budget_bytes() / table_bytes / TB * TB);
   const int B = h.bits;
   const int64_t quads = a.quads_per_group;
-  thread_local std::vector<float> ybuf;    // (tok_block, 32)
+  thread_local AlignedVector<float> ybuf;  // (tok_block, 32)
   struct alignas(64) Vec64 {
     uint8_t bytes[64];
   };

@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include "core/aligned_vector.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/lut_isa.h"
@@ -35,7 +36,7 @@ const LutIsaKernels& kernels_for(Isa isa) {
 // Per-call buffers of the calling thread, grown on demand and kept (no allocation per call once
 // the largest shape has been seen).
 struct SharedScratch {
-  std::vector<int8_t> tables;      // (n, n_groups, quads, 64 or 128)
+  AlignedVector<int8_t> tables;    // (n, n_groups, quads, 64 or 128); 64-byte loads
   std::vector<float> scale_half;   // (n, n_groups)
   std::vector<float> sum_x;        // (n, n_groups)
 };

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/aligned_vector.h"
 #include "core/cpu_features.h"
 #include "kernels/lut_isa.h"
 
@@ -93,7 +94,7 @@ void matmul_tiles_neon(const PackedMatrix& w, const LutActivations& a, int64_t t
   const PackedHeader& h = w.header();
   const int B = h.bits;
   const int64_t quads = a.quads_per_group;
-  thread_local std::vector<float> ybuf;  // (n, 32)
+  thread_local AlignedVector<float> ybuf;  // (n, 32)
   ybuf.resize(size_t(a.n * 32));
   const uint8x16_t low = vdupq_n_u8(0x0F);
   const uint8x16_t pos = vreinterpretq_u8_u32(vdupq_n_u32(0x30201000u));  // (i % 4) << 4

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <vector>
 
+#include "core/aligned_vector.h"
 #include "core/error.h"
 #include "core/fp16.h"
 #include "core/mapped_file.h"
@@ -13,6 +14,17 @@
 
 namespace elutq {
 namespace {
+
+TEST(AlignedVector, StartsOnACacheLineAtEverySizeAndAfterGrowing) {
+  for (size_t n : {size_t(1), size_t(17), size_t(4096), size_t(1) << 20}) {
+    AlignedVector<int8_t> v(n, 3);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(v.data()) % 64, 0u) << n;
+    v.resize(3 * n + 5, 4);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(v.data()) % 64, 0u) << n;
+    EXPECT_EQ(v[0], 3);
+    EXPECT_EQ(v.back(), 4);
+  }
+}
 
 TEST(ThreadPool, CoversEveryIndexOnce) {
   for (int threads : {1, 2, 3, 5}) {

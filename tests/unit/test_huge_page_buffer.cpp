@@ -29,6 +29,7 @@ TEST(HugePageBuffer, SmallAndLargeBuffersAreZeroedAndWritable) {
     HugePageBuffer b(n, huge);
     ASSERT_EQ(b.size(), n);
     ASSERT_NE(b.data(), nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % 64, 0u) << n << (huge ? " huge" : "");
     EXPECT_TRUE(all_zero(b.data(), n)) << n << (huge ? " huge" : "");
     std::memset(b.data(), 0xab, n);  // every byte writable (ASan checks the bounds)
     EXPECT_EQ(b.data()[n - 1], 0xab);
