@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/aligned_vector.h"
 #include "core/cpu_features.h"
 #include "core/thread_pool.h"
 #include "kernels/lut_matmul.h"
@@ -100,7 +101,7 @@ void bench_lut_cold(benchmark::State& state, Isa isa, std::string format, Shape 
                     LutTables tables) {
   const PackedMatrix& w = packed(format, s);
   const size_t copies = std::max<size_t>(2, (size_t(256) << 20) / w.size_bytes());
-  static std::map<std::string, std::vector<std::vector<uint8_t>>> blobs;
+  static std::map<std::string, std::vector<AlignedVector<uint8_t>>> blobs;  // 64-byte aligned, as a model file's tensors are
   auto& mine = blobs[format + shape_key(s)];
   if (mine.empty())
     for (size_t i = 0; i < copies; ++i) mine.emplace_back(w.data(), w.data() + w.size_bytes());

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/cpu_features.h"
@@ -214,6 +216,31 @@ TEST(LutKernels, EverySimdPathEqualsScalarExactly) {
               << " n=" << n << " " << lut_tables_name(tables) << " tables";
         }
       }
+    }
+  }
+}
+
+// Decode over many tiles: pieces of several tiles per thread, which the AVX-512 GEMV reads as
+// interleaved streams (odd tile counts leave a last step with one stream), must not change a bit.
+TEST(LutKernels, OneTokenOverManyTilesEqualsScalarExactly) {
+  ThreadPool pool2(2), pool3(3);
+  uint32_t seed = 1300;
+  for (auto [kind, bits, group] : {std::tuple{QuantKind::HLQ, 3, 128}, {QuantKind::HLQC, 4, 64},
+                                   {QuantKind::Uniform, 2, 32}}) {
+    QuantizedMatrix q = random_matrix(kind, bits, group, 3100, 160, ++seed);  // 97 tiles, ragged
+    PackedMatrix p = PackedMatrix::pack(q);
+    const std::vector<float> x = random_activations(q.cols, seed);
+    for (LutTables tables : kBothTables) {
+      std::vector<float> want(size_t(q.rows));
+      lut_gemm_isa(Isa::Scalar, p, x.data(), 1, want.data(), nullptr, tables);
+      for (Isa isa : runnable_isas())
+        for (ThreadPool* tp : {static_cast<ThreadPool*>(nullptr), &pool2, &pool3}) {
+          std::vector<float> got(size_t(q.rows), -1.0f);
+          lut_gemm_isa(isa, p, x.data(), 1, got.data(), tp, tables);
+          ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+              << isa_name(isa) << " " << q.spec.name() << " " << lut_tables_name(tables)
+              << (tp ? " threads " + std::to_string(tp->size()) : std::string(" one thread"));
+        }
     }
   }
 }
