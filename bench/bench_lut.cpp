@@ -19,6 +19,7 @@
 #include "core/cpu_features.h"
 #include "core/thread_pool.h"
 #include "kernels/lut_matmul.h"
+#include "kernels/memory_bandwidth.h"
 #include "kernels/packed_matrix.h"
 #include "quant/qformat.h"
 
@@ -136,27 +137,15 @@ void bench_fp32(benchmark::State& state, Shape s, int64_t n) {
   state.counters["tok/s"] = benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// Streams a 1 GiB buffer (far beyond the caches) with `threads` threads: the read bandwidth that
-// bounds GEMV.
+// The read bandwidth that bounds GEMV: the same probe `elutq bench` puts under its roofline (the
+// widest loads the CPU has, a 512 MiB buffer far beyond the caches), one pass per iteration; GB/s
+// is the best pass, as `elutq bench` takes the best of its probe's passes.
 void bench_read_bandwidth(benchmark::State& state, int threads) {
-  const size_t n = size_t(1) << 27;  // uint64 words
-  static std::vector<uint64_t> buf(n, 1);
+  static ReadBandwidthProbe probe;
   ThreadPool& p = pool(threads);
-  std::vector<uint64_t> sums(size_t(threads), 0);
-  for (auto _ : state) {
-    p.run(int64_t(n), [&](int t, int64_t begin, int64_t end) {
-      uint64_t a = 0, b = 0, c = 0, d = 0;
-      for (int64_t i = begin; i + 4 <= end; i += 4) {
-        a += buf[size_t(i)];
-        b += buf[size_t(i + 1)];
-        c += buf[size_t(i + 2)];
-        d += buf[size_t(i + 3)];
-      }
-      sums[size_t(t)] = a + b + c + d;
-    });
-    benchmark::DoNotOptimize(sums.data());
-  }
-  state.counters["GB/s"] = benchmark::Counter(double(n) * 8e-9, benchmark::Counter::kIsIterationInvariantRate);
+  double best = 0.0;
+  for (auto _ : state) best = std::max(best, probe.measure(p, 1));
+  state.counters["GB/s"] = best;
 }
 
 std::string shape_name(Shape s) { return shape_key(s); }
