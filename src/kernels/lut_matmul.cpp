@@ -74,9 +74,9 @@ void prepare_token(const LutIsaKernels& k, const PackedHeader& h, bool wide, con
   }
 }
 
-// At least this many tiles per piece of work: the AVX-512 GEMV reads a piece as two interleaved
-// streams of tiles, and 4-tile pieces measured better than 2 (7B decode, 2 threads: 75-79% of the
-// roofline against 74-77%; 8 no better).
+// At least this many tiles per piece of work: the AVX-512 GEMV reads a piece as up to four
+// interleaved streams of tiles (with two streams, 4-tile pieces measured 75-79% of the 7B decode
+// roofline on 2 threads against 74-77% for 2-tile pieces; 8 no better).
 constexpr int64_t kMinTilesPerPiece = 4;
 
 }  // namespace
