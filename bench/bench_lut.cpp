@@ -102,7 +102,8 @@ void bench_lut_cold(benchmark::State& state, Isa isa, std::string format, Shape 
                     LutTables tables) {
   const PackedMatrix& w = packed(format, s);
   const size_t copies = std::max<size_t>(2, (size_t(256) << 20) / w.size_bytes());
-  static std::map<std::string, std::vector<AlignedVector<uint8_t>>> blobs;  // 64-byte aligned, as a model file's tensors are
+  // 64-byte aligned copies, as a model file's tensors are.
+  static std::map<std::string, std::vector<AlignedVector<uint8_t>>> blobs;
   auto& mine = blobs[format + shape_key(s)];
   if (mine.empty())
     for (size_t i = 0; i < copies; ++i) mine.emplace_back(w.data(), w.data() + w.size_bytes());

@@ -2,8 +2,8 @@
 //
 // Why it exists: the LUT kernels load activation tables and output rows 64 bytes at a time.
 // A plain std::vector of a small type is only 16-byte aligned (glibc serves large blocks from
-// mmap with a 16-byte header), so every such load straddled two cache lines; aligning the prefill
-// tables alone made the AVX-512 GEMM ~13% faster (docs/RESULTS.md, "Aligned tables").
+// mmap with a 16-byte header), so every such load straddled two cache lines; aligning them made
+// the AVX-512 prefill GEMM 1.2-1.5x faster (docs/RESULTS.md, "Aligned activation tables").
 #pragma once
 
 #include <cstddef>
