@@ -164,6 +164,9 @@ void block_tokens_idx(const __m512i* idx, int B, int64_t quads, const BlockParam
     for (int t = 0; t < TB; ++t) alo[t] = ahi[t] = _mm512_setzero_si512();
     if constexpr (kWide)
       for (int t = 0; t < TB; ++t) hlo[t] = hhi[t] = _mm512_setzero_si512();
+    // Unrolled by 8 (one g128 group's quads): 1.16-1.18x on gemm64 / gemm512, int8 and int16
+    // tables (docs/RESULTS.md); a compile-time quad count was slower than this.
+#pragma GCC unroll 8
     for (int64_t q = 0; q < quads; ++q) {
       const __m512i ilo = _mm512_load_si512(idx + 2 * (q * B + b));
       const __m512i ihi = _mm512_load_si512(idx + 2 * (q * B + b) + 1);
@@ -379,17 +382,17 @@ void gemv_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
     }
   };
   auto store = [&](int64_t tile, const __m512 (&y)[2]) {
-  const int64_t rows_here = std::min<int64_t>(32, h.rows - tile * 32);
-  float* out = Y + tile * 32;
-  if (rows_here == 32) {
-    _mm512_storeu_ps(out, y[0]);
-    _mm512_storeu_ps(out + 16, y[1]);
-  } else {
-    alignas(64) float tmp[32];
-    _mm512_store_ps(tmp, y[0]);
-    _mm512_store_ps(tmp + 16, y[1]);
-    std::copy(tmp, tmp + rows_here, out);
-  }
+    const int64_t rows_here = std::min<int64_t>(32, h.rows - tile * 32);
+    float* out = Y + tile * 32;
+    if (rows_here == 32) {
+      _mm512_storeu_ps(out, y[0]);
+      _mm512_storeu_ps(out + 16, y[1]);
+    } else {
+      alignas(64) float tmp[32];
+      _mm512_store_ps(tmp, y[0]);
+      _mm512_store_ps(tmp + 16, y[1]);
+      std::copy(tmp, tmp + rows_here, out);
+    }
   };
   // kGemvStreams tiles at a time, one from each equal part of the range, group by group: several
   // weight streams per thread keep more reads in flight than one (7B hlq-w3g128 decode on 2
