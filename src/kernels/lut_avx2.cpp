@@ -114,9 +114,6 @@ inline void swap_middle_halves(__m256& a, __m256& b) {
 template <bool kWide>
 constexpr int64_t kFlushQuads = kWide ? 64 : 128;
 
-// Software prefetch distance for the weight blocks (as in the AVX-512 GEMV).
-constexpr int64_t kPrefetchBytes = 2048;
-
 struct UnitIndices {
   __m256i x_lo, x_hi, y_lo, y_hi;  // table indices: X / Y vectors, low / high nibbles
 };
@@ -294,10 +291,7 @@ void matmul_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t t
     std::fill(ybuf.begin(), ybuf.end(), 0.0f);
     for (int64_t g = 0; g < h.n_groups; ++g) {
       const uint8_t* blk = w.block(tile, g);
-      // The blocks kPrefetchBytes ahead stream in while this one works: without it the GEMV
-      // stalled on its weight loads (docs/RESULTS.md, "AVX2 prefetch").
-      for (int64_t off = 0; off < h.block_bytes && blk + kPrefetchBytes + off < blob_end; off += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchBytes + off), _MM_HINT_T0);
+      prefetch_weights(blk + kWeightPrefetchBytes, h.block_bytes, blob_end);
       const LaneParams lp = lane_params(w, tile, g);
       const uint8_t* bits = blk + h.params_per_group * 64;
       if (a.n > 1)

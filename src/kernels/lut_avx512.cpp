@@ -72,7 +72,6 @@ void build_tables16_avx512(const float* xpad, const float* inv_scale, int64_t n_
   }
 }
 
-constexpr int64_t kPrefetchBytes = 2048;
 // Decode reads the tiles of a call as this many interleaved streams (see gemv_tiles).
 constexpr int kGemvStreams = 4;
 
@@ -302,9 +301,7 @@ void gemv_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
   auto group = [&](const uint8_t* const blocks, [[maybe_unused]] const uint8_t* const ratio_codes,
                    int64_t g, __m512 (&y)[2]) __attribute__((always_inline)) {
     const uint8_t* blk = blocks + g * block_bytes;
-    const uint8_t* ahead = blk + kPrefetchBytes;
-    for (int64_t off = 0; off < h.block_bytes && ahead + off < blob_end; off += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
+    prefetch_weights(blk + kWeightPrefetchBytes, block_bytes, blob_end);
     const uint8_t* bits = blk + P * 64;  // (quads, B, 64)
     const int8_t* tab = a.tables + g * quads * a.quad_bytes;
     __m512i alo[B], ahi[B];

@@ -44,6 +44,18 @@ struct LutIsaKernels {
                        int64_t tile_end, float* Y);
 };
 
+// Decode's software prefetch: the weight bytes this far ahead of the block in use are asked for
+// while it works (without it the AVX2 GEMV stalled on its loads; docs/RESULTS.md).
+constexpr int64_t kWeightPrefetchBytes = 2048;
+
+// Prefetches (into L1) the `bytes` bytes at `from`, never past `end` (the packed blob's end).
+// Internal linkage on purpose: each ISA's file, compiled with its own flags, keeps its own copy
+// instead of sharing one the linker might take from a file built for a wider ISA.
+static inline void prefetch_weights(const uint8_t* from, int64_t bytes, const uint8_t* end) {
+  for (int64_t off = 0; off < bytes && from + off < end; off += 64)
+    __builtin_prefetch(from + off, 0, 3);  // read, keep in all levels: prefetcht0
+}
+
 // Bytes of activation tables a prefill pass may keep hot: three quarters of this core's L2, at
 // least 512 KiB (sysconf; computed once). lut_gemm runs the tokens in passes whose tables fit it,
 // every thread over its share of the tiles per pass, so the tables are read from L2 and the
