@@ -3,8 +3,27 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+
+#include "core/fp16.h"
 
 namespace elutq::kern {
+
+// s plus the 16-bit weights of `row` from k0 to n, widened exactly (F16, or BF16 if kBf16), times
+// x, added in k order: the scalar reference's row loop, which the SIMD kernels also run for the
+// weights their vectors leave over. Internal linkage on purpose: each ISA's file, compiled with its
+// own flags, keeps its own copy instead of sharing one the linker might take from another.
+namespace {
+template <bool kBf16>
+inline float half_row_dot(const uint8_t* row, const float* x, int64_t k0, int64_t n, float s) {
+  for (int64_t k = k0; k < n; ++k) {
+    uint16_t v;
+    std::memcpy(&v, row + k * 2, 2);
+    s += (kBf16 ? bf16_to_f32(v) : fp16_to_f32(v)) * x[k];
+  }
+  return s;
+}
+}  // namespace
 
 float dot_f32_scalar(const float* a, const float* b, int64_t n);
 void gemv_rows_f32_scalar(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y);

@@ -4,7 +4,6 @@
 
 #include <cstring>
 
-#include "core/fp16.h"
 #include "model/gemv_kernels.h"
 
 namespace elutq::kern {
@@ -98,12 +97,7 @@ void gemv_rows_half_avx2(const uint8_t* W, const float* x, int64_t n, int64_t r0
       s3 = _mm256_fmadd_ps(widen(row + k * 2 + 48), _mm256_loadu_ps(x + k + 24), s3);
     }
     float s = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-    for (; k < n; ++k) {  // the scalar reference's widening, for the last n % 32 weights
-      uint16_t v;
-      std::memcpy(&v, row + k * 2, 2);
-      s += (kBf16 ? bf16_to_f32(v) : fp16_to_f32(v)) * x[k];
-    }
-    y[r] = s;
+    y[r] = half_row_dot<kBf16>(row, x, k, n, s);  // the last n % 32 weights
   }
 }
 

@@ -7,7 +7,6 @@
 
 #include <cstring>
 
-#include "core/fp16.h"
 #include "model/gemv_kernels.h"
 
 // GCC 12 reports the self-initialised placeholder inside avx512fintrin.h's _mm512_cvtepi8_epi32 /
@@ -75,12 +74,7 @@ void gemv_rows_half_avx512(const uint8_t* W, const float* x, int64_t n, int64_t 
       s3 = _mm512_fmadd_ps(widen(row + k * 2 + 96), _mm512_loadu_ps(x + k + 48), s3);
     }
     float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-    for (; k < n; ++k) {  // the scalar reference's widening, for the last n % 64 weights
-      uint16_t v;
-      std::memcpy(&v, row + k * 2, 2);
-      s += (kBf16 ? bf16_to_f32(v) : fp16_to_f32(v)) * x[k];
-    }
-    y[r] = s;
+    y[r] = half_row_dot<kBf16>(row, x, k, n, s);  // the last n % 64 weights
   }
 }
 }  // namespace

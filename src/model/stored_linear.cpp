@@ -70,23 +70,13 @@ void gemv_rows_q8_0_scalar(const uint8_t* W, const float* x, int64_t n, int64_t 
     y[r] = s;
   }
 }
-// F16 and BF16 rows differ only in how a 16-bit weight widens (core/fp16.h).
-template <float (*kWiden)(uint16_t)>
-void gemv_rows_half_scalar(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
-                           float* y) {
-  for (int64_t r = r0; r < r1; ++r) {
-    float s = 0.0f;
-    for (int64_t k = 0; k < n; ++k) s += kWiden(load_u16(W + (r * n + k) * 2)) * x[k];
-    y[r] = s;
-  }
-}
 void gemv_rows_f16_scalar(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
                           float* y) {
-  gemv_rows_half_scalar<fp16_to_f32>(W, x, n, r0, r1, y);
+  for (int64_t r = r0; r < r1; ++r) y[r] = half_row_dot<false>(W + r * n * 2, x, 0, n, 0.0f);
 }
 void gemv_rows_bf16_scalar(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
                            float* y) {
-  gemv_rows_half_scalar<bf16_to_f32>(W, x, n, r0, r1, y);
+  for (int64_t r = r0; r < r1; ++r) y[r] = half_row_dot<true>(W + r * n * 2, x, 0, n, 0.0f);
 }
 }  // namespace kern
 
