@@ -51,7 +51,7 @@ std::vector<uint8_t> random_stored(DType t, int64_t rows, int64_t cols, uint32_t
 
 TensorInfo as_tensor(DType t, const std::vector<uint8_t>& b, int64_t rows, int64_t cols) {
   TensorInfo w;
-  w.name = "w";
+  w.name = std::string(1, 'w');  // not = "w": GCC 12 warns falsely (-Wrestrict) on that assignment
   w.shape = {rows, cols};
   w.dtype = t;
   w.data = b.data();
