@@ -41,10 +41,11 @@ ThreadPool& pool(int threads) {
 
 std::string shape_key(Shape s) { return std::to_string(s.rows) + "x" + std::to_string(s.cols); }
 
-// Random codes and fp16 parameters: speed does not depend on the values.
-const PackedMatrix& packed(const std::string& format, Shape s) {
+// Random codes and fp16 parameters (speed does not depend on the values), in the unit layout
+// isa's kernels read.
+const PackedMatrix& packed(const std::string& format, Shape s, Isa isa) {
   static std::map<std::string, PackedMatrix> cache;
-  const std::string key = format + "/" + shape_key(s);
+  const std::string key = format + "/" + shape_key(s) + "/" + std::to_string(int(lut_unit_layout(isa)));
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   QuantizedMatrix q;
@@ -69,7 +70,7 @@ const PackedMatrix& packed(const std::string& format, Shape s) {
       hlqc_expand(B, p[0], p[B], q.ratio_codes.data() + g * (B - 1), q.ratio_codebook.data(), p);
     }
   }
-  return cache.emplace(key, PackedMatrix::pack(q)).first->second;
+  return cache.emplace(key, lut_matrix_for(PackedMatrix::pack(q), isa)).first->second;
 }
 
 std::vector<float> activations(int64_t n) {
@@ -82,7 +83,7 @@ std::vector<float> activations(int64_t n) {
 
 void bench_lut(benchmark::State& state, Isa isa, std::string format, Shape s, int64_t n,
                int threads, LutTables tables) {
-  const PackedMatrix& w = packed(format, s);
+  const PackedMatrix& w = packed(format, s, isa);
   const std::vector<float> X = activations(n * s.cols);
   std::vector<float> Y(static_cast<size_t>(n * s.rows));
   ThreadPool& p = pool(threads);
@@ -100,7 +101,7 @@ void bench_lut(benchmark::State& state, Isa isa, std::string format, Shape s, in
 // model's decode does; the hot-cache numbers above partly run out of the 32 MiB L3.
 void bench_lut_cold(benchmark::State& state, Isa isa, std::string format, Shape s, int threads,
                     LutTables tables) {
-  const PackedMatrix& w = packed(format, s);
+  const PackedMatrix& w = packed(format, s, isa);
   const size_t copies = std::max<size_t>(2, (size_t(256) << 20) / w.size_bytes());
   // 64-byte aligned copies, as a model file's tensors are.
   static std::map<std::string, std::vector<AlignedVector<uint8_t>>> blobs;

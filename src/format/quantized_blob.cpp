@@ -78,7 +78,7 @@ void lut_row(const PackedMatrix& m, int64_t r, uint8_t* codes, float* params,
              uint8_t* ratio_codes = nullptr) {
   const PackedHeader& h = m.header();
   const int64_t tile = r / kLutTileRows;
-  const int rr = int(r % kLutTileRows), half = rr / 16, i0 = (rr % 16) * 4;
+  const int rr = int(r % kLutTileRows), half = rr / 16;
   const int B = h.bits, P = h.params_per_group;
   const bool hlqc = h.kind == uint8_t(QuantKind::HLQC);
   std::memset(codes, 0, size_t(h.cols));
@@ -99,10 +99,11 @@ void lut_row(const PackedMatrix& m, int64_t r, uint8_t* codes, float* params,
     for (int64_t quad = 0; quad < h.group_padded / kLutQuadCols; ++quad) {
       for (int b = 0; b < B; ++b) {
         const uint8_t* unit = bits + (quad * B + b) * kLutUnitBytes;
-        for (int j = 0; j < 4; ++j) {
-          const int nib = (unit[i0 + j] >> (half * 4)) & 15;
+        for (int t = 0; t < 4; ++t) {
+          const UnitSlot slot = unit_slot(m.layout(), rr, t);
+          const int nib = (unit[slot.byte] >> slot.shift) & 15;
           for (int mm = 0; mm < 4; ++mm) {
-            const int64_t off = quad * kLutQuadCols + j * 4 + mm;
+            const int64_t off = quad * kLutQuadCols + t * 4 + mm;
             const int64_t col = g * h.group_len + off;
             if (off >= h.group_len || col >= h.cols) continue;
             codes[col] |= uint8_t(((nib >> mm) & 1) << b);

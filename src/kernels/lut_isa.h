@@ -14,6 +14,8 @@ namespace elutq {
 //   int16 tables: per quad 128 bytes: the low bytes of the 64 int16 entries (unsigned, 0..255),
 //                 then their high bytes (signed): entry = 256 * high + low. Each half is looked up
 //                 with the same byte instruction as an int8 table.
+// Tables are built by the ISA whose kernels read them; AVX2's store the signed bytes (int8 entries,
+// int16 high bytes) with 128 added (lut_avx2.cpp says why), every other ISA as above.
 struct LutActivations {
   int64_t n = 0;                   // tokens
   int64_t n_groups = 0;            // weight groups per row
@@ -28,8 +30,8 @@ struct LutActivations {
 struct LutIsaKernels {
   // Tables for one token: xpad (n_chunks * 4) zero-padded per group, inv_scale (n_groups) the
   // factor that maps the group's largest |sum| to 127. Writes tables (n_chunks * 16). Every ISA
-  // must produce the same bytes as the scalar version (round to nearest even of
-  // (((+-x0 +- x1) +- x2) +- x3) * inv_scale).
+  // must produce the same entries as the scalar version (round to nearest even of
+  // (((+-x0 +- x1) +- x2) +- x3) * inv_scale), stored as its kernels read them (above).
   void (*build_tables)(const float* xpad, const float* inv_scale, int64_t n_groups,
                        int64_t chunks_per_group, int8_t* tables);
   // The same for int16 tables: inv_scale maps the largest |sum| to lut_int16_max(chunks_per_group)
@@ -38,7 +40,8 @@ struct LutIsaKernels {
   // entries, then the high bytes ((v - low) / 256).
   void (*build_tables16)(const float* xpad, const float* inv_scale, int64_t n_groups,
                          int64_t chunks_per_group, int8_t* tables);
-  // Y (n, rows) for tiles [tile_begin, tile_end); a.wide says which tables. Float steps are fmas
+  // Y (n, rows) for tiles [tile_begin, tile_end); w is in lut_unit_layout(this ISA) and a.wide
+  // says which tables. Float steps are fmas
   // in the scalar order and integer sums are exact, so every ISA gives bit-identical results.
   void (*matmul_tiles)(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                        int64_t tile_end, float* Y);
@@ -51,8 +54,10 @@ constexpr int64_t kWeightPrefetchBytes = 2048;
 // Prefetches (into L1) the `bytes` bytes at `from`, never past `end` (the packed blob's end).
 // Internal linkage on purpose: each ISA's file, compiled with its own flags, keeps its own copy
 // instead of sharing one the linker might take from a file built for a wider ISA.
+// The bound is worked out once, before the loop.
 static inline void prefetch_weights(const uint8_t* from, int64_t bytes, const uint8_t* end) {
-  for (int64_t off = 0; off < bytes && from + off < end; off += 64)
+  const int64_t n = end - from < bytes ? end - from : bytes;
+  for (int64_t off = 0; off < n; off += 64)
     __builtin_prefetch(from + off, 0, 3);  // read, keep in all levels: prefetcht0
 }
 

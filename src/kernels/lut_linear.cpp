@@ -7,10 +7,11 @@
 namespace elutq {
 
 LutLinear::LutLinear(PackedMatrix w, Isa isa, LutTables tables)
-    : w_(std::move(w)), isa_(isa), tables_(tables) {
-  require(!w_.empty(), "LutLinear needs a packed matrix");
-  tables_ = resolve_lut_tables(tables, w_.header().bits, w_.header().group_padded);
+    : isa_(isa), tables_(tables) {
+  require(!w.empty(), "LutLinear needs a packed matrix");
   require(isa_available(isa_), "instruction set '", isa_name(isa_), "' is not available");
+  w_ = lut_matrix_for(std::move(w), isa_);  // AVX2: a re-laid copy, made once here
+  tables_ = resolve_lut_tables(tables, w_.header().bits, w_.header().group_padded);
 }
 
 std::unique_ptr<LutLinear> LutLinear::from_quantized(const QuantizedMatrix& q, LutTables tables) {

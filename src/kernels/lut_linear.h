@@ -1,6 +1,7 @@
 // A Linear (model/linear.h) whose weights are a PackedMatrix run by the LUT kernels: what every
 // quantized projection of the runtime uses. Weights are packed once at load (from a
-// QuantizedMatrix) or viewed in place from a model file's mmap.
+// QuantizedMatrix) or viewed in place from a model file's mmap; where the kernels read another
+// unit order than the file's (AVX2), a re-laid copy is made once here (lut_matrix_for).
 #pragma once
 
 #include <memory>

@@ -113,9 +113,20 @@ LutTables resolve_lut_tables(LutTables tables, int bits, int64_t group_padded) {
   return bits <= 2 && int16_fits ? LutTables::Int16 : LutTables::Int8;
 }
 
+UnitLayout lut_unit_layout(Isa isa) {
+  return isa == Isa::Avx2 ? UnitLayout::Rows32 : UnitLayout::Tables4;
+}
+
+PackedMatrix lut_matrix_for(PackedMatrix w, Isa isa) {
+  return PackedMatrix::relaid(std::move(w), lut_unit_layout(isa));
+}
+
 void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, float* Y,
                   ThreadPool* pool, LutTables precision) {
   require(!w.empty(), "LUT matmul on an empty packed matrix");
+  require(w.layout() == lut_unit_layout(isa), "the ", isa_name(isa),
+          " LUT kernels read another unit layout than this packed matrix has; convert it once "
+          "with lut_matrix_for()");
   require(n >= 0, "LUT matmul with a negative token count");
   if (n == 0) return;
   const LutIsaKernels& k = kernels_for(isa);

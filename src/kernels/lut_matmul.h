@@ -40,7 +40,15 @@ const char* lut_tables_name(LutTables tables);
 // Auto resolved as above (Int8 where a group is too long for int16 sums); others unchanged.
 LutTables resolve_lut_tables(LutTables tables, int bits, int64_t group_padded);
 
-// y (rows) = W (rows, cols) x (cols). pool may be null (single-threaded).
+// The unit layout an instruction set's kernels read (packed_matrix.h): Rows32 for AVX2, Tables4
+// (the file layout) for the others.
+UnitLayout lut_unit_layout(Isa isa);
+// w in the layout isa reads: w itself where it already is (a file's mapping stays in use), else
+// a copy made once (PackedMatrix::relaid). What a runtime calls at load.
+PackedMatrix lut_matrix_for(PackedMatrix w, Isa isa);
+
+// y (rows) = W (rows, cols) x (cols). pool may be null (single-threaded). W must be in the unit
+// layout of the ISA that runs (lut_matrix_for); Error otherwise.
 void lut_gemv(const PackedMatrix& w, const float* x, float* y, ThreadPool* pool,
               LutTables tables = LutTables::Int8);
 // Y (n, rows) = X (n, cols) W^T: every weight tile is loaded once and used for all n tokens.

@@ -17,7 +17,9 @@
 // 16 + i's (high nibble). s_b = s_0 * codebook[b - 1][code].
 // Byte i of a unit thus pairs with entry (i%4)*16 + nibble of the 64-byte activation table of that
 // quad (four 16-entry tables, one per 4 columns), which is what vpermb / tbl look up in one go.
-// docs/FORMAT.md ("LUT kernel layout") describes the same with a worked example.
+// That unit order (UnitLayout::Tables4) is the one model files hold. The AVX2 kernels read another
+// (UnitLayout::Rows32, see unit_slot), made from it once at load by relaid(); everything but the
+// units' bytes is the same in both. docs/FORMAT.md ("LUT kernel layout") has a worked example.
 #pragma once
 
 #include <cstddef>
@@ -33,13 +35,34 @@ inline constexpr int kLutTileRows = 32;     // rows per tile
 inline constexpr int kLutQuadCols = 16;     // columns per 64-byte unit (4 tables of 4 columns)
 inline constexpr int kLutUnitBytes = 64;    // bytes per (quad, plane) unit and per param row
 
+// The order of the 128 4-bit patterns (32 rows x 4 tables) inside each 64-byte unit.
+enum class UnitLayout : uint8_t {
+  // Byte 4 (r % 16) + t holds row r (low nibble for r < 16, high nibble for r >= 16) of table t:
+  // each dword is one row's four tables, what vpermb + vpdpbusd and tbl + sdot want. Files use it.
+  Tables4 = 0,
+  // Half h = t / 2 of the unit (32 bytes) holds tables 2h (low nibbles) and 2h + 1 (high nibbles),
+  // row r at byte 4 (r % 8) + r / 8: a 128-bit lane then needs a single 16-entry table (vpshufb),
+  // and the byte sums split by position mod 4 come out as rows 8k..8k+7 (AVX2 kernels).
+  Rows32 = 1,
+};
+
+// Where the pattern of row r (0..31) of a tile and table t (0..3) of a quad sits in a unit: the
+// byte, and the nibble's shift (0 or 4).
+struct UnitSlot {
+  int byte, shift;
+};
+constexpr UnitSlot unit_slot(UnitLayout layout, int r, int t) {
+  if (layout == UnitLayout::Tables4) return {4 * (r % 16) + t, 4 * (r / 16)};
+  return {32 * (t / 2) + 4 * (r % 8) + r / 8, 4 * (t % 2)};
+}
+
 struct PackedHeader {
   char magic[8];             // "ELUTQLP1"
   uint32_t version;          // 1
   uint8_t kind;              // QuantKind::Uniform, HLQ or HLQC
   uint8_t bits;              // B, 1..4
   uint8_t params_per_group;  // P: fp16 rows per block: HLQ B + 1, Uniform and HLQC 2
-  uint8_t reserved0;
+  uint8_t layout;            // UnitLayout (0 in files written before it existed: Tables4)
   int64_t rows, cols;        // the logical matrix
   int32_t group;             // spec.group (0 = whole row)
   int32_t group_len;         // columns per group (group, or cols for a whole-row group)
@@ -62,10 +85,14 @@ class PackedMatrix {
   static PackedMatrix pack(const QuantizedMatrix& q);
   // Random bits and small constant parameters at a real shape, built directly in the packed form
   // (fast even for 7B-size models): for speed measurements only.
-  static PackedMatrix synthetic(const QuantSpec& spec, int64_t rows, int64_t cols, uint64_t seed);
+  static PackedMatrix synthetic(const QuantSpec& spec, int64_t rows, int64_t cols, uint64_t seed,
+                                UnitLayout layout = UnitLayout::Tables4);
   // Uses bytes produced by pack() (e.g. mmap'ed from a model file) without copying; they must
   // outlive the result. Throws Error if the header or the size is inconsistent.
   static PackedMatrix view(const uint8_t* data, size_t size);
+  // The same matrix with its units in `layout`: w itself if it is already, else an owned copy
+  // (one pass over the bytes; a view's mapping is no longer read afterwards).
+  static PackedMatrix relaid(PackedMatrix w, UnitLayout layout);
   // Bytes (header included) pack() produces for a spec and shape, without packing: what a model
   // file writer declares up front.
   static size_t packed_bytes(const QuantSpec& spec, int64_t rows, int64_t cols);
@@ -78,6 +105,7 @@ class PackedMatrix {
   int64_t rows() const { return header().rows; }
   int64_t cols() const { return header().cols; }
   bool empty() const { return data_ == nullptr; }
+  UnitLayout layout() const { return UnitLayout(header().layout); }
 
   // The (tile, group) block: params then bit-plane units.
   const uint8_t* block(int64_t tile, int64_t group) const {

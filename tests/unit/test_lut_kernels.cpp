@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <random>
 #include <string>
@@ -32,6 +33,11 @@ constexpr double kMaxRelErrorVsFp32 = 0.02;
 constexpr double kMaxRelErrorVsFp32Int16 = 3e-4;
 
 constexpr LutTables kBothTables[] = {LutTables::Int8, LutTables::Int16};
+
+// p in the unit layout isa's kernels read (a view of p where that is p's own layout).
+PackedMatrix laid_out_for(const PackedMatrix& p, Isa isa) {
+  return lut_matrix_for(PackedMatrix::view(p.data(), p.size_bytes()), isa);
+}
 
 QuantizedMatrix random_matrix(QuantKind kind, int bits, int group, int64_t rows, int64_t cols,
                               uint32_t seed) {
@@ -158,6 +164,39 @@ TEST(LutPacked, RoundTripsCodesAndChecksBlobs) {
   EXPECT_THROW(PackedMatrix::pack(cb), Error);
 }
 
+// The AVX2 kernels' unit order holds the same codes; re-laying back gives the original bytes;
+// views accept both orders and nothing else; a kernel given the other order refuses it.
+TEST(LutPacked, RelaidUnitsHoldTheSameCodes) {
+  for (const Case& c : cases()) {
+    QuantizedMatrix q = random_matrix(c.kind, c.bits, c.group, c.rows, c.cols, 17);
+    const PackedMatrix p = PackedMatrix::pack(q);
+    ASSERT_EQ(p.layout(), UnitLayout::Tables4);
+    PackedMatrix r = PackedMatrix::relaid(PackedMatrix::view(p.data(), p.size_bytes()),
+                                          UnitLayout::Rows32);
+    ASSERT_EQ(r.layout(), UnitLayout::Rows32);
+    EXPECT_EQ(r.unpack_codes(), q.codes) << q.spec.name() << " " << c.rows << "x" << c.cols;
+    EXPECT_NE(0, std::memcmp(r.data() + 64, p.data() + 64, p.size_bytes() - 64));
+    const PackedMatrix rv = PackedMatrix::view(r.data(), r.size_bytes());
+    EXPECT_EQ(rv.layout(), UnitLayout::Rows32);
+    const PackedMatrix back = PackedMatrix::relaid(PackedMatrix::view(r.data(), r.size_bytes()),
+                                                   UnitLayout::Tables4);
+    ASSERT_EQ(back.size_bytes(), p.size_bytes());
+    EXPECT_EQ(0, std::memcmp(back.data(), p.data(), p.size_bytes()));
+  }
+  QuantizedMatrix q = random_matrix(QuantKind::HLQ, 2, 32, 8, 64, 3);
+  const PackedMatrix p = PackedMatrix::pack(q);
+  std::vector<uint8_t> bad(p.data(), p.data() + p.size_bytes());
+  bad[offsetof(PackedHeader, layout)] = 2;
+  EXPECT_THROW(PackedMatrix::view(bad.data(), bad.size()), Error);
+  const PackedMatrix r = PackedMatrix::relaid(PackedMatrix::view(p.data(), p.size_bytes()),
+                                              UnitLayout::Rows32);
+  std::vector<float> x(64, 1.0f), y(8);
+  EXPECT_THROW(lut_gemm_isa(Isa::Scalar, r, x.data(), 1, y.data(), nullptr), Error);
+  if (isa_available(Isa::Avx2)) {
+    EXPECT_THROW(lut_gemm_isa(Isa::Avx2, p, x.data(), 1, y.data(), nullptr), Error);
+  }
+}
+
 // Prefill paths cut tokens into blocks whose tables fit in L2 (a few tokens when rows are very
 // wide) and split tiles into pieces claimed by pool threads: neither may change a single bit.
 TEST(LutKernels, TokenBlocksAndThreadsEqualScalarExactly) {
@@ -174,11 +213,11 @@ TEST(LutKernels, TokenBlocksAndThreadsEqualScalarExactly) {
       for (Isa isa : runnable_isas()) {
         for (ThreadPool* tp : {static_cast<ThreadPool*>(nullptr), &pool}) {
           std::vector<float> got(size_t(n * q.rows), -1.0f);
-          lut_gemm_isa(isa, p, X.data(), n, got.data(), tp, tables);
+          lut_gemm_isa(isa, laid_out_for(p, isa), X.data(), n, got.data(), tp, tables);
           ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
               << isa_name(isa) << " " << q.spec.name() << " " << lut_tables_name(tables)
               << (tp ? " threaded" : "");
-          lut_gemm_isa(isa, p, X.data(), 1, got.data(), tp, tables);
+          lut_gemm_isa(isa, laid_out_for(p, isa), X.data(), 1, got.data(), tp, tables);
           ASSERT_EQ(0, std::memcmp(got.data(), want.data(), size_t(q.rows) * sizeof(float)))
               << isa_name(isa) << " " << q.spec.name() << " " << lut_tables_name(tables)
               << " one token" << (tp ? " threaded" : "");
@@ -210,7 +249,7 @@ TEST(LutKernels, EverySimdPathEqualsScalarExactly) {
         lut_gemm_isa(Isa::Scalar, p, X.data(), n, want.data(), nullptr, tables);
         for (Isa isa : isas) {
           std::vector<float> got(size_t(n * c.rows), -1.0f);
-          lut_gemm_isa(isa, p, X.data(), n, got.data(), nullptr, tables);
+          lut_gemm_isa(isa, laid_out_for(p, isa), X.data(), n, got.data(), nullptr, tables);
           ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
               << isa_name(isa) << " " << q.spec.name() << " " << c.rows << "x" << c.cols
               << " n=" << n << " " << lut_tables_name(tables) << " tables";
@@ -236,7 +275,7 @@ TEST(LutKernels, OneTokenOverManyTilesEqualsScalarExactly) {
       for (Isa isa : runnable_isas())
         for (ThreadPool* tp : {static_cast<ThreadPool*>(nullptr), &pool2, &pool3}) {
           std::vector<float> got(size_t(q.rows), -1.0f);
-          lut_gemm_isa(isa, p, x.data(), 1, got.data(), tp, tables);
+          lut_gemm_isa(isa, laid_out_for(p, isa), x.data(), 1, got.data(), tp, tables);
           ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
               << isa_name(isa) << " " << q.spec.name() << " " << lut_tables_name(tables)
               << (tp ? " threads " + std::to_string(tp->size()) : std::string(" one thread"));
@@ -268,7 +307,7 @@ TEST(LutKernels, Int16TablesExtremeActivationsEqualScalarExactly) {
     for (Isa isa : isas) {
       for (int64_t m : {int64_t(1), n}) {
         std::vector<float> got(size_t(m * q.rows), -1.0f);
-        lut_gemm_isa(isa, p, X.data(), m, got.data(), nullptr, LutTables::Int16);
+        lut_gemm_isa(isa, laid_out_for(p, isa), X.data(), m, got.data(), nullptr, LutTables::Int16);
         ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
             << isa_name(isa) << " B=" << bits << " n=" << m;
       }
@@ -295,7 +334,7 @@ TEST(LutKernels, AutoTablesAreInt16UpToTwoBitsAndInt8Above) {
     const std::vector<float> x = random_activations(3 * q.cols, ++seed);
     auto run = [&](LutTables t) {
       std::vector<float> y(size_t(3 * q.rows));
-      lut_gemm(p, x.data(), 3, y.data(), nullptr, t);
+      lut_gemm(laid_out_for(p, active_isa()), x.data(), 3, y.data(), nullptr, t);
       return y;
     };
     const LutTables want = bits <= 2 ? LutTables::Int16 : LutTables::Int8;
@@ -320,11 +359,11 @@ TEST(LutKernels, WithinStatedErrorOfFp32Matmul) {
     const std::vector<float> X = random_activations(n * c.cols, seed);
     const std::vector<double> ref = reference(q, X, n);
     std::vector<float> y(size_t(n * c.rows));
-    lut_gemm(p, X.data(), n, y.data(), nullptr);
+    lut_gemm(laid_out_for(p, active_isa()), X.data(), n, y.data(), nullptr);
     const double err = rel_error(y, ref);
     worst = std::max(worst, err);
     EXPECT_LT(err, kMaxRelErrorVsFp32) << q.spec.name() << " " << c.rows << "x" << c.cols;
-    lut_gemm(p, X.data(), n, y.data(), nullptr, LutTables::Int16);
+    lut_gemm(laid_out_for(p, active_isa()), X.data(), n, y.data(), nullptr, LutTables::Int16);
     const double err16 = rel_error(y, ref);
     worst16 = std::max(worst16, err16);
     EXPECT_LT(err16, kMaxRelErrorVsFp32Int16) << q.spec.name() << " " << c.rows << "x" << c.cols;
@@ -348,8 +387,8 @@ TEST(LutKernels, ErrorAtLlamaWidth) {
         for (int64_t c : {7, 300, 901, 1500, 2048, 2900, 3333, 4000}) x[size_t(c)] *= 50.0f;
       const std::vector<double> ref = reference(q, x, 1);
       std::vector<float> y8(size_t(q.rows)), y16(size_t(q.rows));
-      lut_gemv(p, x.data(), y8.data(), nullptr, LutTables::Int8);
-      lut_gemv(p, x.data(), y16.data(), nullptr, LutTables::Int16);
+      lut_gemv(laid_out_for(p, active_isa()), x.data(), y8.data(), nullptr, LutTables::Int8);
+      lut_gemv(laid_out_for(p, active_isa()), x.data(), y16.data(), nullptr, LutTables::Int16);
       const double err8 = rel_error(y8, ref), err16 = rel_error(y16, ref);
       std::printf("%s 64x4096%s: relative L2 error vs fp32: int8 tables %.5f, int16 tables "
                   "%.7f (%.0fx smaller)\n",
@@ -371,7 +410,7 @@ TEST(LutKernels, Int16TablesOnAVeryLongGroup) {
   std::vector<float> want(size_t(q.rows)), got(size_t(q.rows));
   lut_gemm_isa(Isa::Scalar, p, x.data(), 1, want.data(), nullptr, LutTables::Int16);
   for (Isa isa : runnable_isas()) {
-    lut_gemm_isa(isa, p, x.data(), 1, got.data(), nullptr, LutTables::Int16);
+    lut_gemm_isa(isa, laid_out_for(p, isa), x.data(), 1, got.data(), nullptr, LutTables::Int16);
     EXPECT_EQ(got, want) << isa_name(isa);
   }
   EXPECT_LT(rel_error(want, reference(q, x, 1)), kMaxRelErrorVsFp32Int16);
@@ -379,7 +418,7 @@ TEST(LutKernels, Int16TablesOnAVeryLongGroup) {
 
 // Every lookup at the table's extreme (all codes set, all activations +1 or -1: each entry is
 // +-127, or +-32767 with int16 tables) over a long whole-row group: the SIMD paths that sum in
-// narrower integers first (AVX2 adds pairs in int16 for up to 128 quads) must not overflow.
+// narrower integers first (AVX2 sums bytes in 16 bits for up to 64 quads) must not overflow.
 TEST(LutKernels, ExtremeEntriesOverALongGroupEqualScalarExactly) {
   for (int bits : {1, 2, 4}) {
     QuantizedMatrix q = random_matrix(QuantKind::HLQ, bits, 0, 40, 8192, 31);
@@ -394,7 +433,7 @@ TEST(LutKernels, ExtremeEntriesOverALongGroupEqualScalarExactly) {
         for (Isa isa : runnable_isas())
           for (int64_t m : {int64_t(1), n}) {
             std::vector<float> got(size_t(m * q.rows));
-            lut_gemm_isa(isa, p, X.data(), m, got.data(), nullptr, tables);
+            lut_gemm_isa(isa, laid_out_for(p, isa), X.data(), m, got.data(), nullptr, tables);
             EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
                 << isa_name(isa) << " B=" << bits << " n=" << m << " sign " << sign << " "
                 << lut_tables_name(tables);
@@ -418,11 +457,11 @@ TEST(LutKernels, ThreadsAndGemvMatchSingleThreadedGemm) {
   const std::vector<float> X = random_activations(n * q.cols, 10);
   for (LutTables tables : kBothTables) {
     std::vector<float> one(size_t(n * q.rows)), two(size_t(n * q.rows)), gemv(size_t(q.rows));
-    lut_gemm(p, X.data(), n, one.data(), nullptr, tables);
-    lut_gemm(p, X.data(), n, two.data(), &pool, tables);
+    lut_gemm(laid_out_for(p, active_isa()), X.data(), n, one.data(), nullptr, tables);
+    lut_gemm(laid_out_for(p, active_isa()), X.data(), n, two.data(), &pool, tables);
     EXPECT_EQ(one, two) << lut_tables_name(tables);
     for (int64_t t = 0; t < n; ++t) {
-      lut_gemv(p, X.data() + t * q.cols, gemv.data(), &pool, tables);
+      lut_gemv(laid_out_for(p, active_isa()), X.data() + t * q.cols, gemv.data(), &pool, tables);
       EXPECT_TRUE(std::equal(gemv.begin(), gemv.end(), one.begin() + t * q.rows))
           << "token " << t << " " << lut_tables_name(tables);
     }
@@ -434,7 +473,7 @@ TEST(LutKernels, ZeroActivationsGiveZero) {
   PackedMatrix p = PackedMatrix::pack(q);
   for (LutTables tables : kBothTables) {
     std::vector<float> x(64, 0.0f), y(40, 1.0f);
-    lut_gemv(p, x.data(), y.data(), nullptr, tables);
+    lut_gemv(laid_out_for(p, active_isa()), x.data(), y.data(), nullptr, tables);
     for (float v : y) EXPECT_EQ(v, 0.0f) << lut_tables_name(tables);
   }
 }
@@ -447,7 +486,7 @@ namespace {
 
 TEST(LutPacked, SyntheticMatrixIsAValidBlob) {
   QuantSpec spec = parse_quant_spec("hlq-w3g128");
-  PackedMatrix p = PackedMatrix::synthetic(spec, 70, 300, 5);
+  PackedMatrix p = PackedMatrix::synthetic(spec, 70, 300, 5, lut_unit_layout(active_isa()));
   PackedMatrix v = PackedMatrix::view(p.data(), p.size_bytes());
   EXPECT_EQ(v.rows(), 70);
   EXPECT_EQ(v.header().bits, 3);

@@ -3,6 +3,7 @@
 // model/ sources, hence the _cli suffix it filters out.)
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -49,6 +50,40 @@ TEST(LutLinear, ForwardIsTheLutGemm) {
   std::unique_ptr<LutLinear> automatic = LutLinear::from_quantized(q, LutTables::Auto);
   EXPECT_NE(automatic->describe().find("int16 tables"), std::string::npos)
       << automatic->describe();
+}
+
+// A layer over a file's bytes (a view) on every ISA this machine runs: AVX2 re-lays a copy of the
+// units once, the others use the bytes in place; all give the scalar reference's numbers.
+TEST(LutLinear, EveryIsaOnAViewMatchesScalar) {
+  QuantizedMatrix q;
+  q.spec = parse_quant_spec("hlq-w3g128");
+  q.rows = 70;
+  q.cols = 300;
+  std::mt19937 rng(5);
+  q.codes.resize(size_t(q.rows * q.cols));
+  for (auto& c : q.codes) c = uint8_t(rng() & 7);
+  q.params.resize(size_t(q.rows * q.spec.groups_per_row(q.cols) * q.spec.params_per_group()));
+  for (auto& p : q.params) p = 0.01f * float(rng() % 100);
+  round_params_to_fp16(q.params);
+  const PackedMatrix file = PackedMatrix::pack(q);
+  std::vector<float> x(size_t(2 * q.cols));
+  for (auto& v : x) v = float(int(rng() % 200) - 100) / 50.0f;
+  std::vector<float> want(size_t(2 * q.rows)), y(want.size());
+  lut_gemm_isa(Isa::Scalar, file, x.data(), 2, want.data(), nullptr);
+  ThreadPool pool(2);
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon}) {
+    if (!isa_available(isa)) continue;
+    LutLinear lin(PackedMatrix::view(file.data(), file.size_bytes()), isa);
+    EXPECT_EQ(lin.packed().layout(), lut_unit_layout(isa)) << isa_name(isa);
+    EXPECT_EQ(lin.packed().data() == file.data(), lut_unit_layout(isa) == UnitLayout::Tables4)
+        << isa_name(isa);
+    for (int64_t n : {int64_t(1), int64_t(2)}) {
+      std::fill(y.begin(), y.end(), -1.0f);
+      lin.forward(x.data(), n, y.data(), pool);
+      EXPECT_TRUE(std::equal(y.begin(), y.begin() + n * q.rows, want.begin()))
+          << isa_name(isa) << " n=" << n;
+    }
+  }
 }
 
 }  // namespace
