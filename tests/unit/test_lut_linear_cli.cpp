@@ -14,17 +14,23 @@
 namespace elutq {
 namespace {
 
-TEST(LutLinear, ForwardIsTheLutGemm) {
+// Random codes and fp16 parameters for a Uniform / HLQ format.
+QuantizedMatrix random_matrix(const char* format, int64_t rows, int64_t cols, std::mt19937& rng) {
   QuantizedMatrix q;
-  q.spec = parse_quant_spec("hlq-w2g64");
-  q.rows = 45;
-  q.cols = 192;
-  std::mt19937 rng(3);
-  q.codes.resize(size_t(q.rows * q.cols));
-  for (auto& c : q.codes) c = uint8_t(rng() & 3);
-  q.params.resize(size_t(q.rows * 3 * 3));
+  q.spec = parse_quant_spec(format);
+  q.rows = rows;
+  q.cols = cols;
+  q.codes.resize(size_t(rows * cols));
+  for (auto& c : q.codes) c = uint8_t(rng() & ((1u << q.spec.bits) - 1));
+  q.params.resize(size_t(rows * q.spec.groups_per_row(cols) * q.spec.params_per_group()));
   for (auto& p : q.params) p = 0.01f * float(rng() % 100);
   round_params_to_fp16(q.params);
+  return q;
+}
+
+TEST(LutLinear, ForwardIsTheLutGemm) {
+  std::mt19937 rng(3);
+  const QuantizedMatrix q = random_matrix("hlq-w2g64", 45, 192, rng);
   std::unique_ptr<LutLinear> lin = LutLinear::from_quantized(q);
   EXPECT_EQ(lin->in_features(), 192);
   EXPECT_EQ(lin->out_features(), 45);
@@ -55,16 +61,8 @@ TEST(LutLinear, ForwardIsTheLutGemm) {
 // A layer over a file's bytes (a view) on every ISA this machine runs: AVX2 re-lays a copy of the
 // units once, the others use the bytes in place; all give the scalar reference's numbers.
 TEST(LutLinear, EveryIsaOnAViewMatchesScalar) {
-  QuantizedMatrix q;
-  q.spec = parse_quant_spec("hlq-w3g128");
-  q.rows = 70;
-  q.cols = 300;
   std::mt19937 rng(5);
-  q.codes.resize(size_t(q.rows * q.cols));
-  for (auto& c : q.codes) c = uint8_t(rng() & 7);
-  q.params.resize(size_t(q.rows * q.spec.groups_per_row(q.cols) * q.spec.params_per_group()));
-  for (auto& p : q.params) p = 0.01f * float(rng() % 100);
-  round_params_to_fp16(q.params);
+  const QuantizedMatrix q = random_matrix("hlq-w3g128", 70, 300, rng);
   const PackedMatrix file = PackedMatrix::pack(q);
   std::vector<float> x(size_t(2 * q.cols));
   for (auto& v : x) v = float(int(rng() % 200) - 100) / 50.0f;
