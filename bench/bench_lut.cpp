@@ -43,9 +43,13 @@ std::string shape_key(Shape s) { return std::to_string(s.rows) + "x" + std::to_s
 
 // Random codes and fp16 parameters (speed does not depend on the values), in the unit layout
 // isa's kernels read.
+std::string layout_key(const std::string& format, Shape s, Isa isa) {
+  return format + "/" + shape_key(s) + "/layout" + std::to_string(int(lut_unit_layout(isa)));
+}
+
 const PackedMatrix& packed(const std::string& format, Shape s, Isa isa) {
   static std::map<std::string, PackedMatrix> cache;
-  const std::string key = format + "/" + shape_key(s) + "/" + std::to_string(int(lut_unit_layout(isa)));
+  const std::string key = layout_key(format, s, isa);
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   QuantizedMatrix q;
@@ -105,7 +109,7 @@ void bench_lut_cold(benchmark::State& state, Isa isa, std::string format, Shape 
   const size_t copies = std::max<size_t>(2, (size_t(256) << 20) / w.size_bytes());
   // 64-byte aligned copies, as a model file's tensors are.
   static std::map<std::string, std::vector<AlignedVector<uint8_t>>> blobs;
-  auto& mine = blobs[format + shape_key(s)];
+  auto& mine = blobs[layout_key(format, s, isa)];  // each ISA its own unit order
   if (mine.empty())
     for (size_t i = 0; i < copies; ++i) mine.emplace_back(w.data(), w.data() + w.size_bytes());
   std::vector<PackedMatrix> views;

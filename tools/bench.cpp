@@ -119,10 +119,11 @@ int run_synthetic(const BenchOptions& o) {
               hardware_threads());
   std::vector<Layer> layers(size_t(a->layers));
   double bytes = 0, weights = 0;
+  const UnitLayout layout = lut_unit_layout(isa);  // random bits: made in the kernels' order
   for (int64_t l = 0; l < a->layers; ++l) {
     Layer& L = layers[size_t(l)];
-    const UnitLayout layout = lut_unit_layout(isa);  // random bits: made in the kernels' order
-    L.qkv = PackedMatrix::synthetic(spec, a->dim + 2 * a->kv_dim, a->dim, uint64_t(4 * l + 1), layout);
+    L.qkv = PackedMatrix::synthetic(spec, a->dim + 2 * a->kv_dim, a->dim, uint64_t(4 * l + 1),
+                                    layout);
     L.o = PackedMatrix::synthetic(spec, a->dim, a->dim, uint64_t(4 * l + 2), layout);
     L.gate_up = PackedMatrix::synthetic(spec, 2 * a->hidden, a->dim, uint64_t(4 * l + 3), layout);
     L.down = PackedMatrix::synthetic(spec, a->dim, a->hidden, uint64_t(4 * l + 4), layout);

@@ -72,9 +72,6 @@ void build_tables16_avx512(const float* xpad, const float* inv_scale, int64_t n_
   }
 }
 
-// Decode reads the tiles of a call as this many interleaved streams (see gemv_tiles).
-constexpr int kGemvStreams = 4;
-
 struct BlockParams {
   __m512 s[4][2];  // per plane, rows 0-15 / 16-31
   __m512 zp[2];    // z' = z + sum_b s_b / 2
@@ -391,24 +388,20 @@ void gemv_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
       std::copy(tmp, tmp + rows_here, out);
     }
   };
-  // kGemvStreams tiles at a time, one from each equal part of the range, group by group: several
-  // weight streams per thread keep more reads in flight than one (7B hlq-w3g128 decode on 2
-  // threads, alternating rounds: 75-79% of the roofline with 2 or 4 streams against 68-76% with
-  // one; 4 kept, 77-79% in six more rounds). Each tile's outputs and float order are unchanged.
-  const int64_t n_tiles = tile_end - tile_begin;
-  const int64_t part_len = (n_tiles + kGemvStreams - 1) / kGemvStreams;
-  for (int64_t i = 0; i < part_len; ++i) {
+  // kGemvStreams tiles at a time (lut_isa.h; 7B hlq-w3g128 decode on 2 threads, alternating
+  // rounds: 75-79% of the roofline with 2 or 4 streams against 68-76% with one; 4 kept, 77-79% in
+  // six more rounds). Each tile's outputs and float order are unchanged.
+  const int64_t steps = gemv_stream_steps(tile_begin, tile_end);
+  for (int64_t i = 0; i < steps; ++i) {
+    int64_t tiles[kGemvStreams];
+    const int streams = gemv_stream_tiles(tile_begin, tile_end, i, tiles);
     __m512 y[kGemvStreams][2];
     const uint8_t* blocks[kGemvStreams];
     const uint8_t* rc[kGemvStreams];
-    int streams = 0;
-    for (int k = 0; k < kGemvStreams; ++k) {
-      const int64_t tile = tile_begin + k * part_len + i;
-      if (tile >= tile_end) break;
+    for (int k = 0; k < streams; ++k) {
       y[k][0] = y[k][1] = _mm512_setzero_ps();
-      blocks[k] = w.block(tile, 0);
-      rc[k] = kParams == Params::Hlqc ? w.ratio_codes(tile, 0) : nullptr;
-      ++streams;
+      blocks[k] = w.block(tiles[k], 0);
+      rc[k] = kParams == Params::Hlqc ? w.ratio_codes(tiles[k], 0) : nullptr;
     }
     if (streams == kGemvStreams) {  // the common case, with a fixed trip count
       for (int64_t g = 0; g < n_groups; ++g)
@@ -417,7 +410,7 @@ void gemv_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
       for (int64_t g = 0; g < n_groups; ++g)
         for (int k = 0; k < streams; ++k) group(blocks[k], rc[k], g, y[k]);
     }
-    for (int k = 0; k < streams; ++k) store(tile_begin + k * part_len + i, y[k]);
+    for (int k = 0; k < streams; ++k) store(tiles[k], y[k]);
   }
 }
 

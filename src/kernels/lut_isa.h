@@ -41,8 +41,8 @@ struct LutIsaKernels {
   void (*build_tables16)(const float* xpad, const float* inv_scale, int64_t n_groups,
                          int64_t chunks_per_group, int8_t* tables);
   // Y (n, rows) for tiles [tile_begin, tile_end); w is in lut_unit_layout(this ISA) and a.wide
-  // says which tables. Float steps are fmas
-  // in the scalar order and integer sums are exact, so every ISA gives bit-identical results.
+  // says which tables. Float steps are fmas in the scalar order and integer sums are exact, so
+  // every ISA gives bit-identical results.
   void (*matmul_tiles)(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                        int64_t tile_end, float* Y);
 };
@@ -59,6 +59,27 @@ static inline void prefetch_weights(const uint8_t* from, int64_t bytes, const ui
   const int64_t n = end - from < bytes ? end - from : bytes;
   for (int64_t off = 0; off < n; off += 64)
     __builtin_prefetch(from + off, 0, 3);  // read, keep in all levels: prefetcht0
+}
+
+// Decode reads a call's tile range as this many interleaved streams: step i takes tile i of each
+// of kGemvStreams equal parts of the range, and the kernel walks those tiles group by group, so
+// several weight streams per thread keep more reads in flight than one (AVX-512 and AVX2 GEMVs;
+// measured in docs/RESULTS.md, "Decode in several streams" and the AVX2 unit order).
+constexpr int kGemvStreams = 4;
+
+// Steps of the stream walk over [begin, end), and the tiles of step i (fewer than kGemvStreams
+// in the last steps when the range does not divide evenly): returns how many. Internal linkage
+// for the same reason as prefetch_weights.
+static inline int64_t gemv_stream_steps(int64_t begin, int64_t end) {
+  return (end - begin + kGemvStreams - 1) / kGemvStreams;
+}
+static inline int gemv_stream_tiles(int64_t begin, int64_t end, int64_t i,
+                                    int64_t tiles[kGemvStreams]) {
+  const int64_t steps = gemv_stream_steps(begin, end);
+  int n = 0;
+  for (int k = 0; k < kGemvStreams && begin + k * steps + i < end; ++k)
+    tiles[n++] = begin + k * steps + i;
+  return n;
 }
 
 // Bytes of activation tables a prefill pass may keep hot: three quarters of this core's L2, at

@@ -74,7 +74,7 @@ void prepare_token(const LutIsaKernels& k, const PackedHeader& h, bool wide, con
   }
 }
 
-// At least this many tiles per piece of work: the AVX-512 GEMV reads a piece as up to four
+// At least this many tiles per piece of work: the GEMVs read a piece as up to kGemvStreams
 // interleaved streams of tiles (with two streams, 4-tile pieces measured 75-79% of the 7B decode
 // roofline on 2 threads against 74-77% for 2-tile pieces; 8 no better).
 constexpr int64_t kMinTilesPerPiece = 4;

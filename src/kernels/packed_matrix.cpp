@@ -244,13 +244,15 @@ PackedMatrix PackedMatrix::relaid(PackedMatrix w, UnitLayout layout) {
   reinterpret_cast<PackedHeader*>(out.owned_.data())->layout = uint8_t(layout);
   const PackedHeader& h = w.header();
   const int64_t units = h.group_padded / kLutQuadCols * h.bits;
+  auto* const relay = w.layout() == UnitLayout::Tables4
+                          ? relay_unit<UnitLayout::Tables4, UnitLayout::Rows32>
+                          : relay_unit<UnitLayout::Rows32, UnitLayout::Tables4>;
   for (int64_t tile = 0; tile < h.n_tiles; ++tile)
     for (int64_t g = 0; g < h.n_groups; ++g) {
       const uint8_t* in = w.block(tile, g) + h.params_per_group * kLutUnitBytes;
       uint8_t* o = out.owned_.data() + (out.block(tile, g) - out.data_) + h.params_per_group * kLutUnitBytes;
       for (int64_t u = 0; u < units; ++u, in += kLutUnitBytes, o += kLutUnitBytes)
-        (w.layout() == UnitLayout::Tables4 ? relay_unit<UnitLayout::Tables4, UnitLayout::Rows32>
-                                           : relay_unit<UnitLayout::Rows32, UnitLayout::Tables4>)(in, o);
+        relay(in, o);
     }
   return out;
 }
