@@ -87,14 +87,18 @@ void DenseLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool)
                 W, int(in), 0.0f, y, int(out));
     return;
   }
-  // Each thread: y[:, r0:r1] = x (n, in) * W[r0:r1, :]^T, written with leading dimension out.
-  // Slices are rounded to 16 rows so sgemm works on whole panels.
-  const int64_t units = (out + 15) / 16;
-  pool.run(units, [&](int, int64_t u0, int64_t u1) {
-    const int64_t r0 = u0 * 16, r1 = std::min(out, u1 * 16);
-    if (r1 <= r0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(r1 - r0), int(in), 1.0f, x,
-                int(in), W + r0 * in, int(in), 0.0f, y + r0, int(out));
+  // y[:, r0:r1] = x (n, in) * W[r0:r1, :]^T (leading dimension out), one sgemm per slice of
+  // kSliceRows rows. The slices do not depend on the thread count (threads take whole slices),
+  // so neither do the results: OpenBLAS may sum in another order for another slice width (seen on
+  // AMD Zen 3, where 64- and 128-row calls of the same rows differed in the last bits).
+  constexpr int64_t kSliceRows = 64;
+  const int64_t slices = (out + kSliceRows - 1) / kSliceRows;
+  pool.run(slices, [&](int, int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t r0 = s * kSliceRows, r1 = std::min(out, r0 + kSliceRows);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(r1 - r0), int(in), 1.0f, x,
+                  int(in), W + r0 * in, int(in), 0.0f, y + r0, int(out));
+    }
   });
 }
 
