@@ -94,9 +94,11 @@ constexpr ArchShape kArchs[] = {
     {"qwen2.5-7b", 3584, 18944, 28, 512},
 };
 
-// One transformer layer's linear weights as the runtime runs them: Q/K/V fused, gate/up fused.
+// One transformer layer's linear weights. They run as the runtime runs them (model.cpp): Q, K
+// and V as one job on the same input (forward_same_input -> lut_gemm_same_input_isa), then O,
+// gate and up as one job, then down.
 struct Layer {
-  PackedMatrix qkv, o, gate_up, down;
+  PackedMatrix q, k, v, o, gate, up, down;
 };
 
 int run_synthetic(const BenchOptions& o) {
@@ -110,7 +112,7 @@ int run_synthetic(const BenchOptions& o) {
   const LutTables tables = parse_lut_tables(o.lut_tables);
   ThreadPool pool(o.threads);
 
-  std::printf("model: synthetic %s linear layers (fused QKV, O, fused gate/up, down; attention, "
+  std::printf("model: synthetic %s linear layers (Q/K/V as one job, O, gate/up as one job, down; attention, "
               "norms and the output head not included), %lld layers, dim %lld, hidden %lld, kv dim "
               "%lld; format %s\n",
               a->name, (long long)a->layers, (long long)a->dim, (long long)a->hidden,
@@ -122,12 +124,17 @@ int run_synthetic(const BenchOptions& o) {
   const UnitLayout layout = lut_unit_layout(isa);  // random bits: made in the kernels' order
   for (int64_t l = 0; l < a->layers; ++l) {
     Layer& L = layers[size_t(l)];
-    L.qkv = PackedMatrix::synthetic(spec, a->dim + 2 * a->kv_dim, a->dim, uint64_t(4 * l + 1),
-                                    layout);
-    L.o = PackedMatrix::synthetic(spec, a->dim, a->dim, uint64_t(4 * l + 2), layout);
-    L.gate_up = PackedMatrix::synthetic(spec, 2 * a->hidden, a->dim, uint64_t(4 * l + 3), layout);
-    L.down = PackedMatrix::synthetic(spec, a->dim, a->hidden, uint64_t(4 * l + 4), layout);
-    for (const PackedMatrix* m : {&L.qkv, &L.o, &L.gate_up, &L.down}) {
+    auto make = [&](int64_t rows, int64_t cols, int slot) {
+      return PackedMatrix::synthetic(spec, rows, cols, uint64_t(7 * l + slot + 1), layout);
+    };
+    L.q = make(a->dim, a->dim, 0);
+    L.k = make(a->kv_dim, a->dim, 1);
+    L.v = make(a->kv_dim, a->dim, 2);
+    L.o = make(a->dim, a->dim, 3);
+    L.gate = make(a->hidden, a->dim, 4);
+    L.up = make(a->hidden, a->dim, 5);
+    L.down = make(a->dim, a->hidden, 6);
+    for (const PackedMatrix* m : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
       bytes += double(m->weight_bytes());
       weights += double(m->rows() * m->cols());
     }
@@ -142,18 +149,22 @@ int run_synthetic(const BenchOptions& o) {
 
   // Activations (tokens, features), random: speed does not depend on the values.
   const int64_t max_n = std::max<int64_t>(1, o.prefill_runs > 0 ? o.prefill_tokens : 1);
-  const int64_t width = std::max(a->dim + 2 * a->kv_dim, 2 * a->hidden);
   std::vector<float> x(size_t(max_n * std::max(a->dim, a->hidden)));
-  std::vector<float> y(size_t(max_n * width));
+  std::vector<float> y1(size_t(max_n * std::max(a->dim, a->hidden)));
+  std::vector<float> y2(y1.size()), y3(y1.size());
   std::mt19937 rng(7);
   std::normal_distribution<float> nd;
   for (float& v : x) v = nd(rng);
   auto forward = [&](int64_t n) {
     for (const Layer& L : layers) {
-      lut_gemm_isa(isa, L.qkv, x.data(), n, y.data(), &pool, tables);
-      lut_gemm_isa(isa, L.o, x.data(), n, y.data(), &pool, tables);
-      lut_gemm_isa(isa, L.gate_up, x.data(), n, y.data(), &pool, tables);
-      lut_gemm_isa(isa, L.down, x.data(), n, y.data(), &pool, tables);
+      const PackedMatrix* qkv[] = {&L.q, &L.k, &L.v};
+      float* qkv_out[] = {y1.data(), y2.data(), y3.data()};
+      lut_gemm_same_input_isa(isa, qkv, x.data(), n, qkv_out, &pool, tables);
+      lut_gemm_isa(isa, L.o, x.data(), n, y1.data(), &pool, tables);
+      const PackedMatrix* gate_up[] = {&L.gate, &L.up};
+      float* gate_up_out[] = {y1.data(), y2.data()};
+      lut_gemm_same_input_isa(isa, gate_up, x.data(), n, gate_up_out, &pool, tables);
+      lut_gemm_isa(isa, L.down, x.data(), n, y1.data(), &pool, tables);
     }
   };
   auto seconds = [&](int64_t n) {

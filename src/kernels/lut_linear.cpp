@@ -22,6 +22,22 @@ void LutLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool) c
   lut_gemm_isa(isa_, w_, x, n, y, &pool, tables_);
 }
 
+bool LutLinear::forward_together(std::span<const Linear* const> layers, const float* x,
+                                 int64_t n, std::span<float* const> ys, ThreadPool& pool) const {
+  constexpr size_t kMax = 8;  // what lut_gemm_same_input_isa takes
+  if (layers.size() > kMax || layers.size() != ys.size()) return false;
+  const PackedMatrix* ws[kMax];
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto* l = dynamic_cast<const LutLinear*>(layers[i]);
+    // The resolved precisions must be equal too: each layer runs with its own.
+    if (!l || l->isa_ != isa_ || l->tables_ != tables_ || !lut_tables_shareable(w_, l->w_, tables_))
+      return false;
+    ws[i] = &l->w_;
+  }
+  lut_gemm_same_input_isa(isa_, std::span(ws, layers.size()), x, n, ys, &pool, tables_);
+  return true;
+}
+
 std::string LutLinear::describe() const {
   const PackedHeader& h = w_.header();
   QuantSpec spec;

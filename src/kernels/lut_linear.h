@@ -26,6 +26,10 @@ class LutLinear final : public Linear {
   int64_t in_features() const override { return w_.cols(); }
   int64_t out_features() const override { return w_.rows(); }
   void forward(const float* x, int64_t n, float* y, ThreadPool& pool) const override;
+  // Together where every layer is a LutLinear on the same ISA whose matrix shares this one's
+  // activation tables (lut_tables_shareable): one lut_gemm_same_input_isa.
+  bool forward_together(std::span<const Linear* const> layers, const float* x, int64_t n,
+                        std::span<float* const> ys, ThreadPool& pool) const override;
   std::string describe() const override;
   uint64_t weight_bytes() const override { return w_.size_bytes(); }
   const PackedMatrix& packed() const { return w_; }

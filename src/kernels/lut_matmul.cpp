@@ -121,16 +121,34 @@ PackedMatrix lut_matrix_for(PackedMatrix w, Isa isa) {
   return PackedMatrix::relaid(std::move(w), lut_unit_layout(isa));
 }
 
-void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, float* Y,
-                  ThreadPool* pool, LutTables precision) {
-  require(!w.empty(), "LUT matmul on an empty packed matrix");
-  require(w.layout() == lut_unit_layout(isa), "the ", isa_name(isa),
-          " LUT kernels read another unit layout than this packed matrix has; convert it once "
-          "with lut_matrix_for()");
+bool lut_tables_shareable(const PackedMatrix& a, const PackedMatrix& b, LutTables tables) {
+  const PackedHeader &ha = a.header(), &hb = b.header();
+  return ha.cols == hb.cols && ha.group_len == hb.group_len && ha.group_padded == hb.group_padded &&
+         a.layout() == b.layout() &&
+         resolve_lut_tables(tables, ha.bits, ha.group_padded) ==
+             resolve_lut_tables(tables, hb.bits, hb.group_padded);
+}
+
+void lut_gemm_same_input_isa(Isa isa, std::span<const PackedMatrix* const> ws, const float* X,
+                             int64_t n, std::span<float* const> Ys, ThreadPool* pool,
+                             LutTables precision) {
+  constexpr size_t kMaxMatrices = 8;
+  require(!ws.empty() && ws.size() == Ys.size() && ws.size() <= kMaxMatrices, "LUT matmul: ",
+          ws.size(), " matrices and ", Ys.size(), " outputs; one output per matrix, 1 to ",
+          kMaxMatrices, " matrices");
+  for (const PackedMatrix* w : ws) {
+    require(w != nullptr && !w->empty(), "LUT matmul on an empty packed matrix");
+    require(w->layout() == lut_unit_layout(isa), "the ", isa_name(isa),
+            " LUT kernels read another unit layout than this packed matrix has; convert it once "
+            "with lut_matrix_for()");
+    require(lut_tables_shareable(*ws[0], *w, precision),
+            "LUT matmul of several matrices on one input: they must have the same columns, group "
+            "and table precision (", ws[0]->cols(), " vs ", w->cols(), " columns)");
+  }
   require(n >= 0, "LUT matmul with a negative token count");
   if (n == 0) return;
   const LutIsaKernels& k = kernels_for(isa);
-  const PackedHeader& h = w.header();
+  const PackedHeader& h = ws[0]->header();  // the table shape all of them share
   const bool wide = resolve_lut_tables(precision, h.bits, h.group_padded) == LutTables::Int16;
   const int64_t quads = h.group_padded / kLutQuadCols;
   require(!wide || lut_int16_max(h.group_padded / 4) >= 127, "groups of ", h.group_padded,
@@ -157,6 +175,18 @@ void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, flo
     for (int64_t t = 0; t < n; ++t) prepare(t);
   }
 
+  // The matrices' tiles numbered one after another: matrix i holds [first_tile[i], first_tile[i+1]).
+  // Pieces of work are cut from that one range, so a piece may end in one matrix and go on in the
+  // next; each matrix's part of it is one call of its kernel.
+  int64_t first_tile[kMaxMatrices + 1] = {0};
+  int64_t tile_bytes = 0;  // the largest: sets the piece length below
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const PackedHeader& hi = ws[i]->header();
+    first_tile[i + 1] = first_tile[i] + hi.n_tiles;
+    tile_bytes = std::max(tile_bytes, hi.n_groups * hi.block_bytes);
+  }
+  const int64_t n_tiles = first_tile[ws.size()];
+
   // Tokens per pass: as many as have tables in the L2 budget, a multiple of 12 (the kernels'
   // register blocks of 4 and 6 tokens). Without passes each piece of tiles below read every
   // token's tables (8 MiB for 512 tokens at 4096 columns) from L3.
@@ -171,21 +201,33 @@ void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, flo
     a.tables = tables + t0 * table_bytes;
     a.scale_half = scale_half + t0 * h.n_groups;
     a.sum_x = sum_x + t0 * h.n_groups;
-    float* Yp = Y + t0 * h.rows;
-    if (pool && pool->size() > 1 && h.n_tiles > 1) {
-      // Tiles all hold the same number of weight bytes. They go out in pieces claimed on demand,
-      // so a thread slowed down by another process takes fewer: several pieces per thread, each
-      // still long enough (~64 KiB of weights and at least kMinTilesPerPiece tiles, where that
-      // still leaves 8 pieces per thread) for the hardware prefetcher to stream it.
-      const int64_t tile_bytes = h.n_groups * h.block_bytes;
+    auto run_tiles = [&](int64_t begin, int64_t end) {
+      for (size_t i = 0; i < ws.size(); ++i) {
+        const int64_t b = std::max(begin, first_tile[i]), e = std::min(end, first_tile[i + 1]);
+        if (b < e)
+          k.matmul_tiles(*ws[i], a, b - first_tile[i], e - first_tile[i], Ys[i] + t0 * ws[i]->rows());
+      }
+    };
+    if (pool && pool->size() > 1 && n_tiles > 1) {
+      // Tiles go out in pieces claimed on demand, so a thread slowed down by another process
+      // takes fewer: several pieces per thread, each still long enough (~64 KiB of weights and at
+      // least kMinTilesPerPiece tiles, where that still leaves 8 pieces per thread) for the
+      // hardware prefetcher to stream it.
       const int64_t by_bytes = ((int64_t(64) << 10) + tile_bytes - 1) / tile_bytes;
-      const int64_t by_balance = std::max<int64_t>(1, h.n_tiles / (8 * pool->size()));
-      pool->parallel_chunks(h.n_tiles, std::min(std::max(by_bytes, kMinTilesPerPiece), by_balance),
-                            [&](int64_t begin, int64_t end) { k.matmul_tiles(w, a, begin, end, Yp); });
+      const int64_t by_balance = std::max<int64_t>(1, n_tiles / (8 * pool->size()));
+      pool->parallel_chunks(n_tiles, std::min(std::max(by_bytes, kMinTilesPerPiece), by_balance),
+                            run_tiles);
     } else {
-      k.matmul_tiles(w, a, 0, h.n_tiles, Yp);
+      run_tiles(0, n_tiles);
     }
   }
+}
+
+void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, float* Y,
+                  ThreadPool* pool, LutTables precision) {
+  const PackedMatrix* ws[] = {&w};
+  float* Ys[] = {Y};
+  lut_gemm_same_input_isa(isa, ws, X, n, Ys, pool, precision);
 }
 
 void lut_gemm(const PackedMatrix& w, const float* X, int64_t n, float* Y, ThreadPool* pool,

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "core/cpu_features.h"
@@ -59,5 +60,18 @@ void lut_gemm(const PackedMatrix& w, const float* X, int64_t n, float* Y, Thread
 // CPU lacks it. The plain calls use active_isa().
 void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, float* Y,
                   ThreadPool* pool, LutTables tables = LutTables::Int8);
+
+// Whether a and b can run on one set of activation tables (lut_gemm_same_input_isa): the same
+// columns and group, unit layout and, with `tables` resolved for each, the same table precision.
+bool lut_tables_shareable(const PackedMatrix& a, const PackedMatrix& b, LutTables tables);
+
+// Several matrices that read the same input (a block's Q/K/V, its gate/up): Ys[i] (n,
+// ws[i]->rows()) = X ws[i]^T, at most 8 matrices. The activation tables are built once for all of
+// them and their tiles go to the threads in one dispatch, as if they were one matrix; each output
+// is bit-identical to a lut_gemm_isa of its matrix alone. Error unless every pair is
+// lut_tables_shareable.
+void lut_gemm_same_input_isa(Isa isa, std::span<const PackedMatrix* const> ws, const float* X,
+                             int64_t n, std::span<float* const> Ys, ThreadPool* pool,
+                             LutTables tables = LutTables::Int8);
 
 }  // namespace elutq

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "core/thread_pool.h"
@@ -26,7 +27,20 @@ class Linear {
   virtual std::string describe() const = 0;
   // Bytes the weights occupy in memory.
   virtual uint64_t weight_bytes() const = 0;
+  // Runs layers (layers[0] == this), which all read x, as one job where this implementation can
+  // share work between them: ys[i] (n, out_features of layers[i]) = x W_i^T. Returns false, having
+  // written nothing, where it cannot (forward_same_input then runs them one by one).
+  virtual bool forward_together(std::span<const Linear* const> layers, const float* x, int64_t n,
+                                std::span<float* const> ys, ThreadPool& pool) const {
+    return false;
+  }
 };
+
+// ys[i] = x W_i^T for layers that read the same x (a block's Q/K/V, its gate/up): together where
+// the first layer's implementation can (LUT layers share their activation tables and one thread
+// dispatch), else one forward after another. The outputs are the same either way.
+void forward_same_input(std::span<const Linear* const> layers, const float* x, int64_t n,
+                        std::span<float* const> ys, ThreadPool& pool);
 
 // Builds the Linear for one stored weight tensor (shape {out, in}). The model calls it once per
 // projection at load time; quantized runtimes supply their own to pick a kernel per tensor.

@@ -275,9 +275,12 @@ void Model::forward_block(int layer, float* x, int n, int pos) {
   // Attention sub-layer.
   for (int i = 0; i < n; ++i)
     rmsnorm(x + int64_t(i) * dim, L.attn_norm.data(), dim, c.norm_eps, s.xn.data() + int64_t(i) * dim);
-  L.lin[int(LinearSlot::Q)]->forward(s.xn.data(), n, s.q.data(), pool);
-  L.lin[int(LinearSlot::K)]->forward(s.xn.data(), n, s.k.data(), pool);
-  L.lin[int(LinearSlot::V)]->forward(s.xn.data(), n, s.v.data(), pool);
+  {
+    const Linear* qkv[] = {L.lin[int(LinearSlot::Q)].get(), L.lin[int(LinearSlot::K)].get(),
+                           L.lin[int(LinearSlot::V)].get()};
+    float* out[] = {s.q.data(), s.k.data(), s.v.data()};
+    forward_same_input(qkv, s.xn.data(), n, out, pool);
+  }
   for (int i = 0; i < n; ++i) {
     float* q = s.q.data() + int64_t(i) * q_dim;
     float* k = s.k.data() + int64_t(i) * kv_dim;
@@ -306,8 +309,11 @@ void Model::forward_block(int layer, float* x, int n, int pos) {
   // Feed-forward sub-layer: down(silu(gate(x)) * up(x)).
   for (int i = 0; i < n; ++i)
     rmsnorm(x + int64_t(i) * dim, L.ffn_norm.data(), dim, c.norm_eps, s.xn.data() + int64_t(i) * dim);
-  L.lin[int(LinearSlot::Gate)]->forward(s.xn.data(), n, s.gate.data(), pool);
-  L.lin[int(LinearSlot::Up)]->forward(s.xn.data(), n, s.up.data(), pool);
+  {
+    const Linear* gate_up[] = {L.lin[int(LinearSlot::Gate)].get(), L.lin[int(LinearSlot::Up)].get()};
+    float* out[] = {s.gate.data(), s.up.data()};
+    forward_same_input(gate_up, s.xn.data(), n, out, pool);
+  }
   for (int64_t j = 0; j < int64_t(n) * hidden; ++j) {
     const float g = s.gate[j];
     s.gate[j] = g / (1.0f + std::exp(-g)) * s.up[j];

@@ -227,6 +227,85 @@ TEST(LutKernels, TokenBlocksAndThreadsEqualScalarExactly) {
   }
 }
 
+// Matrices on one input (Q/K/V, gate/up) run as one job: one set of tables, their tiles in one
+// range cut into pieces that may span two matrices. Each output must equal the matrix run alone,
+// bit for bit, on every ISA, threaded or not, for one token and for several passes of tokens.
+TEST(LutKernels, MatricesOnOneInputEqualEachAlone) {
+  ThreadPool pool(3);
+  auto check = [&](const std::vector<QuantizedMatrix>& qs, std::initializer_list<int64_t> ns,
+                   LutTables tables, uint32_t seed) {
+    const int64_t cols = qs[0].cols, m = int64_t(qs.size());
+    std::vector<PackedMatrix> packed;
+    for (const QuantizedMatrix& q : qs) packed.push_back(PackedMatrix::pack(q));
+    for (int64_t n : ns) {
+      const std::vector<float> X = random_activations(n * cols, seed + uint32_t(n));
+      for (Isa isa : runnable_isas()) {
+        std::vector<PackedMatrix> laid;
+        std::vector<const PackedMatrix*> ws;
+        for (const PackedMatrix& p : packed) laid.push_back(laid_out_for(p, isa));
+        for (const PackedMatrix& p : laid) ws.push_back(&p);
+        std::vector<std::vector<float>> want(static_cast<size_t>(m));
+        for (int64_t i = 0; i < m; ++i) {
+          want[size_t(i)].resize(size_t(n * qs[size_t(i)].rows));
+          lut_gemm_isa(isa, laid[size_t(i)], X.data(), n, want[size_t(i)].data(), nullptr, tables);
+        }
+        for (ThreadPool* tp : {static_cast<ThreadPool*>(nullptr), &pool}) {
+          std::vector<std::vector<float>> got(static_cast<size_t>(m));
+          std::vector<float*> ys;
+          for (int64_t i = 0; i < m; ++i) {
+            got[size_t(i)].assign(want[size_t(i)].size(), -1.0f);
+            ys.push_back(got[size_t(i)].data());
+          }
+          lut_gemm_same_input_isa(isa, ws, X.data(), n, ys, tp, tables);
+          for (int64_t i = 0; i < m; ++i)
+            ASSERT_EQ(0, std::memcmp(got[size_t(i)].data(), want[size_t(i)].data(),
+                                     want[size_t(i)].size() * sizeof(float)))
+                << isa_name(isa) << " matrix " << i << " of " << m << ", " << cols << " columns, n="
+                << n << " " << lut_tables_name(tables) << (tp ? " threaded" : "");
+        }
+      }
+    }
+  };
+  // Ragged row counts (partial last tiles); formats and bits differ but share one table shape
+  // (2-bit and 3/4-bit share only with an explicit precision: auto gives them different tables).
+  uint32_t seed = 1300;
+  for (LutTables tables : kBothTables) {
+    check({random_matrix(QuantKind::HLQ, 3, 64, 70, 200, ++seed),
+           random_matrix(QuantKind::Uniform, 4, 64, 33, 200, ++seed),
+           random_matrix(QuantKind::HLQC, 2, 64, 96, 200, ++seed)},
+          {1, 5, 40}, tables, seed);
+  }
+  // Wide rows: 13 tokens run as two passes (tables of ~176 KiB per token), so each matrix's
+  // output of the second pass starts at its own offset.
+  check({random_matrix(QuantKind::HLQ, 3, 128, 40, 44000, ++seed),
+         random_matrix(QuantKind::HLQ, 3, 128, 33, 44000, ++seed)},
+        {13}, LutTables::Int8, seed);
+}
+
+TEST(LutKernels, MatricesOnOneInputMustShareTheirTables) {
+  const QuantizedMatrix a = random_matrix(QuantKind::HLQ, 3, 64, 32, 128, 1),
+                        other_cols = random_matrix(QuantKind::HLQ, 3, 64, 32, 192, 2),
+                        other_group = random_matrix(QuantKind::HLQ, 3, 128, 32, 128, 3),
+                        two_bits = random_matrix(QuantKind::HLQ, 2, 64, 32, 128, 4);
+  const PackedMatrix pa = PackedMatrix::pack(a), pc = PackedMatrix::pack(other_cols),
+                     pg = PackedMatrix::pack(other_group), p2 = PackedMatrix::pack(two_bits);
+  EXPECT_TRUE(lut_tables_shareable(pa, p2, LutTables::Int8));
+  EXPECT_FALSE(lut_tables_shareable(pa, p2, LutTables::Auto));  // int8 vs int16 tables
+  EXPECT_FALSE(lut_tables_shareable(pa, pc, LutTables::Int8));
+  EXPECT_FALSE(lut_tables_shareable(pa, pg, LutTables::Int8));
+  std::vector<float> x(192, 1.0f), y1(32), y2(32);
+  float* ys[] = {y1.data(), y2.data()};
+  const PackedMatrix* cols_differ[] = {&pa, &pc};
+  EXPECT_THROW(lut_gemm_same_input_isa(Isa::Scalar, cols_differ, x.data(), 1, ys, nullptr), Error);
+  const PackedMatrix* tables_differ[] = {&pa, &p2};
+  EXPECT_THROW(lut_gemm_same_input_isa(Isa::Scalar, tables_differ, x.data(), 1, ys, nullptr,
+                                       LutTables::Auto),
+               Error);
+  float* one_output[] = {y1.data()};
+  const PackedMatrix* two[] = {&pa, &p2};
+  EXPECT_THROW(lut_gemm_same_input_isa(Isa::Scalar, two, x.data(), 1, one_output, nullptr), Error);
+}
+
 TEST(LutKernels, EverySimdPathEqualsScalarExactly) {
   const std::vector<Isa> isas = runnable_isas();
   ASSERT_GE(isas.size(), 1u);

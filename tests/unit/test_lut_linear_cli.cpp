@@ -10,6 +10,7 @@
 #include "core/thread_pool.h"
 #include "kernels/lut_linear.h"
 #include "kernels/lut_matmul.h"
+#include "model/dense_linear.h"
 
 namespace elutq {
 namespace {
@@ -82,6 +83,49 @@ TEST(LutLinear, EveryIsaOnAViewMatchesScalar) {
           << isa_name(isa) << " n=" << n;
     }
   }
+}
+
+// A block's Q/K/V (and gate/up) go through forward_same_input: LUT layers that share their table
+// shape run as one job, anything else one by one; the outputs are those of each layer alone.
+TEST(LutLinear, LayersOnOneInputGiveEachLayersOwnOutput) {
+  std::mt19937 rng(9);
+  const QuantizedMatrix qq = random_matrix("hlq-w3g64", 70, 192, rng),
+                        qk = random_matrix("hlq-w3g64", 33, 192, rng),
+                        qv = random_matrix("uniform-w4g64", 40, 192, rng),
+                        q2 = random_matrix("hlq-w2g64", 40, 192, rng);
+  auto q = LutLinear::from_quantized(qq, LutTables::Auto),
+       k = LutLinear::from_quantized(qk, LutTables::Auto),
+       v = LutLinear::from_quantized(qv, LutTables::Auto),
+       two_bit = LutLinear::from_quantized(q2, LutTables::Auto);  // int16 tables: not shared
+  auto weights = std::make_shared<std::vector<float>>(size_t(40 * 192));
+  for (auto& w : *weights) w = float(int(rng() % 200) - 100) / 1000.0f;
+  const DenseLinear dense(weights, 40, 192);
+  const int64_t n = 3;
+  std::vector<float> x(size_t(n * 192));
+  for (auto& e : x) e = float(int(rng() % 200) - 100) / 50.0f;
+  ThreadPool pool(2);
+  // Shared (q, k, v), refused by the first layer (dense first), and refused by a later one.
+  const std::vector<std::vector<const Linear*>> sets = {
+      {q.get(), k.get(), v.get()}, {&dense, q.get()}, {q.get(), two_bit.get(), &dense}};
+  for (const auto& layers : sets) {
+    std::vector<std::vector<float>> got, want;
+    std::vector<float*> ys;
+    for (const Linear* l : layers) {
+      want.emplace_back(size_t(n * l->out_features()));
+      l->forward(x.data(), n, want.back().data(), pool);
+      got.emplace_back(want.back().size(), -1.0f);
+    }
+    for (auto& g : got) ys.push_back(g.data());
+    forward_same_input(layers, x.data(), n, ys, pool);
+    for (size_t i = 0; i < layers.size(); ++i)
+      EXPECT_EQ(got[i], want[i]) << layers[i]->describe();
+  }
+  // Which sets ran as one job: only the first (a refusal writes nothing).
+  std::vector<float> scratch(size_t(n * 70 * 3));
+  std::vector<float*> ys = {scratch.data(), scratch.data() + n * 70, scratch.data() + 2 * n * 70};
+  EXPECT_TRUE(sets[0][0]->forward_together(sets[0], x.data(), n, ys, pool));
+  EXPECT_FALSE(sets[1][0]->forward_together(sets[1], x.data(), n, {ys.data(), 2}, pool));
+  EXPECT_FALSE(sets[2][0]->forward_together(sets[2], x.data(), n, ys, pool));
 }
 
 }  // namespace
