@@ -20,6 +20,7 @@ CpuFeatures detect() {
   f.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vnni");
+  f.amd = __builtin_cpu_is("amd");
 #elif defined(__aarch64__)
   f.neon = true;
   const unsigned long hw = getauxval(AT_HWCAP);

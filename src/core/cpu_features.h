@@ -13,6 +13,7 @@ struct CpuFeatures {
   bool avx512 = false;   // F, BW, VL, DQ, VBMI and VNNI together
   bool neon = false;
   bool neon_dotprod = false;
+  bool amd = false;      // an AMD x86 CPU: kernels tuned by measurement per vendor ask this
 };
 
 const CpuFeatures& cpu_features();
