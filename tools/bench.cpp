@@ -96,7 +96,7 @@ constexpr ArchShape kArchs[] = {
 
 // One transformer layer's linear weights. They run as the runtime runs them (model.cpp): Q, K
 // and V as one job on the same input (forward_same_input -> lut_gemm_same_input_isa), then O,
-// gate and up as one job, then down.
+// then gate and up as one job, then down.
 struct Layer {
   PackedMatrix q, k, v, o, gate, up, down;
 };
@@ -112,9 +112,9 @@ int run_synthetic(const BenchOptions& o) {
   const LutTables tables = parse_lut_tables(o.lut_tables);
   ThreadPool pool(o.threads);
 
-  std::printf("model: synthetic %s linear layers (Q/K/V as one job, O, gate/up as one job, down; attention, "
-              "norms and the output head not included), %lld layers, dim %lld, hidden %lld, kv dim "
-              "%lld; format %s\n",
+  std::printf("model: synthetic %s linear layers (Q/K/V as one job, O, gate/up as one job, down; "
+              "attention, norms and the output head not included), %lld layers, dim %lld, hidden "
+              "%lld, kv dim %lld; format %s\n",
               a->name, (long long)a->layers, (long long)a->dim, (long long)a->hidden,
               (long long)a->kv_dim, spec.name().c_str());
   std::printf("load average at start: %s on %d hardware threads\n", load_average().c_str(),

@@ -286,8 +286,8 @@ void block_token(const uint8_t* bits, const UnitIndices* idx, int64_t quads, con
 // How far past the start of the block in use decode prefetches its weights (one block's bytes).
 // On AMD (Zen 3, 2 threads) asking for the rest of the block in use as it starts read the 7B
 // uniform-w4g128 layers 1.2-1.3x faster than kWeightPrefetchBytes ahead, w3 the same or a
-// little faster; the Intel host measured kWeightPrefetchBytes against none, not this (docs/
-// RESULTS.md, "AVX2-only host").
+// little faster; the Intel host measured kWeightPrefetchBytes against none and 4 KiB, not against
+// shorter distances (docs/RESULTS.md, "AVX2-only host").
 int64_t gemv_prefetch_distance() {
   static const int64_t d = cpu_features().amd ? 64 : kWeightPrefetchBytes;
   return d;

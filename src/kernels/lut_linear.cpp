@@ -24,9 +24,8 @@ void LutLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool) c
 
 bool LutLinear::forward_together(std::span<const Linear* const> layers, const float* x,
                                  int64_t n, std::span<float* const> ys, ThreadPool& pool) const {
-  constexpr size_t kMax = 8;  // what lut_gemm_same_input_isa takes
-  if (layers.size() > kMax || layers.size() != ys.size()) return false;
-  const PackedMatrix* ws[kMax];
+  if (layers.size() > kLutMaxSameInput || layers.size() != ys.size()) return false;
+  const PackedMatrix* ws[kLutMaxSameInput];
   for (size_t i = 0; i < layers.size(); ++i) {
     const auto* l = dynamic_cast<const LutLinear*>(layers[i]);
     // The resolved precisions must be equal too: each layer runs with its own.

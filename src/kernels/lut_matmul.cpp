@@ -132,10 +132,9 @@ bool lut_tables_shareable(const PackedMatrix& a, const PackedMatrix& b, LutTable
 void lut_gemm_same_input_isa(Isa isa, std::span<const PackedMatrix* const> ws, const float* X,
                              int64_t n, std::span<float* const> Ys, ThreadPool* pool,
                              LutTables precision) {
-  constexpr size_t kMaxMatrices = 8;
-  require(!ws.empty() && ws.size() == Ys.size() && ws.size() <= kMaxMatrices, "LUT matmul: ",
+  require(!ws.empty() && ws.size() == Ys.size() && ws.size() <= kLutMaxSameInput, "LUT matmul: ",
           ws.size(), " matrices and ", Ys.size(), " outputs; one output per matrix, 1 to ",
-          kMaxMatrices, " matrices");
+          kLutMaxSameInput, " matrices");
   for (const PackedMatrix* w : ws) {
     require(w != nullptr && !w->empty(), "LUT matmul on an empty packed matrix");
     require(w->layout() == lut_unit_layout(isa), "the ", isa_name(isa),
@@ -175,10 +174,11 @@ void lut_gemm_same_input_isa(Isa isa, std::span<const PackedMatrix* const> ws, c
     for (int64_t t = 0; t < n; ++t) prepare(t);
   }
 
-  // The matrices' tiles numbered one after another: matrix i holds [first_tile[i], first_tile[i+1]).
+  // The matrices' tiles numbered one after another: matrix i holds tiles first_tile[i] up to
+  // first_tile[i + 1].
   // Pieces of work are cut from that one range, so a piece may end in one matrix and go on in the
   // next; each matrix's part of it is one call of its kernel.
-  int64_t first_tile[kMaxMatrices + 1] = {0};
+  int64_t first_tile[kLutMaxSameInput + 1] = {0};
   int64_t tile_bytes = 0;  // the largest: sets the piece length below
   for (size_t i = 0; i < ws.size(); ++i) {
     const PackedHeader& hi = ws[i]->header();
@@ -204,8 +204,9 @@ void lut_gemm_same_input_isa(Isa isa, std::span<const PackedMatrix* const> ws, c
     auto run_tiles = [&](int64_t begin, int64_t end) {
       for (size_t i = 0; i < ws.size(); ++i) {
         const int64_t b = std::max(begin, first_tile[i]), e = std::min(end, first_tile[i + 1]);
-        if (b < e)
-          k.matmul_tiles(*ws[i], a, b - first_tile[i], e - first_tile[i], Ys[i] + t0 * ws[i]->rows());
+        if (b >= e) continue;
+        float* Yi = Ys[i] + t0 * ws[i]->rows();
+        k.matmul_tiles(*ws[i], a, b - first_tile[i], e - first_tile[i], Yi);
       }
     };
     if (pool && pool->size() > 1 && n_tiles > 1) {

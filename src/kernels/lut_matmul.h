@@ -10,6 +10,7 @@
 // rounding of the tables (bounded in tests/unit/test_lut_kernels.cpp and docs/RESULTS.md).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -65,11 +66,14 @@ void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, flo
 // columns and group, unit layout and, with `tables` resolved for each, the same table precision.
 bool lut_tables_shareable(const PackedMatrix& a, const PackedMatrix& b, LutTables tables);
 
+// At most this many matrices run as one job (lut_gemm_same_input_isa).
+constexpr size_t kLutMaxSameInput = 8;
+
 // Several matrices that read the same input (a block's Q/K/V, its gate/up): Ys[i] (n,
-// ws[i]->rows()) = X ws[i]^T, at most 8 matrices. The activation tables are built once for all of
-// them and their tiles go to the threads in one dispatch, as if they were one matrix; each output
-// is bit-identical to a lut_gemm_isa of its matrix alone. Error unless every pair is
-// lut_tables_shareable.
+// ws[i]->rows()) = X ws[i]^T, at most kLutMaxSameInput matrices. The activation tables are built
+// once for all of them and their tiles go to the threads in one dispatch, as if they were one
+// matrix; each output is bit-identical to a lut_gemm_isa of its matrix alone. Error unless every
+// pair is lut_tables_shareable.
 void lut_gemm_same_input_isa(Isa isa, std::span<const PackedMatrix* const> ws, const float* X,
                              int64_t n, std::span<float* const> Ys, ThreadPool* pool,
                              LutTables tables = LutTables::Int8);

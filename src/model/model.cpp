@@ -310,7 +310,8 @@ void Model::forward_block(int layer, float* x, int n, int pos) {
   for (int i = 0; i < n; ++i)
     rmsnorm(x + int64_t(i) * dim, L.ffn_norm.data(), dim, c.norm_eps, s.xn.data() + int64_t(i) * dim);
   {
-    const Linear* gate_up[] = {L.lin[int(LinearSlot::Gate)].get(), L.lin[int(LinearSlot::Up)].get()};
+    const Linear* gate_up[] = {L.lin[int(LinearSlot::Gate)].get(),
+                               L.lin[int(LinearSlot::Up)].get()};
     float* out[] = {s.gate.data(), s.up.data()};
     forward_same_input(gate_up, s.xn.data(), n, out, pool);
   }
