@@ -143,7 +143,9 @@ TEST(Gptq, HlqGptqBeatsHlqFitAlone) {
 TEST(Gptq, HlqcGptqBetweenUniformAndFullHlq) {
   Layer L = make_layer(6);
   for (int bits : {2, 3, 4}) {
-    const std::string g = "w" + std::to_string(bits) + "g32";
+    // Appended, not "w" + std::to_string(bits) + ...: GCC 12 warns falsely (-Wrestrict) there.
+    std::string g(1, 'w');
+    g.append(std::to_string(bits)).append("g32");
     GptqOptions opt;
     opt.variant = HlqGptqVariant::Ours;
     const double e_uni = output_error(
