@@ -283,14 +283,15 @@ void block_token(const uint8_t* bits, const UnitIndices* idx, int64_t quads, con
   for (int r = 0; r < 4; ++r) y[r] = _mm256_fmadd_ps(lp.zp[r], vsx, _mm256_fmadd_ps(gacc[r], vsh, y[r]));
 }
 
-// How far past the start of the block in use decode prefetches its weights (one block's bytes).
-// On AMD (Zen 3, 2 threads) asking for the rest of the block in use as it starts read the 7B
-// uniform-w4g128 layers 1.2-1.3x faster than kWeightPrefetchBytes ahead, w3 the same or a
-// little faster; the Intel host measured kWeightPrefetchBytes against none and 4 KiB, not against
-// shorter distances (docs/RESULTS.md, "AVX2-only host").
-int64_t gemv_prefetch_distance() {
-  static const int64_t d = cpu_features().amd ? 64 : kWeightPrefetchBytes;
-  return d;
+// Decode's prefetch on AMD: as a block starts, the whole block read next (gemv_next_block, the
+// next stream's block at the same group) is asked for. On Zen 3 (2 threads) that read the 7B
+// layers 1.2-1.4x faster from DRAM than asking for the rest of the block in use, which was itself
+// faster than kWeightPrefetchBytes ahead; the same stream's next block, the next block spread over
+// the planes' loops, and two blocks ahead measured no better (docs/RESULTS.md, "AVX2-only host").
+// Other CPUs keep kWeightPrefetchBytes ahead: the Intel host measured that against none and 4 KiB.
+bool gemv_prefetch_next_block() {
+  static const bool amd = cpu_features().amd;
+  return amd;
 }
 
 // Decode: the tile range is read as kGemvStreams interleaved streams (lut_isa.h), as the
@@ -300,8 +301,9 @@ void gemv_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t til
                      int64_t tile_end, float* Y) {
   const PackedHeader& h = w.header();
   const uint8_t* blob_end = w.data() + w.size_bytes();
-  const int64_t prefetch_distance = gemv_prefetch_distance();
+  const bool next_block = gemv_prefetch_next_block();
   const int64_t steps = gemv_stream_steps(tile_begin, tile_end);
+  if (next_block && steps > 0) prefetch_weights(w.block(tile_begin, 0), h.block_bytes, blob_end);
   for (int64_t i = 0; i < steps; ++i) {
     int64_t tiles[kGemvStreams];
     const int streams = gemv_stream_tiles(tile_begin, tile_end, i, tiles);
@@ -312,7 +314,14 @@ void gemv_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t til
       const int8_t* tab = a.tables + g * a.quads_per_group * a.quad_bytes;
       for (int k = 0; k < streams; ++k) {
         const uint8_t* blk = w.block(tiles[k], g);
-        prefetch_weights(blk + prefetch_distance, h.block_bytes, blob_end);
+        if (next_block) {
+          const GemvBlockPos next =
+              gemv_next_block(tile_begin, tile_end, i, tiles, streams, k, g, h.n_groups);
+          if (next.tile >= 0)
+            prefetch_weights(w.block(next.tile, next.group), h.block_bytes, blob_end);
+        } else {
+          prefetch_weights(blk + kWeightPrefetchBytes, h.block_bytes, blob_end);
+        }
         const BlockParams lp = block_params<B>(w, tiles[k], g);
         block_token<B, kWide, false>(blk + h.params_per_group * 64, nullptr, a.quads_per_group, lp,
                                      tab, a.quad_bytes, a.scale_half[g], a.sum_x[g], y[k]);

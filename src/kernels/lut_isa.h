@@ -82,6 +82,22 @@ static inline int gemv_stream_tiles(int64_t begin, int64_t end, int64_t i,
   return n;
 }
 
+// The block decode reads after (step i, stream k, group g) of that walk, with `tiles` and
+// `streams` those of step i: stream k + 1 at g, else stream 0 at g + 1, else the first tile of
+// step i + 1 at group 0; tile -1 past the range's end. A block is a tile's bytes for one group.
+struct GemvBlockPos {
+  int64_t tile;
+  int64_t group;
+};
+static inline GemvBlockPos gemv_next_block(int64_t begin, int64_t end, int64_t i,
+                                           const int64_t* tiles, int streams, int k, int64_t g,
+                                           int64_t n_groups) {
+  if (k + 1 < streams) return {tiles[k + 1], g};
+  if (g + 1 < n_groups) return {tiles[0], g + 1};
+  if (i + 1 < gemv_stream_steps(begin, end)) return {begin + i + 1, 0};
+  return {-1, 0};
+}
+
 // Bytes of activation tables a prefill pass may keep hot: three quarters of this core's L2, at
 // least 512 KiB (sysconf; computed once). lut_gemm runs the tokens in passes whose tables fit it,
 // every thread over its share of the tiles per pass, so the tables are read from L2 and the

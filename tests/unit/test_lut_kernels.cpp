@@ -10,12 +10,14 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "core/cpu_features.h"
 #include "core/error.h"
 #include "core/fp16.h"
 #include "core/thread_pool.h"
+#include "kernels/lut_isa.h"
 #include "kernels/lut_matmul.h"
 #include "kernels/packed_matrix.h"
 #include "quant/qformat.h"
@@ -562,6 +564,34 @@ TEST(LutKernels, ZeroActivationsGiveZero) {
 
 namespace elutq {
 namespace {
+
+// Decode prefetches the block it reads next (gemv_next_block); a wrong answer would only cost
+// speed, so this checks the order directly: from each block of the stream walk, the next one the
+// GEMV loop reads, and the end after the last, for ranges that do and do not divide into streams.
+TEST(GemvWalk, NextBlockIsTheOneReadNext) {
+  for (const auto& [begin, end, groups] :
+       {std::tuple<int64_t, int64_t, int64_t>{0, 1, 1}, {0, 4, 3}, {5, 12, 2}, {3, 20, 4},
+        {0, 9, 1}, {7, 8, 5}, {0, 344, 32}}) {
+    std::vector<std::pair<int64_t, int64_t>> order;  // (tile, group) as the GEMV loop reads them
+    std::vector<GemvBlockPos> predicted;
+    const int64_t steps = gemv_stream_steps(begin, end);
+    for (int64_t i = 0; i < steps; ++i) {
+      int64_t tiles[kGemvStreams];
+      const int streams = gemv_stream_tiles(begin, end, i, tiles);
+      for (int64_t g = 0; g < groups; ++g)
+        for (int k = 0; k < streams; ++k) {
+          order.push_back({tiles[k], g});
+          predicted.push_back(gemv_next_block(begin, end, i, tiles, streams, k, g, groups));
+        }
+    }
+    ASSERT_EQ(order.size(), size_t((end - begin) * groups)) << begin << ".." << end;
+    for (size_t n = 0; n + 1 < order.size(); ++n) {
+      EXPECT_EQ(predicted[n].tile, order[n + 1].first) << begin << ".." << end << " at " << n;
+      EXPECT_EQ(predicted[n].group, order[n + 1].second) << begin << ".." << end << " at " << n;
+    }
+    EXPECT_EQ(predicted.back().tile, -1) << begin << ".." << end;
+  }
+}
 
 TEST(LutPacked, SyntheticMatrixIsAValidBlob) {
   QuantSpec spec = parse_quant_spec("hlq-w3g128");
