@@ -2,7 +2,7 @@
 // (prefill, 64 and 512 tokens) for every ISA path this machine runs, HLQ w2/w3/w4 g128 and uniform w4g128,
 // on 1 and 2 threads; plus an fp32 OpenBLAS sgemv/sgemm baseline and a memory read bandwidth probe
 // (the roofline for GEMV: weight bytes / bandwidth). Counter "GB/s" = weight bytes read per second.
-// Names are gemv|gemm64|gemm512|gemv_dram / ISA / [int16/] format / shape / threads: the int16/ ones run
+// Names are gemv|gemm64|gemm512|gemv_dram|gemv_l2 / ISA / [int16/] format / shape / threads: the int16/ ones run
 // with int16 activation tables (LutTables::Int16), the others with the default int8 tables, e.g.
 //   --benchmark_filter='^gemv/avx512/(int16/)?hlq-w2g128/4096x4096/' compares the two.
 #include <benchmark/benchmark.h>
@@ -211,6 +211,22 @@ const bool registered = [] {
               bench_lut_cold, isa, std::string(format), kShapes[1], threads, tables)
               ->UseRealTime()
               ->Unit(benchmark::kMicrosecond);
+  }
+  // The GEMV's compute rate: a 128 x 4096 matrix (at most 304 KiB, within a 512 KiB L2) on one
+  // thread, so neither DRAM nor L3 sets the pace; against gemv_dram it says how far decode is
+  // bound by the arithmetic rather than the memory.
+  for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon}) {
+    if (!isa_available(isa)) continue;
+    for (const char* format : {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "hlqc-w4g128", "uniform-w4g128"})
+      for (LutTables tables : {LutTables::Int8, LutTables::Int16})
+        benchmark::RegisterBenchmark((std::string("gemv_l2/") + isa_name(isa) + "/" +
+                                      (tables == LutTables::Int16 ? "int16/" : "") + format +
+                                      "/128x4096/threads:1")
+                                         .c_str(),
+                                     bench_lut, isa, std::string(format), Shape{128, 4096},
+                                     int64_t(1), 1, tables)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
   }
   for (Shape s : kShapes)
     for (int64_t n : {int64_t(1), kPrefillTokens})
