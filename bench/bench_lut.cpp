@@ -2,8 +2,9 @@
 // (prefill, 64 and 512 tokens) for every ISA path this machine runs, HLQ w2/w3/w4 g128 and uniform w4g128,
 // on 1 and 2 threads; plus an fp32 OpenBLAS sgemv/sgemm baseline and a memory read bandwidth probe
 // (the roofline for GEMV: weight bytes / bandwidth). Counter "GB/s" = weight bytes read per second.
-// Names are gemv|gemm64|gemm512|gemv_dram|gemv_l2 / ISA / [int16/] format / shape / threads: the int16/ ones run
-// with int16 activation tables (LutTables::Int16), the others with the default int8 tables, e.g.
+// Names are gemv|gemm64|gemm512|gemv_dram|gemv_l2 / ISA / [int16/] format / shape / threads: the
+// int16/ ones run with int16 activation tables (LutTables::Int16), the others with the default
+// int8 tables, e.g.
 //   --benchmark_filter='^gemv/avx512/(int16/)?hlq-w2g128/4096x4096/' compares the two.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
@@ -30,6 +31,7 @@ struct Shape {
   int64_t rows, cols;
 };
 constexpr Shape kShapes[] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
+constexpr const char* kFormats[] = {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "hlqc-w4g128", "uniform-w4g128"};
 constexpr int64_t kPrefillTokens = 64;
 
 ThreadPool& pool(int threads) {
@@ -166,7 +168,7 @@ const bool registered = [] {
     if (!isa_available(isa)) continue;
     // int8 and int16 tables innermost: each pair runs back to back, so on a shared machine the
     // two see the same load.
-    for (const char* format : {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "hlqc-w4g128", "uniform-w4g128"})
+    for (const char* format : kFormats)
       for (Shape s : kShapes)
         for (int64_t n : {int64_t(1), kPrefillTokens})
           for (int threads : {1, 2})
@@ -187,7 +189,7 @@ const bool registered = [] {
   // int8 tables.
   for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon}) {
     if (!isa_available(isa)) continue;
-    for (const char* format : {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "hlqc-w4g128", "uniform-w4g128"})
+    for (const char* format : kFormats)
       for (Shape s : kShapes)
         for (int threads : {1, 2})
           benchmark::RegisterBenchmark((std::string("gemm512/") + isa_name(isa) + "/" + format + "/" +
@@ -200,7 +202,7 @@ const bool registered = [] {
   }
   for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon}) {
     if (!isa_available(isa)) continue;
-    for (const char* format : {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "hlqc-w4g128", "uniform-w4g128"})
+    for (const char* format : kFormats)
       for (int threads : {1, 2})
         for (LutTables tables : {LutTables::Int8, LutTables::Int16})
           benchmark::RegisterBenchmark(
@@ -217,7 +219,7 @@ const bool registered = [] {
   // bound by the arithmetic rather than the memory.
   for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon}) {
     if (!isa_available(isa)) continue;
-    for (const char* format : {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "hlqc-w4g128", "uniform-w4g128"})
+    for (const char* format : kFormats)
       for (LutTables tables : {LutTables::Int8, LutTables::Int16})
         benchmark::RegisterBenchmark((std::string("gemv_l2/") + isa_name(isa) + "/" +
                                       (tables == LutTables::Int16 ? "int16/" : "") + format +

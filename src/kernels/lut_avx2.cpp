@@ -316,7 +316,7 @@ void gemv_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t til
         const uint8_t* blk = w.block(tiles[k], g);
         if (next_block) {
           const GemvBlockPos next =
-              gemv_next_block(tile_begin, tile_end, i, tiles, streams, k, g, h.n_groups);
+              gemv_next_block(tile_begin, steps, i, tiles, streams, k, g, h.n_groups);
           if (next.tile >= 0)
             prefetch_weights(w.block(next.tile, next.group), h.block_bytes, blob_end);
         } else {

@@ -82,19 +82,20 @@ static inline int gemv_stream_tiles(int64_t begin, int64_t end, int64_t i,
   return n;
 }
 
-// The block decode reads after (step i, stream k, group g) of that walk, with `tiles` and
-// `streams` those of step i: stream k + 1 at g, else stream 0 at g + 1, else the first tile of
-// step i + 1 at group 0; tile -1 past the range's end. A block is a tile's bytes for one group.
+// The block decode reads after (step i, stream k, group g) of the walk over [begin, ...) in
+// `steps` steps, with `tiles` and `streams` those of step i: stream k + 1 at g, else stream 0 at
+// g + 1, else the first tile of step i + 1 at group 0; tile -1 past the range's end. A block is a
+// tile's bytes for one group.
 struct GemvBlockPos {
   int64_t tile;
   int64_t group;
 };
-static inline GemvBlockPos gemv_next_block(int64_t begin, int64_t end, int64_t i,
+static inline GemvBlockPos gemv_next_block(int64_t begin, int64_t steps, int64_t i,
                                            const int64_t* tiles, int streams, int k, int64_t g,
                                            int64_t n_groups) {
   if (k + 1 < streams) return {tiles[k + 1], g};
   if (g + 1 < n_groups) return {tiles[0], g + 1};
-  if (i + 1 < gemv_stream_steps(begin, end)) return {begin + i + 1, 0};
+  if (i + 1 < steps) return {begin + i + 1, 0};
   return {-1, 0};
 }
 

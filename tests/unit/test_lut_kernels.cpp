@@ -581,7 +581,7 @@ TEST(GemvWalk, NextBlockIsTheOneReadNext) {
       for (int64_t g = 0; g < groups; ++g)
         for (int k = 0; k < streams; ++k) {
           order.push_back({tiles[k], g});
-          predicted.push_back(gemv_next_block(begin, end, i, tiles, streams, k, g, groups));
+          predicted.push_back(gemv_next_block(begin, steps, i, tiles, streams, k, g, groups));
         }
     }
     ASSERT_EQ(order.size(), size_t((end - begin) * groups)) << begin << ".." << end;
