@@ -11,7 +11,7 @@
 #   env: REPS (repetitions per benchmark and run, default 6), MIN_TIME (seconds, default 0.05)
 set -euo pipefail
 if [[ $# -lt 3 ]]; then
-  sed -n '9,11p' "$0" | sed 's/^# //'
+  sed -n '/^# usage:/,/^#   env:/s/^# //p' "$0"  # the usage lines of the header above
   exit 2
 fi
 OLD="$1"; NEW="$2"; FILTER="$3"; ROUNDS="${4:-3}"

@@ -31,7 +31,8 @@ struct Shape {
   int64_t rows, cols;
 };
 constexpr Shape kShapes[] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
-constexpr const char* kFormats[] = {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "hlqc-w4g128", "uniform-w4g128"};
+constexpr const char* kFormats[] = {"hlq-w2g128", "hlq-w3g128", "hlq-w4g128", "hlqc-w4g128",
+                                    "uniform-w4g128"};
 constexpr int64_t kPrefillTokens = 64;
 
 ThreadPool& pool(int threads) {

@@ -232,26 +232,24 @@ __attribute__((always_inline)) inline BlockParams block_params(const PackedMatri
     }
     return lp;
   }
-  __m256 z[4];
   if (h.kind == uint8_t(QuantKind::Uniform)) {
 #pragma GCC unroll 4
     for (int k = 0; k < 4; ++k) {
       const __m256 scale = _mm256_cvtph_ps(_mm_loadu_si128(p + k));
-      z[k] = _mm256_cvtph_ps(_mm_loadu_si128(p + 4 + k));
+      lp.zp[k] = _mm256_cvtph_ps(_mm_loadu_si128(p + 4 + k));  // z, made z' below
       for (int b = 0; b < B; ++b) lp.s[b][k] = _mm256_mul_ps(scale, _mm256_set1_ps(float(1 << b)));
     }
   } else {
 #pragma GCC unroll 4
     for (int k = 0; k < 4; ++k) {
       for (int b = 0; b < B; ++b) lp.s[b][k] = _mm256_cvtph_ps(_mm_loadu_si128(p + 4 * b + k));
-      z[k] = _mm256_cvtph_ps(_mm_loadu_si128(p + 4 * B + k));
+      lp.zp[k] = _mm256_cvtph_ps(_mm_loadu_si128(p + 4 * B + k));
     }
   }
   // z' = z + sum_b s_b / 2, plane by plane as the scalar reference adds it; the four row groups'
   // chains interleave.
   for (int b = 0; b < B; ++b)
-    for (int k = 0; k < 4; ++k) z[k] = _mm256_fmadd_ps(one_half, lp.s[b][k], z[k]);
-  for (int k = 0; k < 4; ++k) lp.zp[k] = z[k];
+    for (int k = 0; k < 4; ++k) lp.zp[k] = _mm256_fmadd_ps(one_half, lp.s[b][k], lp.zp[k]);
   return lp;
 }
 
