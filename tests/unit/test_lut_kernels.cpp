@@ -530,6 +530,32 @@ TEST(LutKernels, ExtremeEntriesOverALongGroupEqualScalarExactly) {
   }
 }
 
+// Random codes over whole-row groups longer than one flush of the 16-bit byte sums (64 quads =
+// 1024 columns): the prefill loops that hold every plane's sums at once (AVX2, int8 tables)
+// flush them all every 64 quads; the decode loops flush plane by plane. Both must stay exact.
+TEST(LutKernels, LongWholeRowGroupsEqualScalarExactly) {
+  uint32_t seed = 1700;
+  for (QuantKind kind : {QuantKind::HLQ, QuantKind::Uniform, QuantKind::HLQC})
+    for (int bits : {3, 4}) {
+      QuantizedMatrix q = random_matrix(kind, bits, 0, 70, 2100, ++seed);  // 131.25 quads a row
+      const PackedMatrix p = PackedMatrix::pack(q);
+      for (int64_t n : {1, 7}) {
+        const std::vector<float> X = random_activations(n * q.cols, seed * 3 + uint32_t(n));
+        for (LutTables tables : kBothTables) {
+          std::vector<float> want(size_t(n * q.rows));
+          lut_gemm_isa(Isa::Scalar, p, X.data(), n, want.data(), nullptr, tables);
+          for (Isa isa : runnable_isas()) {
+            std::vector<float> got(size_t(n * q.rows), -1.0f);
+            lut_gemm_isa(isa, laid_out_for(p, isa), X.data(), n, got.data(), nullptr, tables);
+            EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+                << isa_name(isa) << " " << q.spec.name() << " n=" << n << " "
+                << lut_tables_name(tables);
+          }
+        }
+      }
+    }
+}
+
 TEST(LutKernels, ThreadsAndGemvMatchSingleThreadedGemm) {
   ThreadPool pool(2);
   QuantizedMatrix q = random_matrix(QuantKind::HLQ, 3, 64, 200, 320, 9);
