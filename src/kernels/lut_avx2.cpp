@@ -304,11 +304,13 @@ void block_token(const uint8_t* bits, const UnitIndices* idx, int64_t quads, con
 // indices that made 8 loads per unit, and Zen 3 takes two 256-bit loads a cycle). The integer
 // sums are exact in any order, and the float steps are block_token's, in its order, so results
 // are unchanged. (int16 tables would need twice the table registers; they keep block_token.)
-template <int B>
-void block_token_quads(const UnitIndices* idx, int64_t quads, const BlockParams& lp,
-                       const int8_t* tab, int64_t quad_bytes, float sh, float sx, __m256 y[4]) {
-  PlaneAcc<false> acc[B];
-  for (auto& a : acc) a.clear();
+// Four planes go two per pass: four planes' sums and four tables left GCC too few of AVX2's 16
+// registers, and it kept three sums on the stack (b0 and P are template parameters: a pass loop
+// over b0 at run time made acc[] an array in memory).
+// Planes [b0, b0 + P) of a block, quads outermost: their int32 sums per row into acc[b0..].
+template <int B, int b0, int P>
+inline void plane_sums_quads(const UnitIndices* idx, int64_t quads, const int8_t* tab,
+                             int64_t quad_bytes, PlaneAcc<false>* acc) {
   for (int64_t q0 = 0; q0 < quads; q0 += kFlushQuads) {
     const int64_t q1 = std::min(quads, q0 + kFlushQuads);
     for (int64_t q = q0; q < q1; ++q) {
@@ -317,11 +319,24 @@ void block_token_quads(const UnitIndices* idx, int64_t quads, const BlockParams&
       for (int t = 0; t < 4; ++t)
         table[t] = _mm256_broadcastsi128_si256(
             _mm_loadu_si128(reinterpret_cast<const __m128i*>(tq + 16 * t)));
-      for (int b = 0; b < B; ++b)
+      for (int b = b0; b < b0 + P; ++b)
         for (int t = 0; t < 4; ++t)
           acc[b].s[0].add(_mm256_shuffle_epi8(table[t], idx[q * B + b].t[t]));
     }
-    for (auto& a : acc) a.flush(4 * (q1 - q0));
+    for (int b = b0; b < b0 + P; ++b) acc[b].flush(4 * (q1 - q0));
+  }
+}
+
+template <int B>
+void block_token_quads(const UnitIndices* idx, int64_t quads, const BlockParams& lp,
+                       const int8_t* tab, int64_t quad_bytes, float sh, float sx, __m256 y[4]) {
+  PlaneAcc<false> acc[B];
+  for (auto& a : acc) a.clear();
+  if constexpr (B == 4) {
+    plane_sums_quads<B, 0, 2>(idx, quads, tab, quad_bytes, acc);
+    plane_sums_quads<B, 2, 2>(idx, quads, tab, quad_bytes, acc);
+  } else {
+    plane_sums_quads<B, 0, B>(idx, quads, tab, quad_bytes, acc);
   }
   __m256 gacc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                     _mm256_setzero_ps()};
