@@ -299,14 +299,6 @@ void block_token(const uint8_t* bits, const UnitIndices* idx, int64_t quads, con
   add_block_result(gacc, lp, sh, sx, y);
 }
 
-// Prefill with int8 tables: block_token with the quads outermost, so each quad's four tables are
-// loaded once for all B planes' units (plane by plane they were loaded B times: with the units'
-// indices that made 8 loads per unit, and Zen 3 takes two 256-bit loads a cycle). The integer
-// sums are exact in any order, and the float steps are block_token's, in its order, so results
-// are unchanged. (int16 tables would need twice the table registers; they keep block_token.)
-// Four planes go two per pass: four planes' sums and four tables left GCC too few of AVX2's 16
-// registers, and it kept three sums on the stack (b0 and P are template parameters: a pass loop
-// over b0 at run time made acc[] an array in memory).
 // Planes [b0, b0 + P) of a block, quads outermost: their int32 sums per row into acc[b0..].
 template <int B, int b0, int P>
 inline void plane_sums_quads(const UnitIndices* idx, int64_t quads, const int8_t* tab,
@@ -327,6 +319,14 @@ inline void plane_sums_quads(const UnitIndices* idx, int64_t quads, const int8_t
   }
 }
 
+// Prefill with int8 tables: block_token with the quads outermost, so each quad's four tables are
+// loaded once for all B planes' units (plane by plane they were loaded B times: with the units'
+// indices that made 8 loads per unit, and Zen 3 takes two 256-bit loads a cycle). The integer
+// sums are exact in any order, and the float steps are block_token's, in its order, so results
+// are unchanged. (int16 tables would need twice the table registers; they keep block_token.)
+// Four planes go two per pass: four planes' sums and four tables left GCC too few of AVX2's 16
+// registers, and it kept three sums on the stack (b0 and P are template parameters: a pass loop
+// over b0 at run time made acc[] an array in memory).
 template <int B>
 void block_token_quads(const UnitIndices* idx, int64_t quads, const BlockParams& lp,
                        const int8_t* tab, int64_t quad_bytes, float sh, float sx, __m256 y[4]) {
