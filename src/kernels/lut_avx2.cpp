@@ -179,15 +179,18 @@ struct PlaneAcc {
   }
 };
 
+// One 16-entry table in both 128-bit lanes, as vpshufb looks it up for 32 rows.
+inline __m256i broadcast_table(const int8_t* t) {
+  return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
+}
+
 // Looks up one unit's entries in the quad's four tables and adds them to the plane's sums.
 template <bool kWide>
 inline void lookup_unit(const UnitIndices& u, const int8_t* tq, PlaneAcc<kWide>& acc) {
-  auto table = [](const int8_t* t) {
-    return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
-  };
   for (int t = 0; t < 4; ++t) {
-    acc.s[0].add(_mm256_shuffle_epi8(table(tq + 16 * t), u.t[t]));
-    if constexpr (kWide) acc.s[1].add(_mm256_shuffle_epi8(table(tq + 64 + 16 * t), u.t[t]));
+    acc.s[0].add(_mm256_shuffle_epi8(broadcast_table(tq + 16 * t), u.t[t]));
+    if constexpr (kWide)
+      acc.s[1].add(_mm256_shuffle_epi8(broadcast_table(tq + 64 + 16 * t), u.t[t]));
   }
 }
 
@@ -253,6 +256,11 @@ __attribute__((always_inline)) inline BlockParams block_params(const PackedMatri
   return lp;
 }
 
+// gacc += one plane's int32 row sums times its scales: the float step per plane, in plane order.
+inline void add_plane(__m256 gacc[4], const __m256i a32[4], const __m256 s[4]) {
+  for (int r = 0; r < 4; ++r) gacc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a32[r]), s[r], gacc[r]);
+}
+
 // y += sh * (sum_b s_b * plane sums) + sx * z', per row: the last float steps of a block and token
 // (the scalar reference's order).
 inline void add_block_result(const __m256 gacc[4], const BlockParams& lp, float sh, float sx,
@@ -293,8 +301,7 @@ void block_token(const uint8_t* bits, const UnitIndices* idx, int64_t quads, con
       for (int64_t q0 = 0; q0 < quads; q0 += kFlushQuads)
         sum_quads(acc, b, q0, std::min(quads, q0 + kFlushQuads));
     }
-    for (int r = 0; r < 4; ++r)
-      gacc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc.a32[r]), lp.s[b][r], gacc[r]);
+    add_plane(gacc, acc.a32, lp.s[b]);
   }
   add_block_result(gacc, lp, sh, sx, y);
 }
@@ -308,9 +315,7 @@ inline void plane_sums_quads(const UnitIndices* idx, int64_t quads, const int8_t
     for (int64_t q = q0; q < q1; ++q) {
       const int8_t* tq = tab + q * quad_bytes;
       __m256i table[4];
-      for (int t = 0; t < 4; ++t)
-        table[t] = _mm256_broadcastsi128_si256(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(tq + 16 * t)));
+      for (int t = 0; t < 4; ++t) table[t] = broadcast_table(tq + 16 * t);
       for (int b = b0; b < b0 + P; ++b)
         for (int t = 0; t < 4; ++t)
           acc[b].s[0].add(_mm256_shuffle_epi8(table[t], idx[q * B + b].t[t]));
@@ -340,9 +345,7 @@ void block_token_quads(const UnitIndices* idx, int64_t quads, const BlockParams&
   }
   __m256 gacc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                     _mm256_setzero_ps()};
-  for (int b = 0; b < B; ++b)
-    for (int r = 0; r < 4; ++r)
-      gacc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[b].a32[r]), lp.s[b][r], gacc[r]);
+  for (int b = 0; b < B; ++b) add_plane(gacc, acc[b].a32, lp.s[b]);
   add_block_result(gacc, lp, sh, sx, y);
 }
 

@@ -308,6 +308,22 @@ TEST(LutKernels, MatricesOnOneInputMustShareTheirTables) {
   EXPECT_THROW(lut_gemm_same_input_isa(Isa::Scalar, two, x.data(), 1, one_output, nullptr), Error);
 }
 
+// Every SIMD path this machine runs gives the scalar reference's n x rows outputs bit for bit.
+::testing::AssertionResult every_isa_equals_scalar(const PackedMatrix& p,
+                                                   const std::vector<float>& X, int64_t n,
+                                                   LutTables tables) {
+  std::vector<float> want(size_t(n * p.rows()));
+  lut_gemm_isa(Isa::Scalar, p, X.data(), n, want.data(), nullptr, tables);
+  for (Isa isa : runnable_isas()) {
+    std::vector<float> got(want.size(), -1.0f);
+    lut_gemm_isa(isa, laid_out_for(p, isa), X.data(), n, got.data(), nullptr, tables);
+    if (std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) != 0)
+      return ::testing::AssertionFailure() << isa_name(isa) << " differs from scalar, n=" << n
+                                           << ", " << lut_tables_name(tables) << " tables";
+  }
+  return ::testing::AssertionSuccess();
+}
+
 TEST(LutKernels, EverySimdPathEqualsScalarExactly) {
   const std::vector<Isa> isas = runnable_isas();
   ASSERT_GE(isas.size(), 1u);
@@ -325,17 +341,9 @@ TEST(LutKernels, EverySimdPathEqualsScalarExactly) {
     // with int8 tables, 4 with int16).
     for (int64_t n : {1, 3, 5, 6, 9}) {
       const std::vector<float> X = random_activations(n * c.cols, seed * 7 + uint32_t(n));
-      for (LutTables tables : kBothTables) {
-        std::vector<float> want(size_t(n * c.rows));
-        lut_gemm_isa(Isa::Scalar, p, X.data(), n, want.data(), nullptr, tables);
-        for (Isa isa : isas) {
-          std::vector<float> got(size_t(n * c.rows), -1.0f);
-          lut_gemm_isa(isa, laid_out_for(p, isa), X.data(), n, got.data(), nullptr, tables);
-          ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
-              << isa_name(isa) << " " << q.spec.name() << " " << c.rows << "x" << c.cols
-              << " n=" << n << " " << lut_tables_name(tables) << " tables";
-        }
-      }
+      for (LutTables tables : kBothTables)
+        ASSERT_TRUE(every_isa_equals_scalar(p, X, n, tables))
+            << q.spec.name() << " " << c.rows << "x" << c.cols;
     }
   }
 }
@@ -531,8 +539,8 @@ TEST(LutKernels, ExtremeEntriesOverALongGroupEqualScalarExactly) {
 }
 
 // Random codes over whole-row groups longer than one flush of the 16-bit byte sums (64 quads =
-// 1024 columns): the prefill loops that hold every plane's sums at once (AVX2, int8 tables)
-// flush them all every 64 quads; the decode loops flush plane by plane. Both must stay exact.
+// 1024 columns): the prefill loops that hold several planes' sums at once (AVX2, int8 tables)
+// flush them together every 64 quads; the decode loops flush plane by plane. Both must stay exact.
 TEST(LutKernels, LongWholeRowGroupsEqualScalarExactly) {
   uint32_t seed = 1700;
   for (QuantKind kind : {QuantKind::HLQ, QuantKind::Uniform, QuantKind::HLQC})
@@ -541,17 +549,8 @@ TEST(LutKernels, LongWholeRowGroupsEqualScalarExactly) {
       const PackedMatrix p = PackedMatrix::pack(q);
       for (int64_t n : {1, 7}) {
         const std::vector<float> X = random_activations(n * q.cols, seed * 3 + uint32_t(n));
-        for (LutTables tables : kBothTables) {
-          std::vector<float> want(size_t(n * q.rows));
-          lut_gemm_isa(Isa::Scalar, p, X.data(), n, want.data(), nullptr, tables);
-          for (Isa isa : runnable_isas()) {
-            std::vector<float> got(size_t(n * q.rows), -1.0f);
-            lut_gemm_isa(isa, laid_out_for(p, isa), X.data(), n, got.data(), nullptr, tables);
-            EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
-                << isa_name(isa) << " " << q.spec.name() << " n=" << n << " "
-                << lut_tables_name(tables);
-          }
-        }
+        for (LutTables tables : kBothTables)
+          EXPECT_TRUE(every_isa_equals_scalar(p, X, n, tables)) << q.spec.name();
       }
     }
 }
