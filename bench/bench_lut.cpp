@@ -2,10 +2,10 @@
 // (prefill, 64 and 512 tokens) for every ISA path this machine runs, HLQ w2/w3/w4 g128 and uniform w4g128,
 // on 1 and 2 threads; plus an fp32 OpenBLAS sgemv/sgemm baseline and a memory read bandwidth probe
 // (the roofline for GEMV: weight bytes / bandwidth). Counter "GB/s" = weight bytes read per second.
-// Names are gemv|gemm64|gemm512|gemv_dram|gemv_l2 / ISA / [int16/] format / shape / threads: the
-// int16/ ones run with int16 activation tables (LutTables::Int16), the others with the default
-// int8 tables, e.g.
-//   --benchmark_filter='^gemv/avx512/(int16/)?hlq-w2g128/4096x4096/' compares the two.
+// Names are gemv|gemm64|gemm512|gemv_dram|gemv_l2 / ISA / [int12/|int16/] format / shape / threads:
+// the int12/ and int16/ ones run with those activation tables (LutTables::Int12, Int16), the
+// others with int8 tables, e.g.
+//   --benchmark_filter='^gemv/avx512/(int1[26]/)?hlq-w2g128/4096x4096/' compares the three.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -159,6 +159,12 @@ void bench_read_bandwidth(benchmark::State& state, int threads) {
 
 std::string shape_name(Shape s) { return shape_key(s); }
 
+constexpr LutTables kTablePrecisions[] = {LutTables::Int8, LutTables::Int12, LutTables::Int16};
+// The name part of a table precision: none for int8, "int12/" or "int16/".
+std::string tables_prefix(LutTables tables) {
+  return tables == LutTables::Int8 ? "" : std::string(lut_tables_name(tables)) + "/";
+}
+
 const bool registered = [] {
   for (int threads : {1, 2})
     benchmark::RegisterBenchmark(("read_bandwidth/threads:" + std::to_string(threads)).c_str(),
@@ -167,18 +173,18 @@ const bool registered = [] {
         ->Unit(benchmark::kMillisecond);
   for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Scalar}) {
     if (!isa_available(isa)) continue;
-    // int8 and int16 tables innermost: each pair runs back to back, so on a shared machine the
-    // two see the same load.
+    // The table precisions innermost: they run back to back, so on a shared machine they see the
+    // same load.
     for (const char* format : kFormats)
       for (Shape s : kShapes)
         for (int64_t n : {int64_t(1), kPrefillTokens})
           for (int threads : {1, 2})
-            for (LutTables tables : {LutTables::Int8, LutTables::Int16}) {
+            for (LutTables tables : kTablePrecisions) {
               // The scalar reference is the specification, not a contender: one shape only.
               if (isa == Isa::Scalar && (n > 1 || s.rows != 4096 || s.cols != 4096)) continue;
               const std::string name =
                   std::string(n == 1 ? "gemv/" : "gemm64/") + isa_name(isa) + "/" +
-                  (tables == LutTables::Int16 ? "int16/" : "") + format + "/" + shape_name(s) +
+                  tables_prefix(tables) + format + "/" + shape_name(s) +
                   "/threads:" + std::to_string(threads);
               benchmark::RegisterBenchmark(name.c_str(), bench_lut, isa, std::string(format), s,
                                            n, threads, tables)
@@ -205,10 +211,10 @@ const bool registered = [] {
     if (!isa_available(isa)) continue;
     for (const char* format : kFormats)
       for (int threads : {1, 2})
-        for (LutTables tables : {LutTables::Int8, LutTables::Int16})
+        for (LutTables tables : kTablePrecisions)
           benchmark::RegisterBenchmark(
               (std::string("gemv_dram/") + isa_name(isa) + "/" +
-               (tables == LutTables::Int16 ? "int16/" : "") + format + "/11008x4096/threads:" +
+               tables_prefix(tables) + format + "/11008x4096/threads:" +
                std::to_string(threads))
                   .c_str(),
               bench_lut_cold, isa, std::string(format), kShapes[1], threads, tables)
@@ -221,9 +227,9 @@ const bool registered = [] {
   for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon}) {
     if (!isa_available(isa)) continue;
     for (const char* format : kFormats)
-      for (LutTables tables : {LutTables::Int8, LutTables::Int16})
+      for (LutTables tables : kTablePrecisions)
         benchmark::RegisterBenchmark((std::string("gemv_l2/") + isa_name(isa) + "/" +
-                                      (tables == LutTables::Int16 ? "int16/" : "") + format +
+                                      tables_prefix(tables) + format +
                                       "/128x4096/threads:1")
                                          .c_str(),
                                      bench_lut, isa, std::string(format), Shape{128, 4096},

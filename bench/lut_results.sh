@@ -19,8 +19,8 @@ SMOLLM2="${SMOLLM2:-${ELUTQ_SMOLLM2:-$HOME/.cache/elutq/models/SmolLM2-135M-Inst
 ELUTQ="$BUILD/elutq"
 mkdir -p "$WORK"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-# FORMAT[:TABLES]: the default tables (auto: int16 for 2-bit, int8 above) unless TABLES is given;
-# the 2-bit format runs with int8 tables too, for the speed that precision gives up.
+# FORMAT[:TABLES]: the default tables (auto: int12 or int16 for 2-bit, by ISA; int8 above) unless
+# TABLES is given; the 2-bit format runs with int8 tables too, for the speed that precision gives up.
 for threads in 2 1; do
   for entry in hlq-w2g128 hlq-w2g128:int8 hlq-w3g128 hlq-w4g128 hlqc-w4g128 uniform-w4g128; do
     format="${entry%%:*}" tables=auto

@@ -3,7 +3,7 @@
 # SmolLM2-135M quantized with HLQ at w2g128 and w3g128, WikiText-2 test perplexity (ctx 2048) once
 # through the bit-serial LUT kernels and once through the exact dequantization path; prints the
 # relative difference. The only difference between the two runs is the kernel: the LUT path
-# quantizes each group's activation tables to int8 (or int16 with LUT_TABLES=int16), the dequant
+# quantizes each group's activation tables to int8 (or int12 / int16 with LUT_TABLES), the dequant
 # path multiplies in fp32.
 #
 # env: SPECS ("method:bits" list; default calibrated HLQ-GPTQ and data-free HLQ at 2 and 3 bits),
@@ -11,14 +11,14 @@
 #      1..1000, as scripts/results_accuracy.sh), THREADS (default 2), WORK (default
 #      build/results_lut_vs_dequant; finished evaluations and quantized files are reused),
 #      LUT_TABLES (precisions of the LUT kernels' activation tables to evaluate, --lut-tables;
-#      default "int8 int16": one row each).
+#      default "int8 int12 int16": one row each).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 ELUTQ="${BUILD:-$ROOT/build}/elutq"
 SHARED="${ELUTQ_SHARED:-$ROOT/../shared}"
 WORK="${WORK:-$ROOT/build/results_lut_vs_dequant}"
 SPECS="${SPECS:-hlq-gptq:2 hlq-gptq:3 hlq:2 hlq:3}"
-LUT_TABLES="${LUT_TABLES:-int8 int16}"
+LUT_TABLES="${LUT_TABLES:-int8 int12 int16}"
 WINDOWS="${WINDOWS:-4}" NSAMPLES="${NSAMPLES:-16}" SEQLEN="${SEQLEN:-512}" THREADS="${THREADS:-2}"
 SMOL="${ELUTQ_SMOLLM2:-$HOME/.cache/elutq/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 WIKI="$SHARED/data/wikitext-2-raw/wiki.test.raw"

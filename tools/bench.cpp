@@ -143,7 +143,7 @@ int run_synthetic(const BenchOptions& o) {
               "%d threads\n",
               weights * 1e-9, bytes * 1e-9, bytes * 8 / weights, isa_name(isa),
               lut_tables_name(resolve_lut_tables(tables, spec.bits,
-                                                 layers[0].down.header().group_padded)),
+                                                 layers[0].down.header().group_padded, isa)),
               pool.size());
   print_huge_page_line(bytes);
 
@@ -217,7 +217,7 @@ int run_bench(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--lut-tables", o.lut_tables,
                  std::string(kLutTablesOptionHelp) + " (--synthetic, or -m with --kernel lut)")
-      ->check(CLI::IsMember({"int8", "int16", "auto"}))
+      ->check(CLI::IsMember({"int8", "int12", "int16", "auto"}))
       ->capture_default_str();
   app.add_option("--threads", o.threads, "threads, the calling one included (0 = all cores)")
       ->capture_default_str();

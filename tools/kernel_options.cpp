@@ -9,7 +9,7 @@ namespace elutq::cli {
 void KernelOptions::add_to(CLI::App& app) {
   app.add_option("--kernel", kernel, kKernelOptionHelp)->check(CLI::IsMember({"lut", "dequant"}));
   app.add_option("--lut-tables", lut_tables, kLutTablesOptionHelp)
-      ->check(CLI::IsMember({"int8", "int16", "auto"}));
+      ->check(CLI::IsMember({"int8", "int12", "int16", "auto"}));
 }
 
 LinearFactory KernelOptions::factory_for(const ModelSource& src) const {

@@ -59,14 +59,17 @@ void build_tables_avx2(const float* xpad, const float* inv_scale, int64_t n_grou
   }
 }
 
-// int16 tables: the int32 entries (|v| <= 32767) pack to int16 exactly; their low bytes
-// (v & 255, unsigned) and high bytes (v >> 8, arithmetic) pack to bytes exactly, in the same
-// lane order as the int8 tables. The high bytes are stored + 128, the low ones as they are.
-void build_tables16_avx2(const float* xpad, const float* inv_scale, int64_t n_groups,
-                         int64_t chunks_per_group, int8_t* tables) {
+// Wide tables: the int32 entries (|v| <= 32767) pack to int16 exactly; their low parts
+// (v & (2^low_bits - 1), unsigned) and high parts (v >> low_bits, arithmetic) pack to bytes
+// exactly, in the same lane order as the int8 tables. The high parts are stored + 2^(low_bits - 1)
+// (int16: + 128; int12: + 32, so 0..63), the low ones as they are.
+void build_tables_wide_avx2(const float* xpad, const float* inv_scale, int64_t n_groups,
+                            int64_t chunks_per_group, int low_bits, int8_t* tables) {
   const ChunkSums sums;
   const __m256i pack_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  const __m256i byte_mask = _mm256_set1_epi16(0xFF);
+  const __m256i low_mask = _mm256_set1_epi16(int16_t((1 << low_bits) - 1));
+  const __m256i high_offset = _mm256_set1_epi16(int16_t(1 << (low_bits - 1)));
+  const __m128i shift = _mm_cvtsi32_si128(low_bits);
   const int64_t quads = chunks_per_group / 4;
   for (int64_t g = 0; g < n_groups; ++g) {
     const __m256 inv = _mm256_set1_ps(inv_scale[g]);
@@ -75,16 +78,13 @@ void build_tables16_avx2(const float* xpad, const float* inv_scale, int64_t n_gr
       __m256i lo, hi;
       sums(x, inv, &lo, &hi);
       const __m256i w16 = _mm256_packs_epi32(lo, hi);
-      const __m256i low_bytes = _mm256_and_si256(w16, byte_mask);
-      const __m256i high_bytes = _mm256_srai_epi16(w16, 8);
-      const __m256i l8 = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(low_bytes, low_bytes),
-                                                     pack_order);
-      const __m256i h8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(high_bytes, high_bytes),
-                                                     pack_order);
+      const __m256i low = _mm256_and_si256(w16, low_mask);
+      const __m256i high = _mm256_add_epi16(_mm256_sra_epi16(w16, shift), high_offset);
+      const __m256i l8 = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(low, low), pack_order);
+      const __m256i h8 = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(high, high), pack_order);
       int8_t* out = tables + (g * quads + c / 4) * 128 + (c % 4) * 16;
       _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm256_castsi256_si128(l8));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 64),
-                       _mm_xor_si128(_mm256_castsi256_si128(h8), _mm_set1_epi8(char(0x80))));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 64), _mm256_castsi256_si128(h8));
     }
   }
 }
@@ -102,9 +102,15 @@ void build_tables16_avx2(const float* xpad, const float* inv_scale, int64_t n_gr
 // stay bit-identical.
 // int16 tables: the high-byte tables are stored + 128 like int8 ones; the low bytes are unsigned
 // already (their sums are read as unsigned); per row 256 * high + low in int32.
+// int12 tables: both parts are 0..63 (the high part stored + 32), so a unit's four lookups in
+// each part are first added as bytes (at most 252: no carry), and only that sum goes into the
+// 16-bit sums, its high part with 4 * 32 = 128 added, like one int8 lookup; per row
+// 64 * high + low in int32. Per unit that is 8 vpshufb + 6 vpaddb + 6 ops of 16-bit sums,
+// against int16's 8 vpshufb + 24 (docs/RESULTS.md has the measured difference).
+enum class Tab { I8, I16, I12 };
 
-// Quads between int16 -> int32 flushes: four lookups per quad add to every byte position, at
-// most 256 lookups keep the unsigned sums below 2^16.
+// Quads between int16 -> int32 flushes: at most four sums (lookups, or int12 unit sums) per quad
+// add to every byte position; at most 256 keep the unsigned sums below 2^16.
 constexpr int64_t kFlushQuads = 64;
 
 struct UnitIndices {
@@ -131,9 +137,9 @@ struct ByteSums {
     all = _mm256_add_epi16(all, e);
     odd = _mm256_add_epi16(odd, _mm256_srli_epi16(e, 8));
   }
-  // Signed sums of `lookups` offset entries, rows 8k..8k+7 in r[k], added in int32.
-  void add_signed(int64_t lookups, __m256i r[4]) const {
-    const __m256i bias = _mm256_set1_epi16(int16_t(uint16_t(128 * lookups)));
+  // Signed sums of `adds` added bytes (each offset by 128), rows 8k..8k+7 in r[k], added in int32.
+  void add_signed(int64_t adds, __m256i r[4]) const {
+    const __m256i bias = _mm256_set1_epi16(int16_t(uint16_t(128 * adds)));
     const __m256i even = _mm256_sub_epi16(_mm256_sub_epi16(all, _mm256_slli_epi16(odd, 8)), bias);
     const __m256i odd_s = _mm256_sub_epi16(odd, bias);
     const __m256i lo_word = _mm256_set1_epi32(1), hi_word = _mm256_set1_epi32(1 << 16);
@@ -142,7 +148,7 @@ struct ByteSums {
     r[2] = _mm256_add_epi32(r[2], _mm256_madd_epi16(even, hi_word));
     r[3] = _mm256_add_epi32(r[3], _mm256_madd_epi16(odd_s, hi_word));
   }
-  // Unsigned sums (int16 tables' low bytes), as above.
+  // Unsigned sums (wide tables' low parts), as above.
   void add_unsigned(__m256i r[4]) const {
     const __m256i even = _mm256_sub_epi16(all, _mm256_slli_epi16(odd, 8));
     const __m256i lo_word = _mm256_set1_epi32(0xFFFF);
@@ -155,25 +161,28 @@ struct ByteSums {
 
 // The sums of one plane: 16-bit byte sums since the last flush, int32 per row (rows 8k..8k+7 in
 // a32[k]).
-template <bool kWide>
+template <Tab kTab>
 struct PlaneAcc {
-  ByteSums s[kWide ? 2 : 1];  // the entries (int8) / low bytes and high bytes (int16)
+  ByteSums s[kTab == Tab::I8 ? 1 : 2];  // the entries (int8) / low parts and high parts (wide)
   __m256i a32[4];
   void clear() {
     for (auto& v : s) v.clear();
     for (auto& v : a32) v = _mm256_setzero_si256();
   }
-  // Adds the byte sums of `lookups` lookups per position (4 per quad) into a32.
-  void flush(int64_t lookups) {
-    if constexpr (kWide) {
+  // Adds to a32 the byte sums of `quads` quads: per position 4 lookups a quad (int8, int16) or one
+  // unit sum (int12).
+  void flush(int64_t quads) {
+    if constexpr (kTab == Tab::I8) {
+      s[0].add_signed(4 * quads, a32);
+    } else {
+      constexpr int kLowBits = kTab == Tab::I16 ? 8 : 6;
       __m256i low[4], high[4];
       for (int k = 0; k < 4; ++k) low[k] = high[k] = _mm256_setzero_si256();
       s[0].add_unsigned(low);
-      s[1].add_signed(lookups, high);
+      s[1].add_signed(kTab == Tab::I16 ? 4 * quads : quads, high);
       for (int k = 0; k < 4; ++k)
-        a32[k] = _mm256_add_epi32(a32[k], _mm256_add_epi32(low[k], _mm256_slli_epi32(high[k], 8)));
-    } else {
-      s[0].add_signed(lookups, a32);
+        a32[k] = _mm256_add_epi32(a32[k],
+                                  _mm256_add_epi32(low[k], _mm256_slli_epi32(high[k], kLowBits)));
     }
     for (auto& v : s) v.clear();
   }
@@ -184,12 +193,26 @@ inline __m256i broadcast_table(const int8_t* t) {
   return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
 }
 
+// The sum, as bytes, of one unit's four int12 lookups in one part (tables at tp): at most 4 * 63.
+inline __m256i unit_byte_sum(const UnitIndices& u, const int8_t* tp) {
+  const __m256i e01 = _mm256_add_epi8(_mm256_shuffle_epi8(broadcast_table(tp), u.t[0]),
+                                      _mm256_shuffle_epi8(broadcast_table(tp + 16), u.t[1]));
+  const __m256i e23 = _mm256_add_epi8(_mm256_shuffle_epi8(broadcast_table(tp + 32), u.t[2]),
+                                      _mm256_shuffle_epi8(broadcast_table(tp + 48), u.t[3]));
+  return _mm256_add_epi8(e01, e23);
+}
+
 // Looks up one unit's entries in the quad's four tables and adds them to the plane's sums.
-template <bool kWide>
-inline void lookup_unit(const UnitIndices& u, const int8_t* tq, PlaneAcc<kWide>& acc) {
+template <Tab kTab>
+inline void lookup_unit(const UnitIndices& u, const int8_t* tq, PlaneAcc<kTab>& acc) {
+  if constexpr (kTab == Tab::I12) {
+    acc.s[0].add(unit_byte_sum(u, tq));
+    acc.s[1].add(unit_byte_sum(u, tq + 64));
+    return;
+  }
   for (int t = 0; t < 4; ++t) {
     acc.s[0].add(_mm256_shuffle_epi8(broadcast_table(tq + 16 * t), u.t[t]));
-    if constexpr (kWide)
+    if constexpr (kTab == Tab::I16)
       acc.s[1].add(_mm256_shuffle_epi8(broadcast_table(tq + 64 + 16 * t), u.t[t]));
   }
 }
@@ -274,26 +297,26 @@ inline void add_block_result(const __m256 gacc[4], const BlockParams& lp, float 
 // made here from bits. B is a template parameter so the plane loop unrolls and a group of at most
 // kFlushQuads quads (all but whole-row groups) takes one flush straight into the registers the
 // float steps read.
-template <int B, bool kWide, bool kIdx>
+template <int B, Tab kTab, bool kIdx>
 void block_token(const uint8_t* bits, const UnitIndices* idx, int64_t quads, const BlockParams& lp,
                  const int8_t* tab, int64_t quad_bytes, float sh, float sx, __m256 y[4]) {
   __m256 gacc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                     _mm256_setzero_ps()};
-  auto sum_quads = [&](PlaneAcc<kWide>& acc, int b, int64_t q0, int64_t q1)
+  auto sum_quads = [&](PlaneAcc<kTab>& acc, int b, int64_t q0, int64_t q1)
                        __attribute__((always_inline)) {
 #pragma GCC unroll 8
     for (int64_t q = q0; q < q1; ++q) {
       if constexpr (kIdx) {
-        lookup_unit<kWide>(idx[q * B + b], tab + q * quad_bytes, acc);
+        lookup_unit<kTab>(idx[q * B + b], tab + q * quad_bytes, acc);
       } else {
         const uint8_t* unit = bits + (q * B + b) * 64;
-        lookup_unit<kWide>(unit_indices(unit), tab + q * quad_bytes, acc);
+        lookup_unit<kTab>(unit_indices(unit), tab + q * quad_bytes, acc);
       }
     }
-    acc.flush(4 * (q1 - q0));
+    acc.flush(q1 - q0);
   };
   for (int b = 0; b < B; ++b) {
-    PlaneAcc<kWide> acc;
+    PlaneAcc<kTab> acc;
     acc.clear();
     if (quads <= kFlushQuads) {
       sum_quads(acc, b, 0, quads);
@@ -309,7 +332,7 @@ void block_token(const uint8_t* bits, const UnitIndices* idx, int64_t quads, con
 // Planes [b0, b0 + P) of a block, quads outermost: their int32 sums per row into acc[b0..].
 template <int B, int b0, int P>
 inline void plane_sums_quads(const UnitIndices* idx, int64_t quads, const int8_t* tab,
-                             int64_t quad_bytes, PlaneAcc<false>* acc) {
+                             int64_t quad_bytes, PlaneAcc<Tab::I8>* acc) {
   for (int64_t q0 = 0; q0 < quads; q0 += kFlushQuads) {
     const int64_t q1 = std::min(quads, q0 + kFlushQuads);
     for (int64_t q = q0; q < q1; ++q) {
@@ -320,7 +343,7 @@ inline void plane_sums_quads(const UnitIndices* idx, int64_t quads, const int8_t
         for (int t = 0; t < 4; ++t)
           acc[b].s[0].add(_mm256_shuffle_epi8(table[t], idx[q * B + b].t[t]));
     }
-    for (int b = b0; b < b0 + P; ++b) acc[b].flush(4 * (q1 - q0));
+    for (int b = b0; b < b0 + P; ++b) acc[b].flush(q1 - q0);
   }
 }
 
@@ -328,14 +351,14 @@ inline void plane_sums_quads(const UnitIndices* idx, int64_t quads, const int8_t
 // loaded once for all B planes' units (plane by plane they were loaded B times: with the units'
 // indices that made 8 loads per unit, and Zen 3 takes two 256-bit loads a cycle). The integer
 // sums are exact in any order, and the float steps are block_token's, in its order, so results
-// are unchanged. (int16 tables would need twice the table registers; they keep block_token.)
+// are unchanged. (Wide tables would need twice the table registers; they keep block_token.)
 // Four planes go two per pass: four planes' sums and four tables left GCC too few of AVX2's 16
 // registers, and it kept three sums on the stack (b0 and P are template parameters: a pass loop
 // over b0 at run time made acc[] an array in memory).
 template <int B>
 void block_token_quads(const UnitIndices* idx, int64_t quads, const BlockParams& lp,
                        const int8_t* tab, int64_t quad_bytes, float sh, float sx, __m256 y[4]) {
-  PlaneAcc<false> acc[B];
+  PlaneAcc<Tab::I8> acc[B];
   for (auto& a : acc) a.clear();
   if constexpr (B == 4) {
     plane_sums_quads<B, 0, 2>(idx, quads, tab, quad_bytes, acc);
@@ -362,7 +385,7 @@ bool gemv_prefetch_next_block() {
 
 // Decode: the tile range is read as kGemvStreams interleaved streams (lut_isa.h), as the
 // AVX-512 GEMV does; each tile's outputs and float order are unchanged.
-template <int B, bool kWide>
+template <int B, Tab kTab>
 void gemv_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                      int64_t tile_end, float* Y) {
   const PackedHeader& h = w.header();
@@ -389,7 +412,7 @@ void gemv_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t til
           prefetch_weights(blk + kWeightPrefetchBytes, h.block_bytes, blob_end);
         }
         const BlockParams lp = block_params<B>(w, tiles[k], g);
-        block_token<B, kWide, false>(blk + h.params_per_group * 64, nullptr, a.quads_per_group, lp,
+        block_token<B, kTab, false>(blk + h.params_per_group * 64, nullptr, a.quads_per_group, lp,
                                      tab, a.quad_bytes, a.scale_half[g], a.sum_x[g], y[k]);
       }
     }
@@ -402,10 +425,10 @@ void gemv_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t til
 }
 
 // Prefill: per block the unit indices are made once for all the pass's tokens.
-template <int B, bool kWide>
+template <int B, Tab kTab>
 void matmul_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                        int64_t tile_end, float* Y) {
-  if (a.n == 1) return gemv_tiles_avx2<B, kWide>(w, a, tile_begin, tile_end, Y);
+  if (a.n == 1) return gemv_tiles_avx2<B, kTab>(w, a, tile_begin, tile_end, Y);
   const PackedHeader& h = w.header();
   const int64_t quads = a.quads_per_group;
   thread_local AlignedVector<float> ybuf;     // (n, 32): token outputs of the tile
@@ -427,8 +450,8 @@ void matmul_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t t
         __m256 y[4] = {_mm256_loadu_ps(yt), _mm256_loadu_ps(yt + 8), _mm256_loadu_ps(yt + 16),
                        _mm256_loadu_ps(yt + 24)};
         const float sh = a.scale_half[t * a.n_groups + g], sx = a.sum_x[t * a.n_groups + g];
-        if constexpr (kWide)
-          block_token<B, kWide, true>(bits, idx.data(), quads, lp, tab, a.quad_bytes, sh, sx, y);
+        if constexpr (kTab != Tab::I8)
+          block_token<B, kTab, true>(bits, idx.data(), quads, lp, tab, a.quad_bytes, sh, sx, y);
         else
           block_token_quads<B>(idx.data(), quads, lp, tab, a.quad_bytes, sh, sx, y);
         for (int k = 0; k < 4; ++k) _mm256_storeu_ps(yt + 8 * k, y[k]);
@@ -445,18 +468,21 @@ void matmul_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t t
 void matmul_tiles_avx2_any(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                            int64_t tile_end, float* Y) {
   using Fn = void (*)(const PackedMatrix&, const LutActivations&, int64_t, int64_t, float*);
-  static constexpr Fn kFns[2][4] = {
-      {matmul_tiles_avx2<1, false>, matmul_tiles_avx2<2, false>, matmul_tiles_avx2<3, false>,
-       matmul_tiles_avx2<4, false>},
-      {matmul_tiles_avx2<1, true>, matmul_tiles_avx2<2, true>, matmul_tiles_avx2<3, true>,
-       matmul_tiles_avx2<4, true>}};
-  kFns[a.wide ? 1 : 0][w.header().bits - 1](w, a, tile_begin, tile_end, Y);
+  static constexpr Fn kFns[3][4] = {
+      {matmul_tiles_avx2<1, Tab::I8>, matmul_tiles_avx2<2, Tab::I8>, matmul_tiles_avx2<3, Tab::I8>,
+       matmul_tiles_avx2<4, Tab::I8>},
+      {matmul_tiles_avx2<1, Tab::I16>, matmul_tiles_avx2<2, Tab::I16>,
+       matmul_tiles_avx2<3, Tab::I16>, matmul_tiles_avx2<4, Tab::I16>},
+      {matmul_tiles_avx2<1, Tab::I12>, matmul_tiles_avx2<2, Tab::I12>,
+       matmul_tiles_avx2<3, Tab::I12>, matmul_tiles_avx2<4, Tab::I12>}};
+  const int tab = !a.wide ? 0 : a.low_bits == 8 ? 1 : 2;
+  kFns[tab][w.header().bits - 1](w, a, tile_begin, tile_end, Y);
 }
 
 }  // namespace
 
 const LutIsaKernels& lut_kernels_avx2() {
-  static const LutIsaKernels k = {build_tables_avx2, build_tables16_avx2,
+  static const LutIsaKernels k = {build_tables_avx2, build_tables_wide_avx2,
                                   matmul_tiles_avx2_any};
   return k;
 }

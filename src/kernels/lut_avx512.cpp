@@ -1,6 +1,6 @@
 // AVX-512 LUT kernels (F/BW/VBMI/VNNI): vpermb looks up a whole 64-byte unit (16 rows x 4 tables)
-// in one 4-table register, vpdpbusd sums each row's 4 int8 entries into int32 (int16 tables: the
-// same for their low-byte and high-byte halves). Decode has its own
+// in one 4-table register, vpdpbusd sums each row's 4 int8 entries into int32 (wide tables: the
+// same for their low-part and high-part halves). Decode has its own
 // B-templated GEMV; prefill makes each weight block's lookup indices once and reuses them for a
 // whole L2-sized block of tokens, 6 tokens at a time in registers.
 // GCC 12 warns about the _mm512_undefined_* placeholders inside its own intrinsic headers.
@@ -18,7 +18,7 @@ namespace {
 
 // The 16 signed sums (+-x0 +-x1 +-x2 +-x3) * inv of one chunk of 4 activations, rounded to int32
 // (round to nearest even). Products with +-1 are exact, so these match the scalar additions bit
-// for bit. Shared by the int8 and int16 builders.
+// for bit. Shared by the int8 and wide builders.
 struct ChunkSums {
   __m512 s0, s1, s2, s3;  // lane p of sign_j: +1 if bit j of p is set, else -1
   ChunkSums() {
@@ -53,11 +53,13 @@ void build_tables_avx512(const float* xpad, const float* inv_scale, int64_t n_gr
   }
 }
 
-// int16 tables: the same sums, rounded to int32 lanes (|v| <= 32767); the truncating narrow of v
-// gives its low byte, of v >> 8 (arithmetic) its high byte.
-void build_tables16_avx512(const float* xpad, const float* inv_scale, int64_t n_groups,
-                           int64_t chunks_per_group, int8_t* tables) {
+// Wide tables: the same sums, rounded to int32 lanes (|v| <= 32767); the truncating narrow of v
+// masked to low_bits bits gives its low part, of v >> low_bits (arithmetic) its high part.
+void build_tables_wide_avx512(const float* xpad, const float* inv_scale, int64_t n_groups,
+                              int64_t chunks_per_group, int low_bits, int8_t* tables) {
   const ChunkSums sums;
+  const __m512i mask = _mm512_set1_epi32((1 << low_bits) - 1);
+  const __m128i shift = _mm_cvtsi32_si128(low_bits);
   const int64_t quads = chunks_per_group / 4;
   for (int64_t g = 0; g < n_groups; ++g) {
     const __m512 inv = _mm512_set1_ps(inv_scale[g]);
@@ -65,9 +67,10 @@ void build_tables16_avx512(const float* xpad, const float* inv_scale, int64_t n_
       const float* x = xpad + (g * chunks_per_group + c) * 4;
       const __m512i q = sums(x, inv);
       int8_t* lo = tables + (g * quads + c / 4) * 128 + (c % 4) * 16;
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(lo), _mm512_cvtepi32_epi8(q));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(lo),
+                       _mm512_cvtepi32_epi8(_mm512_and_si512(q, mask)));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(lo + 64),
-                       _mm512_cvtepi32_epi8(_mm512_srai_epi32(q, 8)));
+                       _mm512_cvtepi32_epi8(_mm512_sra_epi32(q, shift)));
     }
   }
 }
@@ -142,10 +145,10 @@ void block_indices(const uint8_t* bits, int B, int64_t quads, __m512i* idx) {
 }
 
 // One (tile, group) block for TB tokens t0..t0+TB-1 from precomputed indices; adds into
-// ybuf (TB, 32). int8: TB = 6 keeps 12 int32 and 12 float accumulators in registers. int16
-// (kWide): each lookup is done in the low-byte and the high-byte table, summed separately
-// (vpdpbusd takes the unsigned low bytes as its unsigned operand) and combined per plane as
-// 256 * high + low; TB = 4 keeps its 16 int32 and 8 float accumulators in registers.
+// ybuf (TB, 32). int8: TB = 6 keeps 12 int32 and 12 float accumulators in registers. Wide tables
+// (kWide): each lookup is done in the low-part and the high-part table, summed separately
+// (vpdpbusd takes the unsigned low parts as its unsigned operand) and combined per plane as
+// (high << low_bits) + low; TB = 4 keeps its 16 int32 and 8 float accumulators in registers.
 template <int TB, bool kWide>
 void block_tokens_idx(const __m512i* idx, int B, int64_t quads, const BlockParams& bp,
                       const LutActivations& a, int64_t g, int64_t t0, float* ybuf) {
@@ -181,11 +184,14 @@ void block_tokens_idx(const __m512i* idx, int B, int64_t quads, const BlockParam
         }
       }
     }
-    if constexpr (kWide)
-      for (int t = 0; t < TB; ++t) {  // 256 * high + low (a bit shift is the two's-complement x256)
-        alo[t] = _mm512_add_epi32(alo[t], _mm512_slli_epi32(hlo[t], 8));
-        ahi[t] = _mm512_add_epi32(ahi[t], _mm512_slli_epi32(hhi[t], 8));
+    if constexpr (kWide) {
+      // (high << low_bits) + low (a bit shift is the two's-complement product)
+      const __m128i shift = _mm_cvtsi32_si128(a.low_bits);
+      for (int t = 0; t < TB; ++t) {
+        alo[t] = _mm512_add_epi32(alo[t], _mm512_sll_epi32(hlo[t], shift));
+        ahi[t] = _mm512_add_epi32(ahi[t], _mm512_sll_epi32(hhi[t], shift));
       }
+    }
     for (int t = 0; t < TB; ++t) {
       glo[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(alo[t]), bp.s[b][0], glo[t]);
       ghi[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ahi[t]), bp.s[b][1], ghi[t]);
@@ -274,7 +280,7 @@ void gemm_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
 // Decode (one token): B and the format are template parameters so the block loop is fully
 // unrolled, the two outputs of a tile stay in registers across groups, each quad's table is loaded
 // once for all planes, and the 2B plane accumulators form independent vpdpbusd chains (4B with
-// int16 tables: low-byte and high-byte sums, combined per plane as 256 * high + low).
+// wide tables: low-part and high-part sums, combined per plane as (high << low_bits) + low).
 // kQuads > 0 fixes the quads per group (groups of 32, 64, 128) at compile time: the quad loop then
 // unrolls completely, which keeps GCC 12 from copying every accumulator between registers once
 // per quad (a third more instructions in the loop; A/B in docs/RESULTS.md: neutral to 1.3x
@@ -334,11 +340,14 @@ void gemv_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
         }
       }
     }
-    if constexpr (kWide)
-      for (int b = 0; b < B; ++b) {  // 256 * high + low (the shift is the two's-complement x256)
-        alo[b] = _mm512_add_epi32(alo[b], _mm512_slli_epi32(hlo[b], 8));
-        ahi[b] = _mm512_add_epi32(ahi[b], _mm512_slli_epi32(hhi[b], 8));
+    if constexpr (kWide) {
+      // (high << low_bits) + low (the shift is the two's-complement product)
+      const __m128i shift = _mm_cvtsi32_si128(a.low_bits);
+      for (int b = 0; b < B; ++b) {
+        alo[b] = _mm512_add_epi32(alo[b], _mm512_sll_epi32(hlo[b], shift));
+        ahi[b] = _mm512_add_epi32(ahi[b], _mm512_sll_epi32(hhi[b], shift));
       }
+    }
     const __m256i* p = reinterpret_cast<const __m256i*>(blk);  // (P, 32) fp16 = (P, 2) x 16
     const __m512 sh = _mm512_set1_ps(a.scale_half[g]);
     const __m512 sx = _mm512_set1_ps(a.sum_x[g]);
@@ -458,7 +467,7 @@ void matmul_tiles_avx512(const PackedMatrix& w, const LutActivations& a, int64_t
 }  // namespace
 
 const LutIsaKernels& lut_kernels_avx512() {
-  static const LutIsaKernels k = {build_tables_avx512, build_tables16_avx512,
+  static const LutIsaKernels k = {build_tables_avx512, build_tables_wide_avx512,
                                   matmul_tiles_avx512};
   return k;
 }

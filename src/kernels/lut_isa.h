@@ -11,17 +11,21 @@ namespace elutq {
 
 // Activations prepared once per call and shared read-only by all threads.
 //   int8 tables:  per quad 64 bytes: 4 tables x 16 int8 entries.
-//   int16 tables: per quad 128 bytes: the low bytes of the 64 int16 entries (unsigned, 0..255),
-//                 then their high bytes (signed): entry = 256 * high + low. Each half is looked up
-//                 with the same byte instruction as an int8 table.
+//   wide tables (int16, int12): per quad 128 bytes: the low parts of the 64 entries (unsigned:
+//                 the entry's low_bits bits), then their high parts (signed):
+//                 entry = (high << low_bits) + low. int16: low_bits 8 (0..255, high -128..127);
+//                 int12: low_bits 6 (0..63, high -32..31). Each half is looked up with the same
+//                 byte instruction as an int8 table.
 // Tables are built by the ISA whose kernels read them; AVX2's store the signed bytes (int8 entries,
-// int16 high bytes) with 128 added (lut_avx2.cpp says why), every other ISA as above.
+// int16 high parts) with 128 added and int12 high parts with 32 added (lut_avx2.cpp says why),
+// every other ISA as above.
 struct LutActivations {
   int64_t n = 0;                   // tokens
   int64_t n_groups = 0;            // weight groups per row
   int64_t quads_per_group = 0;     // group_padded / 16
-  bool wide = false;               // int16 tables (see above)
-  int64_t quad_bytes = 64;         // table bytes per quad: 64 (int8) or 128 (int16)
+  bool wide = false;               // int16 or int12 tables (see above)
+  int low_bits = 8;                // wide tables: bits of the low part (8: int16, 6: int12)
+  int64_t quad_bytes = 64;         // table bytes per quad: 64 (int8) or 128 (wide)
   const int8_t* tables = nullptr;  // (n, n_groups, quads_per_group, quad_bytes)
   const float* scale_half = nullptr;  // (n, n_groups): table scale / 2
   const float* sum_x = nullptr;       // (n, n_groups): sum of the group's activations
@@ -34,12 +38,12 @@ struct LutIsaKernels {
   // (((+-x0 +- x1) +- x2) +- x3) * inv_scale), stored as its kernels read them (above).
   void (*build_tables)(const float* xpad, const float* inv_scale, int64_t n_groups,
                        int64_t chunks_per_group, int8_t* tables);
-  // The same for int16 tables: inv_scale maps the largest |sum| to lut_int16_max(chunks_per_group)
-  // (below), v = round to nearest even of the same sum * inv_scale; writes
-  // (n_groups, chunks_per_group / 4, 128) bytes: per quad the low bytes (v & 255) of its 64
-  // entries, then the high bytes ((v - low) / 256).
-  void (*build_tables16)(const float* xpad, const float* inv_scale, int64_t n_groups,
-                         int64_t chunks_per_group, int8_t* tables);
+  // The same for wide tables: inv_scale maps the largest |sum| to lut_wide_max (below), v = round
+  // to nearest even of the same sum * inv_scale; writes (n_groups, chunks_per_group / 4, 128)
+  // bytes: per quad the low parts (v & (2^low_bits - 1)) of its 64 entries, then the high parts
+  // ((v - low) >> low_bits).
+  void (*build_tables_wide)(const float* xpad, const float* inv_scale, int64_t n_groups,
+                            int64_t chunks_per_group, int low_bits, int8_t* tables);
   // Y (n, rows) for tiles [tile_begin, tile_end); w is in lut_unit_layout(this ISA) and a.wide
   // says which tables. Float steps are fmas in the scalar order and integer sums are exact, so
   // every ISA gives bit-identical results.
@@ -107,16 +111,18 @@ static inline GemvBlockPos gemv_next_block(int64_t begin, int64_t steps, int64_t
 // weights once per pass; kernels may cut a pass into smaller token blocks of their own.
 int64_t lut_table_budget_bytes();
 
-// The largest int16 table entry for groups of chunks_per_group 4-column chunks. Per plane, group
-// and row the kernels add up chunks_per_group entries in int32, and some paths add the low and
-// high bytes in separate int32 sums first (then 256 * high_sum + low_sum): every partial sum is at
-// most chunks * (max + 255) in size, which must stay below 2^31. 32767 (the int16 maximum; 258x
-// finer than int8's 127) is safe up to 65031 chunks (260124 columns per group); larger groups
-// (only whole-row groups of huge matrices) get a proportionally smaller maximum.
-inline int32_t lut_int16_max(int64_t chunks_per_group) {
+// The largest wide table entry for groups of chunks_per_group 4-column chunks, entries of
+// low_bits-bit low parts: 32767 for int16 (low_bits 8; 258x finer than int8's 127), 2047 for int12
+// (low_bits 6; 16x finer). Per plane, group and row the kernels add up chunks_per_group entries in
+// int32, and some paths add the low and high parts in separate int32 sums first (then
+// (high_sum << low_bits) + low_sum): every partial sum is at most chunks * (max + 255) in size,
+// which must stay below 2^31. 32767 is safe up to 65031 chunks (260124 columns per group); larger
+// groups (only whole-row groups of huge matrices) get a proportionally smaller maximum.
+inline int32_t lut_wide_max(int64_t chunks_per_group, int low_bits) {
   constexpr int64_t kInt32Max = 2147483647;
+  const int64_t full = (int64_t(1) << (2 * low_bits - 1)) - 1;  // 32767 or 2047
   const int64_t bound = kInt32Max / (chunks_per_group > 0 ? chunks_per_group : 1) - 255;
-  return int32_t(bound < 32767 ? bound : 32767);
+  return int32_t(bound < full ? bound : full);
 }
 
 // HLQC: the plane ratios of the 32 rows of block (tile, g), row order, ratio[b][r] for b = 1..B-1.

@@ -11,7 +11,7 @@ LutLinear::LutLinear(PackedMatrix w, Isa isa, LutTables tables)
   require(!w.empty(), "LutLinear needs a packed matrix");
   require(isa_available(isa_), "instruction set '", isa_name(isa_), "' is not available");
   w_ = lut_matrix_for(std::move(w), isa_);  // AVX2: a re-laid copy, made once here
-  tables_ = resolve_lut_tables(tables, w_.header().bits, w_.header().group_padded);
+  tables_ = resolve_lut_tables(tables, w_.header().bits, w_.header().group_padded, isa_);
 }
 
 std::unique_ptr<LutLinear> LutLinear::from_quantized(const QuantizedMatrix& q, LutTables tables) {
@@ -29,7 +29,8 @@ bool LutLinear::forward_together(std::span<const Linear* const> layers, const fl
   for (size_t i = 0; i < layers.size(); ++i) {
     const auto* l = dynamic_cast<const LutLinear*>(layers[i]);
     // The resolved precisions must be equal too: each layer runs with its own.
-    if (!l || l->isa_ != isa_ || l->tables_ != tables_ || !lut_tables_shareable(w_, l->w_, tables_))
+    if (!l || l->isa_ != isa_ || l->tables_ != tables_ ||
+        !lut_tables_shareable(w_, l->w_, tables_, isa_))
       return false;
     ws[i] = &l->w_;
   }

@@ -43,13 +43,15 @@ struct SharedScratch {
 
 // One token: zero-pads x per group into xpad, computes each group's table scale and sum in a fixed
 // order (so every ISA sees the same floats), then builds its tables with the ISA's builder. The
-// group's largest |sum| maps to table_max (127 for int8, lut_int16_max for int16).
-void prepare_token(const LutIsaKernels& k, const PackedHeader& h, bool wide, const float* x,
+// group's largest |sum| maps to table_max (127 for int8, lut_wide_max for the wide tables, whose
+// low parts have low_bits bits; low_bits 0: int8).
+void prepare_token(const LutIsaKernels& k, const PackedHeader& h, int low_bits, const float* x,
                    int8_t* tables, float* scale_half, float* sum_x) {
   thread_local std::vector<float> xpad;  // (n_groups, group_padded)
   thread_local std::vector<float> inv;   // (n_groups)
   const int64_t gp = h.group_padded, G = h.group_len;
-  const float table_max = wide ? float(lut_int16_max(gp / 4)) : 127.0f;
+  const bool wide = low_bits > 0;
+  const float table_max = wide ? float(lut_wide_max(gp / 4, low_bits)) : 127.0f;
   xpad.assign(size_t(h.n_groups * gp), 0.0f);
   inv.resize(size_t(h.n_groups));
   for (int64_t g = 0; g < h.n_groups; ++g) {
@@ -68,7 +70,7 @@ void prepare_token(const LutIsaKernels& k, const PackedHeader& h, bool wide, con
     sum_x[g] = sum;
   }
   if (wide) {
-    k.build_tables16(xpad.data(), inv.data(), h.n_groups, gp / 4, tables);
+    k.build_tables_wide(xpad.data(), inv.data(), h.n_groups, gp / 4, low_bits, tables);
   } else {
     k.build_tables(xpad.data(), inv.data(), h.n_groups, gp / 4, tables);
   }
@@ -94,23 +96,26 @@ int64_t lut_table_budget_bytes() {
 
 LutTables parse_lut_tables(const std::string& name) {
   if (name == "int8") return LutTables::Int8;
+  if (name == "int12") return LutTables::Int12;
   if (name == "int16") return LutTables::Int16;
   if (name == "auto") return LutTables::Auto;
-  fail("unknown LUT table precision '", name, "'; expected int8, int16 or auto");
+  fail("unknown LUT table precision '", name, "'; expected int8, int12, int16 or auto");
 }
 
 const char* lut_tables_name(LutTables tables) {
   switch (tables) {
+    case LutTables::Int12: return "int12";
     case LutTables::Int16: return "int16";
     case LutTables::Auto: return "auto";
     default: return "int8";
   }
 }
 
-LutTables resolve_lut_tables(LutTables tables, int bits, int64_t group_padded) {
+LutTables resolve_lut_tables(LutTables tables, int bits, int64_t group_padded, Isa isa) {
   if (tables != LutTables::Auto) return tables;
-  const bool int16_fits = lut_int16_max(group_padded / 4) >= 127;
-  return bits <= 2 && int16_fits ? LutTables::Int16 : LutTables::Int8;
+  const bool wide_fits = lut_wide_max(group_padded / 4, 8) >= 127;
+  if (bits > 2 || !wide_fits) return LutTables::Int8;
+  return isa == Isa::Avx2 ? LutTables::Int12 : LutTables::Int16;
 }
 
 UnitLayout lut_unit_layout(Isa isa) {
@@ -121,12 +126,13 @@ PackedMatrix lut_matrix_for(PackedMatrix w, Isa isa) {
   return PackedMatrix::relaid(std::move(w), lut_unit_layout(isa));
 }
 
-bool lut_tables_shareable(const PackedMatrix& a, const PackedMatrix& b, LutTables tables) {
+bool lut_tables_shareable(const PackedMatrix& a, const PackedMatrix& b, LutTables tables,
+                          Isa isa) {
   const PackedHeader &ha = a.header(), &hb = b.header();
   return ha.cols == hb.cols && ha.group_len == hb.group_len && ha.group_padded == hb.group_padded &&
          a.layout() == b.layout() &&
-         resolve_lut_tables(tables, ha.bits, ha.group_padded) ==
-             resolve_lut_tables(tables, hb.bits, hb.group_padded);
+         resolve_lut_tables(tables, ha.bits, ha.group_padded, isa) ==
+             resolve_lut_tables(tables, hb.bits, hb.group_padded, isa);
 }
 
 void lut_gemm_same_input_isa(Isa isa, std::span<const PackedMatrix* const> ws, const float* X,
@@ -140,7 +146,7 @@ void lut_gemm_same_input_isa(Isa isa, std::span<const PackedMatrix* const> ws, c
     require(w->layout() == lut_unit_layout(isa), "the ", isa_name(isa),
             " LUT kernels read another unit layout than this packed matrix has; convert it once "
             "with lut_matrix_for()");
-    require(lut_tables_shareable(*ws[0], *w, precision),
+    require(lut_tables_shareable(*ws[0], *w, precision, isa),
             "LUT matmul of several matrices on one input: they must have the same columns, group "
             "and table precision (", ws[0]->cols(), " vs ", w->cols(), " columns)");
   }
@@ -148,11 +154,13 @@ void lut_gemm_same_input_isa(Isa isa, std::span<const PackedMatrix* const> ws, c
   if (n == 0) return;
   const LutIsaKernels& k = kernels_for(isa);
   const PackedHeader& h = ws[0]->header();  // the table shape all of them share
-  const bool wide = resolve_lut_tables(precision, h.bits, h.group_padded) == LutTables::Int16;
+  const LutTables resolved = resolve_lut_tables(precision, h.bits, h.group_padded, isa);
+  const int low_bits = resolved == LutTables::Int16 ? 8 : resolved == LutTables::Int12 ? 6 : 0;
+  const bool wide = low_bits > 0;
   const int64_t quads = h.group_padded / kLutQuadCols;
-  require(!wide || lut_int16_max(h.group_padded / 4) >= 127, "groups of ", h.group_padded,
-          " columns are too long for int16 LUT tables (int32 sums could overflow); use int8 "
-          "tables or a smaller group");
+  require(!wide || lut_wide_max(h.group_padded / 4, low_bits) >= 127, "groups of ",
+          h.group_padded, " columns are too long for ", lut_tables_name(resolved),
+          " LUT tables (int32 sums could overflow); use int8 tables or a smaller group");
   const int64_t quad_bytes = wide ? 2 * kLutUnitBytes : kLutUnitBytes;
   const int64_t table_bytes = h.n_groups * quads * quad_bytes;  // per token
 
@@ -165,7 +173,7 @@ void lut_gemm_same_input_isa(Isa isa, std::span<const PackedMatrix* const> ws, c
   float* scale_half = s.scale_half.data();
   float* sum_x = s.sum_x.data();
   auto prepare = [&](int64_t t) {
-    prepare_token(k, h, wide, X + t * h.cols, tables + t * table_bytes, scale_half + t * h.n_groups,
+    prepare_token(k, h, low_bits, X + t * h.cols, tables + t * table_bytes, scale_half + t * h.n_groups,
                   sum_x + t * h.n_groups);
   };
   if (pool && pool->size() > 1 && n > 1) {
@@ -197,6 +205,7 @@ void lut_gemm_same_input_isa(Isa isa, std::span<const PackedMatrix* const> ws, c
     a.n_groups = h.n_groups;
     a.quads_per_group = quads;
     a.wide = wide;
+    a.low_bits = wide ? low_bits : 8;
     a.quad_bytes = quad_bytes;
     a.tables = tables + t0 * table_bytes;
     a.scale_half = scale_half + t0 * h.n_groups;

@@ -25,22 +25,29 @@ class ThreadPool;
 // Precision of the activation tables.
 //   Int8:  entries rounded to int8 (the group's largest |sum| -> 127); ~0.7% relative error per
 //          matmul against fp32 with Gaussian activations, more where a few outlier channels set
-//          the group's scale. The default: one byte lookup per weight byte.
+//          the group's scale. One byte lookup per weight byte.
+//   Int12: entries rounded to 12 bits (largest |sum| -> 2047), kept as a 6-bit low-part and a
+//          high-part table: ~16x less table error than int8. Two lookups per weight byte like
+//          int16, but the parts are small enough that AVX2 adds four lookups as bytes before
+//          widening, which makes it cheaper than int16 there (docs/RESULTS.md).
 //   Int16: entries rounded to int16 (largest |sum| -> 32767), kept as a low-byte and a high-byte
 //          table so each ISA still uses its byte lookup: ~250x less table error, at two lookups
 //          and two integer sums per weight byte (docs/RESULTS.md has the measured cost).
-//   Auto:  per matrix, Int16 for B <= 2 and Int8 for B >= 3 (the tools' default). 2-bit models
-//          are the ones int8 tables move measurably (SmolLM2 HLQ-GPTQ w2g128: perplexity +1.5%
-//          against dequantization with int8, +0.002% with int16; w3g128 +0.47% with int8), so
-//          they pay for the wider tables and 3- and 4-bit models keep the faster ones.
-enum class LutTables : uint8_t { Int8, Int16, Auto };
+//   Auto:  per matrix, wide tables for B <= 2 and Int8 for B >= 3 (the tools' default). 2-bit
+//          models are the ones int8 tables move measurably (SmolLM2 HLQ-GPTQ w2g128: perplexity
+//          +1.5% against dequantization with int8, +0.002% with int16; w3g128 +0.47% with int8),
+//          so they pay for wider tables and 3- and 4-bit models keep the faster ones. The wide
+//          tables are the cheapest on the kernels' ISA: Int12 on AVX2 (1.2-1.45x faster than
+//          Int16 there), Int16 elsewhere (where the two cost the same, so the finer one).
+enum class LutTables : uint8_t { Int8, Int16, Auto, Int12 };
 
-// "int8", "int16" or "auto"; throws Error naming the choices otherwise.
+// "int8", "int12", "int16" or "auto"; throws Error naming the choices otherwise.
 LutTables parse_lut_tables(const std::string& name);
 const char* lut_tables_name(LutTables tables);
-// The precision a matrix of `bits` bits per weight and groups of group_padded columns runs with:
-// Auto resolved as above (Int8 where a group is too long for int16 sums); others unchanged.
-LutTables resolve_lut_tables(LutTables tables, int bits, int64_t group_padded);
+// The precision a matrix of `bits` bits per weight and groups of group_padded columns runs with
+// on the kernels of `isa`: Auto resolved as above (Int8 where a group is too long for wide sums);
+// others unchanged.
+LutTables resolve_lut_tables(LutTables tables, int bits, int64_t group_padded, Isa isa);
 
 // The unit layout an instruction set's kernels read (packed_matrix.h): Rows32 for AVX2, Tables4
 // (the file layout) for the others.
@@ -62,9 +69,9 @@ void lut_gemm(const PackedMatrix& w, const float* X, int64_t n, float* Y, Thread
 void lut_gemm_isa(Isa isa, const PackedMatrix& w, const float* X, int64_t n, float* Y,
                   ThreadPool* pool, LutTables tables = LutTables::Int8);
 
-// Whether a and b can run on one set of activation tables (lut_gemm_same_input_isa): the same
-// columns and group, unit layout and, with `tables` resolved for each, the same table precision.
-bool lut_tables_shareable(const PackedMatrix& a, const PackedMatrix& b, LutTables tables);
+// Whether a and b can run on one set of activation tables (lut_gemm_same_input_isa on `isa`): the
+// same columns and group, unit layout and, with `tables` resolved for each, the same precision.
+bool lut_tables_shareable(const PackedMatrix& a, const PackedMatrix& b, LutTables tables, Isa isa);
 
 // At most this many matrices run as one job (lut_gemm_same_input_isa).
 constexpr size_t kLutMaxSameInput = 8;

@@ -1,7 +1,7 @@
 // ARM NEON LUT kernels: tbl with four registers (vqtbl4q_s8) looks up 16 bytes of a unit in its
 // 64-byte, 4-table register set; sdot (or pairwise widening adds without the dot-product
-// extension) sums each row's 4 entries into int32. int16 tables do the same in their low-byte
-// (unsigned: udot / unsigned widening adds) and high-byte halves.
+// extension) sums each row's 4 entries into int32. Wide (int16, int12) tables do the same in their
+// low-part (unsigned: udot / unsigned widening adds) and high-part halves.
 #include <arm_neon.h>
 
 #include <algorithm>
@@ -38,10 +38,12 @@ void build_tables_neon(const float* xpad, const float* inv_scale, int64_t n_grou
   }
 }
 
-// int16 tables: the int32 entries (|v| <= 32767) narrow to int16 exactly; a plain narrow keeps
-// the low byte, a shift-right-narrow by 8 (arithmetic) the high byte.
-void build_tables16_neon(const float* xpad, const float* inv_scale, int64_t n_groups,
-                         int64_t chunks_per_group, int8_t* tables) {
+// Wide tables: the int32 entries (|v| <= 32767) narrow to int16 exactly; the low part is v masked
+// to low_bits bits, the high part v shifted right (arithmetic) by low_bits, each narrowed to bytes.
+void build_tables_wide_neon(const float* xpad, const float* inv_scale, int64_t n_groups,
+                            int64_t chunks_per_group, int low_bits, int8_t* tables) {
+  const int16x8_t mask = vdupq_n_s16(int16_t((1 << low_bits) - 1));
+  const int16x8_t shift = vdupq_n_s16(int16_t(-low_bits));  // vshl by a negative count: >>
   float sg[4][16];
   for (int j = 0; j < 4; ++j)
     for (int p = 0; p < 16; ++p) sg[j][p] = (p >> j & 1) ? 1.0f : -1.0f;
@@ -61,8 +63,9 @@ void build_tables16_neon(const float* xpad, const float* inv_scale, int64_t n_gr
       const int16x8_t a = vcombine_s16(vqmovn_s32(q[0]), vqmovn_s32(q[1]));
       const int16x8_t b = vcombine_s16(vqmovn_s32(q[2]), vqmovn_s32(q[3]));
       int8_t* out = tables + (g * quads + c / 4) * 128 + (c % 4) * 16;
-      vst1q_s8(out, vcombine_s8(vmovn_s16(a), vmovn_s16(b)));
-      vst1q_s8(out + 64, vcombine_s8(vshrn_n_s16(a, 8), vshrn_n_s16(b, 8)));
+      vst1q_s8(out, vcombine_s8(vmovn_s16(vandq_s16(a, mask)), vmovn_s16(vandq_s16(b, mask))));
+      vst1q_s8(out + 64,
+               vcombine_s8(vmovn_s16(vshlq_s16(a, shift)), vmovn_s16(vshlq_s16(b, shift))));
     }
   }
 }
@@ -86,8 +89,8 @@ inline uint32x4_t sum_quads_u(uint32x4_t acc, uint8x16_t v) {
   }
 }
 
-// int16 tables (kWide): every lookup also in the high-byte tables, summed separately (low bytes as
-// unsigned) and combined per plane as 256 * high + low.
+// Wide tables (kWide: int16, int12): every lookup also in the high-part tables, summed separately
+// (low parts as unsigned) and combined per plane as (high << low_bits) + low.
 template <bool kDot, bool kWide>
 void matmul_tiles_neon(const PackedMatrix& w, const LutActivations& a, int64_t tile_begin,
                        int64_t tile_end, float* Y) {
@@ -163,9 +166,9 @@ void matmul_tiles_neon(const PackedMatrix& w, const LutActivations& a, int64_t t
               }
             }
           }
-          if constexpr (kWide)  // 256 * high + low; the low sums are < 2^31, so the cast is exact
+          if constexpr (kWide)  // (high << low_bits) + low; the low sums are < 2^31: exact cast
             for (int k = 0; k < 8; ++k)
-              acc[k] = vmlaq_n_s32(vreinterpretq_s32_u32(acc_low[k]), acc[k], 256);
+              acc[k] = vmlaq_n_s32(vreinterpretq_s32_u32(acc_low[k]), acc[k], 1 << a.low_bits);
           for (int k = 0; k < 8; ++k) gacc[k] = vfmaq_f32(gacc[k], vcvtq_f32_s32(acc[k]), s[b][k]);
         }
         const float32x4_t sh = vdupq_n_f32(a.scale_half[t * a.n_groups + g]);
@@ -193,9 +196,9 @@ void matmul_tiles_any(const PackedMatrix& w, const LutActivations& a, int64_t ti
 }  // namespace
 
 const LutIsaKernels& lut_kernels_neon() {
-  static const LutIsaKernels with_dot = {build_tables_neon, build_tables16_neon,
+  static const LutIsaKernels with_dot = {build_tables_neon, build_tables_wide_neon,
                                          matmul_tiles_any<true>};
-  static const LutIsaKernels without_dot = {build_tables_neon, build_tables16_neon,
+  static const LutIsaKernels without_dot = {build_tables_neon, build_tables_wide_neon,
                                             matmul_tiles_any<false>};
   return cpu_features().neon_dotprod ? with_dot : without_dot;
 }

@@ -27,26 +27,28 @@ void build_tables_scalar(const float* xpad, const float* inv_scale, int64_t n_gr
   }
 }
 
-// int16 tables: the same sums scaled to int16, each entry v split into a low byte v & 255
-// (unsigned) and a high byte (v - low) / 256 (signed), so that v = 256 * high + low exactly.
-void build_tables16_scalar(const float* xpad, const float* inv_scale, int64_t n_groups,
-                           int64_t chunks_per_group, int8_t* tables) {
+// Wide tables: the same sums scaled to int16 (low_bits 8) or 12 bits (low_bits 6), each entry v
+// split into a low part v & (2^low_bits - 1) (unsigned) and a high part (v - low) / 2^low_bits
+// (signed), so that v = (high << low_bits) + low exactly.
+void build_tables_wide_scalar(const float* xpad, const float* inv_scale, int64_t n_groups,
+                              int64_t chunks_per_group, int low_bits, int8_t* tables) {
+  const int32_t mask = (1 << low_bits) - 1;
   const int64_t quads = chunks_per_group / 4;
   for (int64_t g = 0; g < n_groups; ++g) {
     const float inv = inv_scale[g];
     for (int64_t c = 0; c < chunks_per_group; ++c) {
       const float* x = xpad + (g * chunks_per_group + c) * 4;  // (4)
       uint8_t* lo = reinterpret_cast<uint8_t*>(tables) + (g * quads + c / 4) * 2 * kLutUnitBytes +
-                    (c % 4) * 16;  // (16) low bytes
-      int8_t* hi = reinterpret_cast<int8_t*>(lo + kLutUnitBytes);  // (16) high bytes
+                    (c % 4) * 16;  // (16) low parts
+      int8_t* hi = reinterpret_cast<int8_t*>(lo + kLutUnitBytes);  // (16) high parts
       for (int p = 0; p < 16; ++p) {
         float v = (p & 1) ? x[0] : -x[0];
         v = v + ((p & 2) ? x[1] : -x[1]);
         v = v + ((p & 4) ? x[2] : -x[2]);
         v = v + ((p & 8) ? x[3] : -x[3]);
-        const int32_t q = int32_t(std::nearbyint(v * inv));  // |q| <= lut_int16_max
-        lo[p] = uint8_t(q & 0xFF);
-        hi[p] = int8_t((q - int32_t(lo[p])) / 256);
+        const int32_t q = int32_t(std::nearbyint(v * inv));  // |q| <= lut_wide_max
+        lo[p] = uint8_t(q & mask);
+        hi[p] = int8_t((q - int32_t(lo[p])) / (mask + 1));
       }
     }
   }
@@ -105,11 +107,12 @@ void matmul_tiles_scalar(const PackedMatrix& w, const LutActivations& a, int64_t
             const int8_t* tq = tab + q * a.quad_bytes;
             for (int i = 0; i < kLutUnitBytes; ++i) {
               const int e_lo = (i % 4) * 16 + (unit[i] & 15), e_hi = (i % 4) * 16 + (unit[i] >> 4);
-              if (a.wide) {  // entry = 256 * high byte + low byte
+              if (a.wide) {  // entry = (high part << low_bits) + low part
                 const uint8_t* low = reinterpret_cast<const uint8_t*>(tq);
                 const int8_t* high = tq + kLutUnitBytes;
-                isum[i / 4] += 256 * int32_t(high[e_lo]) + int32_t(low[e_lo]);
-                isum[16 + i / 4] += 256 * int32_t(high[e_hi]) + int32_t(low[e_hi]);
+                const int32_t unit_high = int32_t(1) << a.low_bits;
+                isum[i / 4] += unit_high * int32_t(high[e_lo]) + int32_t(low[e_lo]);
+                isum[16 + i / 4] += unit_high * int32_t(high[e_hi]) + int32_t(low[e_hi]);
               } else {
                 isum[i / 4] += tq[e_lo];
                 isum[16 + i / 4] += tq[e_hi];
@@ -138,7 +141,7 @@ void matmul_tiles_scalar(const PackedMatrix& w, const LutActivations& a, int64_t
 }  // namespace
 
 const LutIsaKernels& lut_kernels_scalar() {
-  static const LutIsaKernels k = {build_tables_scalar, build_tables16_scalar,
+  static const LutIsaKernels k = {build_tables_scalar, build_tables_wide_scalar,
                                   matmul_tiles_scalar};
   return k;
 }

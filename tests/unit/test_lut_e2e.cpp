@@ -1,7 +1,7 @@
 // End to end through the LUT kernels: SmolLM2-135M with every decoder projection quantized
 // data-free with HLQ (w2g128, w3g128) is scored on WikiText-2 twice, once with the projections on
-// the bit-serial LUT kernels (LutLinear on the packed bits; int8 and int16 activation tables) and
-// once with the same quantized weights dequantized exactly to fp32 (the reference path). The only
+// the bit-serial LUT kernels (LutLinear on the packed bits; int8, int12 and int16 activation
+// tables) and once with the same quantized weights dequantized exactly to fp32 (the reference path). The only
 // difference between them is the LUT kernels' rounded activation tables, so the perplexities must
 // agree within 0.5% (issue 4).
 // A few short windows keep it fast (docs/RESULTS.md has the longer run, scripts in bench/).
@@ -101,8 +101,8 @@ std::vector<int> wikitext_ids(const ModelSource& src, std::string* skip) {
 }
 
 // Quantizes SmolLM2 at hlq-w{bits}g128 and checks |ppl_lut - ppl_dequant| / ppl_dequant against
-// bound8 with int8 tables and bound16 with int16 tables.
-void check_lut_against_dequant(int bits, double bound8, double bound16) {
+// bound8 with int8 tables, bound12 with int12 and bound16 with int16 tables.
+void check_lut_against_dequant(int bits, double bound8, double bound12, double bound16) {
 #if defined(__SANITIZE_ADDRESS__)
   GTEST_SKIP() << "quantizing 95M weights is too slow under ASan; the kernels themselves are "
                   "checked bit for bit in test_lut_kernels.cpp";
@@ -117,33 +117,36 @@ void check_lut_against_dequant(int bits, double bound8, double bound16) {
   QuantizedLayers layers(bits, 128);
   const double deq = ppl_with(*src, layers.factory(std::nullopt), ids);
   ASSERT_TRUE(std::isfinite(deq));
-  for (LutTables tables : {LutTables::Int8, LutTables::Int16}) {
+  for (LutTables tables : {LutTables::Int8, LutTables::Int12, LutTables::Int16}) {
     const double lut = ppl_with(*src, layers.factory(tables), ids);
     const double rel = std::fabs(lut - deq) / deq;
     std::printf("SmolLM2-135M hlq-w%dg128 (data-free, paper fit), WikiText-2 %d x %d tokens: ppl "
                 "LUT (%s tables) %.4f, dequant %.4f (%.3f%%)\n",
                 bits, kWindows, kCtx, lut_tables_name(tables), lut, deq, 100 * rel);
     ASSERT_TRUE(std::isfinite(lut));
-    EXPECT_LT(rel, tables == LutTables::Int16 ? bound16 : bound8)
+    const double bound = tables == LutTables::Int16   ? bound16
+                         : tables == LutTables::Int12 ? bound12
+                                                      : bound8;
+    EXPECT_LT(rel, bound)
         << "hlq-w" << bits << "g128, " << lut_tables_name(tables) << " tables: LUT " << lut
         << " vs dequant " << deq;
   }
 }
 
 // At 4 bits the quantized model is sound (ppl ~59 at this short context) and the LUT
-// path stays within the issue's 0.5% (measured 0.073% with int8 tables, 0.002% with int16; the
-// int16 bound, 0.1%, still leaves 50x room).
+// path stays within the issue's 0.5% (measured 0.073% with int8 tables, 0.035% with int12, 0.002%
+// with int16; the int12 bound, 0.2%, leaves 5x room, the int16 bound, 0.1%, 50x).
 TEST(LutEndToEnd, SmolLm2HlqW4PerplexityThroughLutWithinHalfPercentOfDequant) {
-  check_lut_against_dequant(4, 0.005, 0.001);
+  check_lut_against_dequant(4, 0.005, 0.002, 0.001);
 }
 
 // At 3 bits, data-free quantization breaks this 135M model (ppl ~400), and in a broken model the
 // int8 activation tables' ~0.7% error per matmul moves the perplexity by 1-2% (measured 1.9% with
 // this fit, 1.1% with the full HLQ fit): the issue's 0.5% target is NOT met with int8 tables (the
-// 3% bound only guards against regressions). int16 tables (~250x finer) meet it by far: measured
-// 0.006%, bounded at 0.1%.
+// 3% bound only guards against regressions). int12 tables (16x finer) meet it: measured 0.092%,
+// bounded at the issue's 0.5%; int16 tables (~250x finer) by far: measured 0.006%, bounded at 0.1%.
 TEST(LutEndToEnd, SmolLm2HlqW3PerplexityThroughLutNearDequant) {
-  check_lut_against_dequant(3, 0.03, 0.001);
+  check_lut_against_dequant(3, 0.03, 0.005, 0.001);
 }
 
 }  // namespace

@@ -33,8 +33,12 @@ constexpr double kMaxRelErrorVsFp32 = 0.02;
 // measured at most 0.0061% on the small ragged shapes below (int8: 1.04%), 0.0025% at 4096
 // inputs; the bound leaves 5x room.
 constexpr double kMaxRelErrorVsFp32Int16 = 3e-4;
+// int12 tables (largest |sum| -> 2047, ~16x finer than int8): measured at most 0.072% on the
+// small ragged shapes below, 0.038-0.047% at 4096 inputs; the bound leaves 4x room.
+constexpr double kMaxRelErrorVsFp32Int12 = 3e-3;
 
-constexpr LutTables kBothTables[] = {LutTables::Int8, LutTables::Int16};
+constexpr LutTables kAllTables[] = {LutTables::Int8, LutTables::Int12, LutTables::Int16};
+constexpr LutTables kWideTables[] = {LutTables::Int12, LutTables::Int16};
 
 // p in the unit layout isa's kernels read (a view of p where that is p's own layout).
 PackedMatrix laid_out_for(const PackedMatrix& p, Isa isa) {
@@ -209,7 +213,7 @@ TEST(LutKernels, TokenBlocksAndThreadsEqualScalarExactly) {
     PackedMatrix p = PackedMatrix::pack(q);
     const int64_t n = 13;
     const std::vector<float> X = random_activations(n * q.cols, seed);
-    for (LutTables tables : kBothTables) {
+    for (LutTables tables : kAllTables) {
       std::vector<float> want(size_t(n * q.rows));
       lut_gemm_isa(Isa::Scalar, p, X.data(), n, want.data(), nullptr, tables);
       for (Isa isa : runnable_isas()) {
@@ -271,7 +275,7 @@ TEST(LutKernels, MatricesOnOneInputEqualEachAlone) {
   // Ragged row counts (partial last tiles); formats and bits differ but share one table shape
   // (2-bit and 3/4-bit share only with an explicit precision: auto gives them different tables).
   uint32_t seed = 1300;
-  for (LutTables tables : kBothTables) {
+  for (LutTables tables : kAllTables) {
     check({random_matrix(QuantKind::HLQ, 3, 64, 70, 200, ++seed),
            random_matrix(QuantKind::Uniform, 4, 64, 33, 200, ++seed),
            random_matrix(QuantKind::HLQC, 2, 64, 96, 200, ++seed)},
@@ -291,10 +295,12 @@ TEST(LutKernels, MatricesOnOneInputMustShareTheirTables) {
                         two_bits = random_matrix(QuantKind::HLQ, 2, 64, 32, 128, 4);
   const PackedMatrix pa = PackedMatrix::pack(a), pc = PackedMatrix::pack(other_cols),
                      pg = PackedMatrix::pack(other_group), p2 = PackedMatrix::pack(two_bits);
-  EXPECT_TRUE(lut_tables_shareable(pa, p2, LutTables::Int8));
-  EXPECT_FALSE(lut_tables_shareable(pa, p2, LutTables::Auto));  // int8 vs int16 tables
-  EXPECT_FALSE(lut_tables_shareable(pa, pc, LutTables::Int8));
-  EXPECT_FALSE(lut_tables_shareable(pa, pg, LutTables::Int8));
+  for (Isa isa : runnable_isas()) {
+    EXPECT_TRUE(lut_tables_shareable(pa, p2, LutTables::Int8, isa));
+    EXPECT_FALSE(lut_tables_shareable(pa, p2, LutTables::Auto, isa));  // int8 vs wide tables
+    EXPECT_FALSE(lut_tables_shareable(pa, pc, LutTables::Int8, isa));
+    EXPECT_FALSE(lut_tables_shareable(pa, pg, LutTables::Int8, isa));
+  }
   std::vector<float> x(192, 1.0f), y1(32), y2(32);
   float* ys[] = {y1.data(), y2.data()};
   const PackedMatrix* cols_differ[] = {&pa, &pc};
@@ -341,7 +347,7 @@ TEST(LutKernels, EverySimdPathEqualsScalarExactly) {
     // with int8 tables, 4 with int16).
     for (int64_t n : {1, 3, 5, 6, 9}) {
       const std::vector<float> X = random_activations(n * c.cols, seed * 7 + uint32_t(n));
-      for (LutTables tables : kBothTables)
+      for (LutTables tables : kAllTables)
         ASSERT_TRUE(every_isa_equals_scalar(p, X, n, tables))
             << q.spec.name() << " " << c.rows << "x" << c.cols;
     }
@@ -358,7 +364,7 @@ TEST(LutKernels, OneTokenOverManyTilesEqualsScalarExactly) {
     QuantizedMatrix q = random_matrix(kind, bits, group, 3100, 160, ++seed);  // 97 tiles, ragged
     PackedMatrix p = PackedMatrix::pack(q);
     const std::vector<float> x = random_activations(q.cols, seed);
-    for (LutTables tables : kBothTables) {
+    for (LutTables tables : kAllTables) {
       std::vector<float> want(size_t(q.rows));
       lut_gemm_isa(Isa::Scalar, p, x.data(), 1, want.data(), nullptr, tables);
       for (Isa isa : runnable_isas())
@@ -373,12 +379,14 @@ TEST(LutKernels, OneTokenOverManyTilesEqualsScalarExactly) {
   }
 }
 
-// int16 tables with activations at the extremes of their range: one huge entry per group sets a
-// scale under which all others round to a few units, entries at exactly +-32767 (all four
-// activations of a chunk equal to the group's largest), zeros. Every path must still match.
-TEST(LutKernels, Int16TablesExtremeActivationsEqualScalarExactly) {
+// Wide tables with activations at the extremes of their range: one huge entry per group sets a
+// scale under which all others round to a few units, entries at exactly +-32767 (int16) or +-2047
+// (int12: all four activations of a chunk equal to the group's largest), zeros. Every path must
+// still match.
+TEST(LutKernels, WideTablesExtremeActivationsEqualScalarExactly) {
   const std::vector<Isa> isas = runnable_isas();
   uint32_t seed = 300;
+  for (LutTables tables : kWideTables)
   for (int bits : {1, 4}) {
     QuantizedMatrix q = random_matrix(QuantKind::HLQ, bits, 64, 45, 200, ++seed);
     PackedMatrix p = PackedMatrix::pack(q);
@@ -392,13 +400,13 @@ TEST(LutKernels, Int16TablesExtremeActivationsEqualScalarExactly) {
       for (int c = 132; c < 196; ++c) x[c] = t % 2 ? 0.0f : x[c];  // zero chunks
     }
     std::vector<float> want(size_t(n * q.rows));
-    lut_gemm_isa(Isa::Scalar, p, X.data(), n, want.data(), nullptr, LutTables::Int16);
+    lut_gemm_isa(Isa::Scalar, p, X.data(), n, want.data(), nullptr, tables);
     for (Isa isa : isas) {
       for (int64_t m : {int64_t(1), n}) {
         std::vector<float> got(size_t(m * q.rows), -1.0f);
-        lut_gemm_isa(isa, laid_out_for(p, isa), X.data(), m, got.data(), nullptr, LutTables::Int16);
+        lut_gemm_isa(isa, laid_out_for(p, isa), X.data(), m, got.data(), nullptr, tables);
         ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
-            << isa_name(isa) << " B=" << bits << " n=" << m;
+            << isa_name(isa) << " B=" << bits << " n=" << m << " " << lut_tables_name(tables);
       }
     }
   }
@@ -408,39 +416,51 @@ TEST(LutKernels, TablePrecisionParses) {
   EXPECT_EQ(parse_lut_tables("int8"), LutTables::Int8);
   EXPECT_EQ(parse_lut_tables("int16"), LutTables::Int16);
   EXPECT_STREQ(lut_tables_name(LutTables::Int16), "int16");
+  EXPECT_EQ(parse_lut_tables("int12"), LutTables::Int12);
+  EXPECT_STREQ(lut_tables_name(LutTables::Int12), "int12");
   EXPECT_EQ(parse_lut_tables("auto"), LutTables::Auto);
   EXPECT_THROW(parse_lut_tables("int4"), Error);
   EXPECT_THROW(parse_lut_tables(""), Error);
 }
 
-// Auto runs 1- and 2-bit matrices with int16 tables and 3- and 4-bit ones with int8: its output
-// is bit for bit the one of the precision it stands for (and differs from the other one).
-TEST(LutKernels, AutoTablesAreInt16UpToTwoBitsAndInt8Above) {
+// Auto runs 1- and 2-bit matrices with wide tables (int12 on AVX2, int16 on the other ISAs) and
+// 3- and 4-bit ones with int8: on every ISA its output is bit for bit the one of the precision it
+// stands for there (and differs from the others).
+TEST(LutKernels, AutoTablesAreWideUpToTwoBitsAndInt8Above) {
   uint32_t seed = 900;
-  for (int bits = 1; bits <= 4; ++bits) {
-    QuantizedMatrix q = random_matrix(QuantKind::HLQ, bits, 64, 40, 256, ++seed);
-    const PackedMatrix p = PackedMatrix::pack(q);
-    const std::vector<float> x = random_activations(3 * q.cols, ++seed);
-    auto run = [&](LutTables t) {
-      std::vector<float> y(size_t(3 * q.rows));
-      lut_gemm(laid_out_for(p, active_isa()), x.data(), 3, y.data(), nullptr, t);
-      return y;
-    };
-    const LutTables want = bits <= 2 ? LutTables::Int16 : LutTables::Int8;
-    const LutTables other = bits <= 2 ? LutTables::Int8 : LutTables::Int16;
-    EXPECT_EQ(resolve_lut_tables(LutTables::Auto, bits, 64), want);
-    EXPECT_EQ(run(LutTables::Auto), run(want)) << "B=" << bits;
-    EXPECT_NE(run(LutTables::Auto), run(other)) << "B=" << bits;
-  }
-  // A whole-row group too long for int16 sums falls back to int8 instead of failing.
-  EXPECT_EQ(resolve_lut_tables(LutTables::Auto, 2, int64_t(1) << 26), LutTables::Int8);
-  EXPECT_EQ(resolve_lut_tables(LutTables::Int16, 2, 64), LutTables::Int16);
-  EXPECT_EQ(resolve_lut_tables(LutTables::Int8, 2, 64), LutTables::Int8);
+  for (Isa isa : runnable_isas())
+    for (int bits = 1; bits <= 4; ++bits) {
+      QuantizedMatrix q = random_matrix(QuantKind::HLQ, bits, 64, 40, 256, ++seed);
+      const PackedMatrix packed = PackedMatrix::pack(q);
+      const PackedMatrix p = laid_out_for(packed, isa);
+      const std::vector<float> x = random_activations(3 * q.cols, ++seed);
+      auto run = [&](LutTables t) {
+        std::vector<float> y(size_t(3 * q.rows));
+        lut_gemm_isa(isa, p, x.data(), 3, y.data(), nullptr, t);
+        return y;
+      };
+      const LutTables wide = isa == Isa::Avx2 ? LutTables::Int12 : LutTables::Int16;
+      const LutTables want = bits <= 2 ? wide : LutTables::Int8;
+      EXPECT_EQ(resolve_lut_tables(LutTables::Auto, bits, 64, isa), want) << isa_name(isa);
+      const std::vector<float> automatic = run(LutTables::Auto);
+      for (LutTables t : kAllTables) {
+        if (t == want) {
+          EXPECT_EQ(automatic, run(t)) << isa_name(isa) << " B=" << bits;
+        } else {
+          EXPECT_NE(automatic, run(t)) << isa_name(isa) << " B=" << bits << " "
+                                       << lut_tables_name(t);
+        }
+      }
+    }
+  // A whole-row group too long for wide sums falls back to int8 instead of failing.
+  for (Isa isa : {Isa::Scalar, Isa::Avx2})
+    EXPECT_EQ(resolve_lut_tables(LutTables::Auto, 2, int64_t(1) << 26, isa), LutTables::Int8);
+  for (LutTables t : kAllTables) EXPECT_EQ(resolve_lut_tables(t, 2, 64, Isa::Avx2), t);
 }
 
 TEST(LutKernels, WithinStatedErrorOfFp32Matmul) {
   uint32_t seed = 500;
-  double worst = 0, worst16 = 0;
+  double worst = 0, worst16 = 0, worst12 = 0;
   for (const Case& c : cases()) {
     QuantizedMatrix q = random_matrix(c.kind, c.bits, c.group, c.rows, c.cols, ++seed);
     PackedMatrix p = PackedMatrix::pack(q);
@@ -456,15 +476,20 @@ TEST(LutKernels, WithinStatedErrorOfFp32Matmul) {
     const double err16 = rel_error(y, ref);
     worst16 = std::max(worst16, err16);
     EXPECT_LT(err16, kMaxRelErrorVsFp32Int16) << q.spec.name() << " " << c.rows << "x" << c.cols;
+    lut_gemm(laid_out_for(p, active_isa()), X.data(), n, y.data(), nullptr, LutTables::Int12);
+    const double err12 = rel_error(y, ref);
+    worst12 = std::max(worst12, err12);
+    EXPECT_LT(err12, kMaxRelErrorVsFp32Int12) << q.spec.name() << " " << c.rows << "x" << c.cols;
   }
-  std::printf("worst relative L2 error vs fp32: int8 tables %.4f, int16 tables %.6f\n", worst,
-              worst16);
+  std::printf("worst relative L2 error vs fp32: int8 tables %.4f, int12 tables %.5f, int16 tables "
+              "%.6f\n", worst, worst12, worst16);
 }
 
 // At LLaMA width (4096 inputs, g128), the figures docs/RESULTS.md quotes: Gaussian activations,
 // and the same with 8 outlier channels scaled x50 (as LLM activations have), which set the table
 // scale of their groups and so coarsen every other entry there. int16 tables must be >= 50x more
-// accurate in both cases (measured: ~250x Gaussian, ~260x with outliers).
+// accurate in both cases (measured: ~250x Gaussian, ~260x with outliers), int12 >= 8x (measured:
+// 15-19x).
 TEST(LutKernels, ErrorAtLlamaWidth) {
   for (bool outliers : {false, true}) {
     for (auto [kind, bits] : {std::pair{QuantKind::HLQ, 2}, {QuantKind::HLQ, 3},
@@ -475,38 +500,46 @@ TEST(LutKernels, ErrorAtLlamaWidth) {
       if (outliers)
         for (int64_t c : {7, 300, 901, 1500, 2048, 2900, 3333, 4000}) x[size_t(c)] *= 50.0f;
       const std::vector<double> ref = reference(q, x, 1);
-      std::vector<float> y8(size_t(q.rows)), y16(size_t(q.rows));
+      std::vector<float> y8(size_t(q.rows)), y12(size_t(q.rows)), y16(size_t(q.rows));
       lut_gemv(laid_out_for(p, active_isa()), x.data(), y8.data(), nullptr, LutTables::Int8);
+      lut_gemv(laid_out_for(p, active_isa()), x.data(), y12.data(), nullptr, LutTables::Int12);
       lut_gemv(laid_out_for(p, active_isa()), x.data(), y16.data(), nullptr, LutTables::Int16);
-      const double err8 = rel_error(y8, ref), err16 = rel_error(y16, ref);
-      std::printf("%s 64x4096%s: relative L2 error vs fp32: int8 tables %.5f, int16 tables "
-                  "%.7f (%.0fx smaller)\n",
-                  q.spec.name().c_str(), outliers ? ", 8 outlier channels x50" : "", err8, err16,
-                  err8 / err16);
+      const double err8 = rel_error(y8, ref), err12 = rel_error(y12, ref),
+                   err16 = rel_error(y16, ref);
+      std::printf("%s 64x4096%s: relative L2 error vs fp32: int8 tables %.5f, int12 %.6f (%.0fx "
+                  "smaller), int16 %.7f (%.0fx smaller)\n",
+                  q.spec.name().c_str(), outliers ? ", 8 outlier channels x50" : "", err8, err12,
+                  err8 / err12, err16, err8 / err16);
       EXPECT_LT(err8, outliers ? 0.1 : kMaxRelErrorVsFp32) << q.spec.name();
+      EXPECT_LT(err12, outliers ? 0.1 / 8 : kMaxRelErrorVsFp32Int12) << q.spec.name();
       EXPECT_LT(err16, kMaxRelErrorVsFp32Int16) << q.spec.name();
+      EXPECT_GT(err8 / err12, 8.0) << q.spec.name() << (outliers ? " with outliers" : "");
       EXPECT_GT(err8 / err16, 50.0) << q.spec.name() << (outliers ? " with outliers" : "");
     }
   }
 }
 
 // The largest groups int16 tables take without risking int32 overflow (lut_isa.h): whole-row
-// groups this wide still compute (with a smaller table maximum) and match the fp32 product.
-TEST(LutKernels, Int16TablesOnAVeryLongGroup) {
+// groups this wide still compute (with a smaller table maximum) and match the fp32 product; int12
+// tables keep their maximum there and match too.
+TEST(LutKernels, WideTablesOnAVeryLongGroup) {
   QuantizedMatrix q = random_matrix(QuantKind::HLQ, 2, 0, 3, 270000, 21);
   PackedMatrix p = PackedMatrix::pack(q);
   const std::vector<float> x = random_activations(q.cols, 22);
-  std::vector<float> want(size_t(q.rows)), got(size_t(q.rows));
-  lut_gemm_isa(Isa::Scalar, p, x.data(), 1, want.data(), nullptr, LutTables::Int16);
-  for (Isa isa : runnable_isas()) {
-    lut_gemm_isa(isa, laid_out_for(p, isa), x.data(), 1, got.data(), nullptr, LutTables::Int16);
-    EXPECT_EQ(got, want) << isa_name(isa);
+  for (LutTables tables : kWideTables) {
+    std::vector<float> want(size_t(q.rows)), got(size_t(q.rows));
+    lut_gemm_isa(Isa::Scalar, p, x.data(), 1, want.data(), nullptr, tables);
+    for (Isa isa : runnable_isas()) {
+      lut_gemm_isa(isa, laid_out_for(p, isa), x.data(), 1, got.data(), nullptr, tables);
+      EXPECT_EQ(got, want) << isa_name(isa) << " " << lut_tables_name(tables);
+    }
+    EXPECT_LT(rel_error(want, reference(q, x, 1)),
+              tables == LutTables::Int16 ? kMaxRelErrorVsFp32Int16 : kMaxRelErrorVsFp32Int12);
   }
-  EXPECT_LT(rel_error(want, reference(q, x, 1)), kMaxRelErrorVsFp32Int16);
 }
 
 // Every lookup at the table's extreme (all codes set, all activations +1 or -1: each entry is
-// +-127, or +-32767 with int16 tables) over a long whole-row group: the SIMD paths that sum in
+// +-127, +-2047 with int12 tables, +-32767 with int16) over a long whole-row group: the SIMD paths that sum in
 // narrower integers first (AVX2 sums bytes in 16 bits for up to 64 quads) must not overflow.
 TEST(LutKernels, ExtremeEntriesOverALongGroupEqualScalarExactly) {
   for (int bits : {1, 2, 4}) {
@@ -516,7 +549,7 @@ TEST(LutKernels, ExtremeEntriesOverALongGroupEqualScalarExactly) {
     for (float sign : {1.0f, -1.0f}) {
       const int64_t n = 2;
       const std::vector<float> X(size_t(n * q.cols), sign);
-      for (LutTables tables : kBothTables) {
+      for (LutTables tables : kAllTables) {
         std::vector<float> want(size_t(n * q.rows));
         lut_gemm_isa(Isa::Scalar, p, X.data(), n, want.data(), nullptr, tables);
         for (Isa isa : runnable_isas())
@@ -549,7 +582,7 @@ TEST(LutKernels, LongWholeRowGroupsEqualScalarExactly) {
       const PackedMatrix p = PackedMatrix::pack(q);
       for (int64_t n : {1, 7}) {
         const std::vector<float> X = random_activations(n * q.cols, seed * 3 + uint32_t(n));
-        for (LutTables tables : kBothTables)
+        for (LutTables tables : kAllTables)
           EXPECT_TRUE(every_isa_equals_scalar(p, X, n, tables)) << q.spec.name();
       }
     }
@@ -561,7 +594,7 @@ TEST(LutKernels, ThreadsAndGemvMatchSingleThreadedGemm) {
   PackedMatrix p = PackedMatrix::pack(q);
   const int64_t n = 9;
   const std::vector<float> X = random_activations(n * q.cols, 10);
-  for (LutTables tables : kBothTables) {
+  for (LutTables tables : kAllTables) {
     std::vector<float> one(size_t(n * q.rows)), two(size_t(n * q.rows)), gemv(size_t(q.rows));
     lut_gemm(laid_out_for(p, active_isa()), X.data(), n, one.data(), nullptr, tables);
     lut_gemm(laid_out_for(p, active_isa()), X.data(), n, two.data(), &pool, tables);
@@ -577,7 +610,7 @@ TEST(LutKernels, ThreadsAndGemvMatchSingleThreadedGemm) {
 TEST(LutKernels, ZeroActivationsGiveZero) {
   QuantizedMatrix q = random_matrix(QuantKind::HLQ, 2, 32, 40, 64, 3);
   PackedMatrix p = PackedMatrix::pack(q);
-  for (LutTables tables : kBothTables) {
+  for (LutTables tables : kAllTables) {
     std::vector<float> x(64, 0.0f), y(40, 1.0f);
     lut_gemv(laid_out_for(p, active_isa()), x.data(), y.data(), nullptr, tables);
     for (float v : y) EXPECT_EQ(v, 0.0f) << lut_tables_name(tables);
