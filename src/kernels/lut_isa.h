@@ -24,7 +24,7 @@ struct LutActivations {
   int64_t n_groups = 0;            // weight groups per row
   int64_t quads_per_group = 0;     // group_padded / 16
   bool wide = false;               // int16 or int12 tables (see above)
-  int low_bits = 8;                // wide tables: bits of the low part (8: int16, 6: int12)
+  int low_bits = 0;                // wide tables: bits of the low part (8: int16, 6: int12)
   int64_t quad_bytes = 64;         // table bytes per quad: 64 (int8) or 128 (wide)
   const int8_t* tables = nullptr;  // (n, n_groups, quads_per_group, quad_bytes)
   const float* scale_half = nullptr;  // (n, n_groups): table scale / 2

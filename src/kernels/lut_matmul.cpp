@@ -173,8 +173,8 @@ void lut_gemm_same_input_isa(Isa isa, std::span<const PackedMatrix* const> ws, c
   float* scale_half = s.scale_half.data();
   float* sum_x = s.sum_x.data();
   auto prepare = [&](int64_t t) {
-    prepare_token(k, h, low_bits, X + t * h.cols, tables + t * table_bytes, scale_half + t * h.n_groups,
-                  sum_x + t * h.n_groups);
+    prepare_token(k, h, low_bits, X + t * h.cols, tables + t * table_bytes,
+                  scale_half + t * h.n_groups, sum_x + t * h.n_groups);
   };
   if (pool && pool->size() > 1 && n > 1) {
     pool->parallel_for(n, prepare);
@@ -205,7 +205,7 @@ void lut_gemm_same_input_isa(Isa isa, std::span<const PackedMatrix* const> ws, c
     a.n_groups = h.n_groups;
     a.quads_per_group = quads;
     a.wide = wide;
-    a.low_bits = wide ? low_bits : 8;
+    a.low_bits = low_bits;
     a.quad_bytes = quad_bytes;
     a.tables = tables + t0 * table_bytes;
     a.scale_half = scale_half + t0 * h.n_groups;

@@ -1,9 +1,9 @@
 // End to end through the LUT kernels: SmolLM2-135M with every decoder projection quantized
 // data-free with HLQ (w2g128, w3g128) is scored on WikiText-2 twice, once with the projections on
 // the bit-serial LUT kernels (LutLinear on the packed bits; int8, int12 and int16 activation
-// tables) and once with the same quantized weights dequantized exactly to fp32 (the reference path). The only
-// difference between them is the LUT kernels' rounded activation tables, so the perplexities must
-// agree within 0.5% (issue 4).
+// tables) and once with the same quantized weights dequantized exactly to fp32 (the reference
+// path). The only difference between them is the LUT kernels' rounded activation tables, so the
+// perplexities must agree within 0.5% (issue 4).
 // A few short windows keep it fast (docs/RESULTS.md has the longer run, scripts in bench/).
 // Host only: the ARM kernel-test build excludes it (it needs the model runtime).
 #include <gtest/gtest.h>

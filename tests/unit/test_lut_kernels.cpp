@@ -539,8 +539,9 @@ TEST(LutKernels, WideTablesOnAVeryLongGroup) {
 }
 
 // Every lookup at the table's extreme (all codes set, all activations +1 or -1: each entry is
-// +-127, +-2047 with int12 tables, +-32767 with int16) over a long whole-row group: the SIMD paths that sum in
-// narrower integers first (AVX2 sums bytes in 16 bits for up to 64 quads) must not overflow.
+// +-127, +-2047 with int12 tables, +-32767 with int16) over a long whole-row group: the SIMD
+// paths that sum in narrower integers first (AVX2 sums bytes in 16 bits for up to 64 quads, and
+// int12 unit sums in bytes) must not overflow.
 TEST(LutKernels, ExtremeEntriesOverALongGroupEqualScalarExactly) {
   for (int bits : {1, 2, 4}) {
     QuantizedMatrix q = random_matrix(QuantKind::HLQ, bits, 0, 40, 8192, 31);
