@@ -1,21 +1,59 @@
 // Shared per-group fitting helpers (see group_fit.h).
 #include "quant/group_fit.h"
 
+#include <vector>
+
 #include "core/error.h"
 #include "core/thread_pool.h"
 
 namespace elutq {
 
+namespace {
+
+// R rows of H at once, M columns of V: R * M independent sums, each in j order.
+template <int M, int R>
+void block_rows(const float* H, int n, const double* V, int i0, double* out) {
+  double acc[R][M] = {};
+  for (int j = 0; j < n; ++j) {
+    const double* v = V + int64_t(j) * M;
+    for (int r = 0; r < R; ++r) {
+      const double h = H[int64_t(i0 + r) * n + j];
+      for (int c = 0; c < M; ++c) acc[r][c] += h * v[c];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < M; ++c) out[int64_t(i0 + r) * M + c] = acc[r][c];
+}
+
+template <int M>
+void product(const float* H, int n, const double* V, double* out) {
+  constexpr int R = M == 1 ? 4 : 2;  // about 4-8 sums in flight, all in registers
+  int i = 0;
+  for (; i + R <= n; i += R) block_rows<M, R>(H, n, V, i, out);
+  for (; i < n; ++i) block_rows<M, 1>(H, n, V, i, out);
+}
+
+}  // namespace
+
+void full_block_product(const float* H, int n, const double* V, int m, double* out) {
+  switch (m) {
+    case 1: return product<1>(H, n, V, out);
+    case 2: return product<2>(H, n, V, out);
+    case 3: return product<3>(H, n, V, out);
+    case 4: return product<4>(H, n, V, out);
+    case 5: return product<5>(H, n, V, out);
+    case 6: return product<6>(H, n, V, out);
+    default: require(false, "full_block_product: m must be 1..6, got ", m);
+  }
+}
+
 double weighted_error(const float* w, const float* q, int n, const GroupWeights& h) {
   double e = 0;
   if (h.full) {
-    for (int i = 0; i < n; ++i) {
-      double ri = double(w[i]) - q[i];
-      double acc = 0;
-      const float* Hi = h.full + int64_t(i) * n;  // row i of (n, n)
-      for (int j = 0; j < n; ++j) acc += double(Hi[j]) * (double(w[j]) - q[j]);
-      e += ri * acc;
-    }
+    std::vector<double> r(static_cast<size_t>(n)), Hr(r.size());  // (n) each
+    for (int i = 0; i < n; ++i) r[size_t(i)] = double(w[i]) - q[i];
+    full_block_product(h.full, n, r.data(), 1, Hr.data());
+    for (int i = 0; i < n; ++i) e += r[size_t(i)] * Hr[size_t(i)];
     return e;
   }
   for (int i = 0; i < n; ++i) {

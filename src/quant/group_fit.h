@@ -22,6 +22,12 @@ struct GroupWeights {
 // err = r^T H r with r = w - q (H = identity, diag(h) or the full block).
 double weighted_error(const float* w, const float* q, int n, const GroupWeights& h);
 
+// out (n, m) = H V for a full block H (n, n) of floats and V (n, m) of doubles, both row-major,
+// m = 1..6: out[i][c] = sum over j = 0, 1, ... of double(H[i][j]) * V[j][c], in that order, so
+// the result equals the plain double loop bit for bit. (The fits spend most of their time here:
+// several rows go at once, so their sums no longer wait on each other's adds.)
+void full_block_product(const float* H, int n, const double* V, int m, double* out);
+
 // A group fitter: fits params (spec.params_per_group() floats, fp16-representable) and codes (n)
 // for the n weights w of group `group` of row `row`.
 using GroupFitter = std::function<void(int64_t row, int64_t group, const float* w, int n,

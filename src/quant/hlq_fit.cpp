@@ -94,16 +94,13 @@ Fitted run_gradient(const float* w, int n, int bits, const GroupWeights& h,
   double m[kMaxParams] = {}, v[kMaxParams] = {};
   const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
   double best_e = assign_and_error(w, n, bits, h, cur.p, codes, q);
-  std::vector<double> hr(n);  // (n) H r
+  std::vector<double> hr(n), rf(n);  // (n) H r, r
   for (int t = 1; t <= opt.grad_iterations; ++t) {
-    for (int i = 0; i < n; ++i) {
-      if (h.full) {
-        double acc = 0;
-        for (int j = 0; j < n; ++j) acc += double(h.full[int64_t(i) * n + j]) * (w[j] - q[j]);
-        hr[i] = acc;
-      } else {
-        hr[i] = (h.diag ? h.diag[i] : 1.0) * (double(w[i]) - q[i]);
-      }
+    if (h.full) {
+      for (int j = 0; j < n; ++j) rf[size_t(j)] = w[j] - q[j];  // float difference, then double
+      full_block_product(h.full, n, rf.data(), 1, hr.data());
+    } else {
+      for (int i = 0; i < n; ++i) hr[i] = (h.diag ? h.diag[i] : 1.0) * (double(w[i]) - q[i]);
     }
     double g[kMaxParams] = {};  // d/dp of (1/n) r^T H r = -(2/n) A^T H r
     for (int i = 0; i < n; ++i) {
@@ -146,36 +143,71 @@ void hlq_assign(const float* w, int n, int bits, const float* params, uint8_t* c
   }
 }
 
+namespace {
+
+// The normal equations M p = rhs of the least squares, M = A^T H A and rhs = A^T H w with
+// A = [bit planes of the codes, 1] (n, B + 1); HAw (n, B + 2) = H [A w] for a full block H, else
+// nullptr. B is a template parameter so the sums stay in registers: as loops over a run-time
+// B + 1 they were additions to memory, each waiting on the one before, and most of a fit's time
+// with a diagonal H. Each sum adds the terms of the plain loops (a_ik h_i a_il, a_ik h_i w_i,
+// a_ik (HA)_il) over i in order, leaving out only terms that are zero, so the results are
+// unchanged bit for bit.
+template <int kBits>
+void normal_equations(const float* w, int n, const uint8_t* codes, const float* diag,
+                      const double* HAw, double* M, double* rhs) {
+  constexpr int np = kBits + 1;
+  double m[np][np] = {}, r[np] = {};
+  for (int i = 0; i < n; ++i) {
+    bool set[np];
+    double a[np];
+    for (int k = 0; k < np; ++k) {
+      set[k] = k == kBits || (codes[i] >> k & 1);
+      a[k] = set[k] ? 1.0 : 0.0;
+    }
+    if (HAw) {
+      const double* HAi = HAw + int64_t(i) * (np + 1);
+      for (int k = 0; k < np; ++k) {
+        r[k] += a[k] * HAi[np];
+        for (int l = 0; l < np; ++l) m[k][l] += a[k] * HAi[l];
+      }
+    } else {
+      const double hi = diag ? double(diag[i]) : 1.0, hw = hi * w[i];
+      for (int k = 0; k < np; ++k) {
+        r[k] += set[k] ? hw : 0.0;
+        for (int l = k; l < np; ++l) m[k][l] += set[k] && set[l] ? hi : 0.0;
+      }
+    }
+  }
+  for (int k = 0; k < np; ++k) {
+    rhs[k] = r[k];
+    for (int l = 0; l < np; ++l) M[k * np + l] = HAw || l >= k ? m[k][l] : m[l][k];
+  }
+}
+
+}  // namespace
+
 bool hlq_refit_params(const float* w, int n, int bits, const uint8_t* codes,
                       const GroupWeights& h, const float* p_prev, float* params) {
+  require(bits >= 1 && bits <= kMaxBits, "HLQ refit: bits must be 1..4, got ", bits);
   const int np = bits + 1;
   double M[kMaxParams * kMaxParams] = {}, rhs[kMaxParams] = {};  // (np, np), (np)
-  auto a = [&](int i, int k) { return k == bits ? 1.0 : double(codes[i] >> k & 1); };
+  std::vector<double> HAw;  // (n, np + 1) H [A w] with a full block
   if (h.full) {
-    std::vector<double> HA(size_t(n) * np, 0.0), Hw(n, 0.0);  // (n, np), (n)
-    for (int i = 0; i < n; ++i) {
-      const float* Hi = h.full + int64_t(i) * n;
-      for (int j = 0; j < n; ++j) {
-        double hij = Hi[j];
-        Hw[i] += hij * w[j];
-        for (int k = 0; k < np; ++k) HA[size_t(i) * np + k] += hij * a(j, k);
-      }
+    const int m = np + 1;
+    std::vector<double> Aw(size_t(n) * m);
+    for (int j = 0; j < n; ++j) {
+      for (int k = 0; k < np; ++k) Aw[size_t(j) * m + k] = k == bits ? 1.0 : double(codes[j] >> k & 1);
+      Aw[size_t(j) * m + np] = w[j];
     }
-    for (int i = 0; i < n; ++i)
-      for (int k = 0; k < np; ++k) {
-        rhs[k] += a(i, k) * Hw[i];
-        for (int l = 0; l < np; ++l) M[k * np + l] += a(i, k) * HA[size_t(i) * np + l];
-      }
-  } else {
-    for (int i = 0; i < n; ++i) {
-      double hi = h.diag ? double(h.diag[i]) : 1.0;
-      for (int k = 0; k < np; ++k) {
-        double ak = a(i, k);
-        if (ak == 0) continue;
-        rhs[k] += hi * ak * w[i];
-        for (int l = 0; l < np; ++l) M[k * np + l] += hi * ak * a(i, l);
-      }
-    }
+    HAw.resize(Aw.size());
+    full_block_product(h.full, n, Aw.data(), m, HAw.data());
+  }
+  const double* hp = h.full ? HAw.data() : nullptr;
+  switch (bits) {
+    case 1: normal_equations<1>(w, n, codes, h.diag, hp, M, rhs); break;
+    case 2: normal_equations<2>(w, n, codes, h.diag, hp, M, rhs); break;
+    case 3: normal_equations<3>(w, n, codes, h.diag, hp, M, rhs); break;
+    default: normal_equations<4>(w, n, codes, h.diag, hp, M, rhs); break;
   }
   double prev[kMaxParams], x[kMaxParams];
   for (int k = 0; k < np; ++k) prev[k] = p_prev[k];

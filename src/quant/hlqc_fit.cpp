@@ -75,14 +75,17 @@ struct FullBlockProducts {
   std::vector<double> H1, Hw;  // (n) each
   FullBlockProducts(const float* w, int n, const GroupWeights& h) {
     if (!h.full) return;
-    H1.assign(size_t(n), 0.0);
-    Hw.assign(size_t(n), 0.0);
+    std::vector<double> V(size_t(n) * 2), HV(size_t(n) * 2);  // columns 1 and w
+    for (int j = 0; j < n; ++j) {
+      V[size_t(j) * 2] = 1.0;
+      V[size_t(j) * 2 + 1] = w[j];
+    }
+    full_block_product(h.full, n, V.data(), 2, HV.data());
+    H1.resize(size_t(n));
+    Hw.resize(size_t(n));
     for (int i = 0; i < n; ++i) {
-      const float* Hi = h.full + int64_t(i) * n;
-      for (int j = 0; j < n; ++j) {
-        H1[size_t(i)] += double(Hi[j]);
-        Hw[size_t(i)] += double(Hi[j]) * w[j];
-      }
+      H1[size_t(i)] = HV[size_t(i) * 2];
+      Hw[size_t(i)] = HV[size_t(i) * 2 + 1];
     }
   }
 };
@@ -99,12 +102,12 @@ void refit_scale_mid(const float* w, int n, int bits, const uint8_t* codes, cons
   }
   double M[4] = {}, rhs[2] = {};
   if (h.full) {
+    std::vector<double> u_codes(static_cast<size_t>(n)), Hu(u_codes.size());  // (n) u(c_j), H u
+    for (int j = 0; j < n; ++j) u_codes[size_t(j)] = u_of[codes[j]];
+    full_block_product(h.full, n, u_codes.data(), 1, Hu.data());
     for (int i = 0; i < n; ++i) {
-      const float* Hi = h.full + int64_t(i) * n;
-      double Hu = 0;  // (H u)_i
-      for (int j = 0; j < n; ++j) Hu += double(Hi[j]) * u_of[codes[j]];
-      const double u = u_of[codes[i]];
-      M[0] += u * Hu;
+      const double u = u_codes[size_t(i)];
+      M[0] += u * Hu[size_t(i)];
       M[1] += u * fb.H1[size_t(i)];
       M[3] += fb.H1[size_t(i)];
       rhs[0] += u * fb.Hw[size_t(i)];

@@ -1,0 +1,170 @@
+// The fits' inner loops were reordered for speed (several rows' sums at once, sums held in
+// registers, weights compared in blocks); each is checked here against the plain loop it replaced,
+// bit for bit, so a quantized model stays exactly what it was.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "quant/group_fit.h"
+#include "quant/hlq_fit.h"
+#include "quant/small_lstsq.h"
+
+namespace elutq {
+namespace {
+
+std::vector<float> random_floats(std::mt19937& rng, size_t count, float scale) {
+  std::normal_distribution<float> d;
+  std::vector<float> v(count);
+  for (auto& x : v) x = scale * d(rng);
+  return v;
+}
+
+bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+// Any H, symmetric or not, and every column count the fits use.
+TEST(GroupFitExact, FullBlockProductEqualsThePlainLoop) {
+  std::mt19937 rng(11);
+  for (int n : {1, 2, 3, 5, 64, 129}) {
+    const std::vector<float> H = random_floats(rng, size_t(n) * n, 1.0f);
+    for (int m = 1; m <= 6; ++m) {
+      std::vector<double> V(size_t(n) * m);
+      for (auto& v : V) v = std::normal_distribution<double>()(rng);
+      std::vector<double> out(V.size());
+      full_block_product(H.data(), n, V.data(), m, out.data());
+      for (int i = 0; i < n; ++i)
+        for (int c = 0; c < m; ++c) {
+          double acc = 0;
+          for (int j = 0; j < n; ++j) acc += double(H[size_t(i) * n + j]) * V[size_t(j) * m + c];
+          ASSERT_TRUE(same_bits(out[size_t(i) * m + c], acc)) << "n " << n << " m " << m << " i " << i;
+        }
+    }
+  }
+  std::vector<double> out(4);
+  EXPECT_THROW(full_block_product(nullptr, 2, out.data(), 7, out.data()), std::exception);
+}
+
+TEST(GroupFitExact, WeightedErrorEqualsThePlainLoop) {
+  std::mt19937 rng(12);
+  for (int n : {1, 7, 128}) {
+    const std::vector<float> H = random_floats(rng, size_t(n) * n, 1.0f);
+    const std::vector<float> w = random_floats(rng, n, 0.02f), q = random_floats(rng, n, 0.02f);
+    double e = 0;
+    for (int i = 0; i < n; ++i) {
+      double acc = 0;
+      for (int j = 0; j < n; ++j) acc += double(H[size_t(i) * n + j]) * (double(w[j]) - q[j]);
+      e += (double(w[i]) - q[i]) * acc;
+    }
+    GroupWeights gw;
+    gw.full = H.data();
+    EXPECT_TRUE(same_bits(weighted_error(w.data(), q.data(), n, gw), e)) << n;
+  }
+}
+
+// The least-squares step as it was written before: normal equations by plain loops (terms with
+// a zero bit skipped in the diagonal case), then the same solver.
+std::vector<float> refit_reference(const float* w, int n, int bits, const uint8_t* codes,
+                                   const GroupWeights& h, const float* p_prev) {
+  const int np = bits + 1;
+  std::vector<double> M(size_t(np) * np, 0.0), rhs(np, 0.0);
+  auto a = [&](int i, int k) { return k == bits ? 1.0 : double(codes[i] >> k & 1); };
+  if (h.full) {
+    std::vector<double> HA(size_t(n) * np, 0.0), Hw(n, 0.0);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < n; ++j) {
+        const double hij = h.full[size_t(i) * n + j];
+        Hw[i] += hij * w[j];
+        for (int k = 0; k < np; ++k) HA[size_t(i) * np + k] += hij * a(j, k);
+      }
+    for (int i = 0; i < n; ++i)
+      for (int k = 0; k < np; ++k) {
+        rhs[k] += a(i, k) * Hw[i];
+        for (int l = 0; l < np; ++l) M[size_t(k) * np + l] += a(i, k) * HA[size_t(i) * np + l];
+      }
+  } else {
+    for (int i = 0; i < n; ++i) {
+      const double hi = h.diag ? double(h.diag[i]) : 1.0;
+      for (int k = 0; k < np; ++k) {
+        const double ak = a(i, k);
+        if (ak == 0) continue;
+        rhs[k] += hi * ak * w[i];
+        for (int l = 0; l < np; ++l) M[size_t(k) * np + l] += hi * ak * a(i, l);
+      }
+    }
+  }
+  std::vector<double> prev(p_prev, p_prev + np), x(np);
+  solve_proximal_spd(M.data(), rhs.data(), prev.data(), np, 1e-9, x.data());
+  return std::vector<float>(x.begin(), x.end());
+}
+
+TEST(GroupFitExact, RefitEqualsThePlainNormalEquations) {
+  std::mt19937 rng(13);
+  const int n = 96;
+  std::vector<float> diag(n);
+  for (auto& d : diag) d = 0.05f + float(rng() % 1000) / 250.0f;
+  std::vector<float> X = random_floats(rng, size_t(2 * n) * n, 1.0f), H(size_t(n) * n);
+  for (int i = 0; i < n; ++i)  // X^T X / rows + damping: a Hessian-like block
+    for (int j = 0; j < n; ++j) {
+      double acc = 0;
+      for (int t = 0; t < 2 * n; ++t) acc += double(X[size_t(t) * n + i]) * X[size_t(t) * n + j];
+      H[size_t(i) * n + j] = float(acc / (2 * n)) + (i == j ? 0.01f : 0.0f);
+    }
+  for (int bits = 1; bits <= 4; ++bits)
+    for (int kind = 0; kind < 3; ++kind) {
+      GroupWeights gw;
+      if (kind == 1) gw.diag = diag.data();
+      if (kind == 2) gw.full = H.data();
+      const std::vector<float> w = random_floats(rng, n, 0.02f);
+      std::vector<uint8_t> codes(n);
+      for (auto& c : codes) c = uint8_t(rng() % (1u << bits));
+      std::vector<float> prev(bits + 1, 0.001f), p(bits + 1);
+      hlq_refit_params(w.data(), n, bits, codes.data(), gw, prev.data(), p.data());
+      const std::vector<float> ref = refit_reference(w.data(), n, bits, codes.data(), gw, prev.data());
+      for (int k = 0; k <= bits; ++k)
+        EXPECT_TRUE(same_bits(p[k], ref[k])) << "bits " << bits << " kind " << kind << " k " << k;
+    }
+}
+
+// Nearest codes, ties included (the first nearest value wins), on ragged lengths.
+TEST(GroupFitExact, AssignEqualsThePlainLoop) {
+  std::mt19937 rng(14);
+  for (int bits = 1; bits <= 4; ++bits)
+    for (int n : {1, 15, 16, 17, 130}) {
+      const float params[5] = {0.25f, 0.5f, 1.0f, 2.0f, -1.0f};
+      std::vector<float> p(params, params + bits);
+      p.push_back(params[4]);
+      std::vector<float> vals(1u << bits);
+      for (int c = 0; c < int(vals.size()); ++c) {
+        float v = p[bits];
+        for (int b = 0; b < bits; ++b)
+          if (c >> b & 1) v += p[b];
+        vals[c] = v;
+      }
+      std::vector<float> w(n);
+      for (auto& x : w) {
+        const int pick = int(rng() % 3);  // on a value, halfway between two, or anywhere
+        const float a = vals[rng() % vals.size()], b = vals[rng() % vals.size()];
+        x = pick == 0 ? a : pick == 1 ? 0.5f * (a + b) : -1.5f + float(rng() % 1000) / 200.0f;
+      }
+      std::vector<uint8_t> codes(n);
+      hlq_assign(w.data(), n, bits, p.data(), codes.data());
+      for (int i = 0; i < n; ++i) {
+        int best = 0;
+        float bd = std::fabs(w[i] - vals[0]);
+        for (int c = 1; c < int(vals.size()); ++c) {
+          const float d = std::fabs(w[i] - vals[c]);
+          if (d < bd) {
+            bd = d;
+            best = c;
+          }
+        }
+        ASSERT_EQ(int(codes[i]), best) << "bits " << bits << " n " << n << " i " << i;
+      }
+    }
+}
+
+}  // namespace
+}  // namespace elutq
