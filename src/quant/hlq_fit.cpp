@@ -149,8 +149,9 @@ namespace {
 // A = [bit planes of the codes, 1] (n, B + 1); HAw (n, B + 2) = H [A w] for a full block H, else
 // nullptr. B is a template parameter so the sums stay in registers: as loops over a run-time
 // B + 1 they were additions to memory, each waiting on the one before, and most of a fit's time
-// with a diagonal H. Each sum adds the terms of the plain loops (a_ik h_i a_il, a_ik h_i w_i,
-// a_ik (HA)_il) over i in order, leaving out only terms that are zero, so the results are
+// with a diagonal H (with a branch per zero bit, mispredicted half the time). Each sum adds the
+// terms of the plain loops ((h_i a_ik) a_il, (h_i a_ik) w_i, a_ik (HA)_il) over i in order; the
+// plain diagonal loop skipped a_ik = 0, whose terms are +-0 and change no sum, so the results are
 // unchanged bit for bit.
 template <int kBits>
 void normal_equations(const float* w, int n, const uint8_t* codes, const float* diag,
@@ -158,12 +159,8 @@ void normal_equations(const float* w, int n, const uint8_t* codes, const float* 
   constexpr int np = kBits + 1;
   double m[np][np] = {}, r[np] = {};
   for (int i = 0; i < n; ++i) {
-    bool set[np];
     double a[np];
-    for (int k = 0; k < np; ++k) {
-      set[k] = k == kBits || (codes[i] >> k & 1);
-      a[k] = set[k] ? 1.0 : 0.0;
-    }
+    for (int k = 0; k < np; ++k) a[k] = k == kBits ? 1.0 : double(codes[i] >> k & 1);
     if (HAw) {
       const double* HAi = HAw + int64_t(i) * (np + 1);
       for (int k = 0; k < np; ++k) {
@@ -171,16 +168,18 @@ void normal_equations(const float* w, int n, const uint8_t* codes, const float* 
         for (int l = 0; l < np; ++l) m[k][l] += a[k] * HAi[l];
       }
     } else {
-      const double hi = diag ? double(diag[i]) : 1.0, hw = hi * w[i];
+      // (h_i a_ik) a_il and (h_i a_ik) w_i as before; a zero a_ik adds +-0, which changes no sum.
+      const double hi = diag ? double(diag[i]) : 1.0;
       for (int k = 0; k < np; ++k) {
-        r[k] += set[k] ? hw : 0.0;
-        for (int l = k; l < np; ++l) m[k][l] += set[k] && set[l] ? hi : 0.0;
+        const double hk = hi * a[k];
+        r[k] += hk * w[i];
+        for (int l = 0; l < np; ++l) m[k][l] += hk * a[l];
       }
     }
   }
   for (int k = 0; k < np; ++k) {
     rhs[k] = r[k];
-    for (int l = 0; l < np; ++l) M[k * np + l] = HAw || l >= k ? m[k][l] : m[l][k];
+    for (int l = 0; l < np; ++l) M[k * np + l] = m[k][l];
   }
 }
 
