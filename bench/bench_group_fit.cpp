@@ -19,7 +19,7 @@ constexpr int kGroup = 128;
 constexpr int kGroupsPerRun = 16;  // different weights each, so no run repeats one group
 
 struct FitInputs {
-  std::vector<float> H, diag, W, codebook;  // (n, n), (n), (groups, n), ((B - 1) * 16)
+  std::vector<float> H, diag, W, codebook;  // (n, n), (n), (groups, n), (3 * kHlqcRatios)
 };
 
 const FitInputs& inputs() {
@@ -40,8 +40,8 @@ const FitInputs& inputs() {
     for (int i = 0; i < kGroup; ++i) f.diag.push_back(f.H[size_t(i) * kGroup + i]);
     f.W.resize(size_t(kGroupsPerRun) * kGroup);
     for (auto& v : f.W) v = 0.02f * d(rng);
-    for (int b = 1; b < 4; ++b)
-      for (int k = 0; k < 16; ++k) f.codebook.push_back(float(1 << b) * (0.85f + 0.02f * k));
+    for (int b = 1; b < 4; ++b)  // ratios near 2^b, as free HLQ fits give
+      for (int k = 0; k < kHlqcRatios; ++k) f.codebook.push_back(float(1 << b) * (0.85f + 0.02f * k));
     return f;
   }();
   return in;

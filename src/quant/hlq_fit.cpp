@@ -145,6 +145,12 @@ void hlq_assign(const float* w, int n, int bits, const float* params, uint8_t* c
 
 namespace {
 
+// Column k of the least squares' design matrix A at a weight with this code: bit k of the code
+// for the planes (k < B), 1 for the zero (k = B).
+inline double design_column(uint8_t code, int k, int bits) {
+  return k == bits ? 1.0 : double(code >> k & 1);
+}
+
 // The normal equations M p = rhs of the least squares, M = A^T H A and rhs = A^T H w with
 // A = [bit planes of the codes, 1] (n, B + 1); HAw (n, B + 2) = H [A w] for a full block H, else
 // nullptr. B is a template parameter so the sums stay in registers: as loops over a run-time
@@ -160,7 +166,7 @@ void normal_equations(const float* w, int n, const uint8_t* codes, const float* 
   double m[np][np] = {}, r[np] = {};
   for (int i = 0; i < n; ++i) {
     double a[np];
-    for (int k = 0; k < np; ++k) a[k] = k == kBits ? 1.0 : double(codes[i] >> k & 1);
+    for (int k = 0; k < np; ++k) a[k] = design_column(codes[i], k, kBits);
     if (HAw) {
       const double* HAi = HAw + int64_t(i) * (np + 1);
       for (int k = 0; k < np; ++k) {
@@ -195,7 +201,7 @@ bool hlq_refit_params(const float* w, int n, int bits, const uint8_t* codes,
     const int m = np + 1;
     std::vector<double> Aw(size_t(n) * m);
     for (int j = 0; j < n; ++j) {
-      for (int k = 0; k < np; ++k) Aw[size_t(j) * m + k] = k == bits ? 1.0 : double(codes[j] >> k & 1);
+      for (int k = 0; k < np; ++k) Aw[size_t(j) * m + k] = design_column(codes[j], k, bits);
       Aw[size_t(j) * m + np] = w[j];
     }
     HAw.resize(Aw.size());
