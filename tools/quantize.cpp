@@ -2,6 +2,7 @@
 // block by block with calibration data, and write one elutq model file. Prints a progress bar
 // (block i/n, layer, ETA) and a final report: per-layer reconstruction error, bits per weight,
 // file size, wall time and peak memory.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -255,12 +256,18 @@ int run_quantize(int argc, char** argv) {
                    "calibration: no --calib given; sampling %d x %d tokens from the model "
                    "(temperature 1, seed %llu)\n",
                    co.nsamples, co.seqlen, static_cast<unsigned long long>(seed));
+      // A KV cache for the sequences side by side (each step then reads the weights once for
+      // all of them), up to 2 GiB: all 8 x 256 default sequences of a 7B model (1 MiB per
+      // position), every sequence of small models.
+      const int64_t kv_per_pos = int64_t(cfg.n_layers) * 2 * cfg.n_kv_heads * cfg.head_dim * 4;
+      const int64_t fit = std::max<int64_t>(1, (int64_t(2) << 30) / kv_per_pos / co.seqlen);
       ModelOptions mo;
       mo.n_threads = threads;
-      mo.max_ctx = co.seqlen;
+      mo.max_ctx = co.seqlen * int(std::min<int64_t>(co.nsamples, fit));
       Model full(*src, mo);
-      Progress bar("sampling", co.nsamples, quiet);
-      seqs = calibration_from_model(full, tok.bos_id(), co, [&](int i) { bar.update(i + 1); });
+      Progress bar("sampling", int64_t(co.nsamples) * (co.seqlen - 1), quiet);
+      seqs = calibration_from_model(full, tok.bos_id(), co,
+                                    [&](int64_t done) { bar.update(done); });
       bar.finish();
       plan.extra.push_back({"calibration.source", "sampled from the model (data-free)"});
     }

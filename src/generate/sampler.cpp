@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/error.h"
 
@@ -30,6 +31,50 @@ void Sampler::accept(int token) {
   // Keep the window bounded without reallocating every step.
   if (history_.size() > size_t(opt_.repeat_last_n) * 2)
     history_.erase(history_.begin(), history_.end() - opt_.repeat_last_n);
+}
+
+void Sampler::skip_draws(uint64_t tokens) {
+  if (opt_.temperature > 0.0f) rng_.discard(tokens);  // sample() draws once per token
+}
+
+namespace {
+// A float's bits mapped so that unsigned order is the floats' order (-0 taken as +0, as the
+// comparison does).
+uint32_t ordered_bits(float f) {
+  if (f == 0.0f) f = 0.0f;
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+
+// Sorts keys ascending on their low `bits` bits (the rest zero), least significant byte first:
+// one counting pass per byte, none for a byte that all keys share.
+void radix_sort(std::vector<uint64_t>& keys, std::vector<uint64_t>& tmp, int bits) {
+  tmp.resize(keys.size());
+  for (int shift = 0; shift < bits; shift += 8) {
+    size_t count[257] = {};
+    for (uint64_t k : keys) ++count[((k >> shift) & 0xff) + 1];
+    if (std::find(count + 1, count + 257, keys.size()) != count + 257) continue;
+    for (int d = 0; d < 256; ++d) count[d + 1] += count[d];
+    for (uint64_t k : keys) tmp[count[(k >> shift) & 0xff]++] = k;
+    keys.swap(tmp);
+  }
+}
+}  // namespace
+
+// The same order as sorting (id, logit) by descending logit, then ascending id, as one radix sort
+// of keys with the descending logit above the id: a sort of a whole vocabulary per token is most
+// of a draw from the untruncated distribution (data-free calibration).
+void Sampler::sort_by_logit() {
+  int id_bits = 1;
+  while ((size_t(1) << id_bits) < cand_.size()) ++id_bits;
+  keys_.resize(cand_.size());
+  for (size_t i = 0; i < cand_.size(); ++i)
+    keys_[i] = uint64_t(~ordered_bits(cand_[i].second)) << id_bits | uint32_t(cand_[i].first);
+  radix_sort(keys_, scratch_, 32 + id_bits);
+  unsorted_.assign(cand_.begin(), cand_.end());  // cand_[i] is token i's (id, logit) here
+  const uint64_t id_mask = (uint64_t(1) << id_bits) - 1;
+  for (size_t i = 0; i < keys_.size(); ++i) cand_[i] = unsorted_[keys_[i] & id_mask];
 }
 
 int Sampler::sample(const float* logits, int vocab) {
@@ -66,7 +111,7 @@ int Sampler::sample(const float* logits, int vocab) {
       std::partial_sort(cand_.begin(), cand_.begin() + long(k), cand_.end(), by_logit);
       cand_.resize(k);
     } else {
-      std::sort(cand_.begin(), cand_.end(), by_logit);
+      sort_by_logit();
     }
     // Softmax of logit / T, stably from the maximum.
     const float mx = cand_[0].second;

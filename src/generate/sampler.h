@@ -29,6 +29,11 @@ class Sampler {
 
   // Records tokens (the prompt) so the repetition penalty sees them.
   void accept(int token);
+
+  // Advances the random stream past the draws of `tokens` samples, so that several samplers, one
+  // per sequence sampled side by side, draw exactly what one sampler would draw for the
+  // sequences one after another. (Greedy sampling draws nothing.)
+  void skip_draws(uint64_t tokens);
   void reset_history() { history_.clear(); }
 
   // The probabilities (after penalty, temperature and truncation) of the candidates the last
@@ -42,6 +47,10 @@ class Sampler {
   std::mt19937_64 rng_;
   std::vector<int> history_;                 // recent tokens, oldest first
   std::vector<std::pair<int, float>> cand_;  // (id, logit then probability), reused
+  std::vector<uint64_t> keys_, scratch_;              // sort scratch, reused
+  std::vector<std::pair<int, float>> unsorted_;       // sort scratch, reused
+
+  void sort_by_logit();  // cand_ (token i at i) by descending logit, then ascending id
 };
 
 // Index of the largest logit (lowest index on ties).

@@ -1,4 +1,4 @@
-// fp32 dense Linear: threaded GEMV for one token, sliced OpenBLAS sgemm for several.
+// fp32 dense Linear: threaded GEMV for up to 8 tokens, sliced OpenBLAS sgemm for more.
 #include "model/dense_linear.h"
 
 #include <cblas.h>
@@ -26,14 +26,25 @@ float dot_f32_scalar(const float* a, const float* b, int64_t n) {
 void gemv_rows_f32_scalar(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y) {
   for (int64_t r = r0; r < r1; ++r) y[r] = dot_f32_scalar(W + r * n, x, n);
 }
+void gemv2_rows_f32_scalar(const float* W, const float* x0, const float* x1, int64_t n, int64_t r0,
+                           int64_t r1, float* y0, float* y1) {
+  gemv_rows_f32_scalar(W, x0, n, r0, r1, y0);
+  gemv_rows_f32_scalar(W, x1, n, r0, r1, y1);
+}
 }  // namespace kern
 
 namespace {
+// Up to this many tokens go row block by row block through the one-token GEMV; more through sgemm.
+constexpr int64_t kRowDotTokens = 8;
+
 using DotFn = float (*)(const float*, const float*, int64_t);
 using GemvFn = void (*)(const float*, const float*, int64_t, int64_t, int64_t, float*);
+using Gemv2Fn = void (*)(const float*, const float*, const float*, int64_t, int64_t, int64_t,
+                         float*, float*);
 struct Kernels {
   DotFn dot = kern::dot_f32_scalar;
   GemvFn gemv = kern::gemv_rows_f32_scalar;
+  Gemv2Fn gemv2 = kern::gemv2_rows_f32_scalar;
   // ELUTQ_BLAS_THREADS=1 hands the whole sgemm to OpenBLAS's own threads instead of slicing it
   // over our pool (kept to compare the two in scripts/bench_fp32.sh).
   bool blas_threads = false;
@@ -45,6 +56,7 @@ const Kernels& kernels() {
     if (active_isa() != Isa::Scalar && isa_available(Isa::Avx2)) {
       r.dot = kern::dot_f32_avx2;
       r.gemv = kern::gemv_rows_f32_avx2;
+      r.gemv2 = kern::gemv2_rows_f32_avx2;
     }
 #endif
     const char* e = std::getenv("ELUTQ_BLAS_THREADS");
@@ -79,6 +91,23 @@ void DenseLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool)
   const int64_t in = in_, out = out_;
   if (n == 1) {
     pool.run(out, [&](int, int64_t r0, int64_t r1) { gemv_rows_f32(W, x, in, r0, r1, y); });
+    return;
+  }
+  if (n <= kRowDotTokens) {
+    // A few tokens (sequences decoded side by side, short prompts): each token's output is the
+    // one-token GEMV's, bit for bit, so a sequence does not depend on what runs beside it; a
+    // block of rows stays in L1 while every token passes over it, so the weights are read once.
+    const int64_t block = std::max<int64_t>(1, 16384 / (in * 4));  // rows per 16 KiB
+    pool.run((out + block - 1) / block, [&](int, int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t r0 = b * block, r1 = std::min(out, r0 + block);
+        int64_t t = 0;
+        for (; t + 2 <= n; t += 2)
+          kernels().gemv2(W, x + t * in, x + (t + 1) * in, in, r0, r1, y + t * out,
+                          y + (t + 1) * out);
+        if (t < n) gemv_rows_f32(W, x + t * in, in, r0, r1, y + t * out);
+      }
+    });
     return;
   }
   if (kernels().blas_threads) {

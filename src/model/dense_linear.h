@@ -1,9 +1,10 @@
-// The fp32 dense Linear: a (out, in) row-major weight. One token goes through our own threaded
-// GEMV (rows split across the pool, AVX2/FMA where the CPU has it); several tokens through
-// OpenBLAS sgemm, each pool thread taking a slice of the output features with OpenBLAS itself
-// single-threaded: on par with OpenBLAS's own threading at 2 threads (SmolLM2 prefill, 256
-// tokens: 148-151 vs 154 tok/s on a loaded 2-core machine; ELUTQ_BLAS_THREADS=1 selects it) and
-// it keeps one thread pool, no oversubscription.
+// The fp32 dense Linear: a (out, in) row-major weight. Up to 8 tokens go through our own threaded
+// GEMV (rows split across the pool, AVX2/FMA where the CPU has it; several tokens take turns on
+// each block of rows while it is in L1, each getting the one-token result bit for bit); more
+// tokens through OpenBLAS sgemm, each pool thread taking a slice of the output features with
+// OpenBLAS itself single-threaded: on par with OpenBLAS's own threading at 2 threads (SmolLM2
+// prefill, 256 tokens: 148-151 vs 154 tok/s on a loaded 2-core machine; ELUTQ_BLAS_THREADS=1
+// selects it) and it keeps one thread pool, no oversubscription.
 #pragma once
 
 #include <memory>

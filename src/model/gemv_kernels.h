@@ -27,6 +27,10 @@ inline float half_row_dot(const uint8_t* row, const float* x, int64_t k0, int64_
 
 float dot_f32_scalar(const float* a, const float* b, int64_t n);
 void gemv_rows_f32_scalar(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y);
+// Two tokens over the same rows: y0 = W x0 and y1 = W x1 for rows [r0, r1), each equal bit for bit
+// to gemv_rows_f32 of the same ISA (one pass over the rows for both).
+void gemv2_rows_f32_scalar(const float* W, const float* x0, const float* x1, int64_t n, int64_t r0,
+                           int64_t r1, float* y0, float* y1);
 // GGML Q8_0 rows (34-byte blocks of fp16 d + 32 int8 q; n % 32 == 0): y[r] = sum_k d q_k x_k, each
 // weight formed as the fp32 product d * q (exact) before it meets x.
 void gemv_rows_q8_0_scalar(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
@@ -51,6 +55,8 @@ void gemv_rows_bf16_avx512(const uint8_t* W, const float* x, int64_t n, int64_t 
                            float* y);
 float dot_f32_avx2(const float* a, const float* b, int64_t n);
 void gemv_rows_f32_avx2(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y);
+void gemv2_rows_f32_avx2(const float* W, const float* x0, const float* x1, int64_t n, int64_t r0,
+                         int64_t r1, float* y0, float* y1);
 #endif
 
 }  // namespace elutq::kern

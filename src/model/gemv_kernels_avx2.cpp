@@ -40,6 +40,45 @@ void gemv_rows_f32_avx2(const float* W, const float* x, int64_t n, int64_t r0, i
   for (int64_t r = r0; r < r1; ++r) y[r] = dot_f32_avx2(W + r * n, x, n);
 }
 
+void gemv2_rows_f32_avx2(const float* W, const float* x0, const float* x1, int64_t n, int64_t r0,
+                         int64_t r1, float* y0, float* y1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* a = W + r * n;
+    // dot_f32_avx2's four chains for each token, in its order, sharing the row's loads: eight
+    // chains in flight instead of four, half the loads per product.
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    __m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();
+    __m256 t2 = _mm256_setzero_ps(), t3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+      const __m256 w0 = _mm256_loadu_ps(a + i), w1 = _mm256_loadu_ps(a + i + 8);
+      const __m256 w2 = _mm256_loadu_ps(a + i + 16), w3 = _mm256_loadu_ps(a + i + 24);
+      s0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x0 + i), s0);
+      t0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x1 + i), t0);
+      s1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x0 + i + 8), s1);
+      t1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x1 + i + 8), t1);
+      s2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x0 + i + 16), s2);
+      t2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x1 + i + 16), t2);
+      s3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x0 + i + 24), s3);
+      t3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x1 + i + 24), t3);
+    }
+    for (; i + 8 <= n; i += 8) {
+      const __m256 w = _mm256_loadu_ps(a + i);
+      s0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(x0 + i), s0);
+      t0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(x1 + i), t0);
+    }
+    float u = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    float v = hsum(_mm256_add_ps(_mm256_add_ps(t0, t1), _mm256_add_ps(t2, t3)));
+    for (; i < n; ++i) {
+      u += a[i] * x0[i];
+      v += a[i] * x1[i];
+    }
+    y0[r] = u;
+    y1[r] = v;
+  }
+}
+
 void gemv_rows_q8_0_avx2(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
                          float* y) {
   const int64_t nb = n / 32;

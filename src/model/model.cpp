@@ -42,6 +42,9 @@ struct Model::Scratch {
   std::vector<float> scores;  // (n_threads, max_ctx) one attention row per thread
   std::vector<float> last;    // (dim) final hidden state of the last token
   std::vector<float> logits;  // (vocab) logits of the last token
+  // Where each token of the batch in flight sits: position tok_pos[i] (RoPE, causal extent) of a
+  // sequence whose KV cache rows start at row tok_row0[i]. One sequence: pos + i and 0.
+  std::vector<int> tok_pos, tok_row0;  // (max_batch) each
 };
 
 namespace {
@@ -157,6 +160,8 @@ Model::Model(const ModelSource& src, const ModelOptions& opt) : cfg_(src.config(
   s_->scores.resize(size_t(pool_->size()) * max_ctx_);
   s_->last.resize(dim);
   s_->logits.resize(vocab);
+  s_->tok_pos.resize(B);
+  s_->tok_row0.resize(B);
 }
 
 Model::~Model() = default;
@@ -265,6 +270,34 @@ void Model::forward_block(int layer, float* x, int n, int pos) {
   require(n > 0 && n <= max_batch_, "forward_block: ", n, " tokens; 1..", max_batch_, " allowed");
   require(pos >= 0 && pos + n <= max_ctx_, "positions ", pos, "..", pos + n - 1,
           " exceed the context of ", max_ctx_, " tokens (raise --ctx / max_ctx)");
+  for (int i = 0; i < n; ++i) {
+    s_->tok_pos[size_t(i)] = pos + i;
+    s_->tok_row0[size_t(i)] = 0;
+  }
+  run_block(layer, x, n);
+}
+
+void Model::decode_sequences(const int* tokens, const int* pos, int n, int slot_len,
+                             float* logits) {
+  require(n > 0 && n <= max_batch_, "decode_sequences: ", n, " sequences; 1..", max_batch_,
+          " allowed");
+  require(slot_len > 0 && int64_t(n) * slot_len <= max_ctx_, "decode_sequences: ", n,
+          " sequences of ", slot_len, " tokens do not fit the KV cache of ", max_ctx_,
+          " tokens (raise max_ctx)");
+  for (int i = 0; i < n; ++i) {
+    require(pos[i] >= 0 && pos[i] < slot_len, "decode_sequences: position ", pos[i],
+            " of sequence ", i, " is outside its ", slot_len, " cache rows");
+    s_->tok_pos[size_t(i)] = pos[i];
+    s_->tok_row0[size_t(i)] = i * slot_len;
+  }
+  float* x = s_->x.data();
+  embed(tokens, n, x);
+  for (int l = 0; l < cfg_.n_layers; ++l) run_block(l, x, n);
+  final_norm(x, n);
+  logits_of(x, n, logits);
+}
+
+void Model::run_block(int layer, float* x, int n) {
   const ModelConfig& c = cfg_;
   Layer& L = loaded_layer(layer);
   Scratch& s = *s_;
@@ -296,13 +329,15 @@ void Model::forward_block(int layer, float* x, int n, int pos) {
     }
     float* cs = s.cos_t.data() + int64_t(i) * half;
     float* sn = s.sin_t.data() + int64_t(i) * half;
-    rope_cos_sin(pos + i, inv_freq_.data(), half, cs, sn);
+    const int p = s.tok_pos[size_t(i)];
+    const int64_t row = int64_t(s.tok_row0[size_t(i)]) + p;
+    rope_cos_sin(p, inv_freq_.data(), half, cs, sn);
     for (int h = 0; h < c.n_heads; ++h) rope_rotate(q + h * hd, hd, cs, sn, c.rope_style);
     for (int h = 0; h < c.n_kv_heads; ++h) rope_rotate(k + h * hd, hd, cs, sn, c.rope_style);
-    std::memcpy(L.k_cache.data() + int64_t(pos + i) * kv_dim, k, sizeof(float) * kv_dim);
-    std::memcpy(L.v_cache.data() + int64_t(pos + i) * kv_dim, v, sizeof(float) * kv_dim);
+    std::memcpy(L.k_cache.data() + row * kv_dim, k, sizeof(float) * kv_dim);
+    std::memcpy(L.v_cache.data() + row * kv_dim, v, sizeof(float) * kv_dim);
   }
-  attention(layer, n, pos);
+  attention(layer, n);
   L.lin[int(LinearSlot::O)]->forward(s.att.data(), n, s.proj.data(), pool);
   for (int64_t j = 0; j < int64_t(n) * dim; ++j) x[j] += s.proj[j];
 
@@ -324,8 +359,9 @@ void Model::forward_block(int layer, float* x, int n, int pos) {
 }
 
 // att (n, q_dim): for each token i and head h, softmax(q k^T / sqrt(hd)) v over the cached
-// positions it may see (causal, and within the sliding window if the model has one).
-void Model::attention(int layer, int n, int pos) {
+// positions of its sequence it may see (causal, and within the sliding window if the model has
+// one).
+void Model::attention(int layer, int n) {
   const ModelConfig& c = cfg_;
   Layer& L = *layers_[layer];
   Scratch& s = *s_;
@@ -336,11 +372,13 @@ void Model::attention(int layer, int n, int pos) {
     float* sc = s.scores.data() + int64_t(t) * max_ctx_;
     for (int64_t item = b; item < e; ++item) {
       const int i = int(item / c.n_heads), h = int(item % c.n_heads), kvh = h / group;
-      const int p = pos + i;
+      const int p = s.tok_pos[size_t(i)];
       const int start = c.sliding_window > 0 ? std::max(0, p - c.sliding_window + 1) : 0;
       const float* q = s.q.data() + int64_t(i) * q_dim + h * hd;
-      const float* kc = L.k_cache.data() + kvh * hd;
-      const float* vc = L.v_cache.data() + kvh * hd;
+      // The sequence's cache rows; j below counts positions within them.
+      const int64_t row0 = s.tok_row0[size_t(i)];
+      const float* kc = L.k_cache.data() + row0 * kv_dim + kvh * hd;
+      const float* vc = L.v_cache.data() + row0 * kv_dim + kvh * hd;
       float mx = -INFINITY;
       for (int j = start; j <= p; ++j) {
         sc[j] = dot_f32(q, kc + int64_t(j) * kv_dim, hd) * scale;
@@ -379,6 +417,10 @@ void Model::forward(const int* tokens, int n, int pos, float* hidden) {
 
 void Model::logits(const float* hidden, int n, float* out) {
   require(n > 0, "logits: no rows");
+  logits_of(hidden, n, out);
+}
+
+void Model::logits_of(const float* hidden, int n, float* out) {
   ensure_output();
   output_->forward(hidden, n, out, *pool_);
 }

@@ -71,6 +71,13 @@ class Model {
   const float* prefill_logits(const int* tokens, int n, int pos);
   const float* decode_logits(int token, int pos) { return prefill_logits(&token, 1, pos); }
 
+  // One decoding step of n independent sequences at once (batched sampling: each weight is read
+  // once for all of them): token i continues sequence i at position pos[i]. Sequence i keeps its
+  // KV cache in rows [i * slot_len, (i + 1) * slot_len) of the cache, so n * slot_len <=
+  // max_ctx(), n <= max_batch() and 0 <= pos[i] < slot_len; a sequence restarts by passing a
+  // smaller position, like the single-sequence calls. Writes logits (n, vocab) to logits.
+  void decode_sequences(const int* tokens, const int* pos, int n, int slot_len, float* logits);
+
   // --- block-level access --------------------------------------------------------------------
   // x (n, dim) = embedding rows of tokens.
   void embed(const int* tokens, int n, float* x) const;
@@ -100,7 +107,10 @@ class Model {
  private:
   struct Layer;
   struct Scratch;
-  void attention(int layer, int n, int pos);
+  // One block on the batch whose placement (Scratch::tok_pos, tok_row0) is set.
+  void run_block(int layer, float* x, int n);
+  void attention(int layer, int n);
+  void logits_of(const float* hidden, int n, float* out);
   Layer& loaded_layer(int layer);
   void ensure_output();
 

@@ -70,14 +70,14 @@ std::vector<std::vector<int>> calibration_from_file(const std::string& path, boo
   return calibration_from_documents(docs, tok, opt);
 }
 
-std::vector<std::vector<int>> calibration_from_model(Model& model, int bos_id,
-                                                     const CalibDataOptions& opt,
-                                                     const std::function<void(int)>& on_sequence) {
+std::vector<std::vector<int>> calibration_from_model(
+    Model& model, int bos_id, const CalibDataOptions& opt,
+    const std::function<void(int64_t)>& on_tokens) {
   check_sizes(opt);
-  const int vocab = model.config().vocab_size;
+  const int vocab = model.config().vocab_size, L = opt.seqlen;
   require(bos_id >= 0 && bos_id < vocab, "data-free calibration needs the model's BOS token; ",
           "this tokenizer has none, so give a calibration text with --calib");
-  require(opt.seqlen <= model.max_ctx(), "calibration sequences of ", opt.seqlen,
+  require(L <= model.max_ctx(), "calibration sequences of ", L,
           " tokens exceed the model context of ", model.max_ctx(), "; lower --seqlen");
   SamplerOptions so;
   so.temperature = 1.0f;  // the model's own distribution, untruncated
@@ -85,19 +85,36 @@ std::vector<std::vector<int>> calibration_from_model(Model& model, int bos_id,
   so.top_p = 1.0f;
   so.min_p = 0.0f;
   so.seed = opt.seed;
-  Sampler sampler(so);
+  // As many sequences side by side as the KV cache holds: one pass over the weights per step
+  // serves all of them. Each has its own sampler, advanced to where one sampler drawing the
+  // sequences one after another would be, so the draws do not depend on the batch.
+  const int batch = std::max(1, std::min({opt.nsamples, model.max_ctx() / L, model.max_batch()}));
   std::vector<std::vector<int>> out(size_t(opt.nsamples));
-  for (int i = 0; i < opt.nsamples; ++i) {
-    std::vector<int>& seq = out[size_t(i)];
-    seq.reserve(size_t(opt.seqlen));
-    seq.push_back(bos_id);
-    const float* logits = model.decode_logits(bos_id, 0);
-    while (int(seq.size()) < opt.seqlen) {
-      const int next = sampler.sample(logits, vocab);
-      seq.push_back(next);
-      if (int(seq.size()) < opt.seqlen) logits = model.decode_logits(next, int(seq.size()) - 1);
+  std::vector<float> logits(size_t(batch) * vocab);  // (batch, vocab)
+  std::vector<int> tokens(static_cast<size_t>(batch)), pos(static_cast<size_t>(batch));
+  int64_t done = 0;
+  for (int s0 = 0; s0 < opt.nsamples; s0 += batch) {
+    const int m = std::min(batch, opt.nsamples - s0);
+    std::vector<Sampler> samplers;
+    for (int i = 0; i < m; ++i) {
+      samplers.emplace_back(so);
+      samplers.back().skip_draws(uint64_t(s0 + i) * uint64_t(L - 1));
+      out[size_t(s0 + i)].reserve(size_t(L));
+      out[size_t(s0 + i)].push_back(bos_id);
+      tokens[size_t(i)] = bos_id;
     }
-    if (on_sequence) on_sequence(i);
+    for (int t = 0; t + 1 < L; ++t) {  // tokens at position t in, tokens at t + 1 out
+      std::fill(pos.begin(), pos.begin() + m, t);
+      model.decode_sequences(tokens.data(), pos.data(), m, L, logits.data());
+      // Each draw sorts the whole vocabulary: the sequences' draws go to the pool's threads.
+      model.pool().run(m, [&](int, int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i)
+          tokens[size_t(i)] = samplers[size_t(i)].sample(logits.data() + i * vocab, vocab);
+      });
+      for (int i = 0; i < m; ++i) out[size_t(s0 + i)].push_back(tokens[size_t(i)]);
+      done += m;
+      if (on_tokens) on_tokens(done);
+    }
   }
   return out;
 }

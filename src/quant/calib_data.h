@@ -39,9 +39,12 @@ std::vector<std::vector<int>> calibration_from_file(const std::string& path, boo
                                                     const CalibDataOptions& opt);
 
 // N x L tokens sampled from the model, each sequence starting with bos_id. The model must have a
-// context of at least L tokens. on_sequence(i) is called after sequence i (progress).
+// context of at least L tokens; it samples max_ctx / L sequences side by side (up to its
+// max_batch), so a cache of N * L tokens does all N in one pass of L steps. The sequences are
+// the same whatever the batch (up to fp32 rounding of the logits). on_tokens(k) reports the
+// tokens sampled so far, of N * (L - 1) (progress).
 std::vector<std::vector<int>> calibration_from_model(
     Model& model, int bos_id, const CalibDataOptions& opt,
-    const std::function<void(int)>& on_sequence = {});
+    const std::function<void(int64_t)>& on_tokens = {});
 
 }  // namespace elutq

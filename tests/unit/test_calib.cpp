@@ -149,6 +149,30 @@ TEST(CalibData, ModelSamplesStartAtBosAndFollowTheSeed) {
   EXPECT_THROW(calibration_from_model(m, s.tok->bos_id(), o), Error);
 }
 
+// Sampling sequences side by side (a cache for all three) draws the same sequences as one at a
+// time (a cache for one): each sequence's sampler continues the one random stream.
+TEST(CalibData, ModelSamplesDoNotDependOnHowManyRunSideBySide) {
+  REQUIRE_STORIES(s);
+  CalibDataOptions o;
+  o.nsamples = 3;
+  o.seqlen = 40;
+  o.seed = 5;
+  ModelOptions mo;
+  mo.n_threads = 2;
+  mo.max_ctx = 40;
+  Model one(*s.src, mo);
+  const auto a = calibration_from_model(one, s.tok->bos_id(), o);
+  mo.max_ctx = 120;
+  Model three(*s.src, mo);
+  int64_t last = 0;
+  const auto b = calibration_from_model(three, s.tok->bos_id(), o, [&](int64_t k) { last = k; });
+  EXPECT_EQ(b, a);
+  EXPECT_EQ(last, 3 * 39);  // progress counts every sampled token
+  mo.max_ctx = 80;          // two side by side, then one
+  Model two(*s.src, mo);
+  EXPECT_EQ(calibration_from_model(two, s.tok->bos_id(), o), a);
+}
+
 TEST(Calib, AwqFoldsKeepTheFp32Function) {
   REQUIRE_STORIES(s);
   BlockwiseOptions opt;

@@ -112,6 +112,46 @@ TEST(Forward, PrefillEqualsTokenByTokenDecodeForEveryVariant) {
   }
 }
 
+// Sequences decoded side by side (decode_sequences) give each sequence's logits as decoding it
+// alone does: its own KV rows, positions and causal extent (sliding window included). Sequence 2
+// restarts after three steps of other tokens, so per-sequence positions differ within a step.
+TEST(Forward, SequencesDecodedSideBySideEqualEachDecodedAlone) {
+  for (const auto& [name, cfg] : variants()) {
+    SCOPED_TRACE(name);
+    MemorySource src(cfg, 7);
+    const int steps = 12, slot = 12, V = cfg.vocab_size;
+    const std::vector<std::vector<int>> seqs = {random_ids(steps, V, 11), random_ids(steps, V, 12),
+                                                random_ids(steps - 3, V, 13)};
+    const std::vector<int> junk = random_ids(3, V, 14);
+    Model side(src, opts(2, 3 * slot));
+    std::vector<std::vector<float>> got(3);
+    std::vector<float> logits(size_t(3) * V);
+    for (int t = 0; t < steps; ++t) {
+      const int tokens[3] = {seqs[0][t], seqs[1][t], t < 3 ? junk[t] : seqs[2][t - 3]};
+      const int pos[3] = {t, t, t < 3 ? t : t - 3};
+      side.decode_sequences(tokens, pos, 3, slot, logits.data());
+      for (int i = 0; i < 3; ++i)
+        if (i < 2 || t >= 3)
+          got[i].insert(got[i].end(), logits.begin() + i * V, logits.begin() + (i + 1) * V);
+    }
+    for (int i = 0; i < 3; ++i) {
+      Model alone(src, opts(2, slot));
+      EXPECT_LT(rel_err(got[i], decode_all(alone, seqs[i])), 2e-6) << "sequence " << i;
+    }
+  }
+}
+
+TEST(Forward, SequencesThatDoNotFitTheCacheGiveErrors) {
+  MemorySource src(tiny("llama"));
+  Model m(src, opts(1, 8));
+  std::vector<float> logits(size_t(3) * 40);
+  const int tokens[3] = {1, 2, 3}, pos[3] = {0, 0, 0}, late[3] = {0, 4, 0};
+  EXPECT_THROW(m.decode_sequences(tokens, pos, 3, 4, logits.data()), Error);  // 3 x 4 > 8
+  EXPECT_THROW(m.decode_sequences(tokens, late, 2, 4, logits.data()), Error);  // 4 >= slot of 4
+  EXPECT_THROW(m.decode_sequences(tokens, pos, 0, 4, logits.data()), Error);
+  EXPECT_NO_THROW(m.decode_sequences(tokens, pos, 2, 4, logits.data()));
+}
+
 // ---- naive reference: plain loops over the whole sequence, no KV cache ---------------------------
 
 void naive_rmsnorm(const float* x, const float* w, int n, float eps, float* out) {
@@ -266,11 +306,11 @@ TEST(DenseLinear, GemvAndSgemmPathsMatchPlainLoops) {
   std::uniform_real_distribution<float> u(-1, 1);
   auto w = std::make_shared<std::vector<float>>(out * in);
   for (float& x : *w) x = u(rng);
-  std::vector<float> x(5 * in);
+  std::vector<float> x(12 * in);
   for (float& v : x) v = u(rng);
   DenseLinear lin(w, out, in);
   ThreadPool pool(2);
-  for (int n : {1, 5}) {
+  for (int n : {1, 5, 8, 9, 12}) {  // one token, the few-token GEMV (odd, even), sgemm
     std::vector<float> y(n * out);
     lin.forward(x.data(), n, y.data(), pool);
     for (int r = 0; r < n; ++r)
@@ -279,6 +319,16 @@ TEST(DenseLinear, GemvAndSgemmPathsMatchPlainLoops) {
         for (int i = 0; i < in; ++i) s += double((*w)[o * in + i]) * x[r * in + i];
         EXPECT_NEAR(y[r * out + o], s, 1e-5 * (1 + std::fabs(s))) << "n=" << n;
       }
+  }
+  // Up to 8 tokens, each token's output is the one-token GEMV's bit for bit (so sequences decoded
+  // side by side do not depend on each other).
+  for (int n = 2; n <= 8; ++n) {
+    std::vector<float> y(n * out), y1(out);
+    lin.forward(x.data(), n, y.data(), pool);
+    for (int t = 0; t < n; ++t) {
+      lin.forward(x.data() + t * in, 1, y1.data(), pool);
+      for (int o = 0; o < out; ++o) ASSERT_EQ(y[t * out + o], y1[o]) << "n=" << n << " t=" << t;
+    }
   }
   // The SIMD dot product (if this CPU has one) equals the scalar reference.
   for (int n : {0, 1, 7, 8, 31, 32, 33, 75}) {

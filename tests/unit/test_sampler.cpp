@@ -30,6 +30,24 @@ std::vector<int> ranking(const std::vector<float>& l) {
   return idx;
 }
 
+// Untruncated sampling draws in the order of descending logit, ties by ascending id: ties, signed
+// zeros, negatives and infinities in one vocabulary.
+TEST(Sampler, UntruncatedCandidatesAreInDescendingLogitThenIdOrder) {
+  std::mt19937 g(9);
+  std::vector<float> l(5000);
+  for (auto& x : l) x = float(int(g() % 41) - 20) * 0.25f;  // many ties
+  l[7] = -0.0f;
+  l[8] = 0.0f;
+  l[9] = -INFINITY;
+  l[10] = 1e30f;
+  Sampler smp({.temperature = 1.f, .top_k = 0, .top_p = 1.f, .min_p = 0.f});
+  smp.sample(l.data(), int(l.size()));
+  const auto& c = smp.last_candidates();
+  ASSERT_EQ(c.size(), l.size());
+  const std::vector<int> want = ranking(l);  // stable: equal logits keep ascending ids
+  for (size_t i = 0; i < c.size(); ++i) ASSERT_EQ(c[i].first, want[i]) << "rank " << i;
+}
+
 TEST(Sampler, GreedyIsArgmax) {
   for (uint32_t s = 0; s < 20; ++s) {
     auto l = random_logits(1000, s);
