@@ -257,13 +257,19 @@ int run_quantize(int argc, char** argv) {
                    "(temperature 1, seed %llu)\n",
                    co.nsamples, co.seqlen, static_cast<unsigned long long>(seed));
       // A KV cache for the sequences side by side (each step then reads the weights once for
-      // all of them), up to 2 GiB: all 8 x 256 default sequences of a 7B model (1 MiB per
-      // position), every sequence of small models.
+      // all of them), up to 2 GiB (a quarter of --mem-budget): all 8 x 256 default sequences of
+      // a 7B model (1 MiB per position), every sequence of small models. Under --mem-budget the
+      // model is lazy and each step streams the blocks' weights through memory one at a time.
       const int64_t kv_per_pos = int64_t(cfg.n_layers) * 2 * cfg.n_kv_heads * cfg.head_dim * 4;
-      const int64_t fit = std::max<int64_t>(1, (int64_t(2) << 30) / kv_per_pos / co.seqlen);
+      const int64_t kv_cap = budget > 0 ? int64_t(budget / 4) : int64_t(2) << 30;
+      const int64_t fit = std::max<int64_t>(1, kv_cap / kv_per_pos / co.seqlen);
       ModelOptions mo;
       mo.n_threads = threads;
       mo.max_ctx = co.seqlen * int(std::min<int64_t>(co.nsamples, fit));
+      mo.lazy_blocks = budget > 0;
+      if (budget > 0)
+        std::fprintf(stderr, "sampling: --mem-budget given, so each step streams the blocks' "
+                             "weights from the source one block at a time\n");
       Model full(*src, mo);
       Progress bar("sampling", int64_t(co.nsamples) * (co.seqlen - 1), quiet);
       seqs = calibration_from_model(full, tok.bos_id(), co,

@@ -181,6 +181,22 @@ bool Model::block_loaded(int layer) const {
 
 void Model::load_block(int layer) {
   if (block_loaded(layer)) return;
+  load_weights(layer);
+  const size_t kv = size_t(max_ctx_) * cfg_.n_kv_heads * cfg_.head_dim;
+  Layer& L = *layers_[layer];
+  L.k_cache.assign(kv, 0.0f);
+  L.v_cache.assign(kv, 0.0f);
+}
+
+void Model::release_block(int layer) {
+  require(layer >= 0 && layer < cfg_.n_layers, "layer ", layer, " out of range");
+  release_weights(layer);
+  Layer& L = *layers_[layer];
+  std::vector<float>().swap(L.k_cache);
+  std::vector<float>().swap(L.v_cache);
+}
+
+void Model::load_weights(int layer) {
   require(src_ != nullptr, "block ", layer, " was released and this model cannot reload it "
           "(only lazy-block models keep their source)");
   Layer& L = *layers_[layer];
@@ -189,17 +205,11 @@ void Model::load_block(int layer) {
     const auto [rows, cols] = slot_shape(cfg_, LinearSlot(s));
     L.lin[s] = factory_(*src_, src_->get(name, {rows, cols}));
   }
-  const size_t kv = size_t(max_ctx_) * cfg_.n_kv_heads * cfg_.head_dim;
-  L.k_cache.assign(kv, 0.0f);
-  L.v_cache.assign(kv, 0.0f);
 }
 
-void Model::release_block(int layer) {
-  require(layer >= 0 && layer < cfg_.n_layers, "layer ", layer, " out of range");
+void Model::release_weights(int layer) {
   Layer& L = *layers_[layer];
   for (auto& lin : L.lin) lin.reset();
-  std::vector<float>().swap(L.k_cache);
-  std::vector<float>().swap(L.v_cache);
   if (src_) {
     const std::string prefix = "blk." + std::to_string(layer) + ".";
     for (const std::string& name : src_->tensor_names()) {
@@ -292,7 +302,23 @@ void Model::decode_sequences(const int* tokens, const int* pos, int n, int slot_
   }
   float* x = s_->x.data();
   embed(tokens, n, x);
-  for (int l = 0; l < cfg_.n_layers; ++l) run_block(l, x, n);
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    // A lazy model's unloaded block is streamed: its weights come in for this step only, its KV
+    // cache (made on first use) stays for the next steps. So sampling needs one block's weights
+    // in memory at a time, at the price of reading every block's weights every step.
+    const bool streamed = src_ != nullptr && !block_loaded(l);
+    if (streamed) {
+      load_weights(l);
+      Layer& L = *layers_[l];
+      const size_t kv = size_t(max_ctx_) * cfg_.n_kv_heads * cfg_.head_dim;
+      if (L.k_cache.size() != kv) {
+        L.k_cache.assign(kv, 0.0f);
+        L.v_cache.assign(kv, 0.0f);
+      }
+    }
+    run_block(l, x, n);
+    if (streamed) release_weights(l);
+  }
   final_norm(x, n);
   logits_of(x, n, logits);
 }

@@ -76,6 +76,8 @@ class Model {
   // KV cache in rows [i * slot_len, (i + 1) * slot_len) of the cache, so n * slot_len <=
   // max_ctx(), n <= max_batch() and 0 <= pos[i] < slot_len; a sequence restarts by passing a
   // smaller position, like the single-sequence calls. Writes logits (n, vocab) to logits.
+  // In a lazy model, blocks not loaded are streamed: each step loads a block's weights, runs it
+  // and releases them again, keeping only its KV cache (memory: one block's weights at a time).
   void decode_sequences(const int* tokens, const int* pos, int n, int slot_len, float* logits);
 
   // --- block-level access --------------------------------------------------------------------
@@ -109,6 +111,8 @@ class Model {
   struct Scratch;
   // One block on the batch whose placement (Scratch::tok_pos, tok_row0) is set.
   void run_block(int layer, float* x, int n);
+  void load_weights(int layer);     // a lazy model's block projections, from the source
+  void release_weights(int layer);  // and away again (the KV cache stays)
   void attention(int layer, int n);
   void logits_of(const float* hidden, int n, float* out);
   Layer& loaded_layer(int layer);

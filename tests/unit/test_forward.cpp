@@ -141,6 +141,28 @@ TEST(Forward, SequencesDecodedSideBySideEqualEachDecodedAlone) {
   }
 }
 
+// A lazy model streams its blocks through decode_sequences (weights in for one step, the KV cache
+// kept) and gives the eager model's logits exactly, leaving no block's weights loaded.
+TEST(Forward, LazyModelStreamsBlocksThroughSideBySideDecoding) {
+  for (const auto& [name, cfg] : variants()) {
+    SCOPED_TRACE(name);
+    MemorySource src(cfg, 7);
+    ModelOptions lazy_opt = opts(2, 20);
+    lazy_opt.lazy_blocks = true;
+    Model eager(src, opts(2, 20)), lazy(src, lazy_opt);
+    const int V = cfg.vocab_size;
+    const auto a = random_ids(10, V, 21), b = random_ids(10, V, 22);
+    std::vector<float> le(size_t(2) * V), ll(size_t(2) * V);
+    for (int t = 0; t < 10; ++t) {
+      const int tokens[2] = {a[t], b[t]}, pos[2] = {t, t};
+      eager.decode_sequences(tokens, pos, 2, 10, le.data());
+      lazy.decode_sequences(tokens, pos, 2, 10, ll.data());
+      ASSERT_EQ(ll, le) << "step " << t;
+    }
+    for (int l = 0; l < cfg.n_layers; ++l) EXPECT_FALSE(lazy.block_loaded(l));
+  }
+}
+
 TEST(Forward, SequencesThatDoNotFitTheCacheGiveErrors) {
   MemorySource src(tiny("llama"));
   Model m(src, opts(1, 8));
