@@ -263,13 +263,28 @@ int run_quantize(int argc, char** argv) {
       const int64_t kv_per_pos = int64_t(cfg.n_layers) * 2 * cfg.n_kv_heads * cfg.head_dim * 4;
       const int64_t kv_cap = budget > 0 ? int64_t(budget / 4) : int64_t(2) << 30;
       const int64_t fit = std::max<int64_t>(1, kv_cap / kv_per_pos / co.seqlen);
+      // fp32 weights of the eager model: blocks, embedding, and a head unless tied.
+      const int64_t q_dim = int64_t(cfg.n_heads) * cfg.head_dim;
+      const int64_t per_block = 2 * q_dim * cfg.dim +
+                                2 * int64_t(cfg.n_kv_heads) * cfg.head_dim * cfg.dim +
+                                3 * int64_t(cfg.hidden_dim) * cfg.dim;
+      const uint64_t fp32_bytes =
+          4 * uint64_t(per_block * cfg.n_layers +
+                       int64_t(cfg.vocab_size) * cfg.dim * (cfg.tied_embeddings ? 1 : 2));
+      const uint64_t available = available_memory_bytes();
       ModelOptions mo;
       mo.n_threads = threads;
       mo.max_ctx = co.seqlen * int(std::min<int64_t>(co.nsamples, fit));
-      mo.lazy_blocks = budget > 0;
-      if (budget > 0)
-        std::fprintf(stderr, "sampling: --mem-budget given, so each step streams the blocks' "
-                             "weights from the source one block at a time\n");
+      mo.lazy_blocks = sampling_streams_blocks(fp32_bytes, budget, available);
+      if (mo.lazy_blocks)
+        std::fprintf(stderr,
+                     "sampling: %s, so each step streams the blocks' weights from the source "
+                     "one block at a time (slower than holding the fp32 model, %s)\n",
+                     budget > 0 ? "--mem-budget given"
+                                : ("the fp32 model would not fit the " +
+                                   format_byte_size(available) + " of memory available")
+                                      .c_str(),
+                     format_byte_size(fp32_bytes).c_str());
       Model full(*src, mo);
       Progress bar("sampling", int64_t(co.nsamples) * (co.seqlen - 1), quiet);
       seqs = calibration_from_model(full, tok.bos_id(), co,

@@ -46,6 +46,8 @@ uint64_t peak_rss_bytes() {
 #endif
 }
 
+uint64_t available_memory_bytes() { return proc_kb("/proc/meminfo", "MemAvailable"); }
+
 uint64_t anon_huge_page_bytes() { return proc_kb("/proc/self/smaps_rollup", "AnonHugePages"); }
 
 void return_free_heap_to_os() {

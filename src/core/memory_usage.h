@@ -13,6 +13,10 @@ uint64_t current_rss_bytes();
 // Peak resident set size in bytes (VmHWM of /proc/self/status, else getrusage's ru_maxrss).
 uint64_t peak_rss_bytes();
 
+// Memory the kernel estimates is available to start new work without swapping (MemAvailable of
+// /proc/meminfo); 0 where unknown.
+uint64_t available_memory_bytes();
+
 // Bytes of this process's anonymous memory backed by transparent huge pages now (AnonHugePages
 // of /proc/self/smaps_rollup); 0 where unknown. `elutq bench --synthetic` reports it with
 // ELUTQ_HUGE_PAGES=1 (core/huge_page_buffer.h).

@@ -119,4 +119,9 @@ std::vector<std::vector<int>> calibration_from_model(
   return out;
 }
 
+bool sampling_streams_blocks(uint64_t fp32_weight_bytes, uint64_t budget, uint64_t available) {
+  if (budget > 0) return true;
+  return available > 0 && fp32_weight_bytes > available / 4 * 3;
+}
+
 }  // namespace elutq

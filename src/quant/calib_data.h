@@ -47,4 +47,10 @@ std::vector<std::vector<int>> calibration_from_model(
     Model& model, int bos_id, const CalibDataOptions& opt,
     const std::function<void(int64_t)>& on_tokens = {});
 
+// Whether data-free sampling streams the blocks through a lazy model (one block's weights in
+// memory at a time, each widened again every step) instead of holding the whole fp32 model:
+// always under a memory budget (budget > 0), and without one when the fp32 weights would take
+// more than 3/4 of the available memory (available = 0: unknown, then not).
+bool sampling_streams_blocks(uint64_t fp32_weight_bytes, uint64_t budget, uint64_t available);
+
 }  // namespace elutq

@@ -173,6 +173,14 @@ TEST(CalibData, ModelSamplesDoNotDependOnHowManyRunSideBySide) {
   EXPECT_EQ(calibration_from_model(two, s.tok->bos_id(), o), a);
 }
 
+TEST(CalibData, SamplingStreamsUnderABudgetOrWhenTheFp32ModelWouldNotFit) {
+  EXPECT_TRUE(sampling_streams_blocks(1, 1000, 0));          // a budget: always
+  EXPECT_TRUE(sampling_streams_blocks(1, 1000, 1u << 30));
+  EXPECT_FALSE(sampling_streams_blocks(uint64_t(1) << 40, 0, 0));  // available unknown: hold it
+  EXPECT_FALSE(sampling_streams_blocks(750, 0, 1000));       // 3/4 of what is available fits
+  EXPECT_TRUE(sampling_streams_blocks(751, 0, 1000));
+}
+
 TEST(Calib, AwqFoldsKeepTheFp32Function) {
   REQUIRE_STORIES(s);
   BlockwiseOptions opt;

@@ -64,6 +64,13 @@ TEST(MemoryUsage, RssFollowsTouchedMemory) {
   EXPECT_GE(peak_rss_bytes(), during);
 }
 
+TEST(MemoryUsage, AvailableMemoryIsReadWhereLinuxReportsIt) {
+  if (!std::ifstream("/proc/meminfo")) GTEST_SKIP() << "no /proc/meminfo on this system";
+  const uint64_t avail = available_memory_bytes();
+  EXPECT_GT(avail, uint64_t(1) << 20);  // some memory is available to the test itself
+  EXPECT_LT(avail, uint64_t(1) << 50);  // and it is bytes, not a misread field
+}
+
 // release_pages drops a touched file mapping from the resident set; the bytes stay readable.
 TEST(MemoryUsage, ReleasedFilePagesLeaveTheResidentSet) {
   test::TempDir dir;
