@@ -276,16 +276,21 @@ int run_quantize(int argc, char** argv) {
       mo.n_threads = threads;
       mo.max_ctx = co.seqlen * int(std::min<int64_t>(co.nsamples, fit));
       mo.lazy_blocks = sampling_streams_blocks(fp32_bytes, budget, available);
-      if (mo.lazy_blocks)
-        std::fprintf(stderr,
-                     "sampling: %s, so each step streams the blocks' weights from the source "
-                     "one block at a time (slower than holding the fp32 model, %s)\n",
-                     budget > 0 ? "--mem-budget given"
-                                : ("the fp32 model would not fit the " +
-                                   format_byte_size(available) + " of memory available")
-                                      .c_str(),
-                     format_byte_size(fp32_bytes).c_str());
       Model full(*src, mo);
+      if (mo.lazy_blocks) {
+        // Blocks that fit half the memory at hand stay loaded; only the rest stream.
+        const int kept = sampling_blocks_kept(
+            (budget > 0 ? budget : available) / 2, uint64_t(kv_per_pos) * mo.max_ctx,
+            4 * uint64_t(cfg.vocab_size) * cfg.dim, 4 * uint64_t(per_block), cfg.n_layers);
+        for (int l = 0; l < kept; ++l) full.load_block(l);
+        const std::string why = budget > 0 ? "--mem-budget given"
+                                           : "the fp32 model would not fit the " +
+                                                 format_byte_size(available) + " available";
+        std::fprintf(stderr,
+                     "sampling: %s, so %d of %d blocks stay loaded and the others stream from "
+                     "the source every step (slower than holding the %s fp32 model)\n",
+                     why.c_str(), kept, cfg.n_layers, format_byte_size(fp32_bytes).c_str());
+      }
       Progress bar("sampling", int64_t(co.nsamples) * (co.seqlen - 1), quiet);
       seqs = calibration_from_model(full, tok.bos_id(), co,
                                     [&](int64_t done) { bar.update(done); });

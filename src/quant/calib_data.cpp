@@ -124,4 +124,10 @@ bool sampling_streams_blocks(uint64_t fp32_weight_bytes, uint64_t budget, uint64
   return available > 0 && fp32_weight_bytes > available / 4 * 3;
 }
 
+int sampling_blocks_kept(uint64_t memory, uint64_t kv_bytes, uint64_t head_bytes,
+                         uint64_t block_bytes, int n_layers) {
+  if (memory <= kv_bytes + head_bytes || block_bytes == 0) return 0;
+  return int(std::min<uint64_t>(uint64_t(n_layers), (memory - kv_bytes - head_bytes) / block_bytes));
+}
+
 }  // namespace elutq

@@ -53,4 +53,10 @@ std::vector<std::vector<int>> calibration_from_model(
 // more than 3/4 of the available memory (available = 0: unknown, then not).
 bool sampling_streams_blocks(uint64_t fp32_weight_bytes, uint64_t budget, uint64_t available);
 
+// When sampling streams: how many of n_layers blocks (block_bytes of fp32 weights each) stay
+// loaded, so that only the rest are widened again every step. They get what is left of `memory`
+// (half the budget, or half the available memory) after the KV cache and the fp32 output head.
+int sampling_blocks_kept(uint64_t memory, uint64_t kv_bytes, uint64_t head_bytes,
+                         uint64_t block_bytes, int n_layers);
+
 }  // namespace elutq

@@ -179,6 +179,11 @@ TEST(CalibData, SamplingStreamsUnderABudgetOrWhenTheFp32ModelWouldNotFit) {
   EXPECT_FALSE(sampling_streams_blocks(uint64_t(1) << 40, 0, 0));  // available unknown: hold it
   EXPECT_FALSE(sampling_streams_blocks(750, 0, 1000));       // 3/4 of what is available fits
   EXPECT_TRUE(sampling_streams_blocks(751, 0, 1000));
+  // Blocks kept: what is left after the cache and the head, in whole blocks, at most all of them.
+  EXPECT_EQ(sampling_blocks_kept(1000, 300, 100, 200, 10), 3);
+  EXPECT_EQ(sampling_blocks_kept(1000, 300, 100, 200, 2), 2);
+  EXPECT_EQ(sampling_blocks_kept(399, 300, 100, 200, 10), 0);
+  EXPECT_EQ(sampling_blocks_kept(1000, 0, 0, 0, 10), 0);
 }
 
 TEST(Calib, AwqFoldsKeepTheFp32Function) {
