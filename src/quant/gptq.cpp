@@ -226,20 +226,23 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
           double best = std::numeric_limits<double>::infinity();
           std::copy(P, P + ppg, P2.begin());
           if (hlqc) std::copy(ratio_codes_at(r, gi), ratio_codes_at(r, gi) + nk, K2);
+          GroupWeights gw;
+          if (hb) gw.full = hb->data();
+          // H 1 and H w of this group, for every round's refit (empty without refit rounds).
+          const FullBlockProducts fb(w0.data(), n, opt.refit_rounds > 0 ? gw : GroupWeights{});
           for (int round = 0; round <= opt.refit_rounds; ++round) {
             if (round > 0) {
-              GroupWeights gw;
-              gw.full = hb->data();
               if (hlqc) {  // free refit (from the zero form of P2), then back onto the codebook
                 float pz[5];
                 std::copy(P2.begin(), P2.end(), pz);
                 for (int b = 0; b < spec.bits; ++b) pz[spec.bits] -= 0.5f * P2[b];
-                hlq_refit_params(w0.data(), n, spec.bits, ct.data(), gw, pz, free_p);
+                hlq_refit_params(w0.data(), n, spec.bits, ct.data(), gw, pz, free_p, &fb);
                 tmp_codes = ct;
                 hlqc_project_group(w0.data(), n, spec.bits, gw, q.ratio_codebook.data(), free_p,
                                    tmp_codes.data(), P2.data(), K2);
               } else {
-                hlq_refit_params(w0.data(), n, spec.bits, ct.data(), gw, P2.data(), P2.data());
+                hlq_refit_params(w0.data(), n, spec.bits, ct.data(), gw, P2.data(), P2.data(),
+                                 &fb);
                 round_params_to_fp16(P2);
               }
               bool finite = true;

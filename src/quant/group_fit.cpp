@@ -47,6 +47,22 @@ void full_block_product(const float* H, int n, const double* V, int m, double* o
   }
 }
 
+FullBlockProducts::FullBlockProducts(const float* w, int n, const GroupWeights& h) {
+  if (!h.full) return;
+  std::vector<double> V(size_t(n) * 2), HV(size_t(n) * 2);  // columns 1 and w
+  for (int j = 0; j < n; ++j) {
+    V[size_t(j) * 2] = 1.0;
+    V[size_t(j) * 2 + 1] = w[j];
+  }
+  full_block_product(h.full, n, V.data(), 2, HV.data());
+  H1.resize(size_t(n));
+  Hw.resize(size_t(n));
+  for (int i = 0; i < n; ++i) {
+    H1[size_t(i)] = HV[size_t(i) * 2];
+    Hw[size_t(i)] = HV[size_t(i) * 2 + 1];
+  }
+}
+
 double weighted_error(const float* w, const float* q, int n, const GroupWeights& h) {
   double e = 0;
   if (h.full) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "quant/qformat.h"
 
@@ -27,6 +28,13 @@ double weighted_error(const float* w, const float* q, int n, const GroupWeights&
 // the result equals the plain double loop bit for bit. (The fits spend most of their time here:
 // several rows go at once, so their sums no longer wait on each other's adds.)
 void full_block_product(const float* H, int n, const double* V, int m, double* out);
+
+// With a full block H, H 1 and H w depend only on the group's weights, not on its codes: the fits
+// make them once per group and reuse them in every refit. Empty without a full block.
+struct FullBlockProducts {
+  std::vector<double> H1, Hw;  // (n) each
+  FullBlockProducts(const float* w, int n, const GroupWeights& h);
+};
 
 // A group fitter: fits params (spec.params_per_group() floats, fp16-representable) and codes (n)
 // for the n weights w of group `group` of row `row`.

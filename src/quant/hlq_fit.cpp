@@ -68,13 +68,14 @@ struct Fitted {
 
 // One alternating run from p0; returns the last iterate, or the best one if keep_best.
 Fitted run_alternating(const float* w, int n, int bits, const GroupWeights& h,
-                       const HlqFitOptions& opt, const float* p0, uint8_t* codes, float* q) {
+                       const FullBlockProducts& fb, const HlqFitOptions& opt, const float* p0,
+                       uint8_t* codes, float* q) {
   Fitted cur, best;
   std::copy(p0, p0 + bits + 1, cur.p);
   best = cur;
   double best_e = assign_and_error(w, n, bits, h, cur.p, codes, q);
   for (int t = 0; t < opt.iterations; ++t) {
-    hlq_refit_params(w, n, bits, codes, h, cur.p, cur.p);
+    hlq_refit_params(w, n, bits, codes, h, cur.p, cur.p, &fb);
     double e = assign_and_error(w, n, bits, h, cur.p, codes, q);
     if (e < best_e) {
       best_e = e;
@@ -192,12 +193,27 @@ void normal_equations(const float* w, int n, const uint8_t* codes, const float* 
 }  // namespace
 
 bool hlq_refit_params(const float* w, int n, int bits, const uint8_t* codes,
-                      const GroupWeights& h, const float* p_prev, float* params) {
+                      const GroupWeights& h, const float* p_prev, float* params,
+                      const FullBlockProducts* fb) {
   require(bits >= 1 && bits <= kMaxBits, "HLQ refit: bits must be 1..4, got ", bits);
   const int np = bits + 1;
   double M[kMaxParams * kMaxParams] = {}, rhs[kMaxParams] = {};  // (np, np), (np)
   std::vector<double> HAw;  // (n, np + 1) H [A w] with a full block
-  if (h.full) {
+  if (h.full && fb) {
+    // Only the bit planes' columns depend on the codes; H 1 and H w come from fb. Each column's
+    // sums are independent of the others', so this equals the all-columns product bit for bit.
+    std::vector<double> A(size_t(n) * bits), HA(A.size());
+    for (int j = 0; j < n; ++j)
+      for (int k = 0; k < bits; ++k) A[size_t(j) * bits + k] = design_column(codes[j], k, bits);
+    full_block_product(h.full, n, A.data(), bits, HA.data());
+    HAw.resize(size_t(n) * (np + 1));
+    for (int i = 0; i < n; ++i) {
+      double* row = HAw.data() + size_t(i) * (np + 1);
+      std::copy(HA.begin() + i * bits, HA.begin() + (i + 1) * bits, row);
+      row[bits] = fb->H1[size_t(i)];
+      row[np] = fb->Hw[size_t(i)];
+    }
+  } else if (h.full) {
     const int m = np + 1;
     std::vector<double> Aw(size_t(n) * m);
     for (int j = 0; j < n; ++j) {
@@ -250,9 +266,10 @@ double hlq_fit_group(const float* w, int n, int bits, const GroupWeights& h,
     greedy_start(w, n, bits, f.p);
     starts.push_back(f);
   }
+  const FullBlockProducts fb(w, n, h);  // shared by every start's refits
   for (const Fitted& s : starts) {
     candidates.push_back(opt.method == HlqFitMethod::Alternating
-                             ? run_alternating(w, n, bits, h, opt, s.p, tmp.data(), q.data())
+                             ? run_alternating(w, n, bits, h, fb, opt, s.p, tmp.data(), q.data())
                              : run_gradient(w, n, bits, h, opt, s.p, tmp.data(), q.data()));
   }
   // Final choice after fp16 rounding, codes assigned to the rounded parameters.

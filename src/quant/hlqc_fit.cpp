@@ -70,26 +70,6 @@ int nearest_ratio(const float* codebook, int b, double ratio) {
 // Weighted least squares for (s_0, m) with the level shape fixed: w_i ~ m + s_0 * u(c_i),
 // u(c) = sum_b ratio_b * (bit_b(c) - 1/2), ratio_0 = 1. prev (2) is kept along undetermined
 // directions.
-// With a full Hessian block, H 1 and H w do not depend on the codes: made once per group.
-struct FullBlockProducts {
-  std::vector<double> H1, Hw;  // (n) each
-  FullBlockProducts(const float* w, int n, const GroupWeights& h) {
-    if (!h.full) return;
-    std::vector<double> V(size_t(n) * 2), HV(size_t(n) * 2);  // columns 1 and w
-    for (int j = 0; j < n; ++j) {
-      V[size_t(j) * 2] = 1.0;
-      V[size_t(j) * 2 + 1] = w[j];
-    }
-    full_block_product(h.full, n, V.data(), 2, HV.data());
-    H1.resize(size_t(n));
-    Hw.resize(size_t(n));
-    for (int i = 0; i < n; ++i) {
-      H1[size_t(i)] = HV[size_t(i) * 2];
-      Hw[size_t(i)] = HV[size_t(i) * 2 + 1];
-    }
-  }
-};
-
 void refit_scale_mid(const float* w, int n, int bits, const uint8_t* codes, const GroupWeights& h,
                      const FullBlockProducts& fb, const float* ratio, const double* prev,
                      double* out) {
@@ -225,7 +205,7 @@ double hlqc_project_group(const float* w, int n, int bits, const GroupWeights& h
       float pf[kMaxBits + 1], pz[kMaxBits + 1];  // free refit, from p in HLQ (zero) form
       std::copy(p, p + np, pz);
       pz[bits] = zero_of(p, bits);
-      hlq_refit_params(w, n, bits, cur.data(), h, pz, pf);
+      hlq_refit_params(w, n, bits, cur.data(), h, pz, pf, &fb);
       for (int b = 1; b < bits; ++b) kk[b - 1] = uint8_t(nearest_ratio(codebook, b, double(pf[b]) / pf[0]));
     }
   }
