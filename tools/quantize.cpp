@@ -264,10 +264,7 @@ int run_quantize(int argc, char** argv) {
       const int64_t kv_cap = budget > 0 ? int64_t(budget / 4) : int64_t(2) << 30;
       const int64_t fit = std::max<int64_t>(1, kv_cap / kv_per_pos / co.seqlen);
       // fp32 weights of the eager model: blocks, embedding, and a head unless tied.
-      const int64_t q_dim = int64_t(cfg.n_heads) * cfg.head_dim;
-      const int64_t per_block = 2 * q_dim * cfg.dim +
-                                2 * int64_t(cfg.n_kv_heads) * cfg.head_dim * cfg.dim +
-                                3 * int64_t(cfg.hidden_dim) * cfg.dim;
+      const int64_t per_block = block_weight_count(cfg);
       const uint64_t fp32_bytes =
           4 * uint64_t(per_block * cfg.n_layers +
                        int64_t(cfg.vocab_size) * cfg.dim * (cfg.tied_embeddings ? 1 : 2));

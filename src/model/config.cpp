@@ -6,6 +6,12 @@ namespace elutq {
 
 const char* supported_architectures() { return "llama, mistral, qwen2, qwen3"; }
 
+int64_t block_weight_count(const ModelConfig& c) {
+  const int64_t dim = c.dim, q_dim = int64_t(c.n_heads) * c.head_dim,
+                kv_dim = int64_t(c.n_kv_heads) * c.head_dim;
+  return dim * (q_dim + 2 * kv_dim) + q_dim * dim + 3 * dim * int64_t(c.hidden_dim);
+}
+
 void validate_config(const ModelConfig& c) {
   require(c.arch == "llama" || c.arch == "mistral" || c.arch == "qwen2" || c.arch == "qwen3",
           "unknown architecture '", c.arch, "'; supported: ", supported_architectures());

@@ -48,4 +48,7 @@ const char* supported_architectures();
 // Throws Error naming the offending field if the config is not self-consistent.
 void validate_config(const ModelConfig& c);
 
+// Weights in one decoder block's seven projections: q, k, v, o, gate, up, down.
+int64_t block_weight_count(const ModelConfig& c);
+
 }  // namespace elutq

@@ -137,10 +137,7 @@ Model::Model(const ModelSource& src, const ModelOptions& opt) : cfg_(src.config(
       L->q_norm = load_vector(src, blk(l, "attn_q_norm.weight"), hd);
       L->k_norm = load_vector(src, blk(l, "attn_k_norm.weight"), hd);
     }
-    if (!opt.lazy_blocks) {
-      L->k_cache.assign(size_t(max_ctx_) * kv_dim, 0.0f);
-      L->v_cache.assign(size_t(max_ctx_) * kv_dim, 0.0f);
-    }
+    if (!opt.lazy_blocks) clear_kv_cache(*L);
     layers_.push_back(std::move(L));
   }
 
@@ -182,8 +179,11 @@ bool Model::block_loaded(int layer) const {
 void Model::load_block(int layer) {
   if (block_loaded(layer)) return;
   load_weights(layer);
+  clear_kv_cache(*layers_[layer]);
+}
+
+void Model::clear_kv_cache(Layer& L) const {
   const size_t kv = size_t(max_ctx_) * cfg_.n_kv_heads * cfg_.head_dim;
-  Layer& L = *layers_[layer];
   L.k_cache.assign(kv, 0.0f);
   L.v_cache.assign(kv, 0.0f);
 }
@@ -309,12 +309,7 @@ void Model::decode_sequences(const int* tokens, const int* pos, int n, int slot_
     const bool streamed = src_ != nullptr && !block_loaded(l);
     if (streamed) {
       load_weights(l);
-      Layer& L = *layers_[l];
-      const size_t kv = size_t(max_ctx_) * cfg_.n_kv_heads * cfg_.head_dim;
-      if (L.k_cache.size() != kv) {
-        L.k_cache.assign(kv, 0.0f);
-        L.v_cache.assign(kv, 0.0f);
-      }
+      if (layers_[l]->k_cache.empty()) clear_kv_cache(*layers_[l]);
     }
     run_block(l, x, n);
     if (streamed) release_weights(l);

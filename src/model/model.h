@@ -113,6 +113,7 @@ class Model {
   void run_block(int layer, float* x, int n);
   void load_weights(int layer);     // a lazy model's block projections, from the source
   void release_weights(int layer);  // and away again (the KV cache stays)
+  void clear_kv_cache(Layer& L) const;  // (max_ctx) zeroed rows of k and v
   void attention(int layer, int n);
   void logits_of(const float* hidden, int n, float* out);
   Layer& loaded_layer(int layer);

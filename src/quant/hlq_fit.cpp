@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "core/error.h"
@@ -199,9 +200,12 @@ bool hlq_refit_params(const float* w, int n, int bits, const uint8_t* codes,
   const int np = bits + 1;
   double M[kMaxParams * kMaxParams] = {}, rhs[kMaxParams] = {};  // (np, np), (np)
   std::vector<double> HAw;  // (n, np + 1) H [A w] with a full block
-  if (h.full && fb) {
-    // Only the bit planes' columns depend on the codes; H 1 and H w come from fb. Each column's
-    // sums are independent of the others', so this equals the all-columns product bit for bit.
+  if (h.full) {
+    // Only the bit planes' columns depend on the codes; H 1 and H w come from fb (made here if the
+    // caller has none). Each column's sums are independent of the others', so this equals the
+    // product of all B + 2 columns at once bit for bit.
+    std::optional<FullBlockProducts> own;
+    if (!fb) fb = &own.emplace(w, n, h);
     std::vector<double> A(size_t(n) * bits), HA(A.size());
     for (int j = 0; j < n; ++j)
       for (int k = 0; k < bits; ++k) A[size_t(j) * bits + k] = design_column(codes[j], k, bits);
@@ -213,15 +217,6 @@ bool hlq_refit_params(const float* w, int n, int bits, const uint8_t* codes,
       row[bits] = fb->H1[size_t(i)];
       row[np] = fb->Hw[size_t(i)];
     }
-  } else if (h.full) {
-    const int m = np + 1;
-    std::vector<double> Aw(size_t(n) * m);
-    for (int j = 0; j < n; ++j) {
-      for (int k = 0; k < np; ++k) Aw[size_t(j) * m + k] = design_column(codes[j], k, bits);
-      Aw[size_t(j) * m + np] = w[j];
-    }
-    HAw.resize(Aw.size());
-    full_block_product(h.full, n, Aw.data(), m, HAw.data());
   }
   const double* hp = h.full ? HAw.data() : nullptr;
   switch (bits) {

@@ -209,7 +209,7 @@ uint64_t estimate_block_working_bytes(const ModelConfig& c, int64_t seqlen) {
   const uint64_t dim = uint64_t(c.dim), hd = uint64_t(c.head_dim), hidden = uint64_t(c.hidden_dim),
                  q_dim = uint64_t(c.n_heads) * hd, kv_dim = uint64_t(c.n_kv_heads) * hd,
                  T = uint64_t(std::max<int64_t>(seqlen, 1));
-  const uint64_t block_params = dim * (q_dim + 2 * kv_dim) + q_dim * dim + 3 * dim * hidden;
+  const uint64_t block_params = uint64_t(block_weight_count(c));
   const uint64_t weights = 2 * block_params * 4;  // fp32 weights + their dequantized copies
   const uint64_t widest = std::max({dim, q_dim, hidden});
   const uint64_t hessian = widest * widest * (8 + 4 + 4 + 4);  // double sums, H, its factor, scratch
