@@ -24,6 +24,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "format/llama2c_tokenizer.h"
+#include "tensor/tensor_names.h"
 
 namespace elutq {
 namespace {
@@ -147,7 +148,7 @@ Llama2cModel::Llama2cModel(const std::string& path, const std::string& tokenizer
   uint64_t off = kHeaderBytes;
   auto per_layer_tensors = [&](const std::string& suffix, std::vector<int64_t> shape) {
     for (int64_t l = 0; l < layers; ++l)
-      add("blk." + std::to_string(l) + "." + suffix, shape, &off);
+      add(block_tensor_name(l, suffix), shape, &off);
   };
   add("token_embd.weight", {vocab, dim}, &off);
   per_layer_tensors("attn_norm.weight", {dim});

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "format/quantized_blob.h"
 #include "quant/qformat.h"
+#include "tensor/tensor_names.h"
 
 namespace elutq {
 namespace {
@@ -21,16 +22,11 @@ bool ends_with(const std::string& s, const std::string& suf) {
 
 // The {rows, cols} the config implies for a canonical linear weight; empty for other names.
 std::vector<int64_t> expected_linear_shape(const ModelConfig& c, const std::string& name) {
-  const int64_t dim = c.dim, q = int64_t(c.n_heads) * c.head_dim,
-                kv = int64_t(c.n_kv_heads) * c.head_dim, h = c.hidden_dim;
-  if (name == "output.weight" || name == "token_embd.weight") return {c.vocab_size, dim};
-  if (name.rfind("blk.", 0) != 0) return {};
-  if (ends_with(name, ".attn_q.weight")) return {q, dim};
-  if (ends_with(name, ".attn_k.weight") || ends_with(name, ".attn_v.weight")) return {kv, dim};
-  if (ends_with(name, ".attn_output.weight")) return {dim, q};
-  if (ends_with(name, ".ffn_gate.weight") || ends_with(name, ".ffn_up.weight")) return {h, dim};
-  if (ends_with(name, ".ffn_down.weight")) return {dim, h};
-  return {};
+  if (name == kOutputName || name == kTokenEmbdName) return {c.vocab_size, c.dim};
+  const std::optional<LinearSlot> slot = linear_slot_of(name);
+  if (!slot) return {};
+  const auto [rows, cols] = linear_shape(c, *slot);
+  return {rows, cols};
 }
 
 std::string shape_str(const std::vector<int64_t>& s) {

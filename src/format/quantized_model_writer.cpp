@@ -9,19 +9,10 @@
 #include "format/gguf_writer.h"
 #include "format/model_metadata_gguf.h"
 #include "format/quantized_blob.h"
+#include "tensor/tensor_names.h"
 
 namespace elutq {
 namespace {
-
-// Block index of "blk.N.*", or -1.
-int64_t block_index(const std::string& name) {
-  if (name.rfind("blk.", 0) != 0) return -1;
-  const char* p = name.c_str() + 4;
-  char* end = nullptr;
-  const long long v = std::strtoll(p, &end, 10);
-  if (end == p || *end != '.' || v < 0) return -1;
-  return v;
-}
 
 bool is_float_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
@@ -34,25 +25,6 @@ QuantizedFilePlan plan_quantized_file(const ModelSource& src, const QuantSpec& s
   for (const std::string& name : src.tensor_names())
     if (is_quantizable_linear(name, quantize_output)) plan.quantized[name] = spec;
   return plan;
-}
-
-std::vector<std::string> quantized_file_tensor_order(const ModelSource& src) {
-  const std::vector<std::string> names = src.tensor_names();
-  std::vector<std::string> order;
-  order.reserve(names.size());
-  for (const std::string& n : names)
-    if (n == "token_embd.weight") order.push_back(n);
-  std::vector<std::pair<int64_t, size_t>> blocks;  // (block index, source position)
-  for (size_t i = 0; i < names.size(); ++i) {
-    const int64_t b = block_index(names[i]);
-    if (b >= 0) blocks.push_back({b, i});
-  }
-  std::stable_sort(blocks.begin(), blocks.end(),
-                   [](const auto& x, const auto& y) { return x.first < y.first; });
-  for (const auto& [b, i] : blocks) order.push_back(names[i]);
-  for (const std::string& n : names)
-    if (n != "token_embd.weight" && block_index(n) < 0) order.push_back(n);
-  return order;
 }
 
 QuantizedModelWriter::QuantizedModelWriter(const std::string& path, const ModelSource& src,
@@ -83,7 +55,7 @@ QuantizedModelWriter::QuantizedModelWriter(const std::string& path, const ModelS
   for (const auto& [k, v] : plan.extra) w.set_string("elutq." + k, v);
 
   double q_bits = 0, q_weights = 0;
-  for (const std::string& name : quantized_file_tensor_order(src)) {
+  for (const std::string& name : model_file_order(src.tensor_names())) {
     const TensorInfo* t = src.find(name);
     require(t != nullptr, "the source model lists tensor '", name, "' but does not provide it");
     Entry e;
@@ -151,7 +123,7 @@ void QuantizedModelWriter::copy_unchanged_until(const std::string& name) {
     const Entry& e = entries_[next_];
     require(!e.quantized, "tensor '", e.name, "' must be quantized and written before '",
             name.empty() ? std::string("the end of the file") : name,
-            "' (the file stores tensors in quantized_file_tensor_order)");
+            "' (the file stores tensors in model_file_order)");
     const TensorInfo* t = src_.find(e.name);
     if (e.dtype == t->dtype) {
       copy_from_source(*t);

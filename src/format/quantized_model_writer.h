@@ -4,7 +4,7 @@
 // unchanged. docs/FORMAT.md ("Quantized model file") is the layout.
 //
 // The tensor directory is fixed at construction from the source and the plan, so data streams out
-// with one tensor in memory. Tensors must arrive in quantized_file_tensor_order(source). Unchanged
+// with one tensor in memory. Tensors must arrive in model_file_order(source.tensor_names()). Unchanged
 // tensors need not be given at all: the writer copies them from the source when a later tensor (or
 // finish()) comes. A caller that changes an unchanged tensor (e.g. an AWQ-folded norm) passes it to
 // add_unchanged() before any tensor after it in the order.
@@ -13,7 +13,7 @@
 //   QuantizedFilePlan plan = plan_quantized_file(src, spec, /*quantize_output=*/false);
 //   plan.method = "hlq";
 //   QuantizedModelWriter w(out_path, src, plan);
-//   for (name in quantized_file_tensor_order(src)) if (plan.quantized.count(name))
+//   for (name in model_file_order(src.tensor_names())) if (plan.quantized.count(name))
 //     w.add_quantized(name, quantize(...));
 //   w.finish();   // until then the file does not exist under out_path
 #pragma once
@@ -50,15 +50,10 @@ struct QuantizedFilePlan {
   std::map<std::string, DType> retyped;
 };
 
-// Every decoder linear (pipeline.h: is_quantizable_linear) with spec; output.weight too if
+// Every decoder linear (tensor_names.h: is_quantizable_linear) with spec; output.weight too if
 // quantize_output. default_spec = spec, source_name empty.
 QuantizedFilePlan plan_quantized_file(const ModelSource& src, const QuantSpec& spec,
                                       bool quantize_output);
-
-// The order tensors are stored in (and must be given in): token_embd.weight first, then blocks in
-// ascending index (each block's tensors in the source's relative order), then every other tensor
-// in source order.
-std::vector<std::string> quantized_file_tensor_order(const ModelSource& src);
 
 class QuantizedModelWriter final : public QuantizedTensorSink {
  public:

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "tensor/tensor_names.h"
 #include "core/fp16.h"
 #include "format/gguf_writer.h"
 
@@ -40,7 +41,7 @@ std::vector<TensorPlan> plan(const SyntheticModelOptions& o) {
   std::vector<TensorPlan> p;
   p.push_back({"token_embd.weight", {V, dim}, DType::F16, 1.0});
   for (int l = 0; l < o.n_layers; ++l) {
-    const std::string b = "blk." + std::to_string(l) + ".";
+    const std::string b = block_prefix(l);
     p.push_back({b + "attn_norm.weight", {dim}, DType::F32, 0});
     p.push_back({b + "attn_q.weight", {dim, dim}, DType::F16, s_dim});
     p.push_back({b + "attn_k.weight", {kv, dim}, DType::F16, s_dim});

@@ -12,6 +12,21 @@ int64_t block_weight_count(const ModelConfig& c) {
   return dim * (q_dim + 2 * kv_dim) + q_dim * dim + 3 * dim * int64_t(c.hidden_dim);
 }
 
+std::pair<int64_t, int64_t> linear_shape(const ModelConfig& c, LinearSlot s) {
+  const int64_t dim = c.dim, q_dim = int64_t(c.n_heads) * c.head_dim,
+                kv_dim = int64_t(c.n_kv_heads) * c.head_dim, hidden = c.hidden_dim;
+  switch (s) {
+    case LinearSlot::Q: return {q_dim, dim};
+    case LinearSlot::K:
+    case LinearSlot::V: return {kv_dim, dim};
+    case LinearSlot::O: return {dim, q_dim};
+    case LinearSlot::Gate:
+    case LinearSlot::Up: return {hidden, dim};
+    case LinearSlot::Down: return {dim, hidden};
+  }
+  return {0, 0};
+}
+
 void validate_config(const ModelConfig& c) {
   require(c.arch == "llama" || c.arch == "mistral" || c.arch == "qwen2" || c.arch == "qwen3",
           "unknown architecture '", c.arch, "'; supported: ", supported_architectures());

@@ -3,7 +3,11 @@
 // differs, a flag here that model/forward honours.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <utility>
+
+#include "tensor/tensor_names.h"
 
 namespace elutq {
 
@@ -50,5 +54,9 @@ void validate_config(const ModelConfig& c);
 
 // Weights in one decoder block's seven projections: q, k, v, o, gate, up, down.
 int64_t block_weight_count(const ModelConfig& c);
+
+// {out, in} of a block projection: q (q_dim, dim), k/v (kv_dim, dim), o (dim, q_dim),
+// gate/up (hidden, dim), down (dim, hidden).
+std::pair<int64_t, int64_t> linear_shape(const ModelConfig& c, LinearSlot s);
 
 }  // namespace elutq

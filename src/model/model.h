@@ -17,12 +17,15 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/thread_pool.h"
 #include "model/config.h"
+#include "model/decoder_block.h"
 #include "model/linear.h"
+#include "tensor/tensor_names.h"
 
 namespace elutq {
 
@@ -39,12 +42,6 @@ struct ModelOptions {
   // logits() call. The source must then outlive the model. Norms (dim floats) are always loaded.
   bool lazy_blocks = false;
 };
-
-// The projections of one block, for linear() / set_linear().
-enum class LinearSlot { Q, K, V, O, Gate, Up, Down };
-constexpr int kLinearSlots = 7;
-// Canonical tensor suffix of a slot: "attn_q", "ffn_down", ...
-const char* linear_slot_name(LinearSlot s);
 
 class Model {
  public:
@@ -84,8 +81,17 @@ class Model {
   // x (n, dim) = embedding rows of tokens.
   void embed(const int* tokens, int n, float* x) const;
   // One decoder block in place on x (n, dim) at positions pos..pos+n-1, n <= max_batch; reads
-  // and extends layer's KV cache.
-  void forward_block(int layer, float* x, int n, int pos);
+  // and extends layer's KV cache. observe sees the inputs of its sub-layers (decoder_block.h).
+  void forward_block(int layer, float* x, int n, int pos, const BlockObserver& observe = {});
+  // The block's two halves, for passes that record one sub-layer's inputs without running the
+  // rest: attention_half returns att (n, q_dim), valid until the next call, and leaves x as it
+  // is; ffn_half then finishes the block in place on x (DecoderBlock::ffn_half).
+  const float* attention_half(int layer, const float* x, int n, int pos,
+                              const BlockObserver& observe = {});
+  void ffn_half(int layer, float* x, const float* att, int n, const BlockObserver& observe = {},
+                std::optional<BlockTap> stop_after = std::nullopt);
+  // The loaded block itself (weights, KV cache).
+  DecoderBlock& block(int layer) { return loaded_layer(layer); }
   // RMSNorm with the output norm, in place on x (n, dim).
   void final_norm(float* x, int n) const;
 
@@ -107,16 +113,13 @@ class Model {
   std::vector<float>& ffn_norm(int layer);
 
  private:
-  struct Layer;
-  struct Scratch;
-  // One block on the batch whose placement (Scratch::tok_pos, tok_row0) is set.
-  void run_block(int layer, float* x, int n);
+  // Places tokens 0..n) of one sequence at positions pos.. (BlockScratch::tok_pos, tok_row0).
+  void place_sequence(int n, int pos);
   void load_weights(int layer);     // a lazy model's block projections, from the source
   void release_weights(int layer);  // and away again (the KV cache stays)
-  void clear_kv_cache(Layer& L) const;  // (max_ctx) zeroed rows of k and v
-  void attention(int layer, int n);
+  void clear_kv_cache(DecoderBlock& L) const;  // (max_ctx) zeroed rows of k and v
   void logits_of(const float* hidden, int n, float* out);
-  Layer& loaded_layer(int layer);
+  DecoderBlock& loaded_layer(int layer);
   void ensure_output();
 
   ModelConfig cfg_;
@@ -129,8 +132,11 @@ class Model {
   std::vector<float> output_norm_;                  // (dim)
   std::unique_ptr<Linear> output_;                  // (vocab, dim)
   std::vector<float> inv_freq_;                     // (head_dim / 2)
-  std::vector<std::unique_ptr<Layer>> layers_;
-  std::unique_ptr<Scratch> s_;
+  std::vector<std::unique_ptr<DecoderBlock>> layers_;
+  std::unique_ptr<BlockScratch> s_;
+  std::vector<float> x_;       // (max_batch, dim) residual stream of forward()
+  std::vector<float> last_;    // (dim) final hidden state of the last token
+  std::vector<float> logits_;  // (vocab) logits of the last token
 };
 
 }  // namespace elutq

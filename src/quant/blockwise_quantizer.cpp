@@ -8,11 +8,13 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "model/decoder_block.h"
 #include "model/dense_linear.h"
 #include "model/model.h"
 #include "quant/awq.h"
 #include "quant/hessian.h"
 #include "quant/rtn.h"
+#include "tensor/tensor_names.h"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -20,38 +22,19 @@ namespace elutq {
 
 namespace {
 
-constexpr LinearSlot kSlots[kLinearSlots] = {LinearSlot::Q,    LinearSlot::K,  LinearSlot::V,
-                                             LinearSlot::O,    LinearSlot::Gate, LinearSlot::Up,
-                                             LinearSlot::Down};
-
-// The true-sequential groups: layers sharing one input, in forward order.
-const std::vector<std::vector<LinearSlot>>& slot_groups() {
-  static const std::vector<std::vector<LinearSlot>> g = {
-      {LinearSlot::Q, LinearSlot::K, LinearSlot::V},
-      {LinearSlot::O},
-      {LinearSlot::Gate, LinearSlot::Up},
-      {LinearSlot::Down}};
+// The true-sequential groups: layers sharing one input, in forward order, and the block tap
+// where that input is seen.
+struct SlotGroup {
+  std::vector<LinearSlot> members;
+  BlockTap input;
+};
+const std::vector<SlotGroup>& slot_groups() {
+  static const std::vector<SlotGroup> g = {
+      {{LinearSlot::Q, LinearSlot::K, LinearSlot::V}, BlockTap::AttnIn},
+      {{LinearSlot::O}, BlockTap::OIn},
+      {{LinearSlot::Gate, LinearSlot::Up}, BlockTap::FfnIn},
+      {{LinearSlot::Down}, BlockTap::DownIn}};
   return g;
-}
-
-std::string blk_name(int l, const std::string& what) {
-  return "blk." + std::to_string(l) + "." + what;
-}
-
-std::string slot_tensor(int l, LinearSlot s) {
-  return blk_name(l, linear_slot_name(s)) + ".weight";
-}
-
-// Block index of a "blk.N.*" name, or -1.
-int block_of(const std::string& name) {
-  if (name.rfind("blk.", 0) != 0) return -1;
-  size_t dot = name.find('.', 4);
-  if (dot == std::string::npos) return -1;
-  try {
-    return std::stoi(name.substr(4, dot - 4));
-  } catch (...) {
-    return -1;
-  }
 }
 
 // A projection whose weights are not in memory: the model is built with these for every block and
@@ -73,74 +56,6 @@ class UnloadedLinear : public Linear {
   int64_t out_, in_;
 };
 
-// A projection whose output nobody reads in a collection pass (it comes after the layer whose
-// inputs are being recorded): gives zeros without computing anything.
-class ZeroLinear : public Linear {
- public:
-  ZeroLinear(int64_t out, int64_t in) : out_(out), in_(in) {}
-  int64_t in_features() const override { return in_; }
-  int64_t out_features() const override { return out_; }
-  void forward(const float*, int64_t n, float* y, ThreadPool&) const override {
-    std::fill(y, y + n * out_, 0.0f);
-  }
-  std::string describe() const override { return "zero"; }
-  uint64_t weight_bytes() const override { return 0; }
-
- private:
-  int64_t out_, in_;
-};
-
-// A dense fp32 projection that also records its inputs: into a Hessian accumulator and/or the
-// per-channel sum of |x| (AWQ statistics). With compute = false it only records (output zeros),
-// for passes that need nothing downstream of it.
-class CollectingLinear : public Linear {
- public:
-  CollectingLinear(std::shared_ptr<const std::vector<float>> w, int64_t out, int64_t in,
-                   HessianAccumulator* h, std::vector<double>* abs_sum, int64_t* rows_seen,
-                   bool compute = true, std::function<void(const float*, int64_t)> on_rows = {})
-      : dense_(std::move(w), out, in),
-        h_(h),
-        abs_(abs_sum),
-        rows_(rows_seen),
-        compute_(compute),
-        on_rows_(std::move(on_rows)) {}
-  int64_t in_features() const override { return dense_.in_features(); }
-  int64_t out_features() const override { return dense_.out_features(); }
-  void forward(const float* x, int64_t n, float* y, ThreadPool& pool) const override {
-    if (compute_)
-      dense_.forward(x, n, y, pool);
-    else
-      std::fill(y, y + n * dense_.out_features(), 0.0f);
-    if (h_) h_->add(x, n);
-    if (abs_) {
-      const int64_t in = dense_.in_features();
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < in; ++j) (*abs_)[size_t(j)] += std::fabs(x[i * in + j]);
-    }
-    if (rows_) *rows_ += n;
-    if (on_rows_) on_rows_(x, n);
-  }
-  std::string describe() const override { return "collecting " + dense_.describe(); }
-  uint64_t weight_bytes() const override { return dense_.weight_bytes(); }
-
- private:
-  DenseLinear dense_;
-  HessianAccumulator* h_;
-  std::vector<double>* abs_;
-  int64_t* rows_;
-  bool compute_;
-  std::function<void(const float*, int64_t)> on_rows_;
-};
-
-// out (dim) = x * w / sqrt(mean(x^2) + eps): the runtime's RMSNorm, written the same way so the
-// recorded inputs are the ones the model's forward pass computes.
-void rmsnorm_row(const float* x, const float* w, int dim, float eps, float* out) {
-  double ss = 0.0;
-  for (int i = 0; i < dim; ++i) ss += double(x[i]) * x[i];
-  const float r = float(1.0 / std::sqrt(ss / dim + eps));
-  for (int i = 0; i < dim; ++i) out[i] = w[i] * (x[i] * r);
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -149,21 +64,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 bool blockwise_needs_calibration(const BlockwiseOptions& opt) {
   return opt.awq || method_needs_calibration(opt.layer.method);
-}
-
-std::vector<std::string> blockwise_tensor_order(const ModelSource& src) {
-  const std::vector<std::string> names = src.tensor_names();
-  std::vector<std::string> out;
-  int max_block = -1;
-  for (const std::string& n : names) max_block = std::max(max_block, block_of(n));
-  for (const std::string& n : names)
-    if (n == "token_embd.weight") out.push_back(n);
-  for (int l = 0; l <= max_block; ++l)
-    for (const std::string& n : names)
-      if (block_of(n) == l) out.push_back(n);
-  for (const std::string& n : names)
-    if (n != "token_embd.weight" && block_of(n) < 0) out.push_back(n);
-  return out;
 }
 
 struct BlockwiseQuantizer::Impl {
@@ -203,10 +103,11 @@ struct BlockwiseQuantizer::Impl {
     install_dense(l, s, std::move(d));
   }
 
-  // Runs block l over the first n_seqs sequences of the store (all if < 0). Writes the outputs
-  // back when write_back; appends them to outputs if given.
+  // Runs block l over the first n_seqs sequences of the store (all if < 0) in the runtime's
+  // chunks; observe sees its sub-layer inputs. Writes the outputs back when write_back; appends
+  // them to outputs if given.
   void run_block(int l, CalibActivations& store, int64_t n_seqs, bool write_back,
-                 std::vector<float>* outputs) {
+                 std::vector<float>* outputs, const BlockObserver& observe = {}) {
     const int64_t T = store.tokens(), dim = store.dim();
     if (n_seqs < 0) n_seqs = store.count();
     buf.resize(size_t(T * dim));
@@ -214,7 +115,7 @@ struct BlockwiseQuantizer::Impl {
       store.get(i, buf.data());
       for (int64_t c = 0; c < T; c += model->max_batch()) {
         const int m = int(std::min<int64_t>(model->max_batch(), T - c));
-        model->forward_block(l, buf.data() + c * dim, m, int(c));
+        model->forward_block(l, buf.data() + c * dim, m, int(c), observe);
       }
       if (write_back) store.put(i, buf.data());
       if (outputs) outputs->insert(outputs->end(), buf.begin(), buf.end());
@@ -223,81 +124,48 @@ struct BlockwiseQuantizer::Impl {
 
   void awq_block(int l, CalibActivations& store, QuantReport& rep);
 
-  // One forward pass of block l (q/k/v quantized) that records o's inputs: their Hessian into acc
-  // and the rows themselves into att; the feed-forward half is skipped.
+  // The attention half of block l (q/k/v quantized) over every sequence: records o's inputs,
+  // their Hessian into acc and the rows themselves into att.
   void attention_pass(int l, CalibActivations& store, CalibActivations& att,
                       HessianAccumulator& acc) {
-    const int64_t T = store.tokens(), dim = store.dim(), qd = att.dim();
+    const int64_t T = store.tokens(), dim = store.dim(), qd = att.dim(), mb = model->max_batch();
     std::vector<float> a(size_t(T * qd));  // (T, q_dim) one sequence's o inputs
-    int64_t at = 0;                        // rows of a filled so far
-    const LinearSlot o = LinearSlot::O;
-    model->set_linear(l, o, std::make_unique<CollectingLinear>(
-                                W[int(o)], rows[int(o)], cols[int(o)], &acc, nullptr, nullptr,
-                                /*compute=*/false, [&](const float* x, int64_t n) {
-                                  std::copy(x, x + n * qd, a.data() + at * qd);
-                                  at += n;
-                                }));
-    for (LinearSlot s : {LinearSlot::Gate, LinearSlot::Up, LinearSlot::Down})
-      model->set_linear(l, s, std::make_unique<ZeroLinear>(rows[int(s)], cols[int(s)]));
     buf.resize(size_t(T * dim));
     for (int64_t i = 0; i < store.count(); ++i) {
       store.get(i, buf.data());
-      at = 0;
-      for (int64_t c = 0; c < T; c += model->max_batch()) {
-        const int m = int(std::min<int64_t>(model->max_batch(), T - c));
-        model->forward_block(l, buf.data() + c * dim, m, int(c));
+      for (int64_t c = 0; c < T; c += mb) {
+        const int m = int(std::min(mb, T - c));
+        const float* o_in = model->attention_half(l, buf.data() + c * dim, m, int(c));
+        acc.add(o_in, m);
+        std::copy(o_in, o_in + m * qd, a.data() + c * qd);
       }
-      require(at == T, "internal: attention pass recorded ", at, " of ", T, " rows");
       att.put(i, a.data());
     }
-    for (LinearSlot s : {o, LinearSlot::Gate, LinearSlot::Up, LinearSlot::Down}) install_fp(l, s);
   }
 
-  // The rest of block l from the recorded o inputs, as the runtime computes it (same chunks, same
-  // operations): h = x + o(att); xn = ffn_norm(h); a = silu(gate(xn)) * up(xn); out = h + down(a).
-  // Records xn into ffn_in and a into down_in if given; with write_back the outputs replace the
-  // block inputs in the store. Stops as early as what is asked allows.
+  // The feed-forward half of the loaded block from the recorded o inputs, in the runtime's
+  // chunks. Records gate/up's inputs into ffn_in and down's into down_in if given; with
+  // write_back the block outputs replace the block inputs in the store. Stops as early as what
+  // is asked allows.
   void mlp_pass(CalibActivations& store, CalibActivations& att, HessianAccumulator* ffn_in,
-                HessianAccumulator* down_in, bool write_back,
-                std::vector<float>* outputs = nullptr) {
-    const bool full = write_back || outputs;
-    const int l = loaded;
-    const int64_t T = store.tokens(), dim = store.dim(), qd = att.dim(),
-                  hidden = rows[int(LinearSlot::Gate)], mb = model->max_batch();
-    const float eps = src.config().norm_eps;
-    ThreadPool& p = model->pool();
-    const Linear& O = model->linear(l, LinearSlot::O);
-    const Linear& G = model->linear(l, LinearSlot::Gate);
-    const Linear& U = model->linear(l, LinearSlot::Up);
-    const Linear& D = model->linear(l, LinearSlot::Down);
+                HessianAccumulator* down_in, bool write_back) {
+    const int64_t T = store.tokens(), dim = store.dim(), qd = att.dim(), mb = model->max_batch();
+    const std::optional<BlockTap> stop_after =
+        write_back ? std::nullopt : std::optional(down_in ? BlockTap::DownIn : BlockTap::FfnIn);
+    const BlockObserver observe = [&](BlockTap tap, const float* rows, int64_t n, int64_t) {
+      if (tap == BlockTap::FfnIn && ffn_in) ffn_in->add(rows, n);
+      if (tap == BlockTap::DownIn && down_in) down_in->add(rows, n);
+    };
     buf.resize(size_t(T * dim));
-    std::vector<float> a(size_t(T * qd)), proj(size_t(mb * dim)), xn(size_t(mb * dim)),
-        g(size_t(mb * hidden)), u(size_t(mb * hidden));  // (T, q_dim), (mb, dim) x2, (mb, hidden) x2
+    std::vector<float> a(size_t(T * qd));  // (T, q_dim)
     for (int64_t i = 0; i < store.count(); ++i) {
       store.get(i, buf.data());
       att.get(i, a.data());
       for (int64_t c = 0; c < T; c += mb) {
-        const int64_t m = std::min(mb, T - c);
-        float* x = buf.data() + c * dim;
-        O.forward(a.data() + c * qd, m, proj.data(), p);
-        for (int64_t j = 0; j < m * dim; ++j) x[j] += proj[size_t(j)];
-        for (int64_t t = 0; t < m; ++t)
-          rmsnorm_row(x + t * dim, ffn_norm.data(), int(dim), eps, xn.data() + t * dim);
-        if (ffn_in) ffn_in->add(xn.data(), m);
-        if (!down_in && !full) continue;
-        G.forward(xn.data(), m, g.data(), p);
-        U.forward(xn.data(), m, u.data(), p);
-        for (int64_t j = 0; j < m * hidden; ++j) {
-          const float gv = g[size_t(j)];
-          g[size_t(j)] = gv / (1.0f + std::exp(-gv)) * u[size_t(j)];
-        }
-        if (down_in) down_in->add(g.data(), m);
-        if (!full) continue;
-        D.forward(g.data(), m, proj.data(), p);
-        for (int64_t j = 0; j < m * dim; ++j) x[j] += proj[size_t(j)];
+        const int m = int(std::min(mb, T - c));
+        model->ffn_half(loaded, buf.data() + c * dim, a.data() + c * qd, m, observe, stop_after);
       }
       if (write_back) store.put(i, buf.data());
-      if (outputs) outputs->insert(outputs->end(), buf.begin(), buf.end());
     }
   }
 
@@ -305,13 +173,12 @@ struct BlockwiseQuantizer::Impl {
   // no forward pass needed.
   void collect_block_input(CalibActivations& store, HessianAccumulator& acc) {
     const int64_t T = store.tokens(), dim = store.dim();
-    const float eps = src.config().norm_eps;
+    const DecoderBlock& block = model->block(loaded);
     buf.resize(size_t(T * dim));
     std::vector<float> xn(size_t(T * dim));  // (T, dim)
     for (int64_t i = 0; i < store.count(); ++i) {
       store.get(i, buf.data());
-      for (int64_t t = 0; t < T; ++t)
-        rmsnorm_row(buf.data() + t * dim, attn_norm.data(), int(dim), eps, xn.data() + t * dim);
+      block.attn_input(buf.data(), T, xn.data());
       // In the runtime's chunks, so the accumulated sums match a forward pass exactly.
       for (int64_t c = 0; c < T; c += model->max_batch())
         acc.add(xn.data() + c * dim, std::min<int64_t>(model->max_batch(), T - c));
@@ -344,10 +211,10 @@ BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOp
   const ModelConfig& c = src.config();
   validate_config(c);
   if (opt.quantize_output)
-    require(src.find("output.weight") != nullptr,
+    require(src.find(kOutputName) != nullptr,
             "this model ties its output head to the token embedding (no output.weight), so the ",
             "head cannot be quantized separately; drop --quantize-output");
-  I.order = blockwise_tensor_order(src);
+  I.order = model_file_order(src.tensor_names());
   // GPTQ and friends were measured 13x faster with OpenBLAS single-threaded inside the pipeline
   // (our pool splits the work); the dense forward sets the same.
   openblas_set_num_threads(1);
@@ -398,8 +265,8 @@ void BlockwiseQuantizer::embed_calibration(const std::vector<std::vector<int>>& 
 
 void BlockwiseQuantizer::emit_head(QuantizedTensorSink& sink) {
   for (const std::string& n : impl_->order) {
-    if (block_of(n) >= 0) break;
-    if (n != "token_embd.weight") break;
+    if (block_index(n) >= 0) break;
+    if (n != kTokenEmbdName) break;
     const TensorInfo* t = impl_->src.find(n);
     sink.add_unchanged(*t);
     impl_->src.release_pages(*t);  // written out: its mapped pages need not stay resident
@@ -410,14 +277,12 @@ void BlockwiseQuantizer::load_block(int l) {
   Impl& I = *impl_;
   require(l >= 0 && l < I.n_layers(), "block ", l, " out of range");
   const ModelConfig& c = I.src.config();
-  const int64_t dim = c.dim, q_dim = int64_t(c.n_heads) * c.head_dim,
-                kv_dim = int64_t(c.n_kv_heads) * c.head_dim, hidden = c.hidden_dim;
-  const int64_t shapes[kLinearSlots][2] = {{q_dim, dim},  {kv_dim, dim}, {kv_dim, dim}, {dim, q_dim},
-                                           {hidden, dim}, {hidden, dim}, {dim, hidden}};
+  const int64_t dim = c.dim;
   for (int s = 0; s < kLinearSlots; ++s) {
-    const TensorInfo& t = I.src.get(slot_tensor(l, LinearSlot(s)), {shapes[s][0], shapes[s][1]});
-    I.rows[s] = shapes[s][0];
-    I.cols[s] = shapes[s][1];
+    const auto [R, C] = linear_shape(c, LinearSlot(s));
+    const TensorInfo& t = I.src.get(linear_weight_name(l, LinearSlot(s)), {R, C});
+    I.rows[s] = R;
+    I.cols[s] = C;
     I.W[s] = std::make_shared<std::vector<float>>(size_t(I.rows[s] * I.cols[s]));
     load_tensor_f32(t, I.W[s]->data());
     I.q[s] = QuantizedMatrix{};
@@ -425,14 +290,14 @@ void BlockwiseQuantizer::load_block(int l) {
   }
   I.attn_norm.resize(size_t(dim));
   I.ffn_norm.resize(size_t(dim));
-  load_tensor_f32(I.src.get(blk_name(l, "attn_norm.weight"), {dim}), I.attn_norm.data());
-  load_tensor_f32(I.src.get(blk_name(l, "ffn_norm.weight"), {dim}), I.ffn_norm.data());
+  load_tensor_f32(I.src.get(block_tensor_name(l, "attn_norm.weight"), {dim}), I.attn_norm.data());
+  load_tensor_f32(I.src.get(block_tensor_name(l, "ffn_norm.weight"), {dim}), I.ffn_norm.data());
   I.norms_changed = false;
   if (I.model) {
     I.model->load_block(l);  // lazy model: KV cache (and placeholder projections) for block l
     I.model->attn_norm(l) = I.attn_norm;
     I.model->ffn_norm(l) = I.ffn_norm;
-    for (LinearSlot s : kSlots) I.install_fp(l, s);
+    for (LinearSlot s : kAllLinearSlots) I.install_fp(l, s);
   }
   I.loaded = l;
 }
@@ -442,9 +307,8 @@ void BlockwiseQuantizer::release_block(int l) {
   if (I.model) I.model->release_block(l);  // its projections, KV cache and mapped source pages
   // The mapped source pages of the block (touched by load_block and the sink) leave the resident
   // set, so a model larger than memory streams through.
-  const std::string prefix = "blk." + std::to_string(l) + ".";
   for (const std::string& name : I.order)
-    if (name.rfind(prefix, 0) == 0) I.src.release_pages(*I.src.find(name));
+    if (block_index(name) == l) I.src.release_pages(*I.src.find(name));
   for (int s = 0; s < kLinearSlots; ++s) {
     I.W[s].reset();
     I.q[s] = QuantizedMatrix{};
@@ -473,28 +337,21 @@ void BlockwiseQuantizer::Impl::awq_block(int l, CalibActivations& store, QuantRe
   }
   // o's, gate/up's and down's inputs in pass order: (n_seqs * T, q_dim), (.., dim), (.., hidden)
   std::vector<float> att_rows, ffn_rows, down_rows;
-  std::array<std::vector<double>, 4> abs_sum;
+  std::array<std::vector<double>, 4> abs_sum;  // per group, sum of |x| of each input channel
   std::array<int64_t, 4> seen{};
-  for (size_t g = 0; g < groups.size(); ++g) {
-    const LinearSlot first = groups[g][0];
-    abs_sum[g].assign(size_t(cols[int(first)]), 0.0);
-    std::function<void(const float*, int64_t)> keep;
-    std::vector<float>* rows_of = first == LinearSlot::O      ? &att_rows
-                                  : first == LinearSlot::Gate ? &ffn_rows
-                                  : first == LinearSlot::Down ? &down_rows
-                                                              : nullptr;
-    const int64_t width = cols[int(first)];
-    if (rows_of)
-      keep = [rows_of, width](const float* x, int64_t n) {
-        rows_of->insert(rows_of->end(), x, x + n * width);
-      };
-    model->set_linear(l, first, std::make_unique<CollectingLinear>(
-                                    W[int(first)], rows[int(first)], cols[int(first)], nullptr,
-                                    &abs_sum[g], &seen[g], true, keep));
-  }
+  const std::array<std::vector<float>*, 4> rows_of = {nullptr, &att_rows, &ffn_rows, &down_rows};
+  for (size_t g = 0; g < groups.size(); ++g)
+    abs_sum[g].assign(size_t(cols[int(groups[g].members[0])]), 0.0);
+  const BlockObserver stats = [&](BlockTap tap, const float* x, int64_t n, int64_t width) {
+    size_t g = 0;
+    while (groups[g].input != tap) ++g;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < width; ++j) abs_sum[g][size_t(j)] += std::fabs(x[i * width + j]);
+    seen[g] += n;
+    if (rows_of[g]) rows_of[g]->insert(rows_of[g]->end(), x, x + n * width);
+  };
   std::vector<float> ref, out;  // (n_seqs * T, dim) block outputs: fp, candidate
-  run_block(l, sub_in, -1, false, &ref);
-  for (const auto& g : groups) install_fp(l, g[0]);
+  run_block(l, sub_in, -1, false, &ref, stats);
   const int64_t N = n_seqs * T;  // tokens the search scores
   ThreadPool& p = model->pool();
   const int64_t hidden = rows[int(LinearSlot::Gate)];
@@ -503,10 +360,7 @@ void BlockwiseQuantizer::Impl::awq_block(int l, CalibActivations& store, QuantRe
   auto ffn_out = [&](const Linear& G, const Linear& U, const float* xn, std::vector<float>& y) {
     g_buf.resize(size_t(N * hidden));
     u_buf.resize(size_t(N * hidden));
-    G.forward(xn, N, g_buf.data(), p);
-    U.forward(xn, N, u_buf.data(), p);
-    for (size_t j = 0; j < g_buf.size(); ++j)
-      g_buf[j] = g_buf[j] / (1.0f + std::exp(-g_buf[j])) * u_buf[j];
+    swiglu(G, U, xn, N, g_buf.data(), u_buf.data(), p);
     y.resize(size_t(N * dim));
     model->linear(l, LinearSlot::Down).forward(g_buf.data(), N, y.data(), p);
   };
@@ -529,10 +383,10 @@ void BlockwiseQuantizer::Impl::awq_block(int l, CalibActivations& store, QuantRe
   const int64_t kv_dim = int64_t(c.n_kv_heads) * hd;
 
   for (size_t g = 0; g < groups.size(); ++g) {
-    const std::vector<LinearSlot>& members = groups[g];
+    const std::vector<LinearSlot>& members = groups[g].members;
     const bool is_o = members[0] == LinearSlot::O;
     if (is_o && c.attn_bias) {
-      rep.notes.push_back(blk_name(l, "attn_output") +
+      rep.notes.push_back(block_tensor_name(l, "attn_output") +
                           ": AWQ scaling skipped (v has a bias, which the fold would change)");
       continue;
     }
@@ -645,7 +499,8 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
   }
   const QuantSpec spec = method_spec(I.layer);
   std::unique_ptr<CalibActivations> att;  // (count, tokens, q_dim) o's inputs, quantized q/k/v
-  for (const std::vector<LinearSlot>& members : slot_groups()) {
+  for (const SlotGroup& group : slot_groups()) {
+    const std::vector<LinearSlot>& members = group.members;
     if (I.opt.fold_only) break;
     std::vector<float> H;  // (cols, cols) the group's input Hessian, with earlier groups quantized
     const LinearSlot first = members[0];
@@ -667,7 +522,7 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
       H = acc.hessian();
     }
     for (LinearSlot m : members) {
-      const std::string name = slot_tensor(l, m);
+      const std::string name = linear_weight_name(l, m);
       if (progress_)
         progress_(l, n, tag + linear_slot_name(m) + " " + quant_method_name(I.layer.method));
       const auto t0 = std::chrono::steady_clock::now();
@@ -690,10 +545,10 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
   }
   // The block's tensors, in source order.
   for (const std::string& name : I.order) {
-    if (block_of(name) != l) continue;
+    if (block_index(name) != l) continue;
     bool done = false;
-    for (LinearSlot s : kSlots)
-      if (name == slot_tensor(l, s)) {
+    for (LinearSlot s : kAllLinearSlots)
+      if (name == linear_weight_name(l, s)) {
         if (I.opt.fold_only)
           sink.add_f32(*I.src.find(name), I.W[int(s)]->data());
         else
@@ -703,9 +558,9 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
     if (done) continue;
     const TensorInfo* t = I.src.find(name);
     require(t != nullptr, "model lists tensor '", name, "' but does not provide it");
-    if (I.norms_changed && name == blk_name(l, "attn_norm.weight"))
+    if (I.norms_changed && name == block_tensor_name(l, "attn_norm.weight"))
       sink.add_f32(*t, I.attn_norm.data());
-    else if (I.norms_changed && name == blk_name(l, "ffn_norm.weight"))
+    else if (I.norms_changed && name == block_tensor_name(l, "ffn_norm.weight"))
       sink.add_f32(*t, I.ffn_norm.data());
     else
       sink.add_unchanged(*t);
@@ -723,10 +578,10 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
 void BlockwiseQuantizer::emit_tail(CalibActivations* store, QuantizedTensorSink& sink) {
   Impl& I = *impl_;
   for (const std::string& name : I.order) {
-    if (name == "token_embd.weight" || block_of(name) >= 0) continue;
+    if (name == kTokenEmbdName || block_index(name) >= 0) continue;
     const TensorInfo* t = I.src.find(name);
     require(t != nullptr, "model lists tensor '", name, "' but does not provide it");
-    if (name != "output.weight" || !I.opt.quantize_output) {
+    if (name != kOutputName || !I.opt.quantize_output) {
       sink.add_unchanged(*t);
       continue;
     }

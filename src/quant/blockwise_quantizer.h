@@ -69,9 +69,6 @@ bool blockwise_needs_calibration(const BlockwiseOptions& opt);
 // output_group where set.
 LayerQuantOptions blockwise_output_layer(const BlockwiseOptions& opt);
 
-// The sink order (see above) for a source's tensor names.
-std::vector<std::string> blockwise_tensor_order(const ModelSource& src);
-
 class BlockwiseQuantizer {
  public:
   // progress(block, n_blocks, status): status like "blk 3/30 ffn_up gptq".

@@ -29,20 +29,6 @@ void QuantizedTensorSink::add_f32(const TensorInfo& like, const float* data) {
   add_unchanged(t);
 }
 
-bool is_quantizable_linear(const std::string& name, bool quantize_output) {
-  if (name == "output.weight") return quantize_output;
-  if (name.rfind("blk.", 0) != 0) return false;
-  static const char* kSuffixes[] = {".attn_q.weight",   ".attn_k.weight",   ".attn_v.weight",
-                                    ".attn_output.weight", ".ffn_gate.weight", ".ffn_up.weight",
-                                    ".ffn_down.weight"};
-  for (const char* s : kSuffixes) {
-    std::string suf(s);
-    if (name.size() > suf.size() && name.compare(name.size() - suf.size(), suf.size(), suf) == 0)
-      return true;
-  }
-  return false;
-}
-
 QuantReport quantize_model_data_free(
     const ModelSource& src, const PipelineOptions& opt, QuantizedTensorSink& sink,
     ThreadPool* pool, const std::function<void(int64_t, int64_t, const std::string&)>& progress) {
@@ -53,7 +39,7 @@ QuantReport quantize_model_data_free(
   method_spec(opt.layer);  // validates bits / group before any work
   QuantReport rep;
   // The order the model file stores tensors in (embeddings, blocks ascending, the rest).
-  const std::vector<std::string> names = quantized_file_tensor_order(src);
+  const std::vector<std::string> names = model_file_order(src.tensor_names());
   std::vector<float> W;  // (rows, cols) the one tensor in memory
   int64_t done = 0;
   for (const std::string& name : names) {

@@ -15,6 +15,7 @@
 
 #include "format/tensor_info.h"
 #include "model/model_source.h"
+#include "tensor/tensor_names.h"
 #include "quant/qformat.h"
 #include "quant/quant_report.h"
 #include "quant/quantize_layer.h"
@@ -23,7 +24,7 @@ namespace elutq {
 
 class ThreadPool;
 
-// Receives every tensor of the output model, in quantized_file_tensor_order (embeddings, blocks
+// Receives every tensor of the output model, in model_file_order (embeddings, blocks
 // ascending, the rest; format/quantized_model_writer.h).
 class QuantizedTensorSink {
  public:
@@ -40,9 +41,6 @@ struct PipelineOptions {
   LayerQuantOptions layer;
   bool quantize_output = false;  // also quantize output.weight (lm_head)
 };
-
-// True for the canonical names this pipeline quantizes (see above).
-bool is_quantizable_linear(const std::string& name, bool quantize_output);
 
 // progress(done, total, name) is called after each tensor.
 QuantReport quantize_model_data_free(

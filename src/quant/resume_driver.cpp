@@ -9,13 +9,12 @@
 #include "core/error.h"
 #include "core/memory_usage.h"
 #include "quant/activation_store.h"
+#include "tensor/tensor_names.h"
 
 namespace elutq {
 namespace {
 
-bool in_block(const std::string& name, int l) {
-  return name.rfind("blk." + std::to_string(l) + ".", 0) == 0;
-}
+bool in_block(const std::string& name, int l) { return block_index(name) == l; }
 
 // Passes every tensor on to the real sink and keeps a copy of the decoder-block ones, which make
 // up the finished block's checkpoint.
@@ -53,7 +52,7 @@ class RecordingSink final : public QuantizedTensorSink {
   BlockCheckpoint take() { return std::exchange(cp_, BlockCheckpoint{}); }
 
  private:
-  static bool is_block_tensor(const std::string& name) { return name.rfind("blk.", 0) == 0; }
+  static bool is_block_tensor(const std::string& name) { return block_index(name) >= 0; }
   QuantizedTensorSink& inner_;
   BlockCheckpoint cp_;
 };

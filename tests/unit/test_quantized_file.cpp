@@ -432,7 +432,7 @@ TEST(QuantizedFile, TensorOrderPutsEmbeddingsFirstAndBlocksAscending) {
     }
   };
   const Names src(test::tiny("llama"));
-  EXPECT_EQ(quantized_file_tensor_order(src),
+  EXPECT_EQ(model_file_order(src.tensor_names()),
             (std::vector<std::string>{"token_embd.weight", "blk.2.attn_q.weight",
                                       "blk.2.attn_norm.weight", "blk.10.ffn_up.weight",
                                       "blk.10.attn_k.weight", "output_norm.weight",
@@ -450,7 +450,7 @@ TEST(QuantizedFile, WriterCopiesUnchangedTensorsItselfAndEnforcesOrder) {
     const TensorInfo* t = src.find(name);
     qs[name] = random_quantized(s, t->shape[0], t->shape[1], ++seed);
   }
-  const std::vector<std::string> order = quantized_file_tensor_order(src);
+  const std::vector<std::string> order = model_file_order(src.tensor_names());
   // Only add_quantized, in order.
   {
     QuantizedModelWriter w(dir.file("a.gguf"), src, plan);
@@ -517,7 +517,7 @@ TEST(QuantizedFile, ChangedAndRetypedUnquantizedTensors) {
   for (int64_t i = 0; i < dim; ++i) norm0[size_t(i)] = 0.25f * float(i);
   {
     QuantizedModelWriter w(path, src, plan);
-    for (const std::string& n : quantized_file_tensor_order(src)) {
+    for (const std::string& n : model_file_order(src.tensor_names())) {
       if (n == "blk.0.attn_norm.weight") w.add_f32(*src.find(n), norm0.data());
       if (n == "blk.0.ffn_norm.weight") w.add_f32(*src.find(n), norm1.data());
       const auto it = plan.quantized.find(n);
@@ -702,7 +702,7 @@ TEST(QuantizedFile, SampleForReference) {
       plan.quantized["blk." + std::to_string(l) + "." + linear_slot_name(LinearSlot(s)) +
                      ".weight"] = parse_quant_spec(formats[s]);
   QuantizedModelWriter w(out, *src, plan);
-  for (const std::string& name : quantized_file_tensor_order(*src)) {
+  for (const std::string& name : model_file_order(src->tensor_names())) {
     const auto it = plan.quantized.find(name);
     if (it == plan.quantized.end()) continue;
     const TensorInfo* t = src->find(name);

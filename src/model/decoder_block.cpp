@@ -1,0 +1,159 @@
+// The decoder block's forward pass (see decoder_block.h); reads like the math.
+#include "model/decoder_block.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "model/dense_linear.h"
+#include "model/rope.h"
+
+namespace elutq {
+
+void rmsnorm(const float* x, const float* w, int dim, float eps, float* out) {
+  double ss = 0.0;
+  for (int i = 0; i < dim; ++i) ss += double(x[i]) * x[i];
+  const float r = float(1.0 / std::sqrt(ss / dim + eps));
+  for (int i = 0; i < dim; ++i) out[i] = w[i] * (x[i] * r);
+}
+
+void swiglu(const Linear& gate, const Linear& up, const float* xn, int64_t n, float* g, float* u,
+            ThreadPool& pool) {
+  const Linear* gate_up[] = {&gate, &up};
+  float* out[] = {g, u};
+  forward_same_input(gate_up, xn, n, out, pool);
+  const int64_t m = n * gate.out_features();
+  for (int64_t j = 0; j < m; ++j) g[j] = g[j] / (1.0f + std::exp(-g[j])) * u[j];
+}
+
+BlockScratch::BlockScratch(const ModelConfig& c, int max_batch_, int max_ctx_, int n_threads)
+    : max_batch(max_batch_), max_ctx(max_ctx_) {
+  const size_t B = size_t(max_batch), dim = size_t(c.dim), hd = size_t(c.head_dim),
+               q_dim = size_t(c.n_heads) * hd, kv_dim = size_t(c.n_kv_heads) * hd,
+               hidden = size_t(c.hidden_dim);
+  xn.resize(B * dim);
+  q.resize(B * q_dim);
+  k.resize(B * kv_dim);
+  v.resize(B * kv_dim);
+  att.resize(B * q_dim);
+  proj.resize(B * dim);
+  gate.resize(B * hidden);
+  up.resize(B * hidden);
+  cos_t.resize(B * (hd / 2));
+  sin_t.resize(B * (hd / 2));
+  scores.resize(size_t(n_threads) * size_t(max_ctx));
+  tok_pos.resize(B);
+  tok_row0.resize(B);
+}
+
+void DecoderBlock::forward(float* x, int n, BlockScratch& s, ThreadPool& pool,
+                           const BlockObserver& observe) {
+  attention_half(x, n, s, pool, observe);
+  ffn_half(x, s.att.data(), n, s, pool, observe);
+}
+
+void DecoderBlock::attn_input(const float* x, int64_t n, float* xn) const {
+  const int dim = cfg_->dim;
+  for (int64_t i = 0; i < n; ++i)
+    rmsnorm(x + i * dim, attn_norm.data(), dim, cfg_->norm_eps, xn + i * dim);
+}
+
+void DecoderBlock::attention_half(const float* x, int n, BlockScratch& s, ThreadPool& pool,
+                                  const BlockObserver& observe) {
+  const ModelConfig& c = *cfg_;
+  const int hd = c.head_dim, half = hd / 2, q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
+  attn_input(x, n, s.xn.data());
+  if (observe) observe(BlockTap::AttnIn, s.xn.data(), n, c.dim);
+  {
+    const Linear* qkv[] = {lin[int(LinearSlot::Q)].get(), lin[int(LinearSlot::K)].get(),
+                           lin[int(LinearSlot::V)].get()};
+    float* out[] = {s.q.data(), s.k.data(), s.v.data()};
+    forward_same_input(qkv, s.xn.data(), n, out, pool);
+  }
+  for (int i = 0; i < n; ++i) {
+    float* q = s.q.data() + int64_t(i) * q_dim;
+    float* k = s.k.data() + int64_t(i) * kv_dim;
+    float* v = s.v.data() + int64_t(i) * kv_dim;
+    if (c.attn_bias) {
+      for (int j = 0; j < q_dim; ++j) q[j] += bq[j];
+      for (int j = 0; j < kv_dim; ++j) k[j] += bk[j];
+      for (int j = 0; j < kv_dim; ++j) v[j] += bv[j];
+    }
+    if (c.qk_norm) {  // Qwen3: RMSNorm over each head, before RoPE
+      for (int h = 0; h < c.n_heads; ++h) rmsnorm(q + h * hd, q_norm.data(), hd, c.norm_eps, q + h * hd);
+      for (int h = 0; h < c.n_kv_heads; ++h) rmsnorm(k + h * hd, k_norm.data(), hd, c.norm_eps, k + h * hd);
+    }
+    float* cs = s.cos_t.data() + int64_t(i) * half;
+    float* sn = s.sin_t.data() + int64_t(i) * half;
+    const int p = s.tok_pos[size_t(i)];
+    const int64_t row = int64_t(s.tok_row0[size_t(i)]) + p;
+    rope_cos_sin(p, inv_freq_->data(), half, cs, sn);
+    for (int h = 0; h < c.n_heads; ++h) rope_rotate(q + h * hd, hd, cs, sn, c.rope_style);
+    for (int h = 0; h < c.n_kv_heads; ++h) rope_rotate(k + h * hd, hd, cs, sn, c.rope_style);
+    std::memcpy(k_cache.data() + row * kv_dim, k, sizeof(float) * kv_dim);
+    std::memcpy(v_cache.data() + row * kv_dim, v, sizeof(float) * kv_dim);
+  }
+  attention(n, s, pool);
+  if (observe) observe(BlockTap::OIn, s.att.data(), n, q_dim);
+}
+
+void DecoderBlock::ffn_half(float* x, const float* att, int n, BlockScratch& s, ThreadPool& pool,
+                            const BlockObserver& observe, std::optional<BlockTap> stop_after) {
+  const ModelConfig& c = *cfg_;
+  const int dim = c.dim;
+  lin[int(LinearSlot::O)]->forward(att, n, s.proj.data(), pool);
+  for (int64_t j = 0; j < int64_t(n) * dim; ++j) x[j] += s.proj[size_t(j)];
+  for (int i = 0; i < n; ++i)
+    rmsnorm(x + int64_t(i) * dim, ffn_norm.data(), dim, c.norm_eps, s.xn.data() + int64_t(i) * dim);
+  if (observe) observe(BlockTap::FfnIn, s.xn.data(), n, dim);
+  if (stop_after == BlockTap::FfnIn) return;
+  swiglu(linear(LinearSlot::Gate), linear(LinearSlot::Up), s.xn.data(), n, s.gate.data(),
+         s.up.data(), pool);
+  if (observe) observe(BlockTap::DownIn, s.gate.data(), n, c.hidden_dim);
+  if (stop_after == BlockTap::DownIn) return;
+  lin[int(LinearSlot::Down)]->forward(s.gate.data(), n, s.proj.data(), pool);
+  for (int64_t j = 0; j < int64_t(n) * dim; ++j) x[j] += s.proj[size_t(j)];
+}
+
+// s.att (n, q_dim): for each token i and head h, softmax(q k^T / sqrt(hd)) v over the cached
+// positions of its sequence it may see (causal, and within the sliding window if the model has
+// one).
+void DecoderBlock::attention(int n, BlockScratch& s, ThreadPool& pool) {
+  const ModelConfig& c = *cfg_;
+  const int hd = c.head_dim, q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
+  const int group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  pool.run(int64_t(n) * c.n_heads, [&](int t, int64_t b, int64_t e) {
+    float* sc = s.scores.data() + int64_t(t) * s.max_ctx;
+    for (int64_t item = b; item < e; ++item) {
+      const int i = int(item / c.n_heads), h = int(item % c.n_heads), kvh = h / group;
+      const int p = s.tok_pos[size_t(i)];
+      const int start = c.sliding_window > 0 ? std::max(0, p - c.sliding_window + 1) : 0;
+      const float* q = s.q.data() + int64_t(i) * q_dim + h * hd;
+      // The sequence's cache rows; j below counts positions within them.
+      const int64_t row0 = s.tok_row0[size_t(i)];
+      const float* kc = k_cache.data() + row0 * kv_dim + kvh * hd;
+      const float* vc = v_cache.data() + row0 * kv_dim + kvh * hd;
+      float mx = -INFINITY;
+      for (int j = start; j <= p; ++j) {
+        sc[j] = dot_f32(q, kc + int64_t(j) * kv_dim, hd) * scale;
+        mx = std::max(mx, sc[j]);
+      }
+      float sum = 0.0f;
+      for (int j = start; j <= p; ++j) {
+        sc[j] = std::exp(sc[j] - mx);
+        sum += sc[j];
+      }
+      const float inv = 1.0f / sum;
+      float* out = s.att.data() + int64_t(i) * q_dim + h * hd;
+      std::fill(out, out + hd, 0.0f);
+      for (int j = start; j <= p; ++j) {
+        const float w = sc[j] * inv;
+        const float* v = vc + int64_t(j) * kv_dim;
+        for (int d = 0; d < hd; ++d) out[d] += w * v[d];
+      }
+    }
+  });
+}
+
+}  // namespace elutq
