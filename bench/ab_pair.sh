@@ -3,7 +3,8 @@
 # same time, each pinned to a core of its own (cores 0 and 1, swapped every half round), so drift in
 # the host's clock or steal time hits both alike; per benchmark the least time over all
 # repetitions of each side, and new / old. On the 2-vCPU AMD host an old-against-old run stayed
-# within 1.3% (docs/RESULTS.md), where one binary after the other drifted 20-50%.
+# within 1.3% (docs/notes/2026-12-04-avx2-paired-decode.md), where one binary after the other
+# drifted 20-50%.
 # Meant for compute-bound benchmarks (gemv_l2, gemm64); for DRAM-bound ones the two processes also
 # share the memory bandwidth, which still treats both sides alike but is not a 1-process figure.
 # usage: bench/ab_pair.sh OLD_MICROBENCH NEW_MICROBENCH FILTER [ROUNDS]

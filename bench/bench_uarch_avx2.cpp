@@ -5,7 +5,7 @@
 // the core's cycle time, and the others' time/op divided by it is cycles per instruction. On Zen 3,
 // for example, vpshufb and vpsrlw share two pipes while vpaddw has four, and 256-bit loads go two
 // a cycle, so a unit's lookups (4 vpshufb, 4 vpsrlw, 8 vpaddw) need at least 4 cycles
-// (docs/RESULTS.md, "AVX2 prefill on Zen 3").
+// (docs/notes/2026-12-04-avx2-prefill-zen3.md).
 // Registered only where the CPU runs AVX2; the functions carry their own target attribute, so this
 // file needs no AVX2 compiler flag.
 #if defined(__x86_64__)

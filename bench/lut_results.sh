@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The "LUT kernels" speed numbers of docs/RESULTS.md:
+# The speed tables of docs/RESULTS.md ("Speed"; earlier runs in docs/notes/):
 #   1. synthetic LLaMA-2-7B linear layers at HLQ w2/w3/w4 g128, HLQC w4g128 and uniform w4g128 (and
 #      w2 with int8 tables): decode (batch 1) and prefill (512 tokens) on 1 and 2 threads, each with its roofline
 #      fraction;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates the "Accuracy" section of docs/RESULTS.md: WikiText-2 (test) and C4 (held-out
-# documents) perplexity of FP and of every quantization method at several bit widths / group
+# Regenerates the accuracy tables of docs/RESULTS.md (between its accuracy markers): WikiText-2
+# (test) and C4 (held-out documents) perplexity of FP and of every quantization method at several bit widths / group
 # sizes, with bits per weight, quantization wall time and peak RSS, for stories260K and
 # SmolLM2-135M. Every number comes from `elutq quantize` / `elutq perplexity` runs made here.
 #

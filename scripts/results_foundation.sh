@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The figures of the "Foundation" section of docs/RESULTS.md (a measurement, not a test; long):
+# The figures of docs/notes/2026-11-23-foundation.md (a measurement, not a test; long):
 #   1. logit parity with HF transformers on random tiny models (tests/reference/test_hf_logits.py)
 #   2. SmolLM2-135M-Instruct Q4_1 WikiText-2 test perplexity at ctx 2048, elutq vs transformers on
 #      the gguf-dequantized weights with the same token ids (test_smollm2_ppl.py; WINDOWS windows,
@@ -34,7 +34,7 @@ fi
 echo "== 4. fp32 throughput"
 bash "$ROOT/scripts/bench_fp32.sh" "$ELUTQ_SMOLLM2" "$BUILD"
 
-echo "== 5. stories260K, tinystories validation_head.txt, ctx 512 (see docs/RESULTS.md for the protocols)"
+echo "== 5. stories260K, tinystories validation_head.txt, ctx 512 (protocols: docs/notes/2026-11-23-foundation.md)"
 ( set -x; "$ELUTQ_CLI" perplexity -m "$ELUTQ_SHARED/models/stories260K/stories260K.bin" \
     -f "$ELUTQ_SHARED/data/tinystories/validation_head.txt" --ctx 512 -t 2 -q )
 echo "== load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

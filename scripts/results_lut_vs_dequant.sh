@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end accuracy of the LUT kernels (docs/RESULTS.md, "LUT kernels: end-to-end accuracy"):
-# SmolLM2-135M quantized with HLQ at w2g128 and w3g128, WikiText-2 test perplexity (ctx 2048) once
+# End-to-end accuracy of the LUT kernels (docs/RESULTS.md, "LUT kernels against the dequantized
+# weights"): SmolLM2-135M quantized with HLQ at w2g128 and w3g128, WikiText-2 test perplexity (ctx 2048) once
 # through the bit-serial LUT kernels and once through the exact dequantization path; prints the
 # relative difference. The only difference between the two runs is the kernel: the LUT path
 # quantizes each group's activation tables to int8 (or int12 / int16 with LUT_TABLES), the dequant

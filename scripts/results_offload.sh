@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Disk-offload measurement for docs/RESULTS.md ("Disk offload"): quantizes a synthetic LLaMA
+# Disk-offload measurement for docs/notes/2026-11-23-disk-offload.md: quantizes a synthetic LLaMA
 # model whose fp16 weights are several times the memory budget, with calibration, three ways:
 #   A  no --mem-budget (everything in memory)
 #   B  --mem-budget BUDGET (one block in memory, activations on disk when they do not fit)

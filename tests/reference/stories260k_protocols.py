@@ -1,8 +1,8 @@
 """Whole-file perplexity of stories260K on validation_head.txt under several text protocols.
 
 A reference tool (not a CTest test: it takes about 4 minutes on one core), behind the figures in
-docs/RESULTS.md "### stories260K". It builds the model in transformers (the conversion of
-test_stories260k_hf.py) and tokenizes with the independent llama2.c run.c encoder of
+docs/notes/2026-11-23-foundation.md, "stories260K". It builds the model in transformers (the
+conversion of test_stories260k_hf.py) and tokenizes with the independent llama2.c run.c encoder of
 test_stories260k_tokenizer.py, so no elutq code is involved; windows of 512 tokens, non-overlapping,
 the remainder dropped, every token after the first of a window scored (elutq's protocol).
 

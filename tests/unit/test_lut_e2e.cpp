@@ -4,7 +4,8 @@
 // tables) and once with the same quantized weights dequantized exactly to fp32 (the reference
 // path). The only difference between them is the LUT kernels' rounded activation tables, so the
 // perplexities must agree within 0.5% (issue 4).
-// A few short windows keep it fast (docs/RESULTS.md has the longer run, scripts in bench/).
+// A few short windows keep it fast (docs/RESULTS.md has the longer run, made by
+// scripts/results_lut_vs_dequant.sh).
 // Host only: the ARM kernel-test build excludes it (it needs the model runtime).
 #include <gtest/gtest.h>
 

@@ -485,11 +485,11 @@ TEST(LutKernels, WithinStatedErrorOfFp32Matmul) {
               "%.6f\n", worst, worst12, worst16);
 }
 
-// At LLaMA width (4096 inputs, g128), the figures docs/RESULTS.md quotes: Gaussian activations,
-// and the same with 8 outlier channels scaled x50 (as LLM activations have), which set the table
-// scale of their groups and so coarsen every other entry there. int16 tables must be >= 50x more
-// accurate in both cases (measured: ~250x Gaussian, ~260x with outliers), int12 >= 8x (measured:
-// 15-19x).
+// At LLaMA width (4096 inputs, g128), the figures the notes quote (docs/notes/, int16 and int12
+// tables): Gaussian activations, and the same with 8 outlier channels scaled x50 (as LLM
+// activations have), which set the table scale of their groups and so coarsen every other entry
+// there. int16 tables must be >= 50x more accurate in both cases (measured: ~250x Gaussian, ~260x
+// with outliers), int12 >= 8x (measured: 15-19x).
 TEST(LutKernels, ErrorAtLlamaWidth) {
   for (bool outliers : {false, true}) {
     for (auto [kind, bits] : {std::pair{QuantKind::HLQ, 2}, {QuantKind::HLQ, 3},

@@ -131,9 +131,9 @@ TEST(Stories260K, GreedyContinuationMatchesReference) {
 TEST(Stories260K, PerplexityOnTinyStoriesAtCtx512) {
   // Issue 2 asks for 3.66 (../shared/README.md: mean loss 1.298, which is exp of llama2.c's
   // published validation loss of stories260K, 1.297, measured on its own validation shard).
-  // No protocol on validation_head.txt reproduces it (docs/RESULTS.md, "### stories260K"), and
-  // neither the tokenizer nor the forward pass is the cause: over the whole file our token ids
-  // equal an independent implementation of llama2.c run.c's encode
+  // No protocol on validation_head.txt reproduces it (docs/notes/2026-11-23-foundation.md,
+  // "stories260K"), and neither the tokenizer nor the forward pass is the cause: over the whole
+  // file our token ids equal an independent implementation of llama2.c run.c's encode
   // (tests/reference/test_stories260k_tokenizer.py) and our perplexity equals transformers' to 4
   // digits. Whole-file figures at ctx 512: 5.048 (`elutq perplexity`: one BOS, paragraphs joined
   // by "\n\n"), 4.532 (the protocol below), 4.428 (each story scored alone from its BOS), 4.320
