@@ -22,7 +22,7 @@
 #include "kernels/memory_bandwidth.h"
 #include "kernels/packed_matrix.h"
 #include "model/quantized_linear_factory.h"
-#include "quant/qformat.h"
+#include "tensor/qformat.h"
 
 namespace elutq::cli {
 

@@ -13,7 +13,7 @@
 #include "core/error.h"
 #include "format/gguf_file.h"
 #include "format/gguf_model.h"
-#include "model/model_source.h"
+#include "tensor/model_source.h"
 
 namespace elutq::cli {
 namespace {

@@ -9,7 +9,7 @@
 
 #include "cli.h"
 #include "core/error.h"
-#include "model/model_source.h"
+#include "tensor/model_source.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_files.h"
 

@@ -7,7 +7,7 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "format/quantized_blob.h"
-#include "format/tensor_info.h"
+#include "tensor/tensor_info.h"
 
 namespace elutq {
 namespace {

@@ -24,9 +24,9 @@
 #include <utility>
 #include <vector>
 
-#include "model/model_source.h"
 #include "quant/pipeline.h"
-#include "quant/qformat.h"
+#include "tensor/model_source.h"
+#include "tensor/qformat.h"
 
 namespace elutq {
 

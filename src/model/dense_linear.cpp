@@ -9,9 +9,9 @@
 
 #include "core/cpu_features.h"
 #include "core/error.h"
-#include "format/tensor_info.h"
 #include "model/gemv_kernels.h"
-#include "model/model_source.h"
+#include "tensor/model_source.h"
+#include "tensor/tensor_info.h"
 
 extern "C" void openblas_set_num_threads(int);
 

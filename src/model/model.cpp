@@ -9,8 +9,8 @@
 
 #include "core/error.h"
 #include "model/dense_linear.h"
-#include "model/model_source.h"
 #include "model/rope.h"
+#include "tensor/model_source.h"
 
 namespace elutq {
 

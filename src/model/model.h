@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "core/thread_pool.h"
-#include "model/config.h"
 #include "model/linear.h"
+#include "tensor/model_config.h"
 
 namespace elutq {
 

@@ -6,7 +6,7 @@
 #include "format/gguf_model.h"
 #include "format/hf_model.h"
 #include "format/llama2c_model.h"
-#include "model/model_source.h"
+#include "tensor/model_source.h"
 
 namespace elutq {
 

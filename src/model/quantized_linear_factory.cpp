@@ -3,10 +3,10 @@
 
 #include "core/error.h"
 #include "format/quantized_blob.h"
-#include "format/tensor_info.h"
 #include "kernels/lut_linear.h"
-#include "model/model_source.h"
 #include "model/stored_linear.h"
+#include "tensor/model_source.h"
+#include "tensor/tensor_info.h"
 
 namespace elutq {
 

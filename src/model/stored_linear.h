@@ -15,9 +15,9 @@
 #include <cstdint>
 #include <string>
 
-#include "format/dtype.h"
-#include "format/tensor_info.h"
 #include "model/linear.h"
+#include "tensor/dtype.h"
+#include "tensor/tensor_info.h"
 
 namespace elutq {
 

@@ -13,11 +13,11 @@
 #include <string>
 #include <vector>
 
-#include "format/tensor_info.h"
-#include "model/model_source.h"
-#include "quant/qformat.h"
 #include "quant/quant_report.h"
 #include "quant/quantize_layer.h"
+#include "tensor/model_source.h"
+#include "tensor/qformat.h"
+#include "tensor/tensor_info.h"
 
 namespace elutq {
 

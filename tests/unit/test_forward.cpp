@@ -11,7 +11,7 @@
 #include "model/dense_linear.h"
 #include "model/gemv_kernels.h"
 #include "model/model.h"
-#include "model/model_source.h"
+#include "tensor/model_source.h"
 #include "test_forward_model.h"
 
 namespace elutq {

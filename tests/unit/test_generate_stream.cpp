@@ -6,7 +6,7 @@
 #include <cstdio>
 
 #include "generate/text_stream.h"
-#include "model/model_source.h"
+#include "tensor/model_source.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 

@@ -17,14 +17,14 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "eval/perplexity.h"
-#include "format/tensor_info.h"
 #include "kernels/lut_linear.h"
 #include "model/dense_linear.h"
 #include "model/model.h"
-#include "model/model_source.h"
-#include "core/thread_pool.h"
 #include "quant/hlq_fit.h"
+#include "tensor/model_source.h"
+#include "tensor/tensor_info.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 

@@ -21,9 +21,9 @@
 #include "format/quantized_model_writer.h"
 #include "model/dense_linear.h"
 #include "model/model.h"
-#include "model/model_source.h"
 #include "model/quantized_linear_factory.h"
 #include "quant/pipeline.h"
+#include "tensor/model_source.h"
 #include "test_forward_model.h"
 #include "test_util.h"
 

@@ -13,10 +13,10 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "core/thread_pool.h"
-#include "format/tensor_info.h"
 #include "model/gemv_kernels.h"
 #include "model/quantized_linear_factory.h"
 #include "model/stored_linear.h"
+#include "tensor/tensor_info.h"
 #include "test_forward_model.h"
 #include "test_util.h"
 

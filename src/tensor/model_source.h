@@ -22,9 +22,9 @@
 #include <string>
 #include <vector>
 
-#include "format/tensor_info.h"
-#include "model/config.h"
-#include "tokenizer/tokenizer_spec.h"
+#include "tensor/model_config.h"
+#include "tensor/tensor_info.h"
+#include "tensor/tokenizer_spec.h"
 
 namespace elutq {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "format/dtype.h"
+#include "tensor/dtype.h"
 
 namespace elutq {
 
