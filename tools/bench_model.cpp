@@ -16,6 +16,7 @@
 #include "tensor/model_source.h"
 #if __has_include("model/quantized_linear_factory.h")
 #include "model/quantized_linear_factory.h"
+#include "runtime/open_model.h"
 #define ELUTQ_HAVE_QUANTIZED_FACTORY 1
 #endif
 

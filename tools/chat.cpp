@@ -12,6 +12,7 @@
 #include "generate/text_stream.h"
 #include "kernel_options.h"
 #include "model/model.h"
+#include "runtime/open_model.h"
 #include "tensor/model_source.h"
 #include "tokenizer/tokenizer.h"
 

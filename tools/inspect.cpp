@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "format/gguf_file.h"
 #include "format/quantized_blob.h"
+#include "runtime/open_model.h"
 #include "tensor/model_source.h"
 
 namespace elutq::cli {

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "kernel_options.h"
 #include "model/model.h"
+#include "runtime/open_model.h"
 #include "tensor/model_source.h"
 
 namespace elutq::cli {

@@ -8,6 +8,7 @@
 #include "eval/perplexity.h"
 #include "kernel_options.h"
 #include "model/model.h"
+#include "runtime/open_model.h"
 #include "tensor/model_source.h"
 #include "tokenizer/tokenizer.h"
 

@@ -21,6 +21,7 @@
 #include "quant/calib_data.h"
 #include "quant/resume.h"
 #include "quant/resume_driver.h"
+#include "runtime/open_model.h"
 #include "tensor/model_source.h"
 #include "tokenizer/tokenizer.h"
 

@@ -11,8 +11,10 @@
 
 #include "cli.h"
 #include "core/error.h"
+#include "format/dequant.h"
 #include "format/gguf_file.h"
 #include "format/gguf_model.h"
+#include "runtime/open_model.h"
 #include "tensor/model_source.h"
 
 namespace elutq::cli {

@@ -9,6 +9,7 @@
 
 #include "core/cpu_features.h"
 #include "core/error.h"
+#include "format/dequant.h"
 #include "model/gemv_kernels.h"
 #include "tensor/model_source.h"
 #include "tensor/tensor_info.h"

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "format/dequant.h"
 #include "model/dense_linear.h"
 #include "model/rope.h"
 #include "tensor/model_source.h"

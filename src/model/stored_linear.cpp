@@ -12,6 +12,7 @@
 #include "core/cpu_features.h"
 #include "core/error.h"
 #include "core/fp16.h"
+#include "format/dequant.h"
 #include "model/gemv_kernels.h"
 
 namespace elutq {

@@ -17,32 +17,18 @@
 #include "quant/quantize_layer.h"
 #include "tensor/model_source.h"
 #include "tensor/qformat.h"
+#include "tensor/quantized_tensor_sink.h"
+#include "tensor/tensor_names.h"
 #include "tensor/tensor_info.h"
 
 namespace elutq {
 
 class ThreadPool;
 
-// Receives every tensor of the output model, in quantized_file_tensor_order (embeddings, blocks
-// ascending, the rest; format/quantized_model_writer.h).
-class QuantizedTensorSink {
- public:
-  virtual ~QuantizedTensorSink() = default;
-  virtual void add_quantized(const std::string& name, const QuantizedMatrix& q) = 0;
-  virtual void add_unchanged(const TensorInfo& t) = 0;
-  // A tensor whose values the quantizer changed but not its kind (AWQ-folded norm weights):
-  // data holds like.numel() floats, valid only during the call. By default it is passed on
-  // through add_unchanged in the source's type where that is F32, F16 or BF16 (rounded), else F32.
-  virtual void add_f32(const TensorInfo& like, const float* data);
-};
-
 struct PipelineOptions {
   LayerQuantOptions layer;
   bool quantize_output = false;  // also quantize output.weight (lm_head)
 };
-
-// True for the canonical names this pipeline quantizes (see above).
-bool is_quantizable_linear(const std::string& name, bool quantize_output);
 
 // progress(done, total, name) is called after each tensor.
 QuantReport quantize_model_data_free(

@@ -50,10 +50,4 @@ class ModelSource {
   const TensorInfo& get(const std::string& name, const std::vector<int64_t>& shape) const;
 };
 
-// Opens a model, choosing the loader by what the path is: a folder with config.json (Hugging
-// Face), a file starting with the GGUF magic, or a llama2.c checkpoint (.bin; its tokenizer is
-// found by tokenizer_path, or tokenizer.bin / tok*.bin beside it). Throws Error otherwise.
-std::unique_ptr<ModelSource> open_model(const std::string& path,
-                                        const std::string& tokenizer_path = "");
-
 }  // namespace elutq

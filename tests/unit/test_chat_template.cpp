@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "generate/chat_template.h"
+#include "runtime/open_model.h"
 #include "tensor/model_source.h"
 #include "test_util.h"
 

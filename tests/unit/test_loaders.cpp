@@ -10,6 +10,7 @@
 #include "format/hf_model_config.h"
 #include "format/llama2c_model.h"
 #include "format/safetensors_file.h"
+#include "runtime/open_model.h"
 #include "tensor/model_source.h"
 #include "test_loaders_util.h"
 #include "test_util.h"

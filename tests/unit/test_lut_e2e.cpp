@@ -23,6 +23,7 @@
 #include "model/dense_linear.h"
 #include "model/model.h"
 #include "quant/hlq_fit.h"
+#include "runtime/open_model.h"
 #include "tensor/model_source.h"
 #include "tensor/tensor_info.h"
 #include "test_util.h"

@@ -18,6 +18,7 @@
 #include "model/model.h"
 #include "quant/activation_store.h"
 #include "quant/resume.h"
+#include "runtime/open_model.h"
 #include "tensor/model_source.h"
 #include "test_util.h"
 

@@ -15,6 +15,7 @@
 #include "quant/activation_store.h"
 #include "quant/blockwise_quantizer.h"
 #include "quant/resume_driver.h"
+#include "runtime/open_model.h"
 #include "tensor/model_source.h"
 #include "test_util.h"
 

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "eval/perplexity.h"
 #include "model/model.h"
+#include "runtime/open_model.h"
 #include "tensor/model_source.h"
 #include "test_forward_model.h"
 #include "test_util.h"

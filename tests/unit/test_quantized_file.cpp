@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "format/dequant.h"
 #include "format/gguf_file.h"
 #include "format/quantized_blob.h"
 #include "format/quantized_model_writer.h"
@@ -23,6 +24,7 @@
 #include "model/model.h"
 #include "model/quantized_linear_factory.h"
 #include "quant/pipeline.h"
+#include "runtime/open_model.h"
 #include "tensor/model_source.h"
 #include "test_forward_model.h"
 #include "test_util.h"

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "core/thread_pool.h"
+#include "format/dequant.h"
 #include "model/gemv_kernels.h"
 #include "model/quantized_linear_factory.h"
 #include "model/stored_linear.h"
