@@ -14,9 +14,9 @@
 #include "kernels/memory_bandwidth.h"
 #include "model/model.h"
 #include "tensor/model_source.h"
-#if __has_include("model/quantized_linear_factory.h")
-#include "model/quantized_linear_factory.h"
+#if __has_include("runtime/quantized_linear_factory.h")
 #include "runtime/open_model.h"
+#include "runtime/quantized_linear_factory.h"
 #define ELUTQ_HAVE_QUANTIZED_FACTORY 1
 #endif
 

@@ -1,5 +1,5 @@
 // The runtime's LinearFactory for quantized files (see quantized_linear_factory.h).
-#include "model/quantized_linear_factory.h"
+#include "runtime/quantized_linear_factory.h"
 
 #include "core/error.h"
 #include "format/quantized_blob.h"
