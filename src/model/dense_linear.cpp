@@ -10,7 +10,7 @@
 #include "core/cpu_features.h"
 #include "core/error.h"
 #include "format/dequant.h"
-#include "model/gemv_kernels.h"
+#include "kernels/gemv_kernels.h"
 #include "tensor/model_source.h"
 #include "tensor/tensor_info.h"
 

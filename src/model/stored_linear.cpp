@@ -13,7 +13,7 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "format/dequant.h"
-#include "model/gemv_kernels.h"
+#include "kernels/gemv_kernels.h"
 
 namespace elutq {
 

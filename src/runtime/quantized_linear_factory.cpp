@@ -3,7 +3,7 @@
 
 #include "core/error.h"
 #include "format/quantized_blob.h"
-#include "kernels/lut_linear.h"
+#include "model/lut_linear.h"
 #include "model/stored_linear.h"
 #include "tensor/model_source.h"
 #include "tensor/tensor_info.h"

@@ -8,8 +8,8 @@
 #include <random>
 
 #include "core/error.h"
+#include "kernels/gemv_kernels.h"
 #include "model/dense_linear.h"
-#include "model/gemv_kernels.h"
 #include "model/model.h"
 #include "tensor/model_source.h"
 #include "test_forward_model.h"

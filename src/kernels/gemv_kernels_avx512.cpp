@@ -7,7 +7,7 @@
 
 #include <cstring>
 
-#include "model/gemv_kernels.h"
+#include "kernels/gemv_kernels.h"
 
 // GCC 12 reports the self-initialised placeholder inside avx512fintrin.h's _mm512_cvtepi8_epi32 /
 // _mm512_cvtepi32_ps as maybe-uninitialized once they are inlined here; it is not.
