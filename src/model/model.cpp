@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "format/dequant.h"
+#include "kernels/gemv.h"
 #include "model/dense_linear.h"
 #include "model/rope.h"
 #include "tensor/model_source.h"

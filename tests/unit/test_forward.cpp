@@ -8,6 +8,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "kernels/gemv.h"
 #include "kernels/gemv_kernels.h"
 #include "model/dense_linear.h"
 #include "model/model.h"

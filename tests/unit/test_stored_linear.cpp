@@ -14,6 +14,7 @@
 #include "core/fp16.h"
 #include "core/thread_pool.h"
 #include "format/dequant.h"
+#include "kernels/gemv.h"
 #include "kernels/gemv_kernels.h"
 #include "model/stored_linear.h"
 #include "runtime/quantized_linear_factory.h"
