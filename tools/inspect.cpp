@@ -7,7 +7,8 @@
 #include "core/error.h"
 #include "format/gguf_file.h"
 #include "format/quantized_blob.h"
-#include "model/model_source.h"
+#include "runtime/open_model.h"
+#include "tensor/model_source.h"
 
 namespace elutq::cli {
 namespace {

@@ -1,8 +1,8 @@
 // KernelOptions (see kernel_options.h).
 #include "kernel_options.h"
 
-#include "model/model_source.h"
-#include "model/quantized_linear_factory.h"
+#include "runtime/quantized_linear_factory.h"
+#include "tensor/model_source.h"
 
 namespace elutq::cli {
 

@@ -10,10 +10,11 @@
 #include <vector>
 
 #include "cli.h"
-#include "kernel_options.h"
 #include "core/error.h"
+#include "kernel_options.h"
 #include "model/model.h"
-#include "model/model_source.h"
+#include "runtime/open_model.h"
+#include "tensor/model_source.h"
 
 namespace elutq::cli {
 namespace {

@@ -3,12 +3,13 @@
 #include <cstdio>
 
 #include "cli.h"
-#include "kernel_options.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "eval/perplexity.h"
+#include "kernel_options.h"
 #include "model/model.h"
-#include "model/model_source.h"
+#include "runtime/open_model.h"
+#include "tensor/model_source.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elutq::cli {

@@ -14,7 +14,6 @@
 #include "core/progress.h"
 #include "format/quantized_model_writer.h"
 #include "model/model.h"
-#include "model/model_source.h"
 #include "model/untied_head_source.h"
 #include "quant/activation_store.h"
 #include "quant/blockwise_quantizer.h"
@@ -22,6 +21,8 @@
 #include "quant/calib_data.h"
 #include "quant/resume.h"
 #include "quant/resume_driver.h"
+#include "runtime/open_model.h"
+#include "tensor/model_source.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elutq::cli {

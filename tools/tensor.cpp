@@ -11,9 +11,11 @@
 
 #include "cli.h"
 #include "core/error.h"
+#include "format/dequant.h"
 #include "format/gguf_file.h"
 #include "format/gguf_model.h"
-#include "model/model_source.h"
+#include "runtime/open_model.h"
+#include "tensor/model_source.h"
 
 namespace elutq::cli {
 namespace {

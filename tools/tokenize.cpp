@@ -9,7 +9,8 @@
 
 #include "cli.h"
 #include "core/error.h"
-#include "model/model_source.h"
+#include "runtime/open_model.h"
+#include "tensor/model_source.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_files.h"
 

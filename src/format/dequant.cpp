@@ -6,8 +6,9 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "format/dequant.h"
 #include "format/quantized_blob.h"
-#include "format/tensor_info.h"
+#include "tensor/tensor_info.h"
 
 namespace elutq {
 namespace {

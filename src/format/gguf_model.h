@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "model/model_source.h"
+#include "tensor/model_source.h"
 
 namespace elutq {
 

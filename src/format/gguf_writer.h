@@ -11,8 +11,8 @@
 #include <unordered_set>
 #include <vector>
 
-#include "format/dtype.h"
 #include "format/gguf_file.h"
+#include "tensor/dtype.h"
 
 namespace elutq {
 

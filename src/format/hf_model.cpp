@@ -69,7 +69,7 @@ std::string hf_name(const std::string& canonical) {
   return canonical;
 }
 
-// Every tensor the config implies, with its shape (see model/model_source.h).
+// Every tensor the config implies, with its shape (see tensor/model_source.h).
 std::map<std::string, std::vector<int64_t>> expected_tensors(const ModelConfig& c) {
   const int64_t dim = c.dim, q = int64_t(c.n_heads) * c.head_dim,
                 kv = int64_t(c.n_kv_heads) * c.head_dim, ff = c.hidden_dim;

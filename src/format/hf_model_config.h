@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "model/config.h"
+#include "tensor/model_config.h"
 
 namespace elutq {
 

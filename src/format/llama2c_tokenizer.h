@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "tokenizer/tokenizer_spec.h"
+#include "tensor/tokenizer_spec.h"
 
 namespace elutq {
 

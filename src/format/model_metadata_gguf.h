@@ -8,8 +8,8 @@
 
 #include "format/gguf_file.h"
 #include "format/gguf_writer.h"
-#include "model/config.h"
-#include "tokenizer/tokenizer_spec.h"
+#include "tensor/model_config.h"
+#include "tensor/tokenizer_spec.h"
 
 namespace elutq {
 

@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "quant/qformat.h"
+#include "tensor/qformat.h"
 
 namespace elutq {
 

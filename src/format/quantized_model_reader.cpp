@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 #include "format/quantized_blob.h"
-#include "quant/qformat.h"
+#include "tensor/qformat.h"
 #include "tensor/tensor_names.h"
 
 namespace elutq {

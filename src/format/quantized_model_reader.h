@@ -9,8 +9,8 @@
 #include <string>
 
 #include "format/gguf_file.h"
-#include "format/tensor_info.h"
-#include "model/config.h"
+#include "tensor/model_config.h"
+#include "tensor/tensor_info.h"
 
 namespace elutq {
 

@@ -8,6 +8,7 @@
 #include "core/fp16.h"
 #include "format/gguf_writer.h"
 #include "format/model_metadata_gguf.h"
+#include "format/dequant.h"
 #include "format/quantized_blob.h"
 #include "tensor/tensor_names.h"
 

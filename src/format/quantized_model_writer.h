@@ -24,9 +24,9 @@
 #include <utility>
 #include <vector>
 
-#include "model/model_source.h"
-#include "quant/pipeline.h"
-#include "quant/qformat.h"
+#include "tensor/model_source.h"
+#include "tensor/qformat.h"
+#include "tensor/quantized_tensor_sink.h"
 
 namespace elutq {
 
@@ -50,7 +50,7 @@ struct QuantizedFilePlan {
   std::map<std::string, DType> retyped;
 };
 
-// Every decoder linear (tensor_names.h: is_quantizable_linear) with spec; output.weight too if
+// Every decoder linear (tensor/tensor_names.h: is_quantizable_linear) with spec; output.weight too if
 // quantize_output. default_spec = spec, source_name empty.
 QuantizedFilePlan plan_quantized_file(const ModelSource& src, const QuantSpec& spec,
                                       bool quantize_output);

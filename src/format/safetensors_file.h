@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/mapped_file.h"
-#include "format/tensor_info.h"
+#include "tensor/tensor_info.h"
 
 namespace elutq {
 

@@ -58,9 +58,9 @@ constexpr int64_t kWeightPrefetchBytes = 2048;
 // Prefetches (into L1) the `bytes` bytes at `from`, never past `end` (the packed blob's end).
 // Internal linkage on purpose: each ISA's file, compiled with its own flags, keeps its own copy
 // instead of sharing one the linker might take from a file built for a wider ISA.
-// The bound is worked out once, before the loop. Keep it one line per turn: GCC 12 deleted a
-// four-lines-per-turn version of this loop once inlined (docs/RESULTS.md, 2026-12-04); check
-// `objdump -d` for prefetcht0 after changing it.
+// The bound is worked out once, before the loop. Keep it one line per turn: GCC 12 deleted an
+// unrolled version once inlined (see docs/RESULTS.md, section "LUT kernels", the AVX2 decode
+// notes); check `objdump -d` for prefetcht0 after changing it.
 static inline void prefetch_weights(const uint8_t* from, int64_t bytes, const uint8_t* end) {
   const int64_t n = end - from < bytes ? end - from : bytes;
   for (int64_t off = 0; off < n; off += 64)

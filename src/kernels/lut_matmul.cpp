@@ -12,26 +12,11 @@
 #include "core/aligned_vector.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "kernels/dispatch.h"
 #include "kernels/lut_isa.h"
 
 namespace elutq {
 namespace {
-
-const LutIsaKernels& kernels_for(Isa isa) {
-  require(isa_available(isa), "instruction set '", isa_name(isa), "' is not available on this CPU");
-  switch (isa) {
-    case Isa::Scalar: return lut_kernels_scalar();
-#if defined(ELUTQ_X86)
-    case Isa::Avx2: return lut_kernels_avx2();
-    case Isa::Avx512: return lut_kernels_avx512();
-#endif
-#if defined(ELUTQ_ARM)
-    case Isa::Neon: return lut_kernels_neon();
-#endif
-    default: break;
-  }
-  fail("instruction set '", isa_name(isa), "' is not compiled into this build");
-}
 
 // Per-call buffers of the calling thread, grown on demand and kept (no allocation per call once
 // the largest shape has been seen).
@@ -77,8 +62,8 @@ void prepare_token(const LutIsaKernels& k, const PackedHeader& h, int low_bits, 
 }
 
 // At least this many tiles per piece of work: the GEMVs read a piece as up to kGemvStreams
-// interleaved streams of tiles (with two streams, 4-tile pieces measured 75-79% of the 7B decode
-// roofline on 2 threads against 74-77% for 2-tile pieces; 8 no better).
+// interleaved streams of tiles (4 measured best of 2, 4 and 8: see docs/RESULTS.md, section "LUT
+// kernels", "Decode in several streams").
 constexpr int64_t kMinTilesPerPiece = 4;
 
 }  // namespace
@@ -152,7 +137,7 @@ void lut_gemm_same_input_isa(Isa isa, std::span<const PackedMatrix* const> ws, c
   }
   require(n >= 0, "LUT matmul with a negative token count");
   if (n == 0) return;
-  const LutIsaKernels& k = kernels_for(isa);
+  const LutIsaKernels& k = *isa_kernels(isa).lut;
   const PackedHeader& h = ws[0]->header();  // the table shape all of them share
   const LutTables resolved = resolve_lut_tables(precision, h.bits, h.group_padded, isa);
   const int low_bits = resolved == LutTables::Int16 ? 8 : resolved == LutTables::Int12 ? 6 : 0;

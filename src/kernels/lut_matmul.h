@@ -33,12 +33,11 @@ class ThreadPool;
 //   Int16: entries rounded to int16 (largest |sum| -> 32767), kept as a low-byte and a high-byte
 //          table so each ISA still uses its byte lookup: ~250x less table error, at two lookups
 //          and two integer sums per weight byte (docs/RESULTS.md has the measured cost).
-//   Auto:  per matrix, wide tables for B <= 2 and Int8 for B >= 3 (the tools' default). 2-bit
-//          models are the ones int8 tables move measurably (SmolLM2 HLQ-GPTQ w2g128: perplexity
-//          +1.5% against dequantization with int8, +0.002% with int16; w3g128 +0.47% with int8),
-//          so they pay for wider tables and 3- and 4-bit models keep the faster ones. The wide
-//          tables are the cheapest on the kernels' ISA: Int12 on AVX2 (1.2-1.45x faster than
-//          Int16 there), Int16 elsewhere (where the two cost the same, so the finer one).
+//   Auto:  per matrix, wide tables for B <= 2 and Int8 for B >= 3 (the tools' default): int8
+//          tables move the perplexity of 2-bit models measurably and of 3- and 4-bit ones little,
+//          so only 2-bit models pay for wider tables, and those are the cheaper ones on the
+//          kernels' ISA: Int12 on AVX2, Int16 elsewhere (where both cost the same, so the finer).
+//          Figures: see docs/RESULTS.md, sections "LUT kernels" and "int12 activation tables".
 enum class LutTables : uint8_t { Int8, Int16, Auto, Int12 };
 
 // "int8", "int12", "int16" or "auto"; throws Error naming the choices otherwise.

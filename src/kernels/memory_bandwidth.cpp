@@ -7,8 +7,8 @@
 #include <cstring>
 #include <vector>
 
-#include "core/cpu_features.h"
 #include "core/thread_pool.h"
+#include "kernels/dispatch.h"
 #include "kernels/memory_bandwidth_isa.h"
 
 namespace elutq {
@@ -26,17 +26,6 @@ uint64_t stream_read_portable(const uint64_t* words, int64_t n) {
   return a + b + c + d;
 }
 
-uint64_t (*stream_read_for_cpu())(const uint64_t*, int64_t) {
-#if defined(__x86_64__) || defined(_M_X64)
-  switch (active_isa()) {
-    case Isa::Avx512: return stream_read_avx512;
-    case Isa::Avx2: return stream_read_avx2;
-    default: break;
-  }
-#endif
-  return stream_read_portable;  // on ARM the compiler vectorizes it with NEON
-}
-
 ReadBandwidthProbe::ReadBandwidthProbe(size_t bytes) : buf_(bytes / 8 * 8) {
   std::memset(buf_.data(), 1, buf_.size());  // fault every page in before any timing
 }
@@ -44,7 +33,7 @@ ReadBandwidthProbe::ReadBandwidthProbe(size_t bytes) : buf_(bytes / 8 * 8) {
 double ReadBandwidthProbe::measure(ThreadPool& pool, int repeats) {
   const int64_t words = int64_t(buf_.size() / 8);
   const uint64_t* buf = reinterpret_cast<const uint64_t*>(buf_.data());
-  const auto read = stream_read_for_cpu();
+  const auto read = active_kernels().stream_read;
   std::vector<uint64_t> sums(size_t(pool.size()), 0);
   double best = 0.0;
   for (int r = 0; r < repeats; ++r) {

@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "core/huge_page_buffer.h"
-#include "quant/qformat.h"
+#include "tensor/qformat.h"
 
 namespace elutq {
 

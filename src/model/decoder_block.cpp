@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "model/dense_linear.h"
+#include "kernels/gemv.h"
 #include "model/rope.h"
 
 namespace elutq {

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
-#include "model/config.h"
+#include "tensor/model_config.h"
 #include "model/linear.h"
 
 namespace elutq {

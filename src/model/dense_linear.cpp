@@ -7,79 +7,39 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/cpu_features.h"
 #include "core/error.h"
-#include "format/tensor_info.h"
-#include "model/gemv_kernels.h"
-#include "model/model_source.h"
+#include "format/dequant.h"
+#include "kernels/gemv.h"
+#include "tensor/model_source.h"
+#include "tensor/tensor_info.h"
 
 extern "C" void openblas_set_num_threads(int);
 
 namespace elutq {
 
-namespace kern {
-float dot_f32_scalar(const float* a, const float* b, int64_t n) {
-  float s = 0.0f;
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-void gemv_rows_f32_scalar(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y) {
-  for (int64_t r = r0; r < r1; ++r) y[r] = dot_f32_scalar(W + r * n, x, n);
-}
-void gemv2_rows_f32_scalar(const float* W, const float* x0, const float* x1, int64_t n, int64_t r0,
-                           int64_t r1, float* y0, float* y1) {
-  gemv_rows_f32_scalar(W, x0, n, r0, r1, y0);
-  gemv_rows_f32_scalar(W, x1, n, r0, r1, y1);
-}
-}  // namespace kern
-
 namespace {
 // Up to this many tokens go row block by row block through the one-token GEMV; more through sgemm.
 constexpr int64_t kRowDotTokens = 8;
 
-using DotFn = float (*)(const float*, const float*, int64_t);
-using GemvFn = void (*)(const float*, const float*, int64_t, int64_t, int64_t, float*);
-using Gemv2Fn = void (*)(const float*, const float*, const float*, int64_t, int64_t, int64_t,
-                         float*, float*);
-struct Kernels {
-  DotFn dot = kern::dot_f32_scalar;
-  GemvFn gemv = kern::gemv_rows_f32_scalar;
-  Gemv2Fn gemv2 = kern::gemv2_rows_f32_scalar;
-  // ELUTQ_BLAS_THREADS=1 hands the whole sgemm to OpenBLAS's own threads instead of slicing it
-  // over our pool (kept to compare the two in scripts/bench_fp32.sh).
-  bool blas_threads = false;
-};
-const Kernels& kernels() {
-  static const Kernels k = [] {
-    Kernels r;
-#if defined(ELUTQ_X86)
-    if (active_isa() != Isa::Scalar && isa_available(Isa::Avx2)) {
-      r.dot = kern::dot_f32_avx2;
-      r.gemv = kern::gemv_rows_f32_avx2;
-      r.gemv2 = kern::gemv2_rows_f32_avx2;
-    }
-#endif
+// ELUTQ_BLAS_THREADS=1 hands the whole sgemm to OpenBLAS's own threads instead of slicing it over
+// our pool (kept to compare the two in scripts/bench_fp32.sh). Read once.
+bool blas_threads() {
+  static const bool on = [] {
     const char* e = std::getenv("ELUTQ_BLAS_THREADS");
-    r.blas_threads = e && std::string(e) == "1";
+    const bool r = e && std::string(e) == "1";
     // Our pool does the threading; OpenBLAS runs single-threaded inside each slice.
-    if (!r.blas_threads) openblas_set_num_threads(1);
+    if (!r) openblas_set_num_threads(1);
     return r;
   }();
-  return k;
+  return on;
 }
 }  // namespace
-
-float dot_f32(const float* a, const float* b, int64_t n) { return kernels().dot(a, b, n); }
-
-void gemv_rows_f32(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y) {
-  kernels().gemv(W, x, n, r0, r1, y);
-}
 
 DenseLinear::DenseLinear(std::shared_ptr<const std::vector<float>> weight, int64_t out, int64_t in)
     : w_(std::move(weight)), out_(out), in_(in) {
   require(w_ && int64_t(w_->size()) >= out * in, "DenseLinear: weight buffer holds fewer than ",
           out, "x", in, " floats");
-  kernels();
+  blas_threads();
 }
 
 std::string DenseLinear::describe() const {
@@ -103,14 +63,14 @@ void DenseLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool)
         const int64_t r0 = b * block, r1 = std::min(out, r0 + block);
         int64_t t = 0;
         for (; t + 2 <= n; t += 2)
-          kernels().gemv2(W, x + t * in, x + (t + 1) * in, in, r0, r1, y + t * out,
-                          y + (t + 1) * out);
+          gemv2_rows_f32(W, x + t * in, x + (t + 1) * in, in, r0, r1, y + t * out,
+                         y + (t + 1) * out);
         if (t < n) gemv_rows_f32(W, x + t * in, in, r0, r1, y + t * out);
       }
     });
     return;
   }
-  if (kernels().blas_threads) {
+  if (blas_threads()) {
     openblas_set_num_threads(pool.size());
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(out), int(in), 1.0f, x, int(in),
                 W, int(in), 0.0f, y, int(out));

@@ -1,10 +1,9 @@
 // The fp32 dense Linear: a (out, in) row-major weight. Up to 8 tokens go through our own threaded
-// GEMV (rows split across the pool, AVX2/FMA where the CPU has it; several tokens take turns on
-// each block of rows while it is in L1, each getting the one-token result bit for bit); more
-// tokens through OpenBLAS sgemm, each pool thread taking a slice of the output features with
-// OpenBLAS itself single-threaded: on par with OpenBLAS's own threading at 2 threads (SmolLM2
-// prefill, 256 tokens: 148-151 vs 154 tok/s on a loaded 2-core machine; ELUTQ_BLAS_THREADS=1
-// selects it) and it keeps one thread pool, no oversubscription.
+// GEMV (rows split across the pool, the active ISA's kernel from kernels/gemv.h; several tokens
+// take turns on each block of rows while it is in L1, each getting the one-token result bit for
+// bit); more tokens through OpenBLAS sgemm, each pool thread taking a slice of the output features
+// with OpenBLAS itself single-threaded: on par with OpenBLAS's own threading (see docs/RESULTS.md,
+// section "fp32 throughput"; ELUTQ_BLAS_THREADS=1 selects that) while keeping one thread pool.
 #pragma once
 
 #include <memory>
@@ -32,10 +31,5 @@ class DenseLinear : public Linear {
   std::shared_ptr<const std::vector<float>> w_;  // (out, in)
   int64_t out_, in_;
 };
-
-// y[r] = dot(W[r, :], x) for rows [r0, r1) of a (rows, n) matrix; picks the AVX2 kernel at run time.
-void gemv_rows_f32(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y);
-// Dot product of two length-n vectors (AVX2 where available).
-float dot_f32(const float* a, const float* b, int64_t n);
 
 }  // namespace elutq

@@ -7,9 +7,11 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "format/dequant.h"
+#include "kernels/gemv.h"
 #include "model/dense_linear.h"
-#include "model/model_source.h"
 #include "model/rope.h"
+#include "tensor/model_source.h"
 #include "tensor/tensor_names.h"
 
 namespace elutq {

@@ -22,9 +22,9 @@
 #include <vector>
 
 #include "core/thread_pool.h"
-#include "model/config.h"
 #include "model/decoder_block.h"
 #include "model/linear.h"
+#include "tensor/model_config.h"
 #include "tensor/tensor_names.h"
 
 namespace elutq {

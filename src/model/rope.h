@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "model/config.h"
+#include "tensor/model_config.h"
 
 namespace elutq {
 

@@ -9,87 +9,16 @@
 #include <cstring>
 #include <vector>
 
-#include "core/cpu_features.h"
 #include "core/error.h"
-#include "core/fp16.h"
-#include "model/gemv_kernels.h"
+#include "format/dequant.h"
+#include "kernels/gemv.h"
 
 namespace elutq {
 
 namespace {
-constexpr int64_t kQ8Block = 34;    // fp16 d + 32 int8
 constexpr int64_t kSlabRows = 256;  // rows converted per sgemm: 256 x 576 fp32 = 576 KiB
 constexpr int64_t kGemvTokens = 64;  // up to this many tokens: a GEMV per token (see forward)
-
-uint16_t load_u16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-
-using GemvFn = void (*)(const uint8_t*, const float*, int64_t, int64_t, int64_t, float*);
-struct StoredKernels {
-  GemvFn q8_0 = kern::gemv_rows_q8_0_scalar;
-  GemvFn f16 = kern::gemv_rows_f16_scalar;
-  GemvFn bf16 = kern::gemv_rows_bf16_scalar;
-};
-const StoredKernels& stored_kernels() {
-  static const StoredKernels k = [] {
-    StoredKernels r;
-#if defined(ELUTQ_X86)
-    // The LUT kernels' ISA choice (ELUTQ_ISA can force one) picks these too.
-    if (active_isa() == Isa::Avx512) {
-      r.q8_0 = kern::gemv_rows_q8_0_avx512;
-      r.f16 = kern::gemv_rows_f16_avx512;
-      r.bf16 = kern::gemv_rows_bf16_avx512;
-    } else if (active_isa() != Isa::Scalar && isa_available(Isa::Avx2)) {
-      r.q8_0 = kern::gemv_rows_q8_0_avx2;
-      r.f16 = kern::gemv_rows_f16_avx2;
-      r.bf16 = kern::gemv_rows_bf16_avx2;
-    }
-#endif
-    return r;
-  }();
-  return k;
-}
 }  // namespace
-
-namespace kern {
-void gemv_rows_q8_0_scalar(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
-                           float* y) {
-  const int64_t nb = n / 32;
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* row = W + r * nb * kQ8Block;
-    float s = 0.0f;
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* blk = row + b * kQ8Block;
-      const float d = fp16_to_f32(load_u16(blk));
-      const int8_t* q = reinterpret_cast<const int8_t*>(blk + 2);
-      for (int j = 0; j < 32; ++j) s += (d * float(q[j])) * x[b * 32 + j];
-    }
-    y[r] = s;
-  }
-}
-void gemv_rows_f16_scalar(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
-                          float* y) {
-  for (int64_t r = r0; r < r1; ++r) y[r] = half_row_dot<false>(W + r * n * 2, x, 0, n, 0.0f);
-}
-void gemv_rows_bf16_scalar(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
-                           float* y) {
-  for (int64_t r = r0; r < r1; ++r) y[r] = half_row_dot<true>(W + r * n * 2, x, 0, n, 0.0f);
-}
-}  // namespace kern
-
-void gemv_rows_stored(DType t, const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
-                      float* y) {
-  const StoredKernels& k = stored_kernels();
-  switch (t) {
-    case DType::Q8_0: return k.q8_0(W, x, n, r0, r1, y);
-    case DType::F16: return k.f16(W, x, n, r0, r1, y);
-    case DType::BF16: return k.bf16(W, x, n, r0, r1, y);
-    default: fail("no stored-type GEMV for ", dtype_name(t));
-  }
-}
 
 bool StoredLinear::supports(const TensorInfo& w) {
   if (w.shape.size() != 2 || w.shape[0] <= 0 || w.shape[1] <= 0) return false;
@@ -106,7 +35,6 @@ StoredLinear::StoredLinear(const TensorInfo& w)
   require(w.data != nullptr && w.nbytes >= row_bytes_ * uint64_t(out_), "tensor '", w.name,
           "' holds ", w.nbytes, " bytes, less than its ", out_, "x", in_, " ", dtype_name(w.dtype),
           " shape needs (truncated or corrupt file?)");
-  stored_kernels();
 }
 
 std::string StoredLinear::describe() const {
@@ -117,9 +45,8 @@ std::string StoredLinear::describe() const {
 
 void StoredLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool) const {
   const int64_t in = in_, out = out_;
-  // Up to kGemvTokens tokens: one GEMV each. Measured on SmolLM2's 49152x576 Q8_0 head, 2 threads
-  // (best of 7): GEMV 1.12-1.15 ms per token at 1-4 tokens; slabs + sgemm 27 ms at 5 tokens (the
-  // conversion alone is ~25 ms), 1.33 ms per token at 64, 1.14 at 128, 1.04 at 512.
+  // Up to kGemvTokens tokens: one GEMV each; converting slabs pays off only when many tokens share
+  // them (see docs/RESULTS.md, section "LUT kernels", "SmolLM2's output head on its Q8_0 blocks").
   if (n <= kGemvTokens) {
     pool.run(out, [&](int, int64_t r0, int64_t r1) {
       for (int64_t t = 0; t < n; ++t) {

@@ -15,9 +15,9 @@
 #include <cstdint>
 #include <string>
 
-#include "format/dtype.h"
-#include "format/tensor_info.h"
 #include "model/linear.h"
+#include "tensor/dtype.h"
+#include "tensor/tensor_info.h"
 
 namespace elutq {
 
@@ -39,11 +39,5 @@ class StoredLinear : public Linear {
   int64_t out_, in_;
   uint64_t row_bytes_;
 };
-
-// y[r] = sum_k w[r, k] * x[k] for rows [r0, r1) of a stored (rows, n) matrix of type t (Q8_0
-// with n % 32 == 0, F16 or BF16); picks the AVX-512 or AVX2 kernel at run time (the kern::*_scalar functions
-// in model/gemv_kernels.h are the reference).
-void gemv_rows_stored(DType t, const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
-                      float* y);
 
 }  // namespace elutq

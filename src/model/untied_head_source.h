@@ -8,7 +8,7 @@
 
 #include <memory>
 
-#include "model/model_source.h"
+#include "tensor/model_source.h"
 
 namespace elutq {
 

@@ -32,10 +32,10 @@
 #include <string>
 #include <vector>
 
-#include "model/model_source.h"
 #include "quant/calib_activations.h"
 #include "quant/pipeline.h"
 #include "quant/quantize_layer.h"
+#include "tensor/model_source.h"
 
 namespace elutq {
 

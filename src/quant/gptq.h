@@ -23,8 +23,8 @@
 #include <vector>
 
 #include "quant/hlq_fit.h"
-#include "quant/qformat.h"
 #include "quant/rtn.h"
+#include "tensor/qformat.h"
 
 namespace elutq {
 

@@ -7,7 +7,7 @@
 #include <functional>
 #include <vector>
 
-#include "quant/qformat.h"
+#include "tensor/qformat.h"
 
 namespace elutq {
 

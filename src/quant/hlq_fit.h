@@ -15,7 +15,7 @@
 #include <cstdint>
 
 #include "quant/group_fit.h"
-#include "quant/qformat.h"
+#include "tensor/qformat.h"
 
 namespace elutq {
 

@@ -18,7 +18,7 @@
 
 #include "quant/group_fit.h"
 #include "quant/hlq_fit.h"
-#include "quant/qformat.h"
+#include "tensor/qformat.h"
 
 namespace elutq {
 

@@ -13,29 +13,17 @@
 #include <string>
 #include <vector>
 
-#include "format/tensor_info.h"
-#include "model/model_source.h"
-#include "tensor/tensor_names.h"
-#include "quant/qformat.h"
 #include "quant/quant_report.h"
 #include "quant/quantize_layer.h"
+#include "tensor/model_source.h"
+#include "tensor/qformat.h"
+#include "tensor/quantized_tensor_sink.h"
+#include "tensor/tensor_names.h"
+#include "tensor/tensor_info.h"
 
 namespace elutq {
 
 class ThreadPool;
-
-// Receives every tensor of the output model, in model_file_order (embeddings, blocks
-// ascending, the rest; format/quantized_model_writer.h).
-class QuantizedTensorSink {
- public:
-  virtual ~QuantizedTensorSink() = default;
-  virtual void add_quantized(const std::string& name, const QuantizedMatrix& q) = 0;
-  virtual void add_unchanged(const TensorInfo& t) = 0;
-  // A tensor whose values the quantizer changed but not its kind (AWQ-folded norm weights):
-  // data holds like.numel() floats, valid only during the call. By default it is passed on
-  // through add_unchanged in the source's type where that is F32, F16 or BF16 (rounded), else F32.
-  virtual void add_f32(const TensorInfo& like, const float* data);
-};
 
 struct PipelineOptions {
   LayerQuantOptions layer;

@@ -16,7 +16,7 @@
 
 #include "quant/gptq.h"
 #include "quant/hlq_fit.h"
-#include "quant/qformat.h"
+#include "tensor/qformat.h"
 
 namespace elutq {
 

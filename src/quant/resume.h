@@ -19,7 +19,7 @@
 #include <utility>
 #include <vector>
 
-#include "quant/qformat.h"
+#include "tensor/qformat.h"
 
 namespace elutq {
 

@@ -11,9 +11,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tensor/tokenizer_spec.h"
 #include "tokenizer/piece_map.h"
 #include "tokenizer/pre_tokenizer.h"
-#include "tokenizer/tokenizer_spec.h"
 
 namespace elutq {
 

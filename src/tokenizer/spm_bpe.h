@@ -7,8 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "tensor/tokenizer_spec.h"
 #include "tokenizer/piece_map.h"
-#include "tokenizer/tokenizer_spec.h"
 
 namespace elutq {
 

@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "tokenizer/tokenizer_spec.h"
+#include "tensor/tokenizer_spec.h"
 
 namespace elutq {
 

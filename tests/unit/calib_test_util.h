@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "model/linear.h"
-#include "model/model_source.h"
 #include "quant/pipeline.h"
-#include "quant/qformat.h"
+#include "tensor/model_source.h"
+#include "tensor/qformat.h"
 
 namespace elutq::test {
 

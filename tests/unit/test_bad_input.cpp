@@ -12,7 +12,8 @@
 
 #include "core/error.h"
 #include "format/safetensors_file.h"
-#include "model/model_source.h"
+#include "runtime/open_model.h"
+#include "tensor/model_source.h"
 #include "test_loaders_util.h"
 #include "test_util.h"
 

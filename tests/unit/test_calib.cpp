@@ -16,6 +16,7 @@
 #include "quant/blockwise_quantizer.h"
 #include "quant/calib_data.h"
 #include "quant/hessian.h"
+#include "runtime/open_model.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 

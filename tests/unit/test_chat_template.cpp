@@ -5,7 +5,8 @@
 
 #include "core/error.h"
 #include "generate/chat_template.h"
-#include "model/model_source.h"
+#include "runtime/open_model.h"
+#include "tensor/model_source.h"
 #include "test_util.h"
 
 namespace elutq {

@@ -8,10 +8,11 @@
 #include <random>
 
 #include "core/error.h"
+#include "kernels/gemv.h"
+#include "kernels/gemv_kernels.h"
 #include "model/dense_linear.h"
-#include "model/gemv_kernels.h"
 #include "model/model.h"
-#include "model/model_source.h"
+#include "tensor/model_source.h"
 #include "test_forward_model.h"
 
 namespace elutq {

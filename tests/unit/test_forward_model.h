@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "model/model_source.h"
+#include "tensor/model_source.h"
 
 namespace elutq::test {
 

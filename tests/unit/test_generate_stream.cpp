@@ -6,7 +6,8 @@
 #include <cstdio>
 
 #include "generate/text_stream.h"
-#include "model/model_source.h"
+#include "runtime/open_model.h"
+#include "tensor/model_source.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 

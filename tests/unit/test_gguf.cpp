@@ -5,8 +5,10 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "format/dequant.h"
 #include "format/gguf_file.h"
 #include "format/gguf_model.h"
+#include "runtime/open_model.h"
 #include "test_gguf_util.h"
 #include "test_util.h"
 

@@ -8,6 +8,7 @@
 
 #include "core/cpu_features.h"
 #include "core/thread_pool.h"
+#include "kernels/dispatch.h"
 #include "kernels/memory_bandwidth.h"
 #include "kernels/memory_bandwidth_isa.h"
 
@@ -25,7 +26,7 @@ TEST(MemoryBandwidth, EveryReadLoopSumsEveryWord) {
   std::vector<uint64_t> w(5000);
   for (uint64_t& v : w) v = rng();
   std::vector<uint64_t (*)(const uint64_t*, int64_t)> loops = {stream_read_portable,
-                                                                stream_read_for_cpu()};
+                                                                active_kernels().stream_read};
 #if defined(__x86_64__)
   if (isa_available(Isa::Avx2)) loops.push_back(stream_read_avx2);
   if (isa_available(Isa::Avx512)) loops.push_back(stream_read_avx512);

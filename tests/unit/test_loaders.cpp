@@ -10,7 +10,8 @@
 #include "format/hf_model_config.h"
 #include "format/llama2c_model.h"
 #include "format/safetensors_file.h"
-#include "model/model_source.h"
+#include "runtime/open_model.h"
+#include "tensor/model_source.h"
 #include "test_loaders_util.h"
 #include "test_util.h"
 
@@ -127,7 +128,7 @@ TEST(Llama2c, ExplicitTokenizerPathWins) {
   EXPECT_EQ(m->tokenizer().tokens.size(), 512u);
 }
 
-// The canonical name each HF name must get (model/model_source.h), written out independently of
+// The canonical name each HF name must get (tensor/model_source.h), written out independently of
 // the loader's own table.
 std::string expected_canonical(const std::string& hf) {
   if (hf == "model.embed_tokens.weight") return "token_embd.weight";

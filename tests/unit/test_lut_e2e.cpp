@@ -18,14 +18,15 @@
 #include <vector>
 
 #include "core/error.h"
-#include "eval/perplexity.h"
-#include "format/tensor_info.h"
-#include "kernels/lut_linear.h"
-#include "model/dense_linear.h"
-#include "model/model.h"
-#include "model/model_source.h"
 #include "core/thread_pool.h"
+#include "eval/perplexity.h"
+#include "model/dense_linear.h"
+#include "model/lut_linear.h"
+#include "model/model.h"
 #include "quant/hlq_fit.h"
+#include "runtime/open_model.h"
+#include "tensor/model_source.h"
+#include "tensor/tensor_info.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 

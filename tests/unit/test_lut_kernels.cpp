@@ -20,7 +20,7 @@
 #include "kernels/lut_isa.h"
 #include "kernels/lut_matmul.h"
 #include "kernels/packed_matrix.h"
-#include "quant/qformat.h"
+#include "tensor/qformat.h"
 
 namespace elutq {
 namespace {

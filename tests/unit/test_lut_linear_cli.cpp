@@ -1,4 +1,4 @@
-// LutLinear (kernels/lut_linear.h) behind the runtime's Linear interface: same numbers as the
+// LutLinear (model/lut_linear.h) behind the runtime's Linear interface: same numbers as the
 // kernel call, right shapes and description. (Host build only — the ARM kernel build has no
 // model/ sources, hence the _cli suffix it filters out.)
 #include <gtest/gtest.h>
@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "core/thread_pool.h"
-#include "kernels/lut_linear.h"
 #include "kernels/lut_matmul.h"
 #include "model/dense_linear.h"
+#include "model/lut_linear.h"
 
 namespace elutq {
 namespace {

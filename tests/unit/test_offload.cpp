@@ -16,9 +16,10 @@
 #include "format/gguf_file.h"
 #include "format/synthetic_model.h"
 #include "model/model.h"
-#include "model/model_source.h"
 #include "quant/activation_store.h"
 #include "quant/resume.h"
+#include "runtime/open_model.h"
+#include "tensor/model_source.h"
 #include "test_util.h"
 
 namespace elutq {

@@ -12,10 +12,11 @@
 #include "core/error.h"
 #include "format/quantized_model_writer.h"
 #include "format/synthetic_model.h"
-#include "model/model_source.h"
 #include "quant/activation_store.h"
 #include "quant/blockwise_quantizer.h"
 #include "quant/resume_driver.h"
+#include "runtime/open_model.h"
+#include "tensor/model_source.h"
 #include "test_util.h"
 
 namespace elutq {

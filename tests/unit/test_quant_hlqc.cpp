@@ -9,9 +9,9 @@
 #include "core/error.h"
 #include "quant/hlq_fit.h"
 #include "quant/hlqc_fit.h"
-#include "quant/qformat.h"
 #include "quant/rtn.h"
 #include "quant_test_util.h"
+#include "tensor/qformat.h"
 
 namespace elutq {
 namespace {

@@ -11,6 +11,7 @@
 #include <map>
 
 #include "quant/pipeline.h"
+#include "runtime/open_model.h"
 #include "test_util.h"
 
 namespace elutq {

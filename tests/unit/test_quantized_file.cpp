@@ -16,14 +16,16 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "format/dequant.h"
 #include "format/gguf_file.h"
 #include "format/quantized_blob.h"
 #include "format/quantized_model_writer.h"
 #include "model/dense_linear.h"
 #include "model/model.h"
-#include "model/model_source.h"
-#include "model/quantized_linear_factory.h"
 #include "quant/pipeline.h"
+#include "runtime/open_model.h"
+#include "runtime/quantized_linear_factory.h"
+#include "tensor/model_source.h"
 #include "test_forward_model.h"
 #include "test_util.h"
 

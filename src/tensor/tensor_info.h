@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "format/dtype.h"
+#include "tensor/dtype.h"
 
 namespace elutq {
 
@@ -26,10 +26,5 @@ struct TensorInfo {
   int64_t rows() const { return shape.empty() ? 1 : numel() / shape.back(); }
   int64_t cols() const { return shape.empty() ? 1 : shape.back(); }
 };
-
-// Dequantizes / widens the whole tensor to fp32 into dst (numel() floats).
-void tensor_to_f32(const TensorInfo& t, float* dst);
-// Same for rows [row_begin, row_end) of the tensor viewed as rows() x cols().
-void tensor_rows_to_f32(const TensorInfo& t, int64_t row_begin, int64_t row_end, float* dst);
 
 }  // namespace elutq

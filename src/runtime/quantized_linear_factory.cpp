@@ -1,12 +1,12 @@
 // The runtime's LinearFactory for quantized files (see quantized_linear_factory.h).
-#include "model/quantized_linear_factory.h"
+#include "runtime/quantized_linear_factory.h"
 
 #include "core/error.h"
 #include "format/quantized_blob.h"
-#include "format/tensor_info.h"
-#include "kernels/lut_linear.h"
-#include "model/model_source.h"
+#include "model/lut_linear.h"
 #include "model/stored_linear.h"
+#include "tensor/model_source.h"
+#include "tensor/tensor_info.h"
 
 namespace elutq {
 

@@ -1,5 +1,5 @@
 // LutLinear: the Linear interface over the LUT kernels (see lut_linear.h).
-#include "kernels/lut_linear.h"
+#include "model/lut_linear.h"
 
 #include "core/error.h"
 #include "kernels/lut_matmul.h"

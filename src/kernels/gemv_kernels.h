@@ -1,5 +1,6 @@
-// Per-ISA dot/GEMV kernels behind dense_linear (fp32) and stored_linear (Q8_0, F16, BF16). The
-// scalar versions are the reference.
+// Per-ISA dot/GEMV kernels, fp32 and the stored types Q8_0, F16, BF16: one file per ISA
+// (gemv_kernels_<isa>.cpp), picked by the tables of dispatch.h; callers use gemv.h. The scalar
+// versions are the reference. Internal to src/kernels (and the tests that compare the ISAs).
 #pragma once
 
 #include <cstdint>

@@ -1,13 +1,12 @@
 // AVX-512 GEMV rows for the stored types Q8_0, F16 and BF16 (compiled with the AVX-512 flags;
-// chosen at run time): the AVX2 kernels at twice the width. Written because SmolLM2-135M's Q8_0
-// head took a third of a decode profile in the AVX2 kernel; end to end the two measured within
-// this host's spread (docs/RESULTS.md). With it the head's GEMV takes 1.1-1.2 ms for 30 MB on 2
-// threads, ~26 GB/s, about the probe's bandwidth.
+// chosen at run time): the AVX2 kernels at twice the width, for the Q8_0 output head that takes a
+// large share of a small model's decode (see docs/RESULTS.md, section "LUT kernels", "SmolLM2's
+// output head on its Q8_0 blocks").
 #include <immintrin.h>
 
 #include <cstring>
 
-#include "model/gemv_kernels.h"
+#include "kernels/gemv_kernels.h"
 
 // GCC 12 reports the self-initialised placeholder inside avx512fintrin.h's _mm512_cvtepi8_epi32 /
 // _mm512_cvtepi32_ps as maybe-uninitialized once they are inlined here; it is not.

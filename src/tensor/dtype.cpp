@@ -1,4 +1,4 @@
-#include "format/dtype.h"
+#include "tensor/dtype.h"
 
 #include "core/error.h"
 

@@ -11,7 +11,7 @@
 #include "kernels/lut_matmul.h"
 #include "kernels/packed_matrix.h"
 #include "model/linear.h"
-#include "quant/qformat.h"
+#include "tensor/qformat.h"
 
 namespace elutq {
 

@@ -35,13 +35,10 @@ inline constexpr const char* kKernelOptionHelp =
 // Help text of the tools' --lut-tables option (parsed by parse_lut_tables).
 inline constexpr const char* kLutTablesOptionHelp =
     "with --kernel lut: precision of the activation lookup tables. auto (default): int8 for 3- "
-    "and 4-bit layers; for 2-bit (and 1-bit) layers int12 on AVX2 CPUs (cheaper there) and int16 "
-    "on others (same cost there, finer). int8 (fastest): ~0.7% error per matrix product, which "
-    "moved the perplexity of 2-bit SmolLM2 by 0.7-1.5% against dequant (3-bit: 0.5%); int12: "
-    "~16x smaller error (within 0.2% of dequant in our tests), two lookups per weight byte that "
-    "AVX2 adds cheaply; int16: ~250x smaller error (within 0.01% of dequant), two lookups per "
-    "weight byte: on AVX2 ~1.3x the decode and ~1.45x the prefill time of int12 "
-    "(docs/RESULTS.md, \"LUT kernels\" and \"int12 activation tables\")";
+    "and 4-bit layers; for 2-bit (and 1-bit) layers int12 on AVX2 CPUs and int16 on others. "
+    "int8: fastest, ~0.7% error per matrix product; int12: ~16x smaller error, cheap on AVX2; "
+    "int16: ~250x smaller error, two lookups per weight byte (figures: docs/RESULTS.md, "
+    "\"LUT kernels\" and \"int12 activation tables\")";
 
 LinearFactory make_linear_factory(KernelChoice kernel, LutTables tables = LutTables::Auto);
 

@@ -1,4 +1,4 @@
-#include "quant/qformat.h"
+#include "tensor/qformat.h"
 
 #include <cmath>
 #include <cstdlib>

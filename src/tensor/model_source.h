@@ -22,9 +22,9 @@
 #include <string>
 #include <vector>
 
-#include "format/tensor_info.h"
-#include "model/config.h"
-#include "tokenizer/tokenizer_spec.h"
+#include "tensor/model_config.h"
+#include "tensor/tensor_info.h"
+#include "tensor/tokenizer_spec.h"
 
 namespace elutq {
 
@@ -49,11 +49,5 @@ class ModelSource {
   // differs from the expected one.
   const TensorInfo& get(const std::string& name, const std::vector<int64_t>& shape) const;
 };
-
-// Opens a model, choosing the loader by what the path is: a folder with config.json (Hugging
-// Face), a file starting with the GGUF magic, or a llama2.c checkpoint (.bin; its tokenizer is
-// found by tokenizer_path, or tokenizer.bin / tok*.bin beside it). Throws Error otherwise.
-std::unique_ptr<ModelSource> open_model(const std::string& path,
-                                        const std::string& tokenizer_path = "");
 
 }  // namespace elutq

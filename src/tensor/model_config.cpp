@@ -1,4 +1,4 @@
-#include "model/config.h"
+#include "tensor/model_config.h"
 
 #include "core/error.h"
 

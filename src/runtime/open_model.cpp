@@ -1,31 +1,15 @@
-// open_model: picks the loader for a path (HF folder, GGUF file, llama2.c checkpoint) and the
-// shape-checked tensor lookup shared by every ModelSource.
+// open_model: picks the loader for a path (HF folder, GGUF file, llama2.c checkpoint).
 #include <filesystem>
 
 #include "core/error.h"
 #include "format/gguf_model.h"
 #include "format/hf_model.h"
 #include "format/llama2c_model.h"
-#include "model/model_source.h"
+#include "runtime/open_model.h"
 
 namespace elutq {
 
 namespace fs = std::filesystem;
-
-const TensorInfo& ModelSource::get(const std::string& name,
-                                   const std::vector<int64_t>& shape) const {
-  const TensorInfo* t = find(name);
-  require(t != nullptr, "tensor '", name, "' is missing from the ", format_name(), " model");
-  if (t->shape != shape) {
-    auto str = [](const std::vector<int64_t>& s) {
-      std::string r = "[";
-      for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-      return r + "]";
-    };
-    fail("tensor '", name, "' has shape ", str(t->shape), " but the config implies ", str(shape));
-  }
-  return *t;
-}
 
 std::unique_ptr<ModelSource> open_model(const std::string& path,
                                         const std::string& tokenizer_path) {

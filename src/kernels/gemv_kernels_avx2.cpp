@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#include "model/gemv_kernels.h"
+#include "kernels/gemv_kernels.h"
 
 namespace elutq::kern {
 

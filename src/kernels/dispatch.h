@@ -1,0 +1,41 @@
+// The one place that picks kernels by instruction set. Per ISA one table of function pointers --
+// the LUT matmul kernels, the fp32 and stored-type dot/GEMV kernels, the bandwidth probe's read
+// loop -- filled once; every caller goes through a table, the active ISA's (active_isa(), which
+// ELUTQ_ISA can cap) unless a test or benchmark asks for another. Each ISA's kernels live in files
+// named *_<isa>.cpp, compiled with that ISA's flags (CMakeLists.txt).
+#pragma once
+
+#include <cstdint>
+
+#include "core/cpu_features.h"
+
+namespace elutq {
+
+struct LutIsaKernels;  // kernels/lut_isa.h
+
+struct IsaKernels {
+  Isa isa = Isa::Scalar;
+  const LutIsaKernels* lut = nullptr;  // bit-serial LUT matmul (lut_matmul.cpp drives it)
+  // fp32: dot product, y[r] = W[r, :] . x for rows [r0, r1) of W (rows, n), and the same for two
+  // tokens in one pass over the rows (each bit-identical to gemv_rows_f32 alone).
+  float (*dot_f32)(const float* a, const float* b, int64_t n) = nullptr;
+  void (*gemv_rows_f32)(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1,
+                        float* y) = nullptr;
+  void (*gemv2_rows_f32)(const float* W, const float* x0, const float* x1, int64_t n, int64_t r0,
+                         int64_t r1, float* y0, float* y1) = nullptr;
+  // Rows of a matrix in a stored type (Q8_0, F16, BF16), widened exactly in registers.
+  using StoredGemv = void (*)(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
+                              float* y);
+  StoredGemv gemv_rows_q8_0 = nullptr;
+  StoredGemv gemv_rows_f16 = nullptr;
+  StoredGemv gemv_rows_bf16 = nullptr;
+  // The bandwidth probe's read loop: the wrapping sum of words[0..n).
+  uint64_t (*stream_read)(const uint64_t* words, int64_t n) = nullptr;
+};
+
+// The kernels of isa. Throws Error if the CPU lacks it or it is not compiled into this build.
+const IsaKernels& isa_kernels(Isa isa);
+// The kernels of active_isa(), looked up once.
+const IsaKernels& active_kernels();
+
+}  // namespace elutq

@@ -1,0 +1,33 @@
+// The GEMV entry points: the active ISA's kernels (see gemv.h).
+#include "kernels/gemv.h"
+
+#include "core/error.h"
+#include "kernels/dispatch.h"
+
+namespace elutq {
+
+void gemv_rows_f32(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y) {
+  active_kernels().gemv_rows_f32(W, x, n, r0, r1, y);
+}
+
+void gemv2_rows_f32(const float* W, const float* x0, const float* x1, int64_t n, int64_t r0,
+                    int64_t r1, float* y0, float* y1) {
+  active_kernels().gemv2_rows_f32(W, x0, x1, n, r0, r1, y0, y1);
+}
+
+float dot_f32(const float* a, const float* b, int64_t n) {
+  return active_kernels().dot_f32(a, b, n);
+}
+
+void gemv_rows_stored(DType t, const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
+                      float* y) {
+  const IsaKernels& k = active_kernels();
+  switch (t) {
+    case DType::Q8_0: return k.gemv_rows_q8_0(W, x, n, r0, r1, y);
+    case DType::F16: return k.gemv_rows_f16(W, x, n, r0, r1, y);
+    case DType::BF16: return k.gemv_rows_bf16(W, x, n, r0, r1, y);
+    default: fail("no stored-type GEMV for ", dtype_name(t));
+  }
+}
+
+}  // namespace elutq
