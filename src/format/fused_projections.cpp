@@ -9,16 +9,6 @@
 namespace elutq {
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suf) {
-  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
-}
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
-
 struct Part {
   const char* suffix;
   int64_t rows;
@@ -29,10 +19,10 @@ struct Part {
 std::vector<Part> fused_parts(const std::string& name, const ModelConfig& c, std::string* suffix) {
   const int64_t q = int64_t(c.n_heads) * c.head_dim, kv = int64_t(c.n_kv_heads) * c.head_dim;
   *suffix = kFusedQkvSuffix;
-  if (ends_with(name, "." + *suffix))
+  if (name.ends_with("." + *suffix))
     return {{"attn_q.weight", q}, {"attn_k.weight", kv}, {"attn_v.weight", kv}};
   *suffix = kFusedGateUpSuffix;
-  if (ends_with(name, "." + *suffix))
+  if (name.ends_with("." + *suffix))
     return {{"ffn_gate.weight", c.hidden_dim}, {"ffn_up.weight", c.hidden_dim}};
   return {};
 }
@@ -42,7 +32,7 @@ std::vector<Part> fused_parts(const std::string& name, const ModelConfig& c, std
 TensorInfo tensor_row_view(const TensorInfo& t, const std::string& name, int64_t row_begin,
                            int64_t rows) {
   require(t.shape.size() == 2 && row_begin >= 0 && rows > 0 && row_begin + rows <= t.shape[0],
-          "tensor '", t.name, "' ", shape_str(t.shape), " has no rows [", row_begin, ", ",
+          "tensor '", t.name, "' ", shape_string(t.shape), " has no rows [", row_begin, ", ",
           row_begin + rows, ")");
   const uint64_t row_bytes = dtype_row_bytes(t.dtype, t.shape[1]);
   require(t.nbytes >= row_bytes * uint64_t(t.shape[0]), "tensor '", t.name, "' holds ", t.nbytes,
@@ -81,8 +71,8 @@ std::map<std::string, FusedOrigin> split_fused_projections(
     const auto as = stored_as.find(t.name);
     const std::string shown = as == stored_as.end() ? t.name : as->second;
     const std::vector<int64_t> want = {rows, c.dim};
-    require(t.shape == want, where, ": fused tensor ", shown, " has shape ", shape_str(t.shape),
-            " but a ", c.arch, " model with this config stores it as ", shape_str(want), " (",
+    require(t.shape == want, where, ": fused tensor ", shown, " has shape ", shape_string(t.shape),
+            " but a ", c.arch, " model with this config stores it as ", shape_string(want), " (",
             layout, ")");
     int64_t begin = 0;
     for (const Part& p : parts) {

@@ -198,15 +198,13 @@ std::vector<TensorInfo> canonical_tensors(const GgufFile& g, const ModelConfig& 
   if (find_gguf_arch(g).gate_up_in_ffn_up) {
     const std::string up = ".ffn_up.weight";
     for (TensorInfo& t : tensors) {
-      const size_t at = t.name.size() - std::min(t.name.size(), up.size());
-      if (t.name.compare(at, up.size(), up) != 0) continue;
-      const std::string block = t.name.substr(0, at + 1);  // "blk.N."
+      if (!t.name.ends_with(up)) continue;
+      const std::string block = t.name.substr(0, t.name.size() - up.size() + 1);  // "blk.N."
       if (g.find_tensor(block + "ffn_gate.weight")) continue;  // stored apart after all
       const std::vector<int64_t> fused = {2 * int64_t(c.hidden_dim), c.dim};
-      require(t.shape == fused, "'", g.path(), "': ", t.name, " has shape [",
-              t.shape.empty() ? 0 : t.shape[0], ", ", t.shape.size() > 1 ? t.shape[1] : 0,
-              "], but with no ", block, "ffn_gate.weight a ", c.arch,
-              " file stores gate rows then up rows in it: [", fused[0], ", ", fused[1], "]");
+      require(t.shape == fused, "'", g.path(), "': ", t.name, " has shape ", shape_string(t.shape),
+              ", but with no ", block, "ffn_gate.weight a ", c.arch,
+              " file stores gate rows then up rows in it: ", shape_string(fused));
       t.name = block + kFusedGateUpSuffix;
     }
   }

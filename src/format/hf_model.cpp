@@ -129,12 +129,6 @@ std::map<std::string, std::vector<int64_t>> expected_tensors(const ModelConfig& 
   return e;
 }
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
-
 class HfModel : public ModelSource {
  public:
   explicit HfModel(const std::string& folder);
@@ -214,7 +208,7 @@ HfModel::HfModel(const std::string& folder) {
             config_.arch, " model with this config.json needs",
             name == "output.weight" ? " (tie_word_embeddings is false)" : "");
     require(t->shape == shape, "folder '", folder, "': tensor ", origin_[name], " has shape ",
-            shape_str(t->shape), " but config.json implies ", shape_str(shape));
+            shape_string(t->shape), " but config.json implies ", shape_string(shape));
   }
   for (const auto& t : tensors_) {
     require(expected.count(t.name), "folder '", folder, "': tensor ", origin_[t.name],

@@ -27,6 +27,13 @@ struct TensorInfo {
   int64_t cols() const { return shape.empty() ? 1 : shape.back(); }
 };
 
+// "[rows, cols]": a shape for messages.
+inline std::string shape_string(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
 // Dequantizes / widens the whole tensor to fp32 into dst (numel() floats).
 void tensor_to_f32(const TensorInfo& t, float* dst);
 // Same for rows [row_begin, row_end) of the tensor viewed as rows() x cols().

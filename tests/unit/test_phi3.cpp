@@ -20,6 +20,7 @@
 namespace elutq {
 namespace {
 
+using test::error_of;
 using test::StTensor;
 
 // tiny_config's shapes: hidden 8, 2 heads of 4 over 1 KV head (q 8 rows, k and v 4), ffn 12.
@@ -63,21 +64,17 @@ StTensor stack_rows(const std::string& name, const std::vector<const StTensor*>&
   return t;
 }
 
-bool ends_with(const std::string& s, const std::string& suf) {
-  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
-}
-
 // The same weights as Phi-3 stores them: qkv_proj (q, k, v rows) and gate_up_proj (gate, up rows)
 // where q_proj and gate_proj were.
 std::vector<StTensor> fused_tensors(const std::vector<StTensor>& split) {
   std::vector<StTensor> out;
   for (size_t i = 0; i < split.size(); ++i) {
     const std::string& n = split[i].name;
-    if (ends_with(n, "q_proj.weight")) {
+    if (n.ends_with("q_proj.weight")) {
       const std::string p = n.substr(0, n.size() - std::string("q_proj.weight").size());
       out.push_back(stack_rows(p + "qkv_proj.weight", {&split[i], &split[i + 1], &split[i + 2]}));
       i += 2;
-    } else if (ends_with(n, "gate_proj.weight")) {
+    } else if (n.ends_with("gate_proj.weight")) {
       const std::string p = n.substr(0, n.size() - std::string("gate_proj.weight").size());
       out.push_back(stack_rows(p + "gate_up_proj.weight", {&split[i], &split[i + 1]}));
       i += 1;
@@ -98,16 +95,6 @@ void write_folder(const std::string& dir, const nlohmann::json& config,
                   const std::vector<StTensor>& tensors) {
   test::write_bytes(dir + "/config.json", config.dump(2));
   test::write_bytes(dir + "/model.safetensors", test::safetensors_bytes(tensors));
-}
-
-// The message of the Error f throws ("" if it throws none).
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // Logits of every position of a fixed 6-token input.
