@@ -5,29 +5,33 @@
 #include <utility>
 
 #include "core/error.h"
+#include "tensor/tensor_names.h"
 
 namespace elutq {
 namespace {
 
-struct Part {
-  const char* suffix;
-  int64_t rows;
-};
-
-// The canonical parts of a fused tensor, top rows first, and the fused name's suffix; no parts if
-// name is not a fused tensor.
-std::vector<Part> fused_parts(const std::string& name, const ModelConfig& c, std::string* suffix) {
-  const int64_t q = int64_t(c.n_heads) * c.head_dim, kv = int64_t(c.n_kv_heads) * c.head_dim;
-  *suffix = kFusedQkvSuffix;
-  if (name.ends_with("." + *suffix))
-    return {{"attn_q.weight", q}, {"attn_k.weight", kv}, {"attn_v.weight", kv}};
-  *suffix = kFusedGateUpSuffix;
-  if (name.ends_with("." + *suffix))
-    return {{"ffn_gate.weight", c.hidden_dim}, {"ffn_up.weight", c.hidden_dim}};
+// The projections a "blk.N.<fused suffix>" tensor holds, top rows first; none for other names.
+std::vector<LinearSlot> fused_slots(const std::string& name) {
+  if (block_index(name) < 0) return {};
+  if (name.ends_with(std::string(".") + kFusedQkvSuffix))
+    return {LinearSlot::Q, LinearSlot::K, LinearSlot::V};
+  if (name.ends_with(std::string(".") + kFusedGateUpSuffix))
+    return {LinearSlot::Gate, LinearSlot::Up};
   return {};
 }
 
 }  // namespace
+
+const char* fused_suffix_of(LinearSlot s) {
+  switch (s) {
+    case LinearSlot::Q:
+    case LinearSlot::K:
+    case LinearSlot::V: return kFusedQkvSuffix;
+    case LinearSlot::Gate:
+    case LinearSlot::Up: return kFusedGateUpSuffix;
+    default: return nullptr;
+  }
+}
 
 TensorInfo tensor_row_view(const TensorInfo& t, const std::string& name, int64_t row_begin,
                            int64_t rows) {
@@ -54,19 +58,19 @@ std::map<std::string, FusedOrigin> split_fused_projections(
   std::vector<TensorInfo> out;
   out.reserve(tensors.size() + tensors.size() / 2);
   for (TensorInfo& t : tensors) {
-    std::string suffix;
-    const std::vector<Part> parts = fused_parts(t.name, c, &suffix);
-    if (parts.empty()) {
+    const std::vector<LinearSlot> slots = fused_slots(t.name);
+    if (slots.empty()) {
       out.push_back(std::move(t));
       continue;
     }
-    const std::string block = t.name.substr(0, t.name.size() - suffix.size());  // "blk.N."
+    const int layer = block_index(t.name);
     int64_t rows = 0;
     std::string layout;
-    for (const Part& p : parts) {
-      rows += p.rows;
-      layout += std::string(layout.empty() ? "" : " then ") + std::to_string(p.rows) + " " +
-                std::string(p.suffix).substr(0, std::string(p.suffix).find('.')) + " rows";
+    for (LinearSlot s : slots) {
+      const int64_t part_rows = linear_shape(c, s).first;
+      rows += part_rows;
+      layout += std::string(layout.empty() ? "" : " then ") + std::to_string(part_rows) + " " +
+                linear_slot_name(s) + " rows";
     }
     const auto as = stored_as.find(t.name);
     const std::string shown = as == stored_as.end() ? t.name : as->second;
@@ -75,13 +79,14 @@ std::map<std::string, FusedOrigin> split_fused_projections(
             " but a ", c.arch, " model with this config stores it as ", shape_string(want), " (",
             layout, ")");
     int64_t begin = 0;
-    for (const Part& p : parts) {
-      const std::string name = block + p.suffix;
+    for (LinearSlot s : slots) {
+      const std::string name = linear_weight_name(layer, s);
+      const int64_t part_rows = linear_shape(c, s).first;
       require(!stored.count(name), where, ": tensor ", name, " is stored both on its own and as ",
               "part of the fused ", shown);
-      out.push_back(tensor_row_view(t, name, begin, p.rows));
-      origins[name] = {t.name, begin, begin + p.rows};
-      begin += p.rows;
+      out.push_back(tensor_row_view(t, name, begin, part_rows));
+      origins[name] = {t.name, begin, begin + part_rows};
+      begin += part_rows;
     }
   }
   tensors = std::move(out);

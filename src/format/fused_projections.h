@@ -12,6 +12,7 @@
 
 #include "format/tensor_info.h"
 #include "model/config.h"
+#include "tensor/tensor_names.h"
 
 namespace elutq {
 
@@ -20,6 +21,9 @@ namespace elutq {
 //   blk.N.ffn_gate_up.weight   (2*hidden_dim, dim)                               gate rows, up
 constexpr const char* kFusedQkvSuffix = "attn_qkv.weight";
 constexpr const char* kFusedGateUpSuffix = "ffn_gate_up.weight";
+
+// The fused suffix whose tensor holds slot s in such checkpoints; nullptr for o and down.
+const char* fused_suffix_of(LinearSlot s);
 
 // Rows [row_begin, row_begin + rows) of a 2-D tensor, named name, pointing into t's bytes.
 TensorInfo tensor_row_view(const TensorInfo& t, const std::string& name, int64_t row_begin,

@@ -196,16 +196,16 @@ TokenizerSpec read_tokenizer(const GgufFile& g) {
 std::vector<TensorInfo> canonical_tensors(const GgufFile& g, const ModelConfig& c) {
   std::vector<TensorInfo> tensors = g.tensors();
   if (find_gguf_arch(g).gate_up_in_ffn_up) {
-    const std::string up = ".ffn_up.weight";
     for (TensorInfo& t : tensors) {
-      if (!t.name.ends_with(up)) continue;
-      const std::string block = t.name.substr(0, t.name.size() - up.size() + 1);  // "blk.N."
-      if (g.find_tensor(block + "ffn_gate.weight")) continue;  // stored apart after all
+      if (linear_slot_of(t.name) != LinearSlot::Up) continue;
+      const int layer = block_index(t.name);
+      const std::string gate = linear_weight_name(layer, LinearSlot::Gate);
+      if (g.find_tensor(gate)) continue;  // stored apart after all
       const std::vector<int64_t> fused = {2 * int64_t(c.hidden_dim), c.dim};
       require(t.shape == fused, "'", g.path(), "': ", t.name, " has shape ", shape_string(t.shape),
-              ", but with no ", block, "ffn_gate.weight a ", c.arch,
+              ", but with no ", gate, " a ", c.arch,
               " file stores gate rows then up rows in it: ", shape_string(fused));
-      t.name = block + kFusedGateUpSuffix;
+      t.name = block_tensor_name(layer, kFusedGateUpSuffix);
     }
   }
   split_fused_projections(tensors, c, "'" + g.path() + "'");

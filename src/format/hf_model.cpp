@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "core/error.h"
@@ -44,12 +45,6 @@ constexpr std::pair<const char*, const char*> kLayerNames[] = {
     {"mlp.gate_up_proj.weight", kFusedGateUpSuffix},
 };
 
-// Canonical suffixes that some architectures store inside a fused tensor, and that tensor's suffix.
-constexpr std::pair<const char*, const char*> kFusedInto[] = {
-    {"attn_q.weight", kFusedQkvSuffix},   {"attn_k.weight", kFusedQkvSuffix},
-    {"attn_v.weight", kFusedQkvSuffix},   {"ffn_gate.weight", kFusedGateUpSuffix},
-    {"ffn_up.weight", kFusedGateUpSuffix},
-};
 
 // Canonical name of an HF tensor name, "" for tensors elutq does not use (rotary inv_freq, ...).
 std::string canonical_name(const std::string& hf) {
@@ -75,13 +70,11 @@ std::string missing_hf_name(const std::string& canonical) {
   std::string quoted = "'";  // appended, not "'" + ...: GCC 12 warns wrongly (-Wrestrict) on that
   quoted += hf_name(canonical);
   quoted += "'";
-  const size_t dot = canonical.find('.', 4);
-  if (canonical.rfind("blk.", 0) == 0 && dot != std::string::npos) {
-    const std::string block = canonical.substr(0, dot + 1), rest = canonical.substr(dot + 1);
-    for (const auto& [part, fused] : kFusedInto)
-      if (rest == part) return quoted + " (or the fused '" + hf_name(block + fused) + "')";
-  }
-  return quoted;
+  const std::optional<LinearSlot> slot = linear_slot_of(canonical);
+  const char* fused = slot ? fused_suffix_of(*slot) : nullptr;
+  if (!fused) return quoted;
+  return quoted + " (or the fused '" + hf_name(block_tensor_name(block_index(canonical), fused)) +
+         "')";
 }
 
 std::string hf_name(const std::string& canonical) {
