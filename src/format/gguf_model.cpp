@@ -1,13 +1,16 @@
 // GGUF files as a ModelSource: {arch}.* metadata -> ModelConfig, tokenizer.ggml.* -> TokenizerSpec.
-// GGUF tensor names for LLaMA-family models already are our canonical names.
+// GGUF tensor names for LLaMA-family models already are our canonical names; fused projections
+// (phi3's attn_qkv and double-height ffn_up) become row-range views under the per-projection names.
 #include "format/gguf_model.h"
 
 #include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <unordered_map>
 
 #include "core/error.h"
+#include "format/fused_projections.h"
 #include "format/gguf_file.h"
 #include "format/model_metadata_gguf.h"
 #include "format/quantized_model_reader.h"
@@ -15,22 +18,42 @@
 namespace elutq {
 namespace {
 
+// The GGUF architectures elutq reads (general.architecture; also our ModelConfig::arch) and how
+// their files differ.
+struct GgufArch {
+  const char* name;
+  // llama: also Mistral, TinyLlama and SmolLM GGUFs, whose converter permutes q/k rows so that
+  // RoPE rotates adjacent pairs; the others keep the Hugging Face (half-split) order.
+  RopeStyle rope_style;
+  // llama.cpp's phi3 files hold gate and up in one blk.N.ffn_up.weight (2*hidden_dim rows, gate
+  // rows first) and no ffn_gate. (q/k/v fused as blk.N.attn_qkv.weight is split for any arch.)
+  bool gate_up_in_ffn_up;
+  // {arch}.attention.sliding_window is a window on every layer, as transformers applies Phi-3's
+  // sliding_window (llama.cpp currently ignores it for phi3, with a warning).
+  bool window_key;
+};
+
+constexpr GgufArch kGgufArchs[] = {
+    {"llama", RopeStyle::Interleaved, false, false},
+    {"qwen2", RopeStyle::HalfSplit, false, false},
+    {"qwen3", RopeStyle::HalfSplit, false, false},
+    {"phi3", RopeStyle::HalfSplit, true, true},
+};
+
+const GgufArch& find_gguf_arch(const GgufFile& g) {
+  const std::string garch = g.get_string("general.architecture");
+  for (const GgufArch& a : kGgufArchs)
+    if (garch == a.name) return a;
+  fail("'", g.path(), "': GGUF architecture '", garch, "' is not supported; supported: ",
+       supported_architectures());
+}
+
 ModelConfig read_config(const GgufFile& g) {
   ModelConfig c;
-  const std::string garch = g.get_string("general.architecture");
-  if (garch == "llama") {
-    // Also Mistral, TinyLlama and SmolLM GGUFs. The converter permutes q/k rows so that RoPE
-    // rotates adjacent pairs.
-    c.arch = "llama";
-    c.rope_style = RopeStyle::Interleaved;
-  } else if (garch == "qwen2" || garch == "qwen3") {
-    c.arch = garch;
-    c.rope_style = RopeStyle::HalfSplit;
-  } else {
-    fail("'", g.path(), "': GGUF architecture '", garch, "' is not supported; supported: ",
-         supported_architectures());
-  }
-  const std::string a = garch + ".";
+  const GgufArch& arch = find_gguf_arch(g);
+  c.arch = arch.name;
+  c.rope_style = arch.rope_style;
+  const std::string a = c.arch + ".";
   c.n_layers = static_cast<int>(g.get_u32(a + "block_count"));
   c.dim = static_cast<int>(g.get_u32(a + "embedding_length"));
   c.hidden_dim = static_cast<int>(g.get_u32(a + "feed_forward_length"));
@@ -39,8 +62,18 @@ ModelConfig read_config(const GgufFile& g) {
   c.norm_eps = g.get_f32(a + "attention.layer_norm_rms_epsilon");
   c.max_seq_len = static_cast<int>(g.get_u32(a + "context_length"));
   c.rope_theta = g.get_f32_or(a + "rope.freq_base", 10000.0f);
+  if (arch.window_key)
+    c.sliding_window = static_cast<int>(g.get_u32_or(a + "attention.sliding_window", 0));
   c.head_dim = static_cast<int>(
       g.get_u32_or(a + "attention.key_length", c.n_heads > 0 ? c.dim / c.n_heads : 0));
+  const uint32_t rotary_dims = g.get_u32_or(a + "rope.dimension_count", uint32_t(c.head_dim));
+  require(rotary_dims == uint32_t(c.head_dim), "'", g.path(), "': ", a,
+          "rope.dimension_count = ", rotary_dims, " but heads have ", c.head_dim,
+          " dimensions: RoPE on only part of each head is not supported");
+  for (const char* longrope : {"rope_factors_long.weight", "rope_factors_short.weight"}) {
+    require(!g.find_tensor(longrope), "'", g.path(), "': holds ", longrope,
+            ", LongRoPE scaling (Phi-3 long-context models), which is not supported");
+  }
 
   const std::string scaling = g.get_string_or(a + "rope.scaling.type", "none");
   if (scaling == "linear") {
@@ -159,6 +192,26 @@ TokenizerSpec read_tokenizer(const GgufFile& g) {
   return t;
 }
 
+// The file's tensors under canonical names: fused projections replaced by views of their parts.
+std::vector<TensorInfo> canonical_tensors(const GgufFile& g, const ModelConfig& c) {
+  std::vector<TensorInfo> tensors = g.tensors();
+  if (find_gguf_arch(g).gate_up_in_ffn_up) {
+    for (TensorInfo& t : tensors) {
+      if (linear_slot_of(t.name) != LinearSlot::Up) continue;
+      const int layer = block_index(t.name);
+      const std::string gate = linear_weight_name(layer, LinearSlot::Gate);
+      if (g.find_tensor(gate)) continue;  // stored apart after all
+      const std::vector<int64_t> fused = {2 * int64_t(c.hidden_dim), c.dim};
+      require(t.shape == fused, "'", g.path(), "': ", t.name, " has shape ", shape_string(t.shape),
+              ", but with no ", gate, " a ", c.arch,
+              " file stores gate rows then up rows in it: ", shape_string(fused));
+      t.name = block_tensor_name(layer, kFusedGateUpSuffix);
+    }
+  }
+  split_fused_projections(tensors, c, "'" + g.path() + "'");
+  return tensors;
+}
+
 class GgufModel : public ModelSource {
  public:
   explicit GgufModel(const std::string& path) : file_(path) {
@@ -168,7 +221,11 @@ class GgufModel : public ModelSource {
       elutq_ = true;
       apply_elutq_model_metadata(file_, config_, tokenizer_);
       quantized_ = read_elutq_quantized_tensors(file_, config_);
+      tensors_ = file_.tensors();  // written under canonical names: nothing fused
+    } else {
+      tensors_ = canonical_tensors(file_, config_);
     }
+    for (size_t i = 0; i < tensors_.size(); ++i) index_[tensors_[i].name] = i;
     if (!file_.has("tokenizer.ggml.tokens")) {
       require(config_.vocab_size > 0, "'", path, "': no token list and no token_embd.weight");
     }
@@ -177,7 +234,7 @@ class GgufModel : public ModelSource {
   const TokenizerSpec& tokenizer() const override { return tokenizer_; }
   std::vector<std::string> tensor_names() const override {
     std::vector<std::string> names;
-    for (const auto& t : file_.tensors()) names.push_back(t.name);
+    for (const auto& t : tensors_) names.push_back(t.name);
     return names;
   }
   const TensorInfo* find(const std::string& name) const override {
@@ -185,7 +242,8 @@ class GgufModel : public ModelSource {
       const auto it = quantized_.find(name);
       if (it != quantized_.end()) return &it->second;
     }
-    return file_.find_tensor(name);
+    const auto it = index_.find(name);
+    return it == index_.end() ? nullptr : &tensors_[it->second];
   }
   std::string format_name() const override { return elutq_ ? "elutq" : "gguf"; }
   void release_pages(const TensorInfo& t) const override {
@@ -196,6 +254,8 @@ class GgufModel : public ModelSource {
   GgufFile file_;
   bool elutq_ = false;
   std::map<std::string, TensorInfo> quantized_;  // elutq files: name -> blob with logical shape
+  std::vector<TensorInfo> tensors_;               // canonical names, file order
+  std::unordered_map<std::string, size_t> index_;  // name -> tensors_
   ModelConfig config_;
   TokenizerSpec tokenizer_;
 };

@@ -1,13 +1,16 @@
 // Hugging Face model folders as a ModelSource: config.json -> ModelConfig, the safetensors
 // tensors (one file or shards listed by model.safetensors.index.json) renamed to canonical names
-// and checked against the shapes the config implies, tokenizer.json if present.
+// and checked against the shapes the config implies, tokenizer.json if present. Fused projections
+// (Phi-3's qkv_proj and gate_up_proj) become row-range views under the per-projection names.
 #include "format/hf_model.h"
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "core/error.h"
+#include "format/fused_projections.h"
 #include "format/hf_model_config.h"
 #include "format/safetensors_file.h"
 #include "tokenizer/tokenizer_files.h"
@@ -37,7 +40,11 @@ constexpr std::pair<const char*, const char*> kLayerNames[] = {
     {"mlp.gate_proj.bias", "ffn_gate.bias"},
     {"mlp.up_proj.bias", "ffn_up.bias"},
     {"mlp.down_proj.bias", "ffn_down.bias"},
+    // Fused (Phi-3), split by split_fused_projections; format/fused_projections.h has the layouts.
+    {"self_attn.qkv_proj.weight", kFusedQkvSuffix},
+    {"mlp.gate_up_proj.weight", kFusedGateUpSuffix},
 };
+
 
 // Canonical name of an HF tensor name, "" for tensors elutq does not use (rotary inv_freq, ...).
 std::string canonical_name(const std::string& hf) {
@@ -56,6 +63,20 @@ std::string canonical_name(const std::string& hf) {
 }
 
 // The HF name of a canonical name, for messages.
+std::string hf_name(const std::string& canonical);
+
+// The quoted HF name of a missing canonical tensor, and of the fused tensor that may hold it.
+std::string missing_hf_name(const std::string& canonical) {
+  std::string quoted = "'";  // appended, not "'" + ...: GCC 12 warns wrongly (-Wrestrict) on that
+  quoted += hf_name(canonical);
+  quoted += "'";
+  const std::optional<LinearSlot> slot = linear_slot_of(canonical);
+  const char* fused = slot ? fused_suffix_of(*slot) : nullptr;
+  if (!fused) return quoted;
+  return quoted + " (or the fused '" + hf_name(block_tensor_name(block_index(canonical), fused)) +
+         "')";
+}
+
 std::string hf_name(const std::string& canonical) {
   if (canonical == "token_embd.weight") return "model.embed_tokens.weight";
   if (canonical == "output_norm.weight") return "model.norm.weight";
@@ -99,12 +120,6 @@ std::map<std::string, std::vector<int64_t>> expected_tensors(const ModelConfig& 
     e[b + "ffn_down.weight"] = {dim, ff};
   }
   return e;
-}
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
 }
 
 class HfModel : public ModelSource {
@@ -170,15 +185,23 @@ HfModel::HfModel(const std::string& folder) {
          has_bin ? " (PyTorch .bin weights are not supported; re-save with safetensors)" : "");
   }
 
+  const auto parts = split_fused_projections(tensors_, config_, "folder '" + folder + "'", origin_);
+  for (const auto& [name, o] : parts) {
+    origin_[name] = "rows [" + std::to_string(o.row_begin) + ", " + std::to_string(o.row_end) +
+                    ") of " + origin_[o.fused_name];
+  }
+  index_.clear();
+  for (size_t i = 0; i < tensors_.size(); ++i) index_[tensors_[i].name] = i;
+
   // Every tensor the config implies must be present with its shape, and nothing else mapped.
   const auto expected = expected_tensors(config_);
   for (const auto& [name, shape] : expected) {
     const TensorInfo* t = find(name);
-    require(t != nullptr, "folder '", folder, "' lacks tensor '", hf_name(name), "' that a ",
+    require(t != nullptr, "folder '", folder, "' lacks tensor ", missing_hf_name(name), " that a ",
             config_.arch, " model with this config.json needs",
             name == "output.weight" ? " (tie_word_embeddings is false)" : "");
     require(t->shape == shape, "folder '", folder, "': tensor ", origin_[name], " has shape ",
-            shape_str(t->shape), " but config.json implies ", shape_str(shape));
+            shape_string(t->shape), " but config.json implies ", shape_string(shape));
   }
   for (const auto& t : tensors_) {
     require(expected.count(t.name), "folder '", folder, "': tensor ", origin_[t.name],

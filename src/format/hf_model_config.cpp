@@ -1,6 +1,6 @@
 // config.json -> ModelConfig for the Hugging Face architectures elutq runs. Defaults for absent
 // keys follow each transformers config class (LlamaConfig, MistralConfig, Qwen2Config,
-// Qwen3Config), because transformers itself applies them when it loads such a folder.
+// Qwen3Config, Phi3Config), because transformers itself applies them when it loads such a folder.
 #include "format/hf_model_config.h"
 
 #include <cmath>
@@ -23,14 +23,22 @@ struct ArchDefaults {
   int max_position_embeddings;
   bool attn_bias;      // q/k/v biases regardless of attention_bias (Qwen2)
   bool qk_norm;        // per-head q/k RMSNorm (Qwen3)
-  int sliding_window;  // mistral's default when the key is absent; 0: none
+  // true: sliding_window (when set) applies to every layer (Mistral, Phi-3); false: only with
+  // use_sliding_window, on the layers max_window_layers / layer_types say (Qwen2/3).
+  bool window_on_all_layers;
+  int sliding_window;  // default when the key is absent; 0: none
+  // partial_rotary_factor is honoured by the transformers model (Phi-3): elutq rotates whole
+  // heads, so a factor below 1 is refused rather than run wrong.
+  bool partial_rotary;
 };
 
 constexpr ArchDefaults kArchs[] = {
-    {"llama", "LlamaForCausalLM", 0, 0, 2048, false, false, 0},
-    {"mistral", "MistralForCausalLM", 8, 0, 4096 * 32, false, false, 4096},
-    {"qwen2", "Qwen2ForCausalLM", 32, 0, 32768, true, false, 0},
-    {"qwen3", "Qwen3ForCausalLM", 32, 128, 32768, false, true, 0},
+    {"llama", "LlamaForCausalLM", 0, 0, 2048, false, false, false, 0, false},
+    {"mistral", "MistralForCausalLM", 8, 0, 4096 * 32, false, false, true, 4096, false},
+    {"qwen2", "Qwen2ForCausalLM", 32, 0, 32768, true, false, false, 0, false},
+    {"qwen3", "Qwen3ForCausalLM", 32, 128, 32768, false, true, false, 0, false},
+    // q/k/v and gate/up are fused in the checkpoint; the loader splits them (fused_projections.h).
+    {"phi3", "Phi3ForCausalLM", 0, 0, 4096, false, false, true, 0, true},
 };
 
 class ConfigReader {
@@ -104,7 +112,7 @@ const ArchDefaults& find_arch(const ConfigReader& r) {
 
 // rope_theta and the rope scaling, from transformers 4.x keys (rope_theta, rope_scaling) or 5.x
 // ones (rope_parameters holding rope_type, rope_theta and the scaling fields).
-void read_rope(const ConfigReader& r, ModelConfig* c) {
+void read_rope(const ConfigReader& r, const ArchDefaults& a, ModelConfig* c) {
   const json& j = r.raw();
   const json* scaling = nullptr;
   c->rope_theta = static_cast<float>(r.get_number("rope_theta", 10000.0));
@@ -118,6 +126,12 @@ void read_rope(const ConfigReader& r, ModelConfig* c) {
   } else if (r.has("rope_scaling")) {
     require(j["rope_scaling"].is_object(), "'", r.path(), "': \"rope_scaling\" must be an object");
     scaling = &j["rope_scaling"];
+  }
+  if (a.partial_rotary) {
+    double partial = r.get_number("partial_rotary_factor", 1.0);
+    if (scaling) partial = r.get_number(*scaling, "partial_rotary_factor", partial);
+    require(partial == 1.0, "'", r.path(), "': partial_rotary_factor = ", partial,
+            " (RoPE on only part of each head) is not supported; elutq rotates whole heads");
   }
   if (!scaling) return;
   std::string type = "default";
@@ -145,6 +159,11 @@ void read_rope(const ConfigReader& r, ModelConfig* c) {
     s.original_max_position = static_cast<int>(orig);
     require(s.high_freq_factor > s.low_freq_factor, "'", r.path(),
             "': llama3 rope scaling needs high_freq_factor > low_freq_factor");
+  } else if (type == "longrope" || type == "su") {
+    // Phi-3 long-context checkpoints (128k); "su" is its older name.
+    fail("'", r.path(), "': rope scaling type '", type,
+         "' (LongRoPE: per-frequency short/long factors) is not supported; a Phi-3 4k-context "
+         "checkpoint has none (supported: default, linear, llama3)");
   } else {
     fail("'", r.path(), "': rope scaling type '", type,
          "' is not supported (supported: default, linear, llama3)");
@@ -152,12 +171,13 @@ void read_rope(const ConfigReader& r, ModelConfig* c) {
   require(s.factor > 0, "'", r.path(), "': rope scaling factor must be positive");
 }
 
-// Sliding-window attention as transformers applies it: Mistral uses sliding_window on every layer;
-// Qwen2/3 only when use_sliding_window, on layers >= max_window_layers (or as layer_types says).
+// Sliding-window attention as transformers applies it: Mistral and Phi-3 use sliding_window on
+// every layer; Qwen2/3 only when use_sliding_window, on layers >= max_window_layers (or as
+// layer_types says).
 void read_sliding_window(const ConfigReader& r, const ArchDefaults& a, ModelConfig* c) {
   const json& j = r.raw();
   int window = 0;
-  if (std::string(a.arch) == "mistral") {
+  if (a.window_on_all_layers) {
     window = j.contains("sliding_window") ? r.get_int("sliding_window", 0) : a.sliding_window;
   } else if (r.get_bool("use_sliding_window", false)) {
     window = r.get_int("sliding_window", 4096);
@@ -174,7 +194,7 @@ void read_sliding_window(const ConfigReader& r, const ArchDefaults& a, ModelConf
       sliding_layers += t == "sliding_attention";
     }
     if (window == 0) sliding_layers = 0;
-  } else if (window > 0 && std::string(a.arch) != "mistral") {
+  } else if (window > 0 && !a.window_on_all_layers) {
     const int first = r.get_int("max_window_layers", 28);
     sliding_layers = first >= c->n_layers ? 0 : c->n_layers - first;
   }
@@ -223,7 +243,7 @@ ModelConfig config_from_json(const json& j, const std::string& path) {
   c.norm_eps = static_cast<float>(r.get_number("rms_norm_eps", 1e-6));
   c.tied_embeddings = r.get_bool("tie_word_embeddings", false);
   c.rope_style = RopeStyle::HalfSplit;
-  read_rope(r, &c);
+  read_rope(r, a, &c);
 
   c.attn_bias = a.attn_bias;
   c.qk_norm = a.qk_norm;

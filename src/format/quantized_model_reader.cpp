@@ -29,12 +29,6 @@ std::vector<int64_t> expected_linear_shape(const ModelConfig& c, const std::stri
   return {rows, cols};
 }
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
-
 }  // namespace
 
 bool is_elutq_model_file(const GgufFile& g) { return g.has("elutq.format_version"); }
@@ -68,7 +62,7 @@ std::map<std::string, TensorInfo> read_elutq_quantized_tensors(const GgufFile& g
     }
     require(t.dtype == DType::I8 && t.shape.size() == 1, where,
             " should be a 1-D I8 blob for its quantized format, but is ", dtype_name(t.dtype), " ",
-            shape_str(t.shape));
+            shape_string(t.shape));
     // The kernels read headers and fp16 parameters in place; the writer aligns to 64.
     require(reinterpret_cast<uintptr_t>(t.data) % 64 == 0, where,
             " is not 64-byte aligned in the file; the file is corrupt");
@@ -80,7 +74,7 @@ std::map<std::string, TensorInfo> read_elutq_quantized_tensors(const GgufFile& g
     }
     const std::vector<int64_t> shape = g.get_int_array(key + "shape");
     require(shape.size() == 2 && shape[0] > 0 && shape[1] > 0, where, ": ", key,
-            "shape must be two positive sizes, is ", shape_str(shape));
+            "shape must be two positive sizes, is ", shape_string(shape));
     QuantizedBlobInfo info;
     try {
       info = inspect_quantized_blob(t.data, t.nbytes);
@@ -90,11 +84,11 @@ std::map<std::string, TensorInfo> read_elutq_quantized_tensors(const GgufFile& g
     require(info.spec.name() == spec.name(), where, ": its data holds ", info.spec.name(), " but ",
             key, "format says ", spec.name(), "; the file is corrupt");
     require(info.rows == shape[0] && info.cols == shape[1], where, ": its data holds a ", info.rows,
-            "x", info.cols, " matrix but ", key, "shape says ", shape_str(shape),
+            "x", info.cols, " matrix but ", key, "shape says ", shape_string(shape),
             "; the file is corrupt");
     const std::vector<int64_t> want = expected_linear_shape(c, t.name);
-    require(want.empty() || want == shape, where, " is ", shape_str(shape),
-            " but the model config implies ", shape_str(want), "; the file is corrupt");
+    require(want.empty() || want == shape, where, " is ", shape_string(shape),
+            " but the model config implies ", shape_string(want), "; the file is corrupt");
     TensorInfo q;
     q.name = t.name;
     q.shape = shape;

@@ -8,7 +8,6 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "core/error.h"
 
@@ -53,14 +52,6 @@ std::string printable(const std::string& s) {
   std::string out;
   for (unsigned char c : s) out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
   return out;
-}
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  os << "]";
-  return os.str();
 }
 
 }  // namespace
@@ -132,7 +123,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
               " bytes); the file is truncated or corrupt");
       const uint64_t elem = static_cast<uint64_t>(dtype_block_bytes(t.dtype));
       t.nbytes = numel * elem;
-      require(end - begin == t.nbytes, where, " has shape ", shape_str(t.shape), " and dtype ",
+      require(end - begin == t.nbytes, where, " has shape ", shape_string(t.shape), " and dtype ",
               dtype_name(t.dtype), " (", t.nbytes, " bytes) but its data_offsets [", begin, ", ",
               end, ") hold ", end - begin, " bytes; shape, dtype and offsets disagree");
       t.data = base + data_start + begin;

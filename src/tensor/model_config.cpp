@@ -4,7 +4,7 @@
 
 namespace elutq {
 
-const char* supported_architectures() { return "llama, mistral, qwen2, qwen3"; }
+const char* supported_architectures() { return "llama, mistral, qwen2, qwen3, phi3"; }
 
 int64_t block_weight_count(const ModelConfig& c) {
   const int64_t dim = c.dim, q_dim = int64_t(c.n_heads) * c.head_dim,
@@ -28,7 +28,8 @@ std::pair<int64_t, int64_t> linear_shape(const ModelConfig& c, LinearSlot s) {
 }
 
 void validate_config(const ModelConfig& c) {
-  require(c.arch == "llama" || c.arch == "mistral" || c.arch == "qwen2" || c.arch == "qwen3",
+  require(c.arch == "llama" || c.arch == "mistral" || c.arch == "qwen2" || c.arch == "qwen3" ||
+              c.arch == "phi3",
           "unknown architecture '", c.arch, "'; supported: ", supported_architectures());
   require(c.n_layers > 0, "config: n_layers must be positive, got ", c.n_layers);
   require(c.dim > 0, "config: hidden size must be positive, got ", c.dim);

@@ -27,7 +27,7 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  std::string arch;  // "llama", "mistral", "qwen2" or "qwen3"
+  std::string arch;  // "llama", "mistral", "qwen2", "qwen3" or "phi3"
   int n_layers = 0;
   int dim = 0;         // hidden size
   int hidden_dim = 0;  // feed-forward (intermediate) size
@@ -46,7 +46,7 @@ struct ModelConfig {
   int sliding_window = 0;        // 0: full attention
 };
 
-// Names of the supported architectures, for error messages: "llama, mistral, qwen2, qwen3".
+// Names of the supported architectures, for error messages: "llama, mistral, qwen2, qwen3, phi3".
 const char* supported_architectures();
 
 // Throws Error naming the offending field if the config is not self-consistent.

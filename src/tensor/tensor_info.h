@@ -27,4 +27,11 @@ struct TensorInfo {
   int64_t cols() const { return shape.empty() ? 1 : shape.back(); }
 };
 
+// "[rows, cols]": a shape for messages.
+inline std::string shape_string(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
 }  // namespace elutq

@@ -8,7 +8,8 @@ max|Δlogit| <= 1e-4 * max|logit|. The measured ratios are printed.
 
 The configs are small but exercise the real code paths: grouped-query attention with several kv
 heads, head_dim 16..64, a few layers, llama3 rope frequency scaling, q/k/v biases (Qwen2),
-per-head q/k RMSNorm (Qwen3), tied and untied output embeddings.
+per-head q/k RMSNorm (Qwen3), tied and untied output embeddings, Phi-3's fused qkv_proj and
+gate_up_proj (split by the loader) with its every-layer sliding window.
 Exits 77 (skip) only when torch/transformers cannot be imported.
 """
 import os
@@ -56,6 +57,11 @@ CASES = [
     ("llama-tied", transformers.LlamaConfig, transformers.LlamaForCausalLM,
      dict(tie_word_embeddings=True, num_hidden_layers=3, num_attention_heads=4,
           num_key_value_heads=4)),
+    # Phi-3: q/k/v in one qkv_proj (q rows, k, v; GQA 8 over 2) and gate/up in one gate_up_proj.
+    # A window of 48 < 64 tokens as Phi-3-mini's sliding_window 2047 is at long contexts. Its
+    # default pad/eos ids (32000) lie outside this vocabulary, which nn.Embedding refuses.
+    ("phi3-fused", transformers.Phi3Config, transformers.Phi3ForCausalLM,
+     dict(sliding_window=48, pad_token_id=None, eos_token_id=None, bos_token_id=None)),
 ]
 
 
@@ -64,6 +70,7 @@ CASES = [
 CONTROLS = {
     "llama3-rope": dict(rope_scaling=None),
     "mistral-swa": dict(sliding_window=None),
+    "phi3-fused": dict(sliding_window=None),
 }
 
 

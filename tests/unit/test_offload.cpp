@@ -26,15 +26,7 @@ namespace elutq {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(MemoryUsage, ParsesSizes) {
   EXPECT_EQ(parse_byte_size("512M"), 512ull << 20);

@@ -7,7 +7,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <string>
+
+#include "core/error.h"
 
 namespace elutq::test {
 
@@ -30,6 +33,16 @@ inline std::string smollm2_path() {
   std::string p =
       std::string(home ? home : "") + "/.cache/elutq/models/SmolLM2-135M-Instruct.Q4_1.gguf";
   return std::filesystem::exists(p) ? p : "";
+}
+
+// The message of the Error f throws, "" if it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 // A fresh empty directory for one test, removed by the destructor.
