@@ -1,13 +1,14 @@
-// The calibration-free model loop on an in-memory model: which tensors are quantized, that the
-// sink sees every tensor once in order, that results match quantizing each layer alone, and that
-// calibrated methods are refused with a clear error.
+// Quantizing an in-memory one-block model without calibration (BlockwiseQuantizer, as `elutq
+// quantize --method hlq` runs it): which tensors are quantized, that the sink sees every tensor
+// once in order, that results match quantizing each layer alone, and that calibrated methods are
+// refused with a clear error.
 #include <gtest/gtest.h>
 
 #include <map>
 #include <random>
 
 #include "core/error.h"
-#include "quant/pipeline.h"
+#include "quant/blockwise_quantizer.h"
 #include "quant_test_util.h"
 
 namespace elutq {
@@ -15,11 +16,27 @@ namespace {
 
 class FakeModel : public ModelSource {
  public:
+  // One LLaMA block: dim 64, 4 heads of 16 (2 KV heads), feed-forward 96, vocabulary 32.
   FakeModel() {
+    cfg_.arch = "llama";
+    cfg_.n_layers = 1;
+    cfg_.dim = 64;
+    cfg_.hidden_dim = 96;
+    cfg_.n_heads = 4;
+    cfg_.n_kv_heads = 2;
+    cfg_.head_dim = 16;
+    cfg_.vocab_size = 32;
+    cfg_.max_seq_len = 16;
     std::mt19937 rng(41);
     add("token_embd.weight", {32, 64}, rng);
     add("blk.0.attn_norm.weight", {64}, rng);
     add("blk.0.attn_q.weight", {64, 64}, rng);
+    add("blk.0.attn_k.weight", {32, 64}, rng);
+    add("blk.0.attn_v.weight", {32, 64}, rng);
+    add("blk.0.attn_output.weight", {64, 64}, rng);
+    add("blk.0.ffn_norm.weight", {64}, rng);
+    add("blk.0.ffn_gate.weight", {96, 64}, rng);
+    add("blk.0.ffn_up.weight", {96, 64}, rng);
     add("blk.0.ffn_down.weight", {64, 96}, rng);
     add("output_norm.weight", {64}, rng);
     add("output.weight", {32, 64}, rng);
@@ -77,18 +94,20 @@ TEST(QuantPipeline, WhichTensorsAreQuantized) {
 
 TEST(QuantPipeline, DataFreeHlqOverAModel) {
   FakeModel m;
-  PipelineOptions opt;
+  BlockwiseOptions opt;
   opt.layer.method = QuantMethod::Hlq;
   opt.layer.bits = 2;
   opt.layer.group = 32;
+  opt.n_threads = 1;
   RecordingSink sink;
   int64_t calls = 0;
-  QuantReport rep = quantize_model_data_free(
-      m, opt, sink, nullptr, [&](int64_t, int64_t, const std::string&) { ++calls; });
-  EXPECT_EQ(calls, 6);
+  BlockwiseQuantizer bq(m, opt);
+  bq.set_progress([&](int, int, const std::string&) { ++calls; });
+  QuantReport rep = bq.run(nullptr, sink);
+  EXPECT_EQ(calls, 7);  // one per quantized layer
   EXPECT_EQ(sink.order, m.tensor_names());
-  ASSERT_EQ(sink.quantized.size(), 2u);
-  ASSERT_EQ(rep.layers.size(), 2u);
+  ASSERT_EQ(sink.quantized.size(), 7u);
+  ASSERT_EQ(rep.layers.size(), 7u);
   const std::vector<float>& w = m.data("blk.0.ffn_down.weight");
   QuantizedMatrix alone = quantize_layer(w.data(), 64, 96, opt.layer, nullptr).q;
   EXPECT_EQ(sink.quantized["blk.0.ffn_down.weight"].codes, alone.codes);
@@ -97,7 +116,7 @@ TEST(QuantPipeline, DataFreeHlqOverAModel) {
 
   opt.layer.method = QuantMethod::Gptq;
   try {
-    quantize_model_data_free(m, opt, sink);
+    BlockwiseQuantizer(m, opt).run(nullptr, sink);
     FAIL() << "gptq without calibration must be refused";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("calibration"), std::string::npos);
