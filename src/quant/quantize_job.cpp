@@ -18,6 +18,7 @@
 #include "quant/calib_data.h"
 #include "quant/resume.h"
 #include "quant/resume_driver.h"
+#include "tensor/tensor_names.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elutq {
@@ -187,6 +188,87 @@ std::vector<std::vector<int>> sample_from_model(const ModelSource& src, const To
   return seqs;
 }
 
+// Gets the calibration sequences (from the file, or sampled from the model), records them in the
+// file's metadata and the run manifest, and embeds them into the activation store it returns
+// (spilling to the scratch folder beyond the activations' share of the budget).
+std::unique_ptr<ActivationStore> calibrate(const QuantizeJob& job, const ModelSource& src,
+                                           uint64_t budget, BlockwiseQuantizer& bq,
+                                           QuantizedFilePlan& plan, RunManifest& manifest,
+                                           const Reporter& out) {
+  const ModelConfig& cfg = src.config();
+  const bool data_free = job.calib_path.empty();
+  CalibDataOptions co;
+  co.seed = job.seed;
+  co.nsamples = job.nsamples.value_or(data_free ? kDataFreeSamples : 128);
+  co.seqlen = job.seqlen.value_or(data_free ? kDataFreeSeqlen : 2048);
+  if (co.seqlen > cfg.max_seq_len) {
+    out.log(format_line("note: --seqlen %d exceeds the model's context %d; using %d", co.seqlen,
+                        cfg.max_seq_len, cfg.max_seq_len));
+    co.seqlen = cfg.max_seq_len;
+  }
+  // The budget is shared: the block being quantized needs its working set, the activations
+  // (and the per-block scratch of o's inputs) get the rest and spill to disk beyond it.
+  uint64_t act_budget = UINT64_MAX;
+  const uint64_t act_bytes = uint64_t(co.nsamples) * co.seqlen * cfg.dim * 4;
+  if (budget > 0) {
+    const uint64_t work = estimate_block_working_bytes(cfg, co.seqlen);
+    act_budget = budget > work ? (budget - work) / 2 : 0;
+    out.log(format_line("memory: budget %s, block working set ~%s, activations %s (%s)",
+                        format_byte_size(budget).c_str(), format_byte_size(work).c_str(),
+                        format_byte_size(act_bytes).c_str(),
+                        act_bytes > act_budget ? "spilled to disk" : "in memory"));
+  }
+  const Tokenizer tok(src.tokenizer());
+  std::vector<std::vector<int>> seqs;
+  if (!data_free) {
+    out.log(format_line("calibration: %d x %d tokens from %s (seed %llu)", co.nsamples, co.seqlen,
+                        job.calib_path.c_str(), static_cast<unsigned long long>(job.seed)));
+    seqs = calibration_from_file(job.calib_path, job.calib_jsonl, tok, co);
+    plan.extra.push_back({"calibration.source", fs::path(job.calib_path).filename().string()});
+  } else {
+    out.log(
+        format_line("calibration: no --calib given; sampling %d x %d tokens from the model "
+                    "(temperature 1, seed %llu)",
+                    co.nsamples, co.seqlen, static_cast<unsigned long long>(job.seed)));
+    seqs = sample_from_model(src, tok, co, budget, job.n_threads, out);
+    plan.extra.push_back({"calibration.source", "sampled from the model (data-free)"});
+  }
+  plan.extra.push_back({"calibration.sequences", std::to_string(co.nsamples)});
+  plan.extra.push_back({"calibration.seqlen", std::to_string(co.seqlen)});
+  plan.extra.push_back({"calibration.seed", std::to_string(job.seed)});
+  manifest.set("calibration", data_free ? "data-free" : file_identity(job.calib_path));
+  manifest.set("nsamples", std::to_string(co.nsamples));
+  manifest.set("seqlen", std::to_string(co.seqlen));
+  manifest.set("seed", std::to_string(job.seed));
+  std::string scratch_dir = job.scratch_dir;
+  if (scratch_dir.empty()) {
+    const fs::path parent = fs::path(job.out_path).parent_path();
+    scratch_dir = (parent.empty() ? fs::path(".") : parent).string();
+  }
+  auto store =
+      std::make_unique<ActivationStore>(co.nsamples, co.seqlen, cfg.dim, act_budget, scratch_dir);
+  bq.set_make_scratch([act_budget, scratch_dir](int64_t n, int64_t t, int64_t d) {
+    return std::unique_ptr<CalibActivations>(
+        std::make_unique<ActivationStore>(n, t, d, act_budget, scratch_dir));
+  });
+  bq.embed_calibration(seqs, *store);
+  return store;
+}
+
+// The report's means over its layers.
+void summarize(QuantizeResult& r) {
+  const QuantReport& rep = r.report;
+  r.bits_per_weight = rep.quantized_weights ? rep.quantized_bits / rep.quantized_weights : 0;
+  double sum_w = 0, sum_o = 0;
+  int n_o = 0;
+  for (const LayerReport& l : rep.layers) {
+    sum_w += l.rel_weight_error;
+    if (l.rel_output_error >= 0) sum_o += l.rel_output_error, ++n_o;
+  }
+  if (!rep.layers.empty()) r.mean_rel_weight_error = sum_w / double(rep.layers.size());
+  if (n_o) r.mean_rel_output_error = sum_o / n_o;
+}
+
 }  // namespace
 
 void validate_quantize_job(const QuantizeJob& job) {
@@ -242,73 +324,16 @@ QuantizeResult run_quantize_job(const QuantizeJob& job, std::unique_ptr<ModelSou
   BlockwiseQuantizer bq(*src, opt);  // checks the options against the model
 
   QuantizedFilePlan plan = plan_quantized_file(*src, spec, opt.quantize_output);
-  if (opt.quantize_output) plan.quantized["output.weight"] = head_spec;
+  if (opt.quantize_output) plan.quantized[kOutputName] = head_spec;
   plan.method =
       quant_method_name(job.method) + (job.awq && job.method != QuantMethod::Awq ? "+awq" : "");
   if (spec.is_hlq()) plan.fit = std::string(fit_name(job.fit)) + "/" + variant_name(job.variant);
   plan.source_name = fs::path(job.source_path).filename().string();
   RunManifest manifest = run_manifest(job, spec, head_spec);
 
-  // ---- calibration ----
-  std::string scratch_dir = job.scratch_dir;
-  if (scratch_dir.empty()) {
-    const fs::path parent = fs::path(job.out_path).parent_path();
-    scratch_dir = (parent.empty() ? fs::path(".") : parent).string();
-  }
   std::unique_ptr<ActivationStore> store;
-  if (blockwise_needs_calibration(opt) || !job.calib_path.empty()) {
-    const bool data_free = job.calib_path.empty();
-    CalibDataOptions co;
-    co.seed = job.seed;
-    co.nsamples = job.nsamples.value_or(data_free ? kDataFreeSamples : 128);
-    co.seqlen = job.seqlen.value_or(data_free ? kDataFreeSeqlen : 2048);
-    if (co.seqlen > cfg.max_seq_len) {
-      out.log(format_line("note: --seqlen %d exceeds the model's context %d; using %d", co.seqlen,
-                          cfg.max_seq_len, cfg.max_seq_len));
-      co.seqlen = cfg.max_seq_len;
-    }
-    // The budget is shared: the block being quantized needs its working set, the activations
-    // (and the per-block scratch of o's inputs) get the rest and spill to disk beyond it.
-    uint64_t act_budget = UINT64_MAX;
-    const uint64_t act_bytes = uint64_t(co.nsamples) * co.seqlen * cfg.dim * 4;
-    if (budget > 0) {
-      const uint64_t work = estimate_block_working_bytes(cfg, co.seqlen);
-      act_budget = budget > work ? (budget - work) / 2 : 0;
-      out.log(format_line("memory: budget %s, block working set ~%s, activations %s (%s)",
-                          format_byte_size(budget).c_str(), format_byte_size(work).c_str(),
-                          format_byte_size(act_bytes).c_str(),
-                          act_bytes > act_budget ? "spilled to disk" : "in memory"));
-    }
-    const Tokenizer tok(src->tokenizer());
-    std::vector<std::vector<int>> seqs;
-    if (!data_free) {
-      out.log(format_line("calibration: %d x %d tokens from %s (seed %llu)", co.nsamples, co.seqlen,
-                          job.calib_path.c_str(), static_cast<unsigned long long>(job.seed)));
-      seqs = calibration_from_file(job.calib_path, job.calib_jsonl, tok, co);
-      plan.extra.push_back({"calibration.source", fs::path(job.calib_path).filename().string()});
-    } else {
-      out.log(
-          format_line("calibration: no --calib given; sampling %d x %d tokens from the model "
-                      "(temperature 1, seed %llu)",
-                      co.nsamples, co.seqlen, static_cast<unsigned long long>(job.seed)));
-      seqs = sample_from_model(*src, tok, co, budget, job.n_threads, out);
-      plan.extra.push_back({"calibration.source", "sampled from the model (data-free)"});
-    }
-    plan.extra.push_back({"calibration.sequences", std::to_string(co.nsamples)});
-    plan.extra.push_back({"calibration.seqlen", std::to_string(co.seqlen)});
-    plan.extra.push_back({"calibration.seed", std::to_string(job.seed)});
-    manifest.set("calibration", data_free ? "data-free" : file_identity(job.calib_path));
-    manifest.set("nsamples", std::to_string(co.nsamples));
-    manifest.set("seqlen", std::to_string(co.seqlen));
-    manifest.set("seed", std::to_string(job.seed));
-    store =
-        std::make_unique<ActivationStore>(co.nsamples, co.seqlen, cfg.dim, act_budget, scratch_dir);
-    bq.set_make_scratch([act_budget, scratch_dir](int64_t n, int64_t t, int64_t d) {
-      return std::unique_ptr<CalibActivations>(
-          std::make_unique<ActivationStore>(n, t, d, act_budget, scratch_dir));
-    });
-    bq.embed_calibration(seqs, *store);
-  }
+  if (blockwise_needs_calibration(opt) || !job.calib_path.empty())
+    store = calibrate(job, *src, budget, bq, plan, manifest, out);
 
   // ---- quantize block by block, streaming into the file (resumable) ----
   QuantizedModelWriter writer(job.out_path, *src, plan);
@@ -327,18 +352,9 @@ QuantizeResult run_quantize_job(const QuantizeJob& job, std::unique_ptr<ModelSou
   result.report = run_resumable(bq, *src, store.get(), writer, ro, [&] { writer.finish(); });
   out.end();
 
-  const QuantReport& rep = result.report;
   result.spec = spec;
   result.file_bytes = fs::file_size(job.out_path);
-  result.bits_per_weight = rep.quantized_weights ? rep.quantized_bits / rep.quantized_weights : 0;
-  double sum_w = 0, sum_o = 0;
-  int n_o = 0;
-  for (const LayerReport& l : rep.layers) {
-    sum_w += l.rel_weight_error;
-    if (l.rel_output_error >= 0) sum_o += l.rel_output_error, ++n_o;
-  }
-  if (!rep.layers.empty()) result.mean_rel_weight_error = sum_w / double(rep.layers.size());
-  if (n_o) result.mean_rel_output_error = sum_o / n_o;
+  summarize(result);
   return result;
 }
 
