@@ -33,9 +33,10 @@
 #include <vector>
 
 #include "quant/calib_activations.h"
-#include "quant/pipeline.h"
+#include "quant/quant_report.h"
 #include "quant/quantize_layer.h"
 #include "tensor/model_source.h"
+#include "tensor/quantized_tensor_sink.h"
 
 namespace elutq {
 

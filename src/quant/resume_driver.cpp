@@ -1,7 +1,6 @@
 // Checkpointed, resumable block-by-block quantization; see resume_driver.h.
 #include "quant/resume_driver.h"
 
-#include <algorithm>
 #include <cstdio>
 #include <sstream>
 #include <utility>
@@ -182,39 +181,6 @@ QuantReport run_resumable(BlockwiseQuantizer& q, const ModelSource& src,
   }
   rep.layers.insert(rep.layers.begin(), replayed.begin(), replayed.end());
   return rep;
-}
-
-MemoryPlan plan_memory(uint64_t budget, const ModelConfig& c, int64_t seqlen) {
-  MemoryPlan p;
-  p.budget = budget;
-  if (budget == 0) return p;
-  p.baseline = current_rss_bytes();
-  p.block_bytes = estimate_block_working_bytes(c, seqlen);
-  const uint64_t margin = 32ull << 20;  // allocator slack, I/O buffers
-  const uint64_t need = p.baseline + p.block_bytes + margin;
-  if (need >= budget) {
-    p.activation_bytes = 0;
-    p.note = "--mem-budget " + format_byte_size(budget) + " is below what one block needs (about " +
-             format_byte_size(need) + ": " + format_byte_size(p.baseline) + " already in use + " +
-             format_byte_size(p.block_bytes) + " for the block's weights, Hessian and buffers); " +
-             "activations go to disk but the run will exceed the budget";
-  } else {
-    p.activation_bytes = budget - need;
-  }
-  return p;
-}
-
-uint64_t estimate_block_working_bytes(const ModelConfig& c, int64_t seqlen) {
-  const uint64_t dim = uint64_t(c.dim), hd = uint64_t(c.head_dim), hidden = uint64_t(c.hidden_dim),
-                 q_dim = uint64_t(c.n_heads) * hd, kv_dim = uint64_t(c.n_kv_heads) * hd,
-                 T = uint64_t(std::max<int64_t>(seqlen, 1));
-  const uint64_t block_params = uint64_t(block_weight_count(c));
-  const uint64_t weights = 2 * block_params * 4;  // fp32 weights + their dequantized copies
-  const uint64_t widest = std::max({dim, q_dim, hidden});
-  const uint64_t hessian = widest * widest * (8 + 4 + 4 + 4);  // double sums, H, its factor, scratch
-  const uint64_t kv_cache = 2 * T * kv_dim * 4;  // the loaded block only (lazy model)
-  const uint64_t scratch = T * (4 * dim + 2 * q_dim + 2 * kv_dim + 2 * hidden) * 4;
-  return weights + hessian + kv_cache + scratch;
 }
 
 }  // namespace elutq

@@ -38,20 +38,4 @@ QuantReport run_resumable(BlockwiseQuantizer& q, const ModelSource& src,
                               const ResumableRunOptions& opt,
                               const std::function<void()>& finish_output);
 
-// How a --mem-budget is spent: what the process holds already, one block's working set, and what
-// is left for the calibration activations (the main store first, then the per-block scratch).
-struct MemoryPlan {
-  uint64_t budget = 0;       // 0: no budget (everything in memory)
-  uint64_t baseline = 0;     // resident bytes when planning (code, tokenizer, model metadata)
-  uint64_t block_bytes = 0;  // estimate_block_working_bytes
-  uint64_t activation_bytes = UINT64_MAX;  // what the activation stores may keep in memory
-  std::string note;          // a warning when the budget cannot be met, else ""
-};
-MemoryPlan plan_memory(uint64_t budget, const ModelConfig& c, int64_t seqlen);
-
-// Rough peak bytes the block-by-block quantizer itself needs for one block (fp32 weights and their
-// quantized copies, the largest Hessian, KV cache and forward scratch for seqlen tokens), to split
-// a memory budget between it and the calibration activations.
-uint64_t estimate_block_working_bytes(const ModelConfig& c, int64_t seqlen);
-
 }  // namespace elutq

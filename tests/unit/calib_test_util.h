@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "model/linear.h"
-#include "quant/pipeline.h"
 #include "tensor/model_source.h"
 #include "tensor/qformat.h"
+#include "tensor/quantized_tensor_sink.h"
 
 namespace elutq::test {
 

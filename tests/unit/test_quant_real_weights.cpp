@@ -10,7 +10,7 @@
 #include <cstdio>
 #include <map>
 
-#include "quant/pipeline.h"
+#include "quant/blockwise_quantizer.h"
 #include "runtime/open_model.h"
 #include "test_util.h"
 
@@ -42,14 +42,14 @@ TEST(QuantRealWeights, Stories260KFitsAgainstRtn) {
   for (auto [bits, group] : {std::pair{2, 64}}) {  // w3g64 also measured (numbers above); kept out for ASan time
     std::map<std::string, std::vector<double>> err;  // per config, per layer
     for (const Config& c : configs) {
-      PipelineOptions opt;
+      BlockwiseOptions opt;
       opt.layer.method = c.method;
       opt.layer.bits = bits;
       opt.layer.group = group;
       opt.layer.fit = c.fit;
       opt.layer.paper_fit = c.paper;
       NullSink sink;
-      QuantReport rep = quantize_model_data_free(*m, opt, sink);
+      QuantReport rep = BlockwiseQuantizer(*m, opt).run(nullptr, sink);
       ASSERT_GT(rep.layers.size(), 0u);
       double mean = 0;
       for (const LayerReport& l : rep.layers) {

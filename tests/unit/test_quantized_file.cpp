@@ -22,7 +22,7 @@
 #include "format/quantized_model_writer.h"
 #include "model/dense_linear.h"
 #include "model/model.h"
-#include "quant/pipeline.h"
+#include "quant/blockwise_quantizer.h"
 #include "runtime/open_model.h"
 #include "runtime/quantized_linear_factory.h"
 #include "tensor/model_source.h"
@@ -315,7 +315,7 @@ TEST(QuantizedFile, Stories260KConfigAndTokenizerComeBack) {
   expect_same_tokenizer(src->tokenizer(), back->tokenizer());
 }
 
-// Records what the pipeline quantized, and forwards everything to the file writer.
+// Records what the quantizer quantized, and forwards everything to the file writer.
 struct TeeSink : QuantizedTensorSink {
   QuantizedTensorSink* next = nullptr;
   std::map<std::string, QuantizedMatrix> quantized;
@@ -329,16 +329,17 @@ struct TeeSink : QuantizedTensorSink {
 // Quantizes src data-free with HLQ w4g32 into path; returns the quantized matrices.
 std::map<std::string, QuantizedMatrix> quantize_to_file(const ModelSource& src,
                                                         const std::string& path) {
-  PipelineOptions opt;
+  BlockwiseOptions opt;
   opt.layer.method = QuantMethod::Hlq;
   opt.layer.bits = 4;
   opt.layer.group = 32;
+  opt.n_threads = 1;
   QuantizedFilePlan plan = plan_quantized_file(src, method_spec(opt.layer), false);
   plan.method = "hlq";
   QuantizedModelWriter w(path, src, plan);
   TeeSink tee;
   tee.next = &w;
-  quantize_model_data_free(src, opt, tee);
+  BlockwiseQuantizer(src, opt).run(nullptr, tee);
   w.finish();
   return tee.quantized;
 }

@@ -1,0 +1,361 @@
+// One whole quantization run (see quantize_job.h).
+#include "quant/quantize_job.h"
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstdio>
+#include <filesystem>
+#include <utility>
+#include <vector>
+
+#include "core/error.h"
+#include "core/memory_usage.h"
+#include "format/quantized_model_writer.h"
+#include "model/model.h"
+#include "model/untied_head_source.h"
+#include "quant/activation_store.h"
+#include "quant/blockwise_quantizer.h"
+#include "quant/calib_data.h"
+#include "quant/resume.h"
+#include "quant/resume_driver.h"
+#include "tensor/tensor_names.h"
+#include "tokenizer/tokenizer.h"
+
+namespace elutq {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* fit_name(HlqFitMethod f) {
+  return f == HlqFitMethod::Gradient ? "gradient" : "alternating";
+}
+const char* variant_name(HlqGptqVariant v) { return v == HlqGptqVariant::Paper ? "paper" : "ours"; }
+
+[[gnu::format(printf, 1, 2)]] std::string format_line(const char* format, ...) {
+  va_list args, again;
+  va_start(args, format);
+  va_copy(again, args);
+  const int n = std::vsnprintf(nullptr, 0, format, args);
+  va_end(args);
+  std::string line(size_t(std::max(n, 0)) + 1, '\0');
+  std::vsnprintf(line.data(), line.size(), format, again);
+  va_end(again);
+  line.pop_back();
+  return line;
+}
+
+// The callbacks, each doing nothing where it is empty.
+class Reporter {
+ public:
+  explicit Reporter(const QuantizeCallbacks& cb) : cb_(cb) {}
+  void log(const std::string& line) const {
+    if (cb_.log) cb_.log(line);
+  }
+  void begin(const std::string& stage, int64_t total) const {
+    if (cb_.stage_begin) cb_.stage_begin(stage, total);
+  }
+  void update(int64_t done, const std::string& status = "") const {
+    if (cb_.stage_update) cb_.stage_update(done, status);
+  }
+  void end() const {
+    if (cb_.stage_end) cb_.stage_end();
+  }
+
+ private:
+  const QuantizeCallbacks& cb_;
+};
+
+bool quantizes_output(const QuantizeJob& job) {
+  return job.quantize_output || job.output_bits || job.output_group;
+}
+
+BlockwiseOptions blockwise_options(const QuantizeJob& job) {
+  BlockwiseOptions opt;
+  opt.layer.method = job.method;
+  opt.layer.bits = job.bits;
+  opt.layer.group = job.group;
+  opt.layer.fit = job.fit;
+  opt.layer.variant = job.variant;
+  opt.layer.paper_fit = job.variant == HlqGptqVariant::Paper;
+  opt.layer.act_order = job.act_order;
+  opt.layer.hlq_compact = job.hlq_compact;
+  opt.layer.percdamp = job.percdamp;
+  opt.awq = job.awq;
+  opt.awq_clip = job.awq_clip;
+  opt.awq_grid = job.awq_grid;
+  opt.awq_tokens = job.awq_tokens;
+  opt.quantize_output = quantizes_output(job);
+  opt.output_bits = job.output_bits;
+  opt.output_group = job.output_group;
+  opt.n_threads = job.n_threads;
+  return opt;
+}
+
+// The decoder layers' format: method awq stores uniform RTN codes.
+QuantSpec body_spec(const BlockwiseOptions& opt) {
+  LayerQuantOptions l = opt.layer;
+  if (l.method == QuantMethod::Awq) l.method = QuantMethod::Rtn;
+  return method_spec(l);
+}
+
+// The memory budget in bytes; 0: unlimited.
+uint64_t memory_budget(const QuantizeJob& job) {
+  if (job.mem_budget.empty()) return 0;
+  const uint64_t budget = parse_byte_size(job.mem_budget);
+  require(budget > 0, "--mem-budget must be positive, got '", job.mem_budget, "'");
+  return budget;
+}
+
+// Rough peak bytes the block-by-block quantizer itself needs for one block (fp32 weights and their
+// quantized copies, the largest Hessian, KV cache and forward scratch for seqlen tokens), to split
+// a memory budget between it and the calibration activations.
+uint64_t estimate_block_working_bytes(const ModelConfig& c, int64_t seqlen) {
+  const uint64_t dim = uint64_t(c.dim), hd = uint64_t(c.head_dim), hidden = uint64_t(c.hidden_dim),
+                 q_dim = uint64_t(c.n_heads) * hd, kv_dim = uint64_t(c.n_kv_heads) * hd,
+                 T = uint64_t(std::max<int64_t>(seqlen, 1));
+  const uint64_t block_params = uint64_t(block_weight_count(c));
+  const uint64_t weights = 2 * block_params * 4;  // fp32 weights + their dequantized copies
+  const uint64_t widest = std::max({dim, q_dim, hidden});
+  const uint64_t hessian =
+      widest * widest * (8 + 4 + 4 + 4);         // double sums, H, its factor, scratch
+  const uint64_t kv_cache = 2 * T * kv_dim * 4;  // the loaded block only (lazy model)
+  const uint64_t scratch = T * (4 * dim + 2 * q_dim + 2 * kv_dim + 2 * hidden) * 4;
+  return weights + hessian + kv_cache + scratch;
+}
+
+// Everything that affects the output, so that a resumed run is refused if any of it changed.
+RunManifest run_manifest(const QuantizeJob& job, const QuantSpec& spec,
+                         const QuantSpec& head_spec) {
+  RunManifest m;
+  m.set("format", "elutq-quantize-1");
+  m.set("source", file_identity(job.source_path));
+  m.set("method", quant_method_name(job.method));
+  m.set("spec", spec.name());
+  m.set("fit", fit_name(job.fit));
+  m.set("variant", variant_name(job.variant));
+  m.set("act_order", job.act_order ? "1" : "0");
+  m.set("percdamp", std::to_string(job.percdamp));
+  m.set("awq", job.awq ? "1" : "0");
+  m.set("awq_clip", job.awq_clip ? "1" : "0");
+  m.set("awq_grid", std::to_string(job.awq_grid));
+  m.set("awq_tokens", std::to_string(job.awq_tokens));
+  m.set("quantize_output", quantizes_output(job) ? "1" : "0");
+  if (quantizes_output(job)) m.set("output_spec", head_spec.name());
+  return m;
+}
+
+// Data-free calibration: sequences sampled from the model itself at temperature 1.
+std::vector<std::vector<int>> sample_from_model(const ModelSource& src, const Tokenizer& tok,
+                                                const CalibDataOptions& co, uint64_t budget,
+                                                int n_threads, const Reporter& out) {
+  const ModelConfig& cfg = src.config();
+  // A KV cache for the sequences side by side (each step then reads the weights once for all of
+  // them), up to 2 GiB (a quarter of --mem-budget): all 8 x 256 default sequences of a 7B model
+  // (1 MiB per position), every sequence of small models. Under --mem-budget the model is lazy
+  // and each step streams the blocks' weights through memory one at a time.
+  const int64_t kv_per_pos = int64_t(cfg.n_layers) * 2 * cfg.n_kv_heads * cfg.head_dim * 4;
+  const int64_t kv_cap = budget > 0 ? int64_t(budget / 4) : int64_t(2) << 30;
+  const int64_t side_by_side = std::max<int64_t>(1, kv_cap / kv_per_pos / co.seqlen);
+  // fp32 weights of the eager model: blocks, embedding, and a head unless tied.
+  const int64_t per_block = block_weight_count(cfg);
+  const uint64_t fp32_bytes =
+      4 * uint64_t(per_block * cfg.n_layers +
+                   int64_t(cfg.vocab_size) * cfg.dim * (cfg.tied_embeddings ? 1 : 2));
+  const uint64_t available = available_memory_bytes();
+  ModelOptions mo;
+  mo.n_threads = n_threads;
+  mo.max_ctx = co.seqlen * int(std::min<int64_t>(co.nsamples, side_by_side));
+  mo.lazy_blocks = sampling_streams_blocks(fp32_bytes, budget, available);
+  Model full(src, mo);
+  if (mo.lazy_blocks) {
+    // Blocks that fit half the memory at hand stay loaded; only the rest stream.
+    const int kept = sampling_blocks_kept(
+        (budget > 0 ? budget : available) / 2, uint64_t(kv_per_pos) * mo.max_ctx,
+        4 * uint64_t(cfg.vocab_size) * cfg.dim, 4 * uint64_t(per_block), cfg.n_layers);
+    for (int l = 0; l < kept; ++l) full.load_block(l);
+    const std::string why = budget > 0 ? "--mem-budget given"
+                                       : "the fp32 model would not fit the " +
+                                             format_byte_size(available) + " available";
+    out.log(format_line(
+        "sampling: %s, so %d of %d blocks stay loaded and the others stream from the source "
+        "every step (slower than holding the %s fp32 model)",
+        why.c_str(), kept, cfg.n_layers, format_byte_size(fp32_bytes).c_str()));
+  }
+  out.begin("sampling", int64_t(co.nsamples) * (co.seqlen - 1));
+  std::vector<std::vector<int>> seqs =
+      calibration_from_model(full, tok.bos_id(), co, [&](int64_t done) { out.update(done); });
+  out.end();
+  return seqs;
+}
+
+// Gets the calibration sequences (from the file, or sampled from the model), records them in the
+// file's metadata and the run manifest, and embeds them into the activation store it returns
+// (spilling to the scratch folder beyond the activations' share of the budget).
+std::unique_ptr<ActivationStore> calibrate(const QuantizeJob& job, const ModelSource& src,
+                                           uint64_t budget, BlockwiseQuantizer& bq,
+                                           QuantizedFilePlan& plan, RunManifest& manifest,
+                                           const Reporter& out) {
+  const ModelConfig& cfg = src.config();
+  const bool data_free = job.calib_path.empty();
+  CalibDataOptions co;
+  co.seed = job.seed;
+  co.nsamples = job.nsamples.value_or(data_free ? kDataFreeSamples : 128);
+  co.seqlen = job.seqlen.value_or(data_free ? kDataFreeSeqlen : 2048);
+  if (co.seqlen > cfg.max_seq_len) {
+    out.log(format_line("note: --seqlen %d exceeds the model's context %d; using %d", co.seqlen,
+                        cfg.max_seq_len, cfg.max_seq_len));
+    co.seqlen = cfg.max_seq_len;
+  }
+  // The budget is shared: the block being quantized needs its working set, the activations
+  // (and the per-block scratch of o's inputs) get the rest and spill to disk beyond it.
+  uint64_t act_budget = UINT64_MAX;
+  const uint64_t act_bytes = uint64_t(co.nsamples) * co.seqlen * cfg.dim * 4;
+  if (budget > 0) {
+    const uint64_t work = estimate_block_working_bytes(cfg, co.seqlen);
+    act_budget = budget > work ? (budget - work) / 2 : 0;
+    out.log(format_line("memory: budget %s, block working set ~%s, activations %s (%s)",
+                        format_byte_size(budget).c_str(), format_byte_size(work).c_str(),
+                        format_byte_size(act_bytes).c_str(),
+                        act_bytes > act_budget ? "spilled to disk" : "in memory"));
+  }
+  const Tokenizer tok(src.tokenizer());
+  std::vector<std::vector<int>> seqs;
+  if (!data_free) {
+    out.log(format_line("calibration: %d x %d tokens from %s (seed %llu)", co.nsamples, co.seqlen,
+                        job.calib_path.c_str(), static_cast<unsigned long long>(job.seed)));
+    seqs = calibration_from_file(job.calib_path, job.calib_jsonl, tok, co);
+    plan.extra.push_back({"calibration.source", fs::path(job.calib_path).filename().string()});
+  } else {
+    out.log(
+        format_line("calibration: no --calib given; sampling %d x %d tokens from the model "
+                    "(temperature 1, seed %llu)",
+                    co.nsamples, co.seqlen, static_cast<unsigned long long>(job.seed)));
+    seqs = sample_from_model(src, tok, co, budget, job.n_threads, out);
+    plan.extra.push_back({"calibration.source", "sampled from the model (data-free)"});
+  }
+  plan.extra.push_back({"calibration.sequences", std::to_string(co.nsamples)});
+  plan.extra.push_back({"calibration.seqlen", std::to_string(co.seqlen)});
+  plan.extra.push_back({"calibration.seed", std::to_string(job.seed)});
+  manifest.set("calibration", data_free ? "data-free" : file_identity(job.calib_path));
+  manifest.set("nsamples", std::to_string(co.nsamples));
+  manifest.set("seqlen", std::to_string(co.seqlen));
+  manifest.set("seed", std::to_string(job.seed));
+  std::string scratch_dir = job.scratch_dir;
+  if (scratch_dir.empty()) {
+    const fs::path parent = fs::path(job.out_path).parent_path();
+    scratch_dir = (parent.empty() ? fs::path(".") : parent).string();
+  }
+  auto store =
+      std::make_unique<ActivationStore>(co.nsamples, co.seqlen, cfg.dim, act_budget, scratch_dir);
+  bq.set_make_scratch([act_budget, scratch_dir](int64_t n, int64_t t, int64_t d) {
+    return std::unique_ptr<CalibActivations>(
+        std::make_unique<ActivationStore>(n, t, d, act_budget, scratch_dir));
+  });
+  bq.embed_calibration(seqs, *store);
+  return store;
+}
+
+// The report's means over its layers.
+void summarize(QuantizeResult& r) {
+  const QuantReport& rep = r.report;
+  r.bits_per_weight = rep.quantized_weights ? rep.quantized_bits / rep.quantized_weights : 0;
+  double sum_w = 0, sum_o = 0;
+  int n_o = 0;
+  for (const LayerReport& l : rep.layers) {
+    sum_w += l.rel_weight_error;
+    if (l.rel_output_error >= 0) sum_o += l.rel_output_error, ++n_o;
+  }
+  if (!rep.layers.empty()) r.mean_rel_weight_error = sum_w / double(rep.layers.size());
+  if (n_o) r.mean_rel_output_error = sum_o / n_o;
+}
+
+}  // namespace
+
+void validate_quantize_job(const QuantizeJob& job) {
+  const BlockwiseOptions opt = blockwise_options(job);
+  require(job.bits >= 1 && job.bits <= 8, "--bits must be between 1 and 8, got ", job.bits);
+  require(job.bits <= 4 || (job.method != QuantMethod::Hlq && job.method != QuantMethod::HlqGptq),
+          "--bits ", job.bits, ": ", quant_method_name(job.method),
+          " stores 1 to 4 bit-planes; use --bits 1..4");
+  require(job.group >= 0, "--group must be 0 (whole row) or a positive group size, got ",
+          job.group);
+  require(!job.output_bits || (*job.output_bits >= 1 && *job.output_bits <= 8),
+          "--output-bits must be between 1 and 8, got ", job.output_bits.value_or(0));
+  require(!job.output_group || *job.output_group >= 0,
+          "--output-group must be 0 (whole row) or a positive group size, got ",
+          job.output_group.value_or(0));
+  require(job.percdamp >= 0 && job.percdamp < 1, "--percdamp must be in [0, 1), got ",
+          job.percdamp);
+  require(job.awq_grid >= 1, "--awq-grid must be at least 1, got ", job.awq_grid);
+  require(job.awq_tokens >= 1, "--awq-tokens must be at least 1, got ", job.awq_tokens);
+  require(job.n_threads >= 0, "--threads must be >= 0, got ", job.n_threads);
+  require(!job.nsamples || *job.nsamples > 0, "--nsamples must be positive, got ",
+          job.nsamples.value_or(0));
+  require(!job.seqlen || *job.seqlen >= 2, "--seqlen must be at least 2, got ",
+          job.seqlen.value_or(0));
+  require(!job.awq_clip || job.awq || job.method == QuantMethod::Awq,
+          "--awq-clip needs AWQ (--method awq or --awq)");
+  require(job.calib_path.empty() || fs::is_regular_file(job.calib_path), "--calib: cannot read '",
+          job.calib_path, "'");
+  memory_budget(job);
+  const std::string& out = job.out_path;
+  require(!fs::exists(out) || !fs::is_directory(out), "OUT '", out,
+          "' is a directory; give a file name");
+  std::error_code ec;
+  require(!fs::exists(out) || !fs::equivalent(fs::path(job.source_path), fs::path(out), ec),
+          "OUT must differ from IN");
+  body_spec(opt);
+  method_spec(blockwise_output_layer(opt));
+}
+
+QuantizeResult run_quantize_job(const QuantizeJob& job, std::unique_ptr<ModelSource> source,
+                                const QuantizeCallbacks& callbacks) {
+  validate_quantize_job(job);
+  require(source != nullptr, "quantize: no source model");
+  const Reporter out(callbacks);
+  BlockwiseOptions opt = blockwise_options(job);
+  const uint64_t budget = memory_budget(job);
+  const QuantSpec spec = body_spec(opt);
+  const QuantSpec head_spec = method_spec(blockwise_output_layer(opt));
+  std::unique_ptr<ModelSource> src = std::move(source);
+  // A tied head gets its own tensor in the output file (a quantized copy of the embedding).
+  if (opt.quantize_output && src->config().tied_embeddings) src = untie_output_head(std::move(src));
+  const ModelConfig& cfg = src->config();
+  BlockwiseQuantizer bq(*src, opt);  // checks the options against the model
+
+  QuantizedFilePlan plan = plan_quantized_file(*src, spec, opt.quantize_output);
+  if (opt.quantize_output) plan.quantized[kOutputName] = head_spec;
+  plan.method =
+      quant_method_name(job.method) + (job.awq && job.method != QuantMethod::Awq ? "+awq" : "");
+  if (spec.is_hlq()) plan.fit = std::string(fit_name(job.fit)) + "/" + variant_name(job.variant);
+  plan.source_name = fs::path(job.source_path).filename().string();
+  RunManifest manifest = run_manifest(job, spec, head_spec);
+
+  std::unique_ptr<ActivationStore> store;
+  if (blockwise_needs_calibration(opt) || !job.calib_path.empty())
+    store = calibrate(job, *src, budget, bq, plan, manifest, out);
+
+  // ---- quantize block by block, streaming into the file (resumable) ----
+  QuantizedModelWriter writer(job.out_path, *src, plan);
+  out.begin("quantize", cfg.n_layers);
+  bq.set_progress([&](int block, int, const std::string& status) { out.update(block, status); });
+  ResumableRunOptions ro;
+  ro.out_path = job.out_path;
+  ro.manifest = manifest;
+  ro.restart = job.restart;
+  ro.on_resume = [&](int done) {
+    out.log(format_line("resuming: %d of %d blocks were finished by an earlier run", done,
+                        cfg.n_layers));
+  };
+  ro.after_checkpoint = [&](int block) { out.update(block + 1); };
+  QuantizeResult result;
+  result.report = run_resumable(bq, *src, store.get(), writer, ro, [&] { writer.finish(); });
+  out.end();
+
+  result.spec = spec;
+  result.file_bytes = fs::file_size(job.out_path);
+  summarize(result);
+  return result;
+}
+
+}  // namespace elutq
