@@ -8,32 +8,64 @@
 
 namespace elutq {
 
-int QuantSpec::params_per_group() const {
-  switch (kind) {
-    case QuantKind::Uniform: return 2;
-    case QuantKind::HLQ:
-    case QuantKind::HLQC: return bits + 1;
-    case QuantKind::Codebook: return 1 << bits;
-  }
-  return 0;
+namespace {
+
+float dequant_uniform(int, const float* p, uint8_t code) { return p[1] + p[0] * float(code); }
+
+float dequant_hlq(int bits, const float* p, uint8_t code) {  // zero + sum_b s_b bit_b
+  float w = p[bits];
+  for (int b = 0; b < bits; ++b)
+    if (code >> b & 1) w += p[b];
+  return w;
 }
 
+float dequant_hlqc(int bits, const float* p, uint8_t code) {  // m + sum_b +-s_b / 2 (exact halving)
+  float w = p[bits];
+  for (int b = 0; b < bits; ++b) w += (code >> b & 1) ? 0.5f * p[b] : -0.5f * p[b];
+  return w;
+}
+
+float dequant_codebook(int, const float* p, uint8_t code) { return p[code]; }
+
+// Indexed by QuantKind.
+const std::vector<QuantFormatTraits>& traits_table() {
+  static const std::vector<QuantFormatTraits> t = {
+      {QuantKind::Uniform, "uniform-w", 8, false, [](int) { return 2; },
+       [](int) { return 32; }, dequant_uniform},
+      {QuantKind::HLQ, "hlq-w", 4, false, [](int b) { return b + 1; },
+       [](int b) { return 16 * (b + 1); }, dequant_hlq},
+      {QuantKind::Codebook, "codebook-w", 8, true, [](int b) { return 1 << b; },
+       [](int b) { return 16 * (1 << b); }, dequant_codebook},
+      // Holds its expanded (s_0 .. s_{B-1}, m) in memory; stores s_0, m and a 4-bit ratio code
+      // per further plane.
+      {QuantKind::HLQC, "hlqc-w", 4, false, [](int b) { return b + 1; },
+       [](int b) { return 32 + 4 * (b - 1); }, dequant_hlqc},
+  };
+  return t;
+}
+
+}  // namespace
+
+const std::vector<QuantFormatTraits>& all_format_traits() { return traits_table(); }
+
+const QuantFormatTraits& format_traits(QuantKind kind) {
+  const auto& t = traits_table();
+  require(size_t(kind) < t.size(), "unknown quantization kind ", int(kind));
+  return t[size_t(kind)];
+}
+
+int QuantSpec::params_per_group() const { return format_traits(kind).params_per_group(bits); }
+
 double QuantSpec::bits_per_weight(int64_t cols) const {
-  if (kind == QuantKind::Codebook) return bits + 16.0 * (1 << bits) / double(cols);
-  if (kind == QuantKind::HLQC) return bits + (32.0 + 4.0 * (bits - 1)) / double(group_len(cols));
-  return bits + 16.0 * params_per_group() / double(group_len(cols));
+  const QuantFormatTraits& f = format_traits(kind);
+  return bits + f.param_bits(bits) / double(f.per_row ? cols : group_len(cols));
 }
 
 std::string QuantSpec::name() const {
-  std::string b = std::to_string(bits);
-  switch (kind) {
-    case QuantKind::Uniform:
-      return "uniform-w" + b + "g" + (group > 0 ? std::to_string(group) : "row");
-    case QuantKind::HLQ: return "hlq-w" + b + "g" + (group > 0 ? std::to_string(group) : "row");
-    case QuantKind::HLQC: return "hlqc-w" + b + "g" + (group > 0 ? std::to_string(group) : "row");
-    case QuantKind::Codebook: return "codebook-w" + b;
-  }
-  return "?";
+  const QuantFormatTraits& f = format_traits(kind);
+  std::string n = f.prefix + std::to_string(bits);
+  if (!f.per_row) n += "g" + (group > 0 ? std::to_string(group) : std::string("row"));
+  return n;
 }
 
 QuantSpec parse_quant_spec(const std::string& name) {
@@ -45,17 +77,17 @@ QuantSpec parse_quant_spec(const std::string& name) {
     rest = name.substr(ps.size());
     return true;
   };
-  if (starts("uniform-w")) s.kind = QuantKind::Uniform;
-  else if (starts("hlq-w")) s.kind = QuantKind::HLQ;
-  else if (starts("hlqc-w")) s.kind = QuantKind::HLQC;
-  else if (starts("codebook-w")) s.kind = QuantKind::Codebook;
+  const QuantFormatTraits* format = nullptr;
+  for (const QuantFormatTraits& f : all_format_traits())
+    if (starts(f.prefix)) format = &f;
+  if (format) s.kind = format->kind;
   else fail("unknown quantization format '", name, "' (expected e.g. hlq-w2g128, hlqc-w3g128, uniform-w4g128, codebook-w3)");
   char* end = nullptr;
   long bits = std::strtol(rest.c_str(), &end, 10);
   require(end != rest.c_str(), "quantization format '", name, "': missing bit count");
   s.bits = int(bits);
   std::string tail(end);
-  if (s.kind == QuantKind::Codebook) {
+  if (format->per_row) {
     require(tail.empty(), "quantization format '", name, "': unexpected '", tail, "'");
     s.group = 0;
   } else {
@@ -74,35 +106,20 @@ QuantSpec parse_quant_spec(const std::string& name) {
 }
 
 void validate_quant_spec(const QuantSpec& s) {
-  int max_bits = s.is_hlq() ? 4 : 8;
+  const int max_bits = format_traits(s.kind).max_bits;
   require(s.bits >= 1 && s.bits <= max_bits, s.name(), ": bits must be 1..", max_bits);
   require(s.group >= 0 && s.group <= (1 << 20), s.name(), ": group size out of range");
   require(s.group == 0 || s.group % 8 == 0, s.name(), ": group size must be a multiple of 8 (or 'row')");
 }
 
 const float* QuantizedMatrix::group_params(int64_t row, int64_t group_index) const {
-  if (spec.kind == QuantKind::Codebook) return params.data() + row * (int64_t(1) << spec.bits);
+  if (format_traits(spec.kind).per_row) return params.data() + row * spec.params_per_group();
   int64_t gpr = spec.groups_per_row(cols);
   return params.data() + (row * gpr + group_index) * spec.params_per_group();
 }
 
 float dequant_code(const QuantSpec& spec, const float* p, uint8_t code) {
-  switch (spec.kind) {
-    case QuantKind::Uniform: return p[1] + p[0] * float(code);
-    case QuantKind::HLQ: {
-      float w = p[spec.bits];
-      for (int b = 0; b < spec.bits; ++b)
-        if (code >> b & 1) w += p[b];
-      return w;
-    }
-    case QuantKind::HLQC: {  // m + sum_b +-s_b / 2 (halving is exact)
-      float w = p[spec.bits];
-      for (int b = 0; b < spec.bits; ++b) w += (code >> b & 1) ? 0.5f * p[b] : -0.5f * p[b];
-      return w;
-    }
-    case QuantKind::Codebook: return p[code];
-  }
-  return 0.0f;
+  return format_traits(spec.kind).dequant_code(spec.bits, p, code);
 }
 
 void assign_nearest(const QuantSpec& spec, const float* params, const float* w, int n,

@@ -31,6 +31,25 @@ enum class QuantKind : uint8_t { Uniform = 0, HLQ = 1, Codebook = 2, HLQC = 3 };
 // Entries of an HLQC ratio codebook per plane (ratio codes are 4 bits).
 inline constexpr int kHlqcRatios = 16;
 
+// A format is one row of this table: everything the rest of the code asks of a kind without
+// knowing which kind it is.
+struct QuantFormatTraits {
+  QuantKind kind;
+  const char* prefix;   // name prefix: "uniform-w", "hlq-w", ...
+  int max_bits;         // bits are 1..max_bits
+  bool per_row;         // parameters per row (one codebook), not per group of a row
+  // Floats of parameters per group (per row when per_row) in a QuantizedMatrix.
+  int (*params_per_group)(int bits);
+  // Stored bits of parameters per group (per row when per_row) in the model file.
+  int (*param_bits)(int bits);
+  // The reference decoding: the value a code stands for, given its group's parameters.
+  float (*dequant_code)(int bits, const float* params, uint8_t code);
+};
+
+// The row of a kind (throws Error for a value outside the enum), and every row.
+const QuantFormatTraits& format_traits(QuantKind kind);
+const std::vector<QuantFormatTraits>& all_format_traits();
+
 struct QuantSpec {
   QuantKind kind = QuantKind::Uniform;
   int bits = 4;   // B, 1..8 (HLQ: 1..4)
