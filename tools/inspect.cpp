@@ -6,9 +6,9 @@
 #include "cli.h"
 #include "core/error.h"
 #include "format/gguf_file.h"
-#include "format/quantized_blob.h"
 #include "runtime/open_model.h"
 #include "tensor/model_source.h"
+#include "tensor/quantized_matrix_codec.h"
 
 namespace elutq::cli {
 namespace {

@@ -7,7 +7,7 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "format/dequant.h"
-#include "format/quantized_blob.h"
+#include "tensor/quantized_matrix_codec.h"
 #include "tensor/tensor_info.h"
 
 namespace elutq {

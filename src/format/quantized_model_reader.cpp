@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "core/error.h"
-#include "format/quantized_blob.h"
 #include "tensor/qformat.h"
+#include "tensor/quantized_matrix_codec.h"
 #include "tensor/tensor_names.h"
 
 namespace elutq {

@@ -6,10 +6,10 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "format/dequant.h"
 #include "format/gguf_writer.h"
 #include "format/model_metadata_gguf.h"
-#include "format/dequant.h"
-#include "format/quantized_blob.h"
+#include "tensor/quantized_matrix_codec.h"
 #include "tensor/tensor_names.h"
 
 namespace elutq {

@@ -1,6 +1,6 @@
 // Writes an elutq quantized model file: a GGUF v3 file (alignment 64) holding the source model's
 // config and tokenizer as standard keys, elutq.* keys describing the quantization, every quantized
-// linear layer as one I8 tensor holding its blob (format/quantized_blob.h) and every other tensor
+// linear layer as one I8 tensor holding its blob (tensor/quantized_matrix_codec.h) and every other tensor
 // unchanged. docs/FORMAT.md ("Quantized model file") is the layout.
 //
 // The tensor directory is fixed at construction from the source and the plan, so data streams out

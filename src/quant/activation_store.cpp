@@ -13,13 +13,6 @@
 namespace elutq {
 namespace {
 
-constexpr char kMagic[8] = {'E', 'L', 'U', 'T', 'Q', 'A', 'C', '1'};
-
-struct ActsHeader {
-  char magic[8];
-  int64_t n_seqs, seq_len, dim;
-};
-
 // Full pread/pwrite: loops over short transfers, throws on errors.
 void pread_all(int fd, void* dst, uint64_t n, uint64_t off, const std::string& what) {
   auto* p = static_cast<uint8_t*>(dst);
@@ -95,63 +88,6 @@ void ActivationStore::put(int64_t i, const float* src) {
     std::memcpy(mem_.data() + i * seq_floats(), src, bytes);
   else
     pwrite_all(fd_, src, bytes, uint64_t(i) * bytes, "the activation scratch file");
-}
-
-void ActivationStore::save(const std::string& path) const {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("cannot create '", tmp, "': ", std::strerror(errno));
-  try {
-    ActsHeader h{};
-    std::memcpy(h.magic, kMagic, 8);
-    h.n_seqs = n_;
-    h.seq_len = L_;
-    h.dim = dim_;
-    pwrite_all(fd, &h, sizeof h, 0, "'" + tmp + "'");
-    std::vector<float> buf(static_cast<size_t>(seq_floats()));  // (seq_len, dim) one sequence at a time
-    const uint64_t bytes = buf.size() * sizeof(float);
-    for (int64_t i = 0; i < n_; ++i) {
-      read(i, buf.data());
-      pwrite_all(fd, buf.data(), bytes, sizeof h + uint64_t(i) * bytes, "'" + tmp + "'");
-    }
-    if (::fsync(fd) != 0) fail("cannot flush '", tmp, "': ", std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail("cannot rename '", tmp, "' to '", path, "': ", std::strerror(err));
-  }
-}
-
-void ActivationStore::load(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("cannot open activation checkpoint '", path, "': ", std::strerror(errno));
-  try {
-    const std::string what = "activation checkpoint '" + path + "'";
-    ActsHeader h{};
-    pread_all(fd, &h, sizeof h, 0, what);
-    require(std::memcmp(h.magic, kMagic, 8) == 0, what, " is not an elutq activation file");
-    require(h.n_seqs == n_ && h.seq_len == L_ && h.dim == dim_, what, " holds ", h.n_seqs, " x ",
-            h.seq_len, " x ", h.dim, " activations, expected ", n_, " x ", L_, " x ", dim_);
-    const uint64_t bytes = uint64_t(seq_floats()) * sizeof(float);
-    const off_t end = ::lseek(fd, 0, SEEK_END);
-    require(end == off_t(sizeof h + uint64_t(n_) * bytes), what, " has ", int64_t(end),
-            " bytes, expected ", sizeof h + uint64_t(n_) * bytes, "; it is truncated or corrupt");
-    std::vector<float> buf(static_cast<size_t>(seq_floats()));  // (seq_len, dim)
-    for (int64_t i = 0; i < n_; ++i) {
-      pread_all(fd, buf.data(), bytes, sizeof h + uint64_t(i) * bytes, what);
-      put(i, buf.data());
-    }
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  ::close(fd);
 }
 
 }  // namespace elutq

@@ -6,7 +6,8 @@
 // created, so it disappears with the process however the process ends.
 //
 // Reads return exactly the floats written (the two storages are interchangeable), so a run with a
-// small budget produces the same quantized model as one held in memory.
+// small budget produces the same quantized model as one held in memory. Resumable runs save and
+// load them whole with quant/resume_checkpoint.h.
 #pragma once
 
 #include <cstdint>
@@ -41,12 +42,6 @@ class ActivationStore final : public CalibActivations {
   void read(int64_t i, float* dst) const;
   // sequence i = src (seq_len, dim).
   void put(int64_t i, const float* src) override;
-
-  // Checkpoints: all sequences to / from a file (header with the shape, then the floats).
-  // save writes a temporary name, fsyncs and renames, so the file is whole or absent.
-  // load throws Error if the file is missing, truncated or of another shape.
-  void save(const std::string& path) const;
-  void load(const std::string& path);
 
  private:
   int64_t n_, L_, dim_;

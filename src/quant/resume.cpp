@@ -1,144 +1,20 @@
-// Work directory, manifest and per-block checkpoints for resumable quantization; see resume.h.
+// Work directory and manifest of resumable quantization; see resume.h.
 #include "quant/resume.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "core/error.h"
 #include "quant/activation_store.h"
+#include "quant/resume_checkpoint.h"
 
 namespace elutq {
 namespace fs = std::filesystem;
-namespace {
-
-constexpr char kCkptMagic[8] = {'E', 'L', 'U', 'T', 'Q', 'C', 'K', '1'};
-
-uint64_t fnv1a(const uint8_t* p, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
-  return h;
-}
-
-// Writes bytes to path via a temporary name, fsync and rename.
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("cannot create '", tmp, "': ", std::strerror(errno));
-  size_t off = 0;
-  while (off < bytes.size()) {
-    const ssize_t r = ::write(fd, bytes.data() + off, bytes.size() - off);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      const int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      fail("cannot write '", tmp, "': ", std::strerror(err), " (is the disk full?)");
-    }
-    off += size_t(r);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    fail("cannot flush '", tmp, "': ", std::strerror(errno));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail("cannot rename '", tmp, "' to '", path, "': ", std::strerror(err));
-  }
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  require(bool(in), "cannot open '", path, "'");
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
-}
-
-class Writer {
- public:
-  template <typename T>
-  void pod(const T& v) {
-    s_.append(reinterpret_cast<const char*>(&v), sizeof v);
-  }
-  void bytes(const void* p, size_t n) { s_.append(static_cast<const char*>(p), n); }
-  void str(const std::string& v) {
-    pod(uint64_t(v.size()));
-    s_ += v;
-  }
-  std::string& out() { return s_; }
-
- private:
-  std::string s_;
-};
-
-class Reader {
- public:
-  Reader(const std::string& s, const std::string& path) : s_(s), path_(path) {}
-  template <typename T>
-  T pod() {
-    T v;
-    std::memcpy(&v, take(sizeof v), sizeof v);
-    return v;
-  }
-  const uint8_t* take(uint64_t n) {
-    require(n <= s_.size() - pos_, "checkpoint '", path_, "' is truncated or corrupt; delete its "
-            "work directory to start over");
-    const uint8_t* p = reinterpret_cast<const uint8_t*>(s_.data()) + pos_;
-    pos_ += n;
-    return p;
-  }
-  std::string str() {
-    const uint64_t n = pod<uint64_t>();
-    const uint8_t* p = take(n);
-    return std::string(reinterpret_cast<const char*>(p), n);
-  }
-  // Element count guarded against sizes the file cannot hold.
-  uint64_t count(uint64_t elem_bytes) {
-    const uint64_t n = pod<uint64_t>();
-    require(elem_bytes == 0 || n <= (s_.size() - pos_) / elem_bytes, "checkpoint '", path_,
-            "' is truncated or corrupt");
-    return n;
-  }
-  bool done() const { return pos_ == s_.size(); }
-
- private:
-  const std::string& s_;
-  std::string path_;
-  uint64_t pos_ = 0;
-};
-
-// Codes (one per byte, each < 2^bits) as a little-endian bit stream of `bits` bits each.
-std::vector<uint8_t> pack_codes(const std::vector<uint8_t>& codes, int bits) {
-  std::vector<uint8_t> out((codes.size() * size_t(bits) + 7) / 8, 0);
-  uint64_t bit = 0;
-  for (uint8_t c : codes) {
-    for (int b = 0; b < bits; ++b, ++bit)
-      if ((c >> b) & 1) out[bit / 8] |= uint8_t(1u << (bit % 8));
-  }
-  return out;
-}
-
-std::vector<uint8_t> unpack_codes(const uint8_t* p, size_t n, int bits) {
-  std::vector<uint8_t> codes(n, 0);
-  uint64_t bit = 0;
-  for (size_t i = 0; i < n; ++i) {
-    uint8_t c = 0;
-    for (int b = 0; b < bits; ++b, ++bit) c |= uint8_t(((p[bit / 8] >> (bit % 8)) & 1) << b);
-    codes[i] = c;
-  }
-  return codes;
-}
-
-}  // namespace
 
 // ---- manifest -----------------------------------------------------------------------------------
 
@@ -212,98 +88,6 @@ std::string file_identity(const std::string& path) {
   return s;
 }
 
-// ---- checkpoint files ---------------------------------------------------------------------------
-
-void write_block_checkpoint(const std::string& path, const BlockCheckpoint& cp) {
-  Writer w;
-  w.bytes(kCkptMagic, 8);
-  w.pod(uint64_t(cp.tensors.size()));
-  for (const CheckpointTensor& t : cp.tensors) {
-    w.str(t.name);
-    w.pod(uint8_t(t.kind));
-    if (t.kind == CheckpointTensor::Kind::Quantized) {
-      const QuantizedMatrix& q = t.q;
-      require(q.codes.size() == size_t(q.rows * q.cols), "checkpoint of '", t.name,
-              "': codes do not match its shape");
-      w.pod(uint8_t(q.spec.kind));
-      w.pod(int32_t(q.spec.bits));
-      w.pod(int32_t(q.spec.group));
-      w.pod(q.rows);
-      w.pod(q.cols);
-      const std::vector<uint8_t> packed = pack_codes(q.codes, q.spec.bits);
-      w.pod(uint64_t(packed.size()));
-      w.bytes(packed.data(), packed.size());
-      w.pod(uint64_t(q.params.size()));
-      w.bytes(q.params.data(), q.params.size() * sizeof(float));
-    } else if (t.kind == CheckpointTensor::Kind::F32) {
-      w.pod(uint64_t(t.shape.size()));
-      for (int64_t d : t.shape) w.pod(d);
-      w.pod(uint64_t(t.data.size()));
-      w.bytes(t.data.data(), t.data.size() * sizeof(float));
-    }
-  }
-  w.str(cp.notes);
-  const uint64_t sum = fnv1a(reinterpret_cast<const uint8_t*>(w.out().data()), w.out().size());
-  w.pod(sum);
-  write_file_atomic(path, w.out());
-}
-
-BlockCheckpoint read_block_checkpoint(const std::string& path) {
-  const std::string s = read_file(path);
-  require(s.size() >= 16 && std::memcmp(s.data(), kCkptMagic, 8) == 0, "'", path,
-          "' is not an elutq block checkpoint; delete its work directory to start over");
-  uint64_t stored;
-  std::memcpy(&stored, s.data() + s.size() - 8, 8);
-  require(fnv1a(reinterpret_cast<const uint8_t*>(s.data()), s.size() - 8) == stored,
-          "checkpoint '", path, "' is damaged (checksum mismatch); delete its work directory to "
-          "start over");
-  const std::string body = s.substr(0, s.size() - 8);
-  Reader r(body, path);
-  r.take(8);
-  BlockCheckpoint cp;
-  const uint64_t n = r.count(8);
-  for (uint64_t i = 0; i < n; ++i) {
-    CheckpointTensor t;
-    t.name = r.str();
-    const uint8_t kind = r.pod<uint8_t>();
-    require(kind <= 2, "checkpoint '", path, "': unknown tensor kind ", int(kind));
-    t.kind = CheckpointTensor::Kind(kind);
-    if (t.kind == CheckpointTensor::Kind::Quantized) {
-      QuantizedMatrix& q = t.q;
-      q.spec.kind = QuantKind(r.pod<uint8_t>());
-      q.spec.bits = r.pod<int32_t>();
-      q.spec.group = r.pod<int32_t>();
-      q.rows = r.pod<int64_t>();
-      q.cols = r.pod<int64_t>();
-      require(q.spec.bits >= 1 && q.spec.bits <= 8 && q.rows > 0 && q.cols > 0 &&
-                  q.rows <= (int64_t(1) << 40) / q.cols,
-              "checkpoint '", path, "' holds a malformed tensor '", t.name, "'");
-      const uint64_t nb = r.count(1);
-      require(nb == (uint64_t(q.rows * q.cols) * uint64_t(q.spec.bits) + 7) / 8, "checkpoint '",
-              path, "': codes of '", t.name, "' have the wrong size");
-      q.codes = unpack_codes(r.take(nb), size_t(q.rows * q.cols), q.spec.bits);
-      const uint64_t np = r.count(4);
-      q.params.resize(np);
-      std::memcpy(q.params.data(), r.take(np * 4), np * 4);
-    } else if (t.kind == CheckpointTensor::Kind::F32) {
-      const uint64_t nd = r.count(8);
-      uint64_t numel = 1;
-      for (uint64_t d = 0; d < nd; ++d) {
-        t.shape.push_back(r.pod<int64_t>());
-        numel *= uint64_t(t.shape.back());
-      }
-      const uint64_t ne = r.count(4);
-      require(ne == numel, "checkpoint '", path, "': '", t.name, "' has the wrong size");
-      t.data.resize(ne);
-      std::memcpy(t.data.data(), r.take(ne * 4), ne * 4);
-    }
-    cp.tensors.push_back(std::move(t));
-  }
-  cp.notes = r.str();
-  require(r.done(), "checkpoint '", path, "' has trailing bytes; it is corrupt");
-  return cp;
-}
-
 // ---- work directory -----------------------------------------------------------------------------
 
 std::string ResumeDir::dir_for(const std::string& out_path) { return out_path + ".elutq-work"; }
@@ -325,7 +109,7 @@ ResumeDir::ResumeDir(const std::string& out_path, const RunManifest& manifest, i
   std::error_code ec;
   const std::string mpath = dir_ + "/manifest.txt";
   if (fs::exists(mpath, ec)) {
-    const RunManifest saved = RunManifest::parse(read_file(mpath), mpath);
+    const RunManifest saved = RunManifest::parse(read_whole_file(mpath), mpath);
     const std::string diff = manifest.difference_from(saved);
     require(diff.empty(), "'", dir_, "' holds an interrupted run with other settings (", diff,
             "); rerun with the same settings to resume it, or delete that folder (or pass "
@@ -348,7 +132,7 @@ void ResumeDir::save_block(int layer, const BlockCheckpoint& cp, const Activatio
   require(layer == finished_, "save_block: block ", layer, " finished out of order (expected ",
           finished_, ")");
   if (acts)
-    acts->save(acts_path(layer));
+    save_activations(*acts, acts_path(layer));
   else
     write_file_atomic(acts_path(layer) + ".none", "");  // a run without activations
   write_block_checkpoint(block_path(layer), cp);
@@ -367,7 +151,7 @@ BlockCheckpoint ResumeDir::load_block(int layer) const {
 
 void ResumeDir::load_activations(ActivationStore& acts) const {
   require(finished_ > 0, "no finished block, so no activations to resume from");
-  acts.load(acts_path(finished_ - 1));
+  elutq::load_activations(acts_path(finished_ - 1), acts);
 }
 
 void ResumeDir::remove() {

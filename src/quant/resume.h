@@ -6,6 +6,7 @@
 //                       tensors it changed (AWQ-folded norms), plus free-form report notes
 //   acts-N.bin          the calibration activations after block N (the inputs of block N + 1);
 //                       only the newest is kept
+// (the layouts of those two: quant/resume_checkpoint.h)
 // Every file is written under a temporary name, fsync'd and renamed, and acts-N.bin is written
 // before block-N.ckpt, so whatever instant the run dies at, the directory says exactly which
 // blocks are done. A restart with the same manifest skips them (their tensors are replayed from
@@ -19,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "tensor/qformat.h"
+#include "quant/resume_checkpoint.h"
 
 namespace elutq {
 
@@ -43,27 +44,6 @@ class RunManifest {
 // "PATH size=N mtime=T" for a file, or for each regular file of a folder (sorted), so that a
 // changed or replaced source is noticed. Throws Error if the path does not exist.
 std::string file_identity(const std::string& path);
-
-// One tensor a finished block produced, in the form it went to the output.
-struct CheckpointTensor {
-  enum class Kind : uint8_t { Quantized = 0, F32 = 1, Unchanged = 2 };
-  std::string name;
-  Kind kind = Kind::Quantized;
-  QuantizedMatrix q;            // Quantized
-  std::vector<int64_t> shape;   // F32: outermost first
-  std::vector<float> data;      // F32: numel(shape) floats
-                                // Unchanged: nothing; replayed from the source by name
-};
-
-struct BlockCheckpoint {
-  std::vector<CheckpointTensor> tensors;  // in the order the run produced them
-  std::string notes;                      // free-form (report lines), given back as it was
-};
-
-// Writes / reads one checkpoint file (temporary name, fsync, rename). Codes are stored bit-packed;
-// the file ends with a checksum, so a damaged checkpoint gives an Error rather than a wrong model.
-void write_block_checkpoint(const std::string& path, const BlockCheckpoint& cp);
-BlockCheckpoint read_block_checkpoint(const std::string& path);
 
 class ResumeDir {
  public:

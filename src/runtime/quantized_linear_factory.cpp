@@ -2,10 +2,10 @@
 #include "runtime/quantized_linear_factory.h"
 
 #include "core/error.h"
-#include "format/quantized_blob.h"
 #include "model/lut_linear.h"
 #include "model/stored_linear.h"
 #include "tensor/model_source.h"
+#include "tensor/quantized_matrix_codec.h"
 #include "tensor/tensor_info.h"
 
 namespace elutq {

@@ -26,7 +26,7 @@ enum class DType : uint32_t {
   I64 = 27,
   F64 = 28,
   BF16 = 30,
-  // A quantized matrix of an elutq model file (format/quantized_blob.h), shape {rows, cols}, its
+  // A quantized matrix of an elutq model file (tensor/quantized_matrix_codec.h), shape {rows, cols}, its
   // bytes the self-describing blob. Only loaders produce it; it is never a GGUF tensor type (the
   // file stores the blob as I8), so dtype_known() is false for it.
   ELUTQ = 1000,

@@ -18,6 +18,7 @@
 #include "model/model.h"
 #include "quant/activation_store.h"
 #include "quant/resume.h"
+#include "quant/resume_checkpoint.h"
 #include "runtime/open_model.h"
 #include "tensor/model_source.h"
 #include "test_util.h"
@@ -133,48 +134,113 @@ TEST(ActivationStore, InMemoryAndSpilledReadBackExactly) {
   EXPECT_NE(error_of([&] { disk.get(N, b.data()); }).find("out of range"), std::string::npos);
 }
 
+// Overwrites n bytes at off of a file with their complement.
+void corrupt(const std::string& path, std::streamoff off, int n = 1) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  for (int i = 0; i < n; ++i) {
+    f.seekg(off + i);
+    const char c = char(f.get());
+    f.seekp(off + i);
+    f.put(char(~c));
+  }
+}
+
 TEST(ActivationStore, CheckpointRoundTripAndRejectsMismatches) {
   test::TempDir dir;
   const int64_t N = 3, L = 4, D = 32;
   ActivationStore src(N, L, D, 0, dir.path());  // spilled
   for (int64_t i = 0; i < N; ++i) src.put(i, random_seq(L * D, uint32_t(10 + i)).data());
   const std::string path = dir.file("acts.bin");
-  src.save(path);
+  save_activations(src, path);
   EXPECT_FALSE(fs::exists(path + ".tmp"));
   ActivationStore dst(N, L, D, 1ull << 30, dir.path());  // in memory
-  dst.load(path);
+  load_activations(path, dst);
   std::vector<float> a(size_t(L * D));
   for (int64_t i = 0; i < N; ++i) {
     dst.get(i, a.data());
     EXPECT_EQ(0, std::memcmp(a.data(), random_seq(L * D, uint32_t(10 + i)).data(), a.size() * 4));
   }
   ActivationStore other(N, L + 1, D, 1ull << 30, dir.path());
-  EXPECT_NE(error_of([&] { other.load(path); }).find("expected 3 x 5 x 32"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_activations(path, other); }).find("expected 3 x 5 x 32"),
+            std::string::npos);
   fs::resize_file(path, fs::file_size(path) - 4);
-  EXPECT_NE(error_of([&] { dst.load(path); }).find("truncated"), std::string::npos);
-  EXPECT_NE(error_of([&] { dst.load(dir.file("missing.bin")); }).find("cannot open"),
+  EXPECT_NE(error_of([&] { load_activations(path, dst); }).find("truncated"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_activations(dir.file("missing.bin"), dst); }).find("cannot open"),
             std::string::npos);
 }
 
-QuantizedMatrix random_qmatrix(int bits, int64_t rows, int64_t cols, uint32_t seed) {
+// A damaged activation file must not become wrong inputs for the next block (a flipped exponent
+// bit once surfaced as "Hessian: non-finite diagonal", a flipped mantissa bit as nothing at all):
+// every single damaged float, and the checksum itself, give an error that says how to start over.
+TEST(ActivationStore, DamagedCheckpointIsAnError) {
+  test::TempDir dir;
+  const int64_t N = 2, L = 3, D = 8;
+  ActivationStore src(N, L, D, 1ull << 30, dir.path());
+  for (int64_t i = 0; i < N; ++i) src.put(i, random_seq(L * D, uint32_t(20 + i)).data());
+  const std::string path = dir.file("acts.bin");
+  const int64_t header = 32, floats = N * L * D;
+  for (int64_t at : {int64_t(0), floats / 2, floats - 1}) {
+    save_activations(src, path);
+    corrupt(path, header + at * 4 + 1);  // a mantissa byte of one float
+    ActivationStore dst(N, L, D, 1ull << 30, dir.path());
+    const std::string msg = error_of([&] { load_activations(path, dst); });
+    EXPECT_NE(msg.find("damaged (checksum mismatch)"), std::string::npos) << at << ": " << msg;
+    EXPECT_NE(msg.find("--restart"), std::string::npos) << msg;
+  }
+  save_activations(src, path);
+  corrupt(path, header + floats * 4 + 3);  // the stored checksum
+  ActivationStore dst(N, L, D, 1ull << 30, dir.path());
+  EXPECT_NE(error_of([&] { load_activations(path, dst); }).find("checksum mismatch"),
+            std::string::npos);
+  // A file of the earlier layout (no checksum) is refused, not read as raw floats.
+  save_activations(src, path);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(7);
+    f.put('1');
+  }
+  EXPECT_NE(error_of([&] { load_activations(path, dst); }).find("earlier elutq"),
+            std::string::npos);
+}
+
+// Random codes and fp16 parameters in a format; HLQC with a codebook, ratio codes and the
+// parameters they expand to.
+QuantizedMatrix random_qmatrix(const std::string& format, int64_t rows, int64_t cols,
+                               uint32_t seed) {
   std::mt19937 rng(seed);
   QuantizedMatrix q;
-  q.spec = {QuantKind::HLQ, bits, 16};
+  q.spec = parse_quant_spec(format);
   q.rows = rows;
   q.cols = cols;
+  const int B = q.spec.bits;
   q.codes.resize(size_t(rows * cols));
-  for (auto& c : q.codes) c = uint8_t(rng() & ((1u << bits) - 1));
-  q.params.resize(size_t(rows * ((cols + 15) / 16) * (bits + 1)));
+  for (auto& c : q.codes) c = uint8_t(rng() & ((1u << B) - 1));
+  const int64_t groups = q.spec.kind == QuantKind::Codebook ? rows
+                                                            : rows * q.spec.groups_per_row(cols);
+  q.params.resize(size_t(groups * q.spec.params_per_group()));
   for (auto& p : q.params) p = float(int(rng() % 2000) - 1000) / 64.0f;
+  if (q.spec.kind == QuantKind::HLQC) {
+    for (int i = 0; i < (B - 1) * kHlqcRatios; ++i)
+      q.ratio_codebook.push_back(float(2 << (i / kHlqcRatios)) * (0.75f + 0.03125f * (i % 16)));
+    q.ratio_codes.resize(size_t(groups * (B - 1)));
+    for (auto& k : q.ratio_codes) k = uint8_t(rng() % kHlqcRatios);
+    for (int64_t g = 0; g < groups; ++g) {
+      float* p = q.params.data() + g * (B + 1);
+      hlqc_expand(B, p[0], p[B], q.ratio_codes.data() + g * (B - 1), q.ratio_codebook.data(), p);
+    }
+  }
   return q;
 }
 
+// A quantized tensor of every format (both blob layouts), an fp32 and an unchanged one.
 BlockCheckpoint sample_checkpoint() {
   BlockCheckpoint cp;
-  for (int bits : {1, 2, 3, 4, 8}) {
+  uint32_t seed = 0;
+  for (const char* format : {"hlq-w1g16", "hlq-w3g16", "hlqc-w1g16", "hlqc-w3g16", "hlqc-w4grow",
+                             "uniform-w2g16", "uniform-w8g16", "codebook-w3", "codebook-w8"}) {
     CheckpointTensor t;
-    t.name = "blk.0.q" + std::to_string(bits);
-    t.q = random_qmatrix(bits, 5, 37, uint32_t(bits));
+    t.name = std::string("blk.0.") + format;
+    t.q = random_qmatrix(format, 5, 37, ++seed);
     cp.tensors.push_back(t);
   }
   CheckpointTensor f;
@@ -202,6 +268,8 @@ void expect_same(const BlockCheckpoint& a, const BlockCheckpoint& b) {
     EXPECT_EQ(x.q.cols, y.q.cols);
     EXPECT_EQ(x.q.codes, y.q.codes) << x.name;
     EXPECT_EQ(x.q.params, y.q.params) << x.name;
+    EXPECT_EQ(x.q.ratio_codes, y.q.ratio_codes) << x.name;
+    EXPECT_EQ(x.q.ratio_codebook, y.q.ratio_codebook) << x.name;
     EXPECT_EQ(x.shape, y.shape);
     EXPECT_EQ(x.data, y.data);
   }
@@ -215,19 +283,27 @@ TEST(Resume, CheckpointRoundTripsAndDetectsDamage) {
   write_block_checkpoint(path, cp);
   expect_same(cp, read_block_checkpoint(path));
   // Flip one byte in the middle: the checksum catches it.
-  {
-    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(40);
-    char c;
-    f.seekg(40);
-    f.get(c);
-    f.seekp(40);
-    f.put(char(c ^ 0x10));
-  }
+  corrupt(path, 40);
   EXPECT_NE(error_of([&] { read_block_checkpoint(path); }).find("damaged"), std::string::npos);
   fs::resize_file(path, 10);
   EXPECT_NE(error_of([&] { read_block_checkpoint(path); }).find("not an elutq block checkpoint"),
             std::string::npos);
+}
+
+// A work directory of an elutq whose checkpoints kept no HLQC ratio codes (layout ELUTQCK1) is
+// refused with a way out rather than resumed into a different file.
+TEST(Resume, CheckpointOfTheEarlierLayoutIsRefused) {
+  test::TempDir dir;
+  const std::string path = dir.file("block-0.ckpt");
+  write_block_checkpoint(path, sample_checkpoint());
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(7);
+    f.put('1');
+  }
+  const std::string msg = error_of([&] { read_block_checkpoint(path); });
+  EXPECT_NE(msg.find("checkpoint of an earlier elutq"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--restart"), std::string::npos) << msg;
 }
 
 RunManifest manifest(const std::string& bits) {
@@ -259,7 +335,8 @@ TEST(Resume, WorkDirFindsFinishedBlocksAndRefusesOtherSettings) {
               std::string::npos);
   }
   // "Killed" while writing block 2: its activations landed, its checkpoint did not.
-  ActivationStore(N, L, D, 0, dir.path()).save(dir.file("out.elutq.elutq-work/acts-2.bin"));
+  save_activations(ActivationStore(N, L, D, 0, dir.path()),
+                   dir.file("out.elutq.elutq-work/acts-2.bin"));
   {
     ResumeDir rd(out, manifest("2"), 4);
     EXPECT_EQ(rd.finished_blocks(), 2);

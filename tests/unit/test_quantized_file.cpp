@@ -4,6 +4,7 @@
 // enforces its order and leaves nothing behind on failure; corrupt files give one clear Error.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -18,14 +19,15 @@
 #include "core/fp16.h"
 #include "format/dequant.h"
 #include "format/gguf_file.h"
-#include "format/quantized_blob.h"
 #include "format/quantized_model_writer.h"
+#include "kernels/packed_matrix.h"
 #include "model/dense_linear.h"
 #include "model/model.h"
 #include "quant/blockwise_quantizer.h"
 #include "runtime/open_model.h"
 #include "runtime/quantized_linear_factory.h"
 #include "tensor/model_source.h"
+#include "tensor/quantized_matrix_codec.h"
 #include "test_forward_model.h"
 #include "test_util.h"
 
@@ -107,7 +109,17 @@ TEST(QuantizedBlob, EveryFormatRoundTripsBitExactly) {
       EXPECT_EQ(blob.size(), quantized_blob_bytes(spec, q.rows, q.cols)) << what;
       const QuantizedBlobInfo info = inspect_quantized_blob(blob.data(), blob.size());
       EXPECT_EQ(info.lut, quantized_blob_is_lut(spec)) << what;
-      expect_same_matrix(q, decode_quantized_blob(blob.data(), blob.size()), what);
+      const QuantizedMatrix back = decode_quantized_blob(blob.data(), blob.size());
+      expect_same_matrix(q, back, what);
+      // One encoding: what comes back encodes to the same bytes (a resume checkpoint replays
+      // tensors that way), and the LUT kernels' packed matrix is the same blob.
+      EXPECT_TRUE(encode_quantized_blob(back) == blob) << what;
+      if (info.lut) {
+        const PackedMatrix packed = PackedMatrix::pack(q);
+        EXPECT_TRUE(std::equal(blob.begin(), blob.end(), packed.data(),
+                               packed.data() + packed.size_bytes()))
+            << what;
+      }
       // Dequantized values equal the reference dequantization of the original, for a row range.
       std::vector<float> ref(size_t(q.rows * q.cols)), got(size_t((q.rows - 2) * q.cols));
       dequantize(q, ref.data());
