@@ -211,7 +211,11 @@ BlockCheckpoint read_block_checkpoint(const std::string& path) {
     t.kind = CheckpointTensor::Kind(kind);
     if (t.kind == CheckpointTensor::Kind::Quantized) {
       const uint64_t nb = r.count(1);
-      t.q = decode_quantized_blob(r.take(nb), nb);
+      // The blob sits at any offset of the file; the decoder reads it in place as fp16 and
+      // fp32 arrays, so it gets an allocation's alignment, as the model file gives it 64.
+      const uint8_t* at = r.take(nb);
+      const std::vector<uint8_t> aligned(at, at + nb);
+      t.q = decode_quantized_blob(aligned.data(), nb);
     } else if (t.kind == CheckpointTensor::Kind::F32) {
       const uint64_t nd = r.count(8);
       uint64_t numel = 1;

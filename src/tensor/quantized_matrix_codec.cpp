@@ -422,6 +422,8 @@ QuantizedBlobInfo inspect_quantized_blob(const uint8_t* data, uint64_t size) {
 }
 
 QuantizedMatrix decode_quantized_blob(const uint8_t* data, uint64_t size) {
+  require(reinterpret_cast<uintptr_t>(data) % 4 == 0,
+          "internal: a quantized blob must be decoded from a 4-byte aligned address");
   const Decoder d = make_decoder(data, size);
   QuantizedMatrix q;
   q.spec = d.info.spec;

@@ -44,7 +44,8 @@ struct QuantizedBlobInfo {
 // exact byte count). Throws Error saying what is wrong.
 QuantizedBlobInfo inspect_quantized_blob(const uint8_t* data, uint64_t size);
 // The matrix back: codes, parameters (the stored fp16 values as floats; HLQC's expanded from s_0,
-// m and the ratios) and HLQC's ratio codes and codebook.
+// m and the ratios) and HLQC's ratio codes and codebook. data must be 4-byte aligned (it is read
+// in place as fp16 and fp32 arrays; the model file aligns every blob to 64).
 QuantizedMatrix decode_quantized_blob(const uint8_t* data, uint64_t size);
 // Exact dequantization of rows [row_begin, row_end) into dst ((row_end - row_begin) * cols).
 void quantized_blob_rows_to_f32(const uint8_t* data, uint64_t size, int64_t row_begin,
