@@ -62,9 +62,10 @@ void get_ratio_codes(const uint8_t* rc, int bits, int r, uint8_t* k) {
 
 // ---- plain layout ------------------------------------------------------------------------------
 
-// The spec as stored: Codebook ignores the group, so it is always 0 there.
+// The spec as stored: a format with one parameter set per row ignores the group, so it is
+// always 0 there.
 QuantSpec normalized(QuantSpec s) {
-  if (s.kind == QuantKind::Codebook) s.group = 0;
+  if (format_traits(s.kind).per_row) s.group = 0;
   return s;
 }
 
@@ -78,7 +79,7 @@ PlainQuantHeader make_plain_header(const QuantSpec& spec, int64_t rows, int64_t 
   h.params_per_group = uint16_t(stored_params_per_group(spec));
   h.rows = rows;
   h.cols = cols;
-  const bool cb = spec.kind == QuantKind::Codebook;
+  const bool cb = format_traits(spec.kind).per_row;
   h.group = cb ? 0 : spec.group;
   h.group_len = int32_t(cb ? cols : spec.group_len(cols));
   h.n_groups = cb ? 1 : spec.groups_per_row(cols);
@@ -212,9 +213,9 @@ struct Decoder {
   PlainQuantHeader plain;  // plain layout
   const uint8_t* data;
   int64_t params_per_row() const {
-    return info.spec.kind == QuantKind::Codebook
-               ? (int64_t(1) << info.spec.bits)
-               : info.spec.groups_per_row(info.cols) * info.spec.params_per_group();
+    const int64_t sets =
+        format_traits(info.spec.kind).per_row ? 1 : info.spec.groups_per_row(info.cols);
+    return sets * info.spec.params_per_group();
   }
   void row(int64_t r, uint8_t* codes, float* params, uint8_t* ratio_codes = nullptr) const {
     if (info.lut)
@@ -455,8 +456,9 @@ void quantized_blob_rows_to_f32(const uint8_t* data, uint64_t size, int64_t row_
           ", ", row_end, ") are outside the quantized tensor's ", d.info.rows, " rows");
   std::vector<uint8_t> codes(static_cast<size_t>(cols));  // (cols) one row
   std::vector<float> params(size_t(d.params_per_row()));  // (groups, P) or (2^B) one row
-  const int64_t g = spec.kind == QuantKind::Codebook ? cols : spec.group_len(cols);
-  const int P = spec.kind == QuantKind::Codebook ? 0 : spec.params_per_group();
+  const bool per_row = format_traits(spec.kind).per_row;
+  const int64_t g = per_row ? cols : spec.group_len(cols);
+  const int P = per_row ? 0 : spec.params_per_group();
   for (int64_t r = row_begin; r < row_end; ++r) {
     d.row(r, codes.data(), params.data());
     float* y = dst + (r - row_begin) * cols;
