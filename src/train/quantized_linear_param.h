@@ -1,0 +1,61 @@
+// One quantized projection under training. It keeps latent fp32 weights W and the format's
+// per-group parameters (HLQ: s_0..s_{B-1}, z; uniform: scale, zero); the codes are the nearest
+// representable pattern of each latent weight under the current parameters (assign_nearest), and
+// the forward multiplies by the effective weights W_eff = dequant(codes, params).
+//
+// Gradients from dL/dW_eff (what block_backward returns):
+//   parameters, exact given the codes:  dL/ds_b = sum over the group of dL/dW_eff * bit_b(code)
+//                                       dL/dz   = sum over the group of dL/dW_eff
+//                                       (uniform: dL/dscale = sum dL/dW_eff * code, dL/dzero = sum)
+//   latent weights, straight through:   dL/dW   = dL/dW_eff
+// Block-AP trains both (codes follow the weights); E2E-QP freezes the codes and trains only the
+// parameters.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "tensor/qformat.h"
+
+namespace elutq {
+
+class QuantizedLinearParam {
+ public:
+  // From a fitted matrix (HLQ or uniform; other kinds throw Error). The latent weights start at
+  // its dequantized values, so the first reassignment gives back its own codes.
+  explicit QuantizedLinearParam(QuantizedMatrix fitted);
+
+  int64_t rows() const { return q_.rows; }
+  int64_t cols() const { return q_.cols; }
+  const QuantSpec& spec() const { return q_.spec; }
+
+  // Rebuilds the effective weights from the parameters; with reassign_codes, first gives every
+  // latent weight the nearest code under them (Block-AP), else keeps the codes (E2E-QP).
+  void update_effective(bool reassign_codes, ThreadPool& pool);
+  const float* effective() const { return eff_.data(); }  // (rows, cols)
+
+  // Adds the gradients that d_eff = dL/dW_eff (rows, cols) implies: into grad_params() always,
+  // into grad_latent() when with_latent (it is then sized on first use).
+  void accumulate_grads(const float* d_eff, bool with_latent, ThreadPool& pool);
+  void zero_grads();
+
+  // What an optimizer updates, with its gradient arrays of the same length.
+  std::vector<float>& latent() { return latent_; }
+  std::vector<float>& params() { return q_.params; }
+  std::vector<float>& grad_latent() { return grad_latent_; }
+  std::vector<float>& grad_params() { return grad_params_; }
+
+  // The matrix to store: parameters rounded to fp16, then (with reassign_codes) codes assigned
+  // to the latent weights under the rounded parameters; codes kept otherwise.
+  QuantizedMatrix finish(bool reassign_codes, ThreadPool& pool) const;
+
+  // Current codes and parameters (not rounded).
+  const QuantizedMatrix& current() const { return q_; }
+
+ private:
+  QuantizedMatrix q_;
+  std::vector<float> latent_, eff_, grad_latent_, grad_params_;
+};
+
+}  // namespace elutq
