@@ -63,11 +63,16 @@ struct BlockTape {
   std::vector<T> gate, up;      // gate and up projections (hidden)
   std::vector<T> act;           // silu(gate) * up, down's input (hidden)
   std::vector<T> lse;           // log-sum-exp of every attention row, (n_seq * seq_len, n_heads)
+  std::vector<float> rope_cos, rope_sin;  // (seq_len, head_dim / 2) angles of positions 0..
+  // Working memory of both passes (attention scratch, the backward's activation gradients), kept
+  // between calls so that neither allocates once sizes are steady.
+  mutable std::vector<T> work;
 };
 
 // y (n_seq * seq_len, dim) = the block applied to x (same shape), sequences independent, token t
 // of each at position t. inv_freq (head_dim / 2) as rope_inv_freq gives it. With a tape, keeps
-// what block_backward needs (y may then alias nothing in the tape; x and y may not overlap).
+// what block_backward needs (y may then alias nothing in the tape; x and y may not overlap);
+// without one (null) it works in a tape of its own kept per calling thread.
 template <class T>
 void block_forward(const ModelConfig& cfg, const float* inv_freq, const BlockWeights<T>& w,
                    const T* x, int n_seq, int seq_len, T* y, BlockTape<T>* tape,

@@ -6,15 +6,13 @@
 #include <cstring>
 
 #include "kernels/gemv.h"
+#include "model/block_ops.h"
 #include "model/rope.h"
 
 namespace elutq {
 
 void rmsnorm(const float* x, const float* w, int dim, float eps, float* out) {
-  double ss = 0.0;
-  for (int i = 0; i < dim; ++i) ss += double(x[i]) * x[i];
-  const float r = float(1.0 / std::sqrt(ss / dim + eps));
-  for (int i = 0; i < dim; ++i) out[i] = w[i] * (x[i] * r);
+  rmsnorm_forward(x, w, dim, eps, out);
 }
 
 void swiglu(const Linear& gate, const Linear& up, const float* xn, int64_t n, float* g, float* u,
@@ -23,7 +21,7 @@ void swiglu(const Linear& gate, const Linear& up, const float* xn, int64_t n, fl
   float* out[] = {g, u};
   forward_same_input(gate_up, xn, n, out, pool);
   const int64_t m = n * gate.out_features();
-  for (int64_t j = 0; j < m; ++j) g[j] = g[j] / (1.0f + std::exp(-g[j])) * u[j];
+  swiglu_forward(g, u, m, g);
 }
 
 BlockScratch::BlockScratch(const ModelConfig& c, int max_batch_, int max_ctx_, int n_threads)

@@ -30,11 +30,12 @@ enum class BlockTap { AttnIn, OIn, FfnIn, DownIn };
 using BlockObserver =
     std::function<void(BlockTap tap, const float* rows, int64_t n, int64_t width)>;
 
-// out (dim) = x * w / sqrt(mean(x^2) + eps), as transformers' LlamaRMSNorm (sum in double).
-// out may equal x.
+// out (dim) = x * w / sqrt(mean(x^2) + eps), as transformers' LlamaRMSNorm (sum in double):
+// rmsnorm_forward<float> of block_ops.h. out may equal x.
 void rmsnorm(const float* x, const float* w, int dim, float eps, float* out);
 
-// g (n, hidden) = silu(xn Wg^T) * (xn Wu^T); u (n, hidden) is scratch.
+// g (n, hidden) = silu(xn Wg^T) * (xn Wu^T) (swiglu_forward of block_ops.h); u (n, hidden) is
+// scratch.
 void swiglu(const Linear& gate, const Linear& up, const float* xn, int64_t n, float* g, float* u,
             ThreadPool& pool);
 

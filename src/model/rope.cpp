@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "model/block_ops.h"
 
 namespace elutq {
 
@@ -50,15 +51,7 @@ void rope_cos_sin(int pos, const float* inv_freq, int half, float* cos_out, floa
 }
 
 void rope_rotate(float* v, int head_dim, const float* cos_t, const float* sin_t, RopeStyle style) {
-  const int half = head_dim / 2;
-  for (int i = 0; i < half; ++i) {
-    // HalfSplit pairs i with i + half; Interleaved pairs 2i with 2i + 1.
-    const int a = style == RopeStyle::HalfSplit ? i : 2 * i;
-    const int b = style == RopeStyle::HalfSplit ? i + half : 2 * i + 1;
-    const float x0 = v[a], x1 = v[b];
-    v[a] = x0 * cos_t[i] - x1 * sin_t[i];
-    v[b] = x1 * cos_t[i] + x0 * sin_t[i];
-  }
+  rope_forward(v, head_dim, cos_t, sin_t, style);
 }
 
 }  // namespace elutq

@@ -16,7 +16,8 @@ std::vector<float> rope_inv_freq(const ModelConfig& c, const float* rope_freqs);
 // cos/sin (head_dim/2 each) of the angles pos * inv_freq[i], shared by every head of a token.
 void rope_cos_sin(int pos, const float* inv_freq, int half, float* cos_out, float* sin_out);
 
-// Rotates one head vector v (head_dim) in place with the angles from rope_cos_sin.
+// Rotates one head vector v (head_dim) in place with the angles from rope_cos_sin
+// (rope_forward<float> of block_ops.h, whose rope_backward is its transpose).
 void rope_rotate(float* v, int head_dim, const float* cos_t, const float* sin_t, RopeStyle style);
 
 }  // namespace elutq
