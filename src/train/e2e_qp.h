@@ -32,13 +32,16 @@ struct E2eQpOptions {
 
 struct E2eQpResult {
   double start_loss = 0;  // mean next-token cross-entropy (nats) on the holdout, before
-  double best_loss = 0;
-  int best_epoch = 0;
+                          // (without a holdout, holdout_seqs = 0: on the training sequences)
+  double best_loss = 0;   // the kept parameters', same sequences
+  int best_epoch = 0;     // 0: the start was kept
   std::vector<double> train_loss, holdout_loss;  // per epoch
   double seconds = 0;
   int64_t trained_params = 0;
 };
 
+// progress(epoch (1-based), step within it (1-based), steps per epoch, mean training loss of the
+// epoch so far)
 using E2eQpProgress = std::function<void(int epoch, int step, int steps, double loss)>;
 
 // Reads the quantized model `quantized` (an elutq model file opened as a ModelSource), trains the

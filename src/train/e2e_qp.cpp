@@ -1,0 +1,122 @@
+// E2E-QP's training loop and output; the model and its gradient are in e2e_qp_model.h.
+#include "train/e2e_qp.h"
+
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+#include <random>
+#include <span>
+
+#include "core/error.h"
+#include "tensor/tensor_names.h"
+#include "train/e2e_qp_model.h"
+#include "train/quantized_linear_param.h"
+
+namespace elutq {
+
+namespace {
+
+using SeqPtrs = std::vector<const std::vector<int>*>;
+
+// Mean loss over seqs, batch_seqs at a time (every sequence weighs the same: they share a length).
+double mean_loss(E2eQpModel& m, const SeqPtrs& seqs, int batch_seqs) {
+  double sum = 0;
+  for (size_t i = 0; i < seqs.size(); i += size_t(batch_seqs)) {
+    const size_t k = std::min(seqs.size() - i, size_t(batch_seqs));
+    sum += m.loss(std::span(seqs).subspan(i, k)) * double(k);
+  }
+  return sum / double(seqs.size());
+}
+
+// Every projection's parameters, (layer, slot) in order.
+std::vector<std::vector<float>> snapshot(E2eQpModel& m) {
+  std::vector<std::vector<float>> out;
+  for (int l = 0; l < m.config().n_layers; ++l)
+    for (LinearSlot s : kAllLinearSlots) out.push_back(m.projection(l, s).params);
+  return out;
+}
+
+void restore(E2eQpModel& m, const std::vector<std::vector<float>>& saved) {
+  size_t k = 0;
+  for (int l = 0; l < m.config().n_layers; ++l)
+    for (LinearSlot s : kAllLinearSlots) m.projection(l, s).params = saved[k++];
+}
+
+}  // namespace
+
+E2eQpResult e2e_qp(const ModelSource& quantized, const std::vector<std::vector<int>>& seqs,
+                   const E2eQpOptions& opt, QuantizedTensorSink& sink,
+                   const E2eQpProgress& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  require(opt.epochs >= 0, "E2E-QP: epochs must be >= 0, not ", opt.epochs);
+  require(opt.batch_seqs >= 1, "E2E-QP: batch_seqs must be >= 1, not ", opt.batch_seqs);
+  require(opt.lr >= 0 && opt.weight_decay >= 0, "E2E-QP: lr and weight decay must be >= 0");
+  const int n = int(seqs.size());
+  require(n >= 1, "E2E-QP: no calibration sequences");
+  for (const std::vector<int>& s : seqs)
+    require(s.size() == seqs[0].size() && s.size() >= 2,
+            "E2E-QP: the sequences must all have one length of at least 2 tokens (", seqs[0].size(),
+            " and ", s.size(), ")");
+  const int holdout = opt.holdout_seqs >= 0 ? opt.holdout_seqs : (n >= 2 ? std::max(1, n / 10) : 0);
+  require(holdout < n, "E2E-QP: holding out ", holdout, " of ", n,
+          " sequences leaves none to train on");
+
+  ThreadPool pool(opt.n_threads);
+  E2eQpModel model(quantized, pool);
+  SeqPtrs train, held;
+  for (int i = 0; i < n; ++i) (i < n - holdout ? train : held).push_back(&seqs[size_t(i)]);
+  // Without a holdout the best epoch is chosen on the training sequences.
+  const SeqPtrs& judge = held.empty() ? train : held;
+
+  std::vector<AdamWGroup> groups;
+  for (int l = 0; l < model.config().n_layers; ++l)
+    for (LinearSlot s : kAllLinearSlots) {
+      std::vector<float>& p = model.projection(l, s).params;
+      groups.push_back({p.data(), model.grad(l, s).data(), p.size(), opt.lr, opt.weight_decay});
+    }
+  AdamW adam(std::move(groups));
+
+  E2eQpResult r;
+  r.trained_params = model.param_count();
+  r.start_loss = r.best_loss = mean_loss(model, judge, opt.batch_seqs);
+  std::vector<std::vector<float>> best = snapshot(model);
+  const int steps = int((train.size() + size_t(opt.batch_seqs) - 1) / size_t(opt.batch_seqs));
+  const int total_steps = opt.epochs * steps;
+  std::mt19937_64 rng(opt.seed);
+  for (int epoch = 1; epoch <= opt.epochs; ++epoch) {
+    std::shuffle(train.begin(), train.end(), rng);
+    double sum = 0;
+    for (int step = 0; step < steps; ++step) {
+      const size_t i = size_t(step) * size_t(opt.batch_seqs);
+      const size_t k = std::min(train.size() - i, size_t(opt.batch_seqs));
+      model.zero_grads();
+      sum += model.loss_and_grad(std::span(train).subspan(i, k));
+      adam.step(lr_scale_at(opt.schedule, (epoch - 1) * steps + step, total_steps));
+      if (progress) progress(epoch, step + 1, steps, sum / (step + 1));
+    }
+    r.train_loss.push_back(sum / steps);
+    const double h = mean_loss(model, judge, opt.batch_seqs);
+    r.holdout_loss.push_back(h);
+    if (h < r.best_loss) {
+      r.best_loss = h;
+      r.best_epoch = epoch;
+      best = snapshot(model);
+    }
+  }
+  restore(model, best);
+
+  for (const std::string& name : model_file_order(quantized.tensor_names())) {
+    const int l = block_index(name);
+    const std::optional<LinearSlot> s = linear_slot_of(name);
+    if (l >= 0 && s && l < model.config().n_layers) {
+      const QuantizedLinearParam trained(model.projection(l, *s));
+      sink.add_quantized(name, trained.finish(/*reassign_codes=*/false, pool));
+    } else {
+      sink.add_unchanged(*quantized.find(name));
+    }
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace elutq

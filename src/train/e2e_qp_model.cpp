@@ -1,0 +1,227 @@
+// The quantized model under E2E-QP: its loss and parameter gradient; see e2e_qp_model.h.
+#include "train/e2e_qp_model.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "format/dequant.h"
+#include "model/block_ops.h"
+#include "model/linear.h"
+#include "model/rope.h"
+#include "tensor/quantized_matrix_codec.h"
+
+namespace elutq {
+
+namespace {
+
+// Logits formed at once, in floats (32 MiB): a few rows of a 152k vocabulary, all of a small one.
+constexpr int64_t kLogitChunkFloats = int64_t(8) << 20;
+// Output columns per sgemm call of the head's backward (threads take whole slices).
+constexpr int64_t kSliceCols = 64;
+
+std::vector<float> load_vector(const ModelSource& src, const std::string& name, int64_t n) {
+  std::vector<float> v(static_cast<size_t>(n));
+  load_tensor_f32(src.get(name, {n}), v.data());
+  return v;
+}
+
+// The stored projection decoded, after checking it is one E2E-QP can train.
+QuantizedMatrix load_projection(const ModelSource& src, int layer, LinearSlot s) {
+  const auto [rows, cols] = linear_shape(src.config(), s);
+  const TensorInfo& t = src.get(linear_weight_name(layer, s), {rows, cols});
+  require(t.dtype == DType::ELUTQ,
+          "E2E-QP trains the quantization parameters of an elutq quantized model, but tensor '",
+          t.name, "' of this ", src.format_name(), " model is stored as ", dtype_name(t.dtype),
+          " (quantize the model first)");
+  const QuantSpec spec = inspect_quantized_blob(t.data, t.nbytes).spec;
+  require(spec.kind == QuantKind::HLQ || spec.kind == QuantKind::Uniform,
+          "E2E-QP trains HLQ or uniform parameters, but tensor '", t.name, "' is ", spec.name(),
+          " (quantize with an HLQ or uniform method, without --hlq-compact)");
+  return decode_quantized_blob(t.data, t.nbytes);
+}
+
+}  // namespace
+
+E2eQpModel::E2eQpModel(const ModelSource& src, ThreadPool& pool)
+    : src_(src), pool_(pool), cfg_(src.config()) {
+  validate_config(cfg_);
+  const ModelConfig& c = cfg_;
+  const int64_t dim = c.dim, hd = c.head_dim, q_dim = int64_t(c.n_heads) * hd,
+                kv_dim = int64_t(c.n_kv_heads) * hd, vocab = c.vocab_size;
+  blocks_.resize(size_t(c.n_layers));
+  for (int l = 0; l < c.n_layers; ++l) {
+    Block& b = blocks_[size_t(l)];
+    for (LinearSlot s : kAllLinearSlots) {
+      b.q[int(s)] = load_projection(src, l, s);
+      b.grad[int(s)].assign(b.q[int(s)].params.size(), 0.0f);
+    }
+    b.attn_norm = load_vector(src, block_tensor_name(l, "attn_norm.weight"), dim);
+    b.ffn_norm = load_vector(src, block_tensor_name(l, "ffn_norm.weight"), dim);
+    if (c.attn_bias) {
+      b.bq = load_vector(src, block_tensor_name(l, "attn_q.bias"), q_dim);
+      b.bk = load_vector(src, block_tensor_name(l, "attn_k.bias"), kv_dim);
+      b.bv = load_vector(src, block_tensor_name(l, "attn_v.bias"), kv_dim);
+    }
+    if (c.qk_norm) {
+      b.q_norm = load_vector(src, block_tensor_name(l, "attn_q_norm.weight"), hd);
+      b.k_norm = load_vector(src, block_tensor_name(l, "attn_k_norm.weight"), hd);
+    }
+  }
+  src.get(kTokenEmbdName, {vocab, dim});  // checked here; rows are read as tokens need them
+  output_norm_ = load_vector(src, kOutputNormName, dim);
+  // As the runtime: a tied model's head is the embedding; a quantized head runs dequantized.
+  auto head = std::make_shared<std::vector<float>>(size_t(vocab * dim));
+  load_tensor_f32(src.get(c.tied_embeddings ? kTokenEmbdName : kOutputName, {vocab, dim}),
+                  head->data());
+  head_ = std::make_unique<DenseLinear>(std::move(head), vocab, dim);
+  std::vector<float> rope_freqs;
+  if (c.rope_scaling.type == "llama3-freqs")
+    rope_freqs = load_vector(src, "rope_freqs.weight", hd / 2);
+  inv_freq_ = rope_inv_freq(c, rope_freqs.empty() ? nullptr : rope_freqs.data());
+  block_grads_.resize(c);
+}
+
+E2eQpModel::~E2eQpModel() = default;
+
+void E2eQpModel::zero_grads() {
+  for (Block& b : blocks_)
+    for (std::vector<float>& g : b.grad) std::fill(g.begin(), g.end(), 0.0f);
+}
+
+int64_t E2eQpModel::param_count() const {
+  int64_t n = 0;
+  for (const Block& b : blocks_)
+    for (const QuantizedMatrix& q : b.q) n += int64_t(q.params.size());
+  return n;
+}
+
+double E2eQpModel::loss(std::span<const std::vector<int>* const> seqs) { return run(seqs, false); }
+
+double E2eQpModel::loss_and_grad(std::span<const std::vector<int>* const> seqs) {
+  return run(seqs, true);
+}
+
+BlockWeights<float> E2eQpModel::load_block(int layer) {
+  const Block& b = blocks_[size_t(layer)];
+  BlockWeights<float> w;
+  for (LinearSlot s : kAllLinearSlots) {
+    // The previous block's effective weights go before this block's come.
+    live_[int(s)].reset();
+    live_[int(s)].emplace(b.q[int(s)]);  // effective weights from codes and parameters
+    w.w[int(s)] = live_[int(s)]->effective();
+  }
+  w.attn_norm = b.attn_norm.data();
+  w.ffn_norm = b.ffn_norm.data();
+  if (cfg_.attn_bias) {
+    w.bq = b.bq.data();
+    w.bk = b.bk.data();
+    w.bv = b.bv.data();
+  }
+  if (cfg_.qk_norm) {
+    w.q_norm = b.q_norm.data();
+    w.k_norm = b.k_norm.data();
+  }
+  return w;
+}
+
+double E2eQpModel::run(std::span<const std::vector<int>* const> seqs, bool with_grad) {
+  require(!seqs.empty(), "E2E-QP: no sequences in the batch");
+  const int64_t len = int64_t(seqs[0]->size()) - 1;  // positions predicted per sequence
+  require(len >= 1, "E2E-QP: sequences need at least 2 tokens, not ", len + 1);
+  const int n_seq = int(seqs.size());
+  const int64_t n = n_seq * len, dim = cfg_.dim;
+  std::vector<int> targets(static_cast<size_t>(n));  // (n) next tokens
+  x_.resize(size_t(n * dim));
+  y_.resize(size_t(n * dim));
+  for (int i = 0; i < n_seq; ++i) {
+    const std::vector<int>& s = *seqs[size_t(i)];
+    require(int64_t(s.size()) == len + 1, "E2E-QP: sequences of one batch must have one length (",
+            len + 1, " and ", s.size(), ")");
+    for (int64_t t = 0; t <= len; ++t)
+      require(s[size_t(t)] >= 0 && s[size_t(t)] < cfg_.vocab_size, "token id ", s[size_t(t)],
+              " is outside the vocabulary [0, ", cfg_.vocab_size, ")");
+    const TensorInfo& emb = *src_.find(kTokenEmbdName);
+    for (int64_t t = 0; t < len; ++t) {
+      tensor_rows_to_f32(emb, s[size_t(t)], s[size_t(t)] + 1, x_.data() + (i * len + t) * dim);
+      targets[size_t(i * len + t)] = s[size_t(t + 1)];
+    }
+  }
+
+  const int L = cfg_.n_layers;
+  if (with_grad) checkpoints_.resize(size_t(L * n * dim));
+  for (int l = 0; l < L; ++l) {
+    if (with_grad) std::copy(x_.begin(), x_.end(), checkpoints_.begin() + l * n * dim);
+    const BlockWeights<float> w = load_block(l);
+    block_forward(cfg_, inv_freq_.data(), w, x_.data(), n_seq, int(len), y_.data(),
+                  static_cast<BlockTape<float>*>(nullptr), pool_);
+    x_.swap(y_);
+  }
+  // x_ = the last block's output; y_ becomes dL/d(it), then dL/d(each block's input) in turn.
+  const double loss = head_loss(x_.data(), targets.data(), n, with_grad ? y_.data() : nullptr);
+  if (with_grad) {
+    for (int l = L - 1; l >= 0; --l) {
+      const BlockWeights<float> w = load_block(l);
+      block_forward(cfg_, inv_freq_.data(), w, checkpoints_.data() + l * n * dim, n_seq, int(len),
+                    x_.data(), &tape_, pool_);
+      block_grads_.zero();
+      block_backward(cfg_, inv_freq_.data(), w, tape_, y_.data(), l > 0 ? y_.data() : nullptr,
+                     block_grads_, pool_);
+      Block& b = blocks_[size_t(l)];
+      for (LinearSlot s : kAllLinearSlots) {
+        QuantizedLinearParam& p = *live_[int(s)];
+        p.accumulate_grads(block_grads_.w[int(s)].data(), /*with_latent=*/false, pool_);
+        const std::vector<float>& g = p.grad_params();
+        std::vector<float>& acc = b.grad[int(s)];
+        for (size_t k = 0; k < acc.size(); ++k) acc[k] += g[k];
+      }
+    }
+  }
+  for (auto& p : live_) p.reset();
+  return loss;
+}
+
+double E2eQpModel::head_loss(const float* h, const int* targets, int64_t n, float* dh) {
+  const int dim = cfg_.dim;
+  const int64_t vocab = cfg_.vocab_size;
+  const int64_t chunk = std::clamp<int64_t>(kLogitChunkFloats / vocab, 1, n);
+  hn_.resize(size_t(chunk * dim));
+  logits_.resize(size_t(chunk * vocab));
+  std::vector<float> inv_rms(static_cast<size_t>(chunk));  // (chunk) of the final norm
+  std::vector<double> slot_loss(size_t(pool_.size()));     // per thread, summed in a fixed order
+  const float* W = head_->weight();                        // (vocab, dim)
+  double total = 0;
+  for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+    const int64_t m = std::min(chunk, n - r0);
+    for (int64_t i = 0; i < m; ++i)
+      inv_rms[size_t(i)] = rmsnorm_forward(h + (r0 + i) * dim, output_norm_.data(), dim,
+                                           cfg_.norm_eps, hn_.data() + i * dim);
+    head_->forward(hn_.data(), m, logits_.data(), pool_);
+    // With dh, the logits become dL/dlogits of the mean over all n rows, in place.
+    std::fill(slot_loss.begin(), slot_loss.end(), 0.0);
+    pool_.run(m, [&](int slot, int64_t i0, int64_t i1) {
+      if (i0 == i1) return;
+      float* rows = logits_.data() + i0 * vocab;
+      slot_loss[size_t(slot)] = cross_entropy(rows, i1 - i0, vocab, targets + r0 + i0,
+                                              dh ? rows : nullptr, 1.0 / double(n));
+    });
+    for (double l : slot_loss) total += l;
+    if (!dh) continue;
+    // d hn (m, dim) = d logits (m, vocab) W (vocab, dim), into hn_ (no longer needed).
+    pool_.run((dim + kSliceCols - 1) / kSliceCols, [&](int, int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s) {
+        const int64_t c0 = s * kSliceCols, c1 = std::min<int64_t>(dim, c0 + kSliceCols);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(c1 - c0), int(vocab),
+                    1.0f, logits_.data(), int(vocab), W + c0, dim, 0.0f, hn_.data() + c0, dim);
+      }
+    });
+    pool_.parallel_for(m, [&](int64_t i) {
+      rmsnorm_backward(h + (r0 + i) * dim, output_norm_.data(), dim, inv_rms[size_t(i)],
+                       hn_.data() + i * dim, dh + (r0 + i) * dim, static_cast<float*>(nullptr));
+    });
+  }
+  return total / double(n);
+}
+
+}  // namespace elutq
