@@ -46,7 +46,7 @@ std::string write_tiny_model(const test::TempDir& dir) {
 
 // The source quantized with HLQ (data-free, no calibration), or as asked.
 std::string quantize(const std::string& model, const std::string& out, int bits, int group,
-                     bool compact = false) {
+                     bool compact = false, bool quantize_output = false) {
   QuantizeJob job;
   job.source_path = model;
   job.out_path = out;
@@ -54,6 +54,7 @@ std::string quantize(const std::string& model, const std::string& out, int bits,
   job.bits = bits;
   job.group = group;
   job.hlq_compact = compact;
+  job.quantize_output = quantize_output;
   job.n_threads = 2;
   run_quantize_job(job, open_model(model));
   return out;
@@ -233,6 +234,27 @@ TEST(E2eQp, KeepsTheStartWhenTrainingOnlyHurts) {
     EXPECT_EQ(tensor_bytes(*t->find(name)), tensor_bytes(*q->find(name))) << name;
 }
 
+// A quantized output head is used dequantized and frozen, and written back as it was.
+TEST(E2eQp, TrainsAroundAQuantizedHead) {
+  test::TempDir dir;
+  const std::string qpath = quantize(write_tiny_model(dir), dir.file("q.gguf"), 2, 32,
+                                     /*compact=*/false, /*quantize_output=*/true);
+  auto q = open_model(qpath);
+  ASSERT_EQ(q->find(kOutputName)->dtype, DType::ELUTQ);
+  const auto seqs = random_seqs(4, 16, 300, 11);
+  E2eQpOptions opt;
+  opt.epochs = 2;
+  opt.lr = 1e-3f;
+  opt.holdout_seqs = 0;
+  opt.n_threads = 2;
+  const E2eQpResult r = train_to_file(*q, seqs, opt, dir.file("t.gguf"));
+  const double before = runtime_cross_entropy(qpath, seqs);
+  EXPECT_NEAR(r.start_loss, before, 1e-3);
+  EXPECT_LT(runtime_cross_entropy(dir.file("t.gguf"), seqs), before - 1e-3);
+  auto t = open_model(dir.file("t.gguf"));
+  EXPECT_EQ(tensor_bytes(*t->find(kOutputName)), tensor_bytes(*q->find(kOutputName)));
+}
+
 // Records what reaches the sink, in order.
 struct RecordingSink : QuantizedTensorSink {
   std::vector<std::string> names;
@@ -255,11 +277,23 @@ TEST(E2eQp, RefusesWhatItCannotTrain) {
   EXPECT_NE(plain.find("elutq quantized model"), std::string::npos) << plain;
   EXPECT_NE(plain.find("blk.0.attn_q.weight"), std::string::npos) << plain;
 
-  // HLQC parameters are not trained.
+  // HLQC and codebook parameters are not trained.
   auto hlqc = open_model(quantize(model, dir.file("c.gguf"), 2, 32, /*compact=*/true));
   const std::string compact = test::error_of([&] { e2e_qp(*hlqc, seqs, opt, sink); });
   EXPECT_NE(compact.find("hlqc-w2g32"), std::string::npos) << compact;
   EXPECT_NE(compact.find("HLQ or uniform"), std::string::npos) << compact;
+  QuantizeJob ganq;
+  ganq.source_path = model;
+  ganq.out_path = dir.file("g.gguf");
+  ganq.method = QuantMethod::Ganq;
+  ganq.bits = 2;
+  ganq.nsamples = 1;  // sampled from the model: GANQ needs calibration
+  ganq.seqlen = 16;
+  ganq.n_threads = 2;
+  run_quantize_job(ganq, open_model(model));
+  const std::string codebook =
+      test::error_of([&] { e2e_qp(*open_model(ganq.out_path), seqs, opt, sink); });
+  EXPECT_NE(codebook.find("codebook-w2"), std::string::npos) << codebook;
 
   // Bad sequences and options.
   auto q = open_model(quantize(model, dir.file("q.gguf"), 2, 32));
