@@ -1,13 +1,12 @@
 // The quantized model under E2E-QP: its loss and parameter gradient; see e2e_qp_model.h.
 #include "train/e2e_qp_model.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 
 #include "core/error.h"
 #include "format/dequant.h"
 #include "model/block_ops.h"
+#include "model/gemm.h"
 #include "model/linear.h"
 #include "model/rope.h"
 #include "tensor/quantized_matrix_codec.h"
@@ -18,7 +17,7 @@ namespace {
 
 // Logits formed at once, in floats (32 MiB): a few rows of a 152k vocabulary, all of a small one.
 constexpr int64_t kLogitChunkFloats = int64_t(8) << 20;
-// Output columns per sgemm call of the head's backward (threads take whole slices).
+// Output columns per gemm call of the head's backward (threads take whole slices).
 constexpr int64_t kSliceCols = 64;
 
 std::vector<float> load_vector(const ModelSource& src, const std::string& name, int64_t n) {
@@ -81,6 +80,7 @@ E2eQpModel::E2eQpModel(const ModelSource& src, ThreadPool& pool)
     rope_freqs = load_vector(src, "rope_freqs.weight", hd / 2);
   inv_freq_ = rope_inv_freq(c, rope_freqs.empty() ? nullptr : rope_freqs.data());
   block_grads_.resize(c);
+  blas_single_threaded();  // the head's backward calls BLAS from every pool thread
 }
 
 E2eQpModel::~E2eQpModel() = default;
@@ -212,8 +212,8 @@ double E2eQpModel::head_loss(const float* h, const int* targets, int64_t n, floa
     pool_.run((dim + kSliceCols - 1) / kSliceCols, [&](int, int64_t s0, int64_t s1) {
       for (int64_t s = s0; s < s1; ++s) {
         const int64_t c0 = s * kSliceCols, c1 = std::min<int64_t>(dim, c0 + kSliceCols);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(c1 - c0), int(vocab),
-                    1.0f, logits_.data(), int(vocab), W + c0, dim, 0.0f, hn_.data() + c0, dim);
+        gemm<float>(false, false, int(m), int(c1 - c0), int(vocab), 1.0f, logits_.data(),
+                    int(vocab), W + c0, dim, 0.0f, hn_.data() + c0, dim);
       }
     });
     pool_.parallel_for(m, [&](int64_t i) {
