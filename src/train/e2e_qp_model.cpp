@@ -107,11 +107,14 @@ BlockWeights<float> E2eQpModel::load_block(int layer) {
   const Block& b = blocks_[size_t(layer)];
   BlockWeights<float> w;
   for (LinearSlot s : kAllLinearSlots) {
-    // The previous block's effective weights go before this block's come.
-    live_[int(s)].reset();
-    live_[int(s)].emplace(b.q[int(s)]);  // effective weights from codes and parameters
+    if (live_layer_ != layer) {
+      // The previous block's effective weights go before this block's come.
+      live_[int(s)].reset();
+      live_[int(s)].emplace(b.q[int(s)]);  // effective weights from codes and parameters
+    }
     w.w[int(s)] = live_[int(s)]->effective();
   }
+  live_layer_ = layer;
   w.attn_norm = b.attn_norm.data();
   w.ffn_norm = b.ffn_norm.data();
   if (cfg_.attn_bias) {
@@ -128,6 +131,7 @@ BlockWeights<float> E2eQpModel::load_block(int layer) {
 
 double E2eQpModel::run(std::span<const std::vector<int>* const> seqs, bool with_grad) {
   require(!seqs.empty(), "E2E-QP: no sequences in the batch");
+  live_layer_ = -1;  // parameters may have changed since the last call
   const int64_t len = int64_t(seqs[0]->size()) - 1;  // positions predicted per sequence
   require(len >= 1, "E2E-QP: sequences need at least 2 tokens, not ", len + 1);
   const int n_seq = int(seqs.size());
@@ -171,6 +175,7 @@ double E2eQpModel::run(std::span<const std::vector<int>* const> seqs, bool with_
       Block& b = blocks_[size_t(l)];
       for (LinearSlot s : kAllLinearSlots) {
         QuantizedLinearParam& p = *live_[int(s)];
+        p.zero_grads();
         p.accumulate_grads(block_grads_.w[int(s)].data(), /*with_latent=*/false, pool_);
         const std::vector<float>& g = p.grad_params();
         std::vector<float>& acc = b.grad[int(s)];
@@ -179,6 +184,7 @@ double E2eQpModel::run(std::span<const std::vector<int>* const> seqs, bool with_
     }
   }
   for (auto& p : live_) p.reset();
+  live_layer_ = -1;
   return loss;
 }
 

@@ -75,8 +75,10 @@ class E2eQpModel {
   std::unique_ptr<DenseLinear> head_;  // (vocab, dim), fp32, frozen
   std::vector<Block> blocks_;
 
-  // One block's effective weights at a time; empty between blocks.
+  // One block's effective weights at a time (block live_layer_), built from the parameters
+  // when a block runs and dropped at the end of each loss; parameters must not change meanwhile.
   std::array<std::optional<QuantizedLinearParam>, kLinearSlots> live_;
+  int live_layer_ = -1;
   // Working memory of a batch of n tokens, resized per batch.
   std::vector<float> x_, y_;        // (n, dim) residual stream
   std::vector<float> checkpoints_;  // (n_layers, n, dim) each block's input
