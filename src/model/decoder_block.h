@@ -72,6 +72,8 @@ class DecoderBlock {
   std::vector<float> k_cache, v_cache;     // (max_ctx, kv_dim) each
 
   const Linear& linear(LinearSlot s) const { return *lin[int(s)]; }
+  const ModelConfig& config() const { return *cfg_; }
+  const std::vector<float>& inv_freq() const { return *inv_freq_; }  // (head_dim / 2)
 
   // The whole block in place on x (n, dim), n <= s.max_batch, tokens placed by s.tok_pos /
   // s.tok_row0; extends the KV cache.

@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "core/error.h"
@@ -63,7 +64,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 bool blockwise_needs_calibration(const BlockwiseOptions& opt) {
-  return opt.awq || method_needs_calibration(opt.layer.method);
+  return opt.awq || opt.block_ap.has_value() || method_needs_calibration(opt.layer.method);
 }
 
 struct BlockwiseQuantizer::Impl {
@@ -107,7 +108,8 @@ struct BlockwiseQuantizer::Impl {
   // chunks; observe sees its sub-layer inputs. Writes the outputs back when write_back; appends
   // them to outputs if given.
   void run_block(int l, CalibActivations& store, int64_t n_seqs, bool write_back,
-                 std::vector<float>* outputs, const BlockObserver& observe = {}) {
+                 std::vector<float>* outputs, const BlockObserver& observe = {},
+                 CalibActivations* output_store = nullptr) {
     const int64_t T = store.tokens(), dim = store.dim();
     if (n_seqs < 0) n_seqs = store.count();
     buf.resize(size_t(T * dim));
@@ -119,8 +121,18 @@ struct BlockwiseQuantizer::Impl {
       }
       if (write_back) store.put(i, buf.data());
       if (outputs) outputs->insert(outputs->end(), buf.begin(), buf.end());
+      if (output_store) output_store->put(i, buf.data());
     }
   }
+
+  // A scratch store of (count, tokens, dim) rows: the driver's (may spill to disk) or in memory.
+  std::unique_ptr<CalibActivations> make_store(int64_t count, int64_t tokens, int64_t dim) {
+    if (opt.make_scratch) return opt.make_scratch(count, tokens, dim);
+    return std::make_unique<MemoryCalibActivations>(count, tokens, dim);
+  }
+
+  void block_ap(int l, CalibActivations& store, CalibActivations& targets, QuantReport& rep,
+                const std::function<void(const std::string&)>& status);
 
   void awq_block(int l, CalibActivations& store, QuantReport& rep);
 
@@ -208,6 +220,13 @@ BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOp
   require(opt.awq_grid >= 1, "AWQ grid must be at least 1, got ", opt.awq_grid);
   require(opt.awq_tokens >= 1, "AWQ search tokens must be at least 1, got ", opt.awq_tokens);
   require(!(opt.awq_clip && !I.awq), "AWQ clip search needs AWQ (--method awq or --awq)");
+  if (opt.block_ap) {
+    const QuantSpec spec = method_spec(I.layer);
+    require(spec.kind == QuantKind::HLQ || spec.kind == QuantKind::Uniform,
+            "Block-AP trains HLQ or uniform parameters; ", spec.name(), " cannot be finetuned",
+            spec.kind == QuantKind::HLQC ? " (drop --hlq-compact)" : "");
+    require(!opt.fold_only, "Block-AP and fold_only exclude each other");
+  }
   const ModelConfig& c = src.config();
   validate_config(c);
   if (opt.quantize_output)
@@ -484,6 +503,30 @@ void BlockwiseQuantizer::Impl::awq_block(int l, CalibActivations& store, QuantRe
   }
 }
 
+// Block-AP on the quantized block l: trains I.q against the fp outputs in targets, then installs
+// the result so the block's outputs come from it.
+void BlockwiseQuantizer::Impl::block_ap(int l, CalibActivations& store, CalibActivations& targets,
+                                        QuantReport& rep,
+                                        const std::function<void(const std::string&)>& status) {
+  const BlockApOptions& o = *opt.block_ap;
+  const auto read_input = [&](int64_t i, float* x) { store.get(i, x); };
+  const auto read_target = [&](int64_t i, float* x) { targets.get(i, x); };
+  char line[160];
+  const BlockApResult r = elutq::block_ap(
+      model->block(l), q, read_input, read_target, store.count(), store.tokens(), o, threads(),
+      [&](int epoch, int step, int steps, double loss) {
+        std::snprintf(line, sizeof line, "block-ap epoch %d/%d step %d/%d mse %.3g", epoch,
+                      o.epochs, step, steps, loss);
+        status(line);
+      });
+  for (LinearSlot s : kAllLinearSlots) install_quantized(l, s);
+  std::snprintf(line, sizeof line,
+                "blk %d block-ap: held-out mse %.4g -> %.4g (%s epoch %d of %d), %.0f s", l,
+                r.start_loss, r.best_loss, r.best_epoch > 0 ? "kept" : "start kept, no better",
+                r.best_epoch, o.epochs, r.seconds);
+  rep.notes.push_back(line);
+}
+
 void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, QuantizedTensorSink& sink) {
   Impl& I = *impl_;
   require(I.loaded == l, "internal: block ", l, " is not loaded");
@@ -498,6 +541,13 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
     I.awq_block(l, *store, report_);
   }
   const QuantSpec spec = method_spec(I.layer);
+  // Block-AP's targets: the fp block's outputs on this block's inputs.
+  std::unique_ptr<CalibActivations> targets;
+  if (I.opt.block_ap && !I.opt.fold_only) {
+    if (progress_) progress_(l, n, tag + "fp outputs");
+    targets = I.make_store(store->count(), store->tokens(), store->dim());
+    I.run_block(l, *store, -1, false, nullptr, {}, targets.get());
+  }
   std::unique_ptr<CalibActivations> att;  // (count, tokens, q_dim) o's inputs, quantized q/k/v
   for (const SlotGroup& group : slot_groups()) {
     const std::vector<LinearSlot>& members = group.members;
@@ -510,10 +560,7 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
       if (first == LinearSlot::Q) {
         I.collect_block_input(*store, acc);
       } else if (first == LinearSlot::O) {
-        att = I.opt.make_scratch ? I.opt.make_scratch(store->count(), store->tokens(),
-                                                      I.cols[int(LinearSlot::O)])
-                                 : std::make_unique<MemoryCalibActivations>(
-                                       store->count(), store->tokens(), I.cols[int(LinearSlot::O)]);
+        att = I.make_store(store->count(), store->tokens(), I.cols[int(LinearSlot::O)]);
         I.attention_pass(l, *store, *att, acc);
       } else {
         I.mlp_pass(*store, *att, first == LinearSlot::Gate ? &acc : nullptr,
@@ -542,6 +589,12 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
       report_.quantized_weights += R * C;
       report_.quantized_bits += r.bits_per_weight * double(R * C);
     }
+  }
+  if (targets) {
+    I.block_ap(l, *store, *targets, report_, [&](const std::string& status) {
+      if (progress_) progress_(l, n, tag + status);
+    });
+    att.reset();  // o's inputs changed with the projections: the outputs come from a full pass
   }
   // The block's tensors, in source order.
   for (const std::string& name : I.order) {

@@ -14,6 +14,9 @@
 //           one attention pass (quantized q/k/v) records o's inputs into a scratch store; the
 //           feed-forward half is then recomputed from them (cheap, no attention) for gate/up's
 //           and down's inputs and finally for the block outputs
+//     [Block-AP] the fp block's outputs on the block inputs are recorded before quantizing (the
+//           targets); after quantizing, the block's latent weights and parameters are trained
+//           to reproduce them (train/block_ap.h)
 //     hand the block's tensors to the sink, put the fully quantized block's outputs back into
 //           the store (the next block's inputs), release the weights
 //   the remaining tensors (output norm, output head: quantized only if asked)
@@ -37,6 +40,7 @@
 #include "quant/quantize_layer.h"
 #include "tensor/model_source.h"
 #include "tensor/quantized_tensor_sink.h"
+#include "train/block_ap.h"
 
 namespace elutq {
 
@@ -54,6 +58,10 @@ struct BlockwiseOptions {
   // unset: the same as layer. Its method is always layer's.
   std::optional<int> output_bits, output_group;
   int n_threads = 0;            // <= 0: all cores
+  // Block-AP after each block's quantization (HLQ or uniform formats, calibrated): the block's
+  // latent weights and parameters are trained to reproduce the fp block's outputs on its inputs
+  // (train/block_ap.h); the finetuned block then produces the next block's inputs.
+  std::optional<BlockApOptions> block_ap;
   // Checks only: apply the AWQ folds and hand the folded fp32 weights to the sink (add_f32)
   // instead of quantizing, so a test can verify a fold keeps the model's function.
   bool fold_only = false;
