@@ -60,7 +60,9 @@ int run_quantize(int argc, char** argv) {
           "examples:\n"
           "  elutq quantize model.gguf out.gguf --method hlq --bits 2 --group 128\n"
           "  elutq quantize model.gguf out.gguf --method hlq-gptq --bits 2 --group 64 \\\n"
-          "      --calib c4.jsonl --nsamples 128 --seqlen 2048",
+          "      --calib c4.jsonl --nsamples 128 --seqlen 2048\n"
+          "  elutq quantize model.gguf out.gguf --method hlq-ft --bits 2 --group 64 \\\n"
+          "      --calib c4.jsonl --nsamples 128 --seqlen 512     # HLQ-Finetuning",
       argv[0]);
   QuantizeJob job;  // plain flags write into it directly
   std::string method_name = "hlq", fit = "alternating", variant = "ours", hlq_params = "full",
@@ -73,9 +75,11 @@ int run_quantize(int argc, char** argv) {
   app.add_option("OUT", job.out_path, "output model file (GGUF container, written atomically)")
       ->required();
   app.add_option("--method", method_name,
-                 "rtn | hlq | gptq | hlq-gptq | ganq | awq (default hlq). awq = AWQ scales, then "
-                 "RTN")
-      ->check(CLI::IsMember({"rtn", "hlq", "gptq", "hlq-gptq", "ganq", "awq"}));
+                 "rtn | hlq | gptq | hlq-gptq | ganq | awq | hlq-ft (default hlq). awq = AWQ "
+                 "scales, then RTN. hlq-ft = HLQ-Finetuning: hlq-gptq, then Block-AP (each block's "
+                 "weights and HLQ parameters trained to reproduce the fp block), then E2E-QP (all "
+                 "HLQ parameters trained on next-token loss); the paper's best 2-bit method")
+      ->check(CLI::IsMember({"rtn", "hlq", "gptq", "hlq-gptq", "ganq", "awq", "hlq-ft"}));
   app.add_option("--bits", job.bits, "bits per weight code, 1..8 (HLQ: 1..4; default 2)");
   app.add_option("--group", job.group,
                  "weights per group along a row, e.g. 64 or 128; 0 = whole row "
@@ -130,6 +134,36 @@ int run_quantize(int argc, char** argv) {
                  "ELUTQ paper keeps the head at 4 bits, groups of 128");
   app.add_option("--output-group", output_group,
                  "group size for the output head (implies --quantize-output; default: --group)");
+  // Finetuning (HLQ-Finetuning); defaults chosen by measurement (docs/RESULTS.md).
+  std::string ft_stages, ft_schedule = "cosine", e2e_schedule = "cosine";
+  BlockApOptions bap;
+  E2eQpOptions e2e;
+  int e2e_nsamples = 0;
+  app.add_option("--ft-stages", ft_stages,
+                 "finetuning stages after quantizing: block (Block-AP), e2e (E2E-QP), block,e2e, "
+                 "or none (default for hlq-ft: block,e2e; other methods: none). Any method "
+                 "storing hlq or uniform parameters can be finetuned")
+      ->check(CLI::IsMember({"block", "e2e", "block,e2e", "none"}));
+  app.add_option("--ft-epochs", bap.epochs, "Block-AP: epochs over the calibration set per block (default 2)");
+  app.add_option("--ft-lr-weights", bap.lr_weights,
+                 "Block-AP: peak learning rate of the latent weights; 0 trains only the HLQ "
+                 "parameters (default 2e-5)");
+  app.add_option("--ft-lr-params", bap.lr_params,
+                 "Block-AP: peak learning rate of the HLQ scales and zeros (default 1e-4)");
+  app.add_option("--ft-weight-decay", bap.weight_decay, "Block-AP: AdamW weight decay of the latent weights (default 0)");
+  app.add_option("--ft-schedule", ft_schedule, "Block-AP: cosine | linear | constant (default cosine)")
+      ->check(CLI::IsMember({"cosine", "linear", "constant"}));
+  app.add_option("--ft-batch", bap.batch_seqs, "Block-AP: sequences per step (default 1)");
+  app.add_option("--ft-holdout", bap.holdout_seqs,
+                 "Block-AP and E2E-QP: calibration sequences held out to pick the best epoch "
+                 "(default: a tenth)");
+  app.add_option("--e2e-epochs", e2e.epochs, "E2E-QP: epochs (default 1)");
+  app.add_option("--e2e-lr", e2e.lr, "E2E-QP: peak learning rate of the HLQ parameters (default 2e-5)");
+  app.add_option("--e2e-batch", e2e.batch_seqs, "E2E-QP: sequences per step (default 1)");
+  app.add_option("--e2e-schedule", e2e_schedule, "E2E-QP: cosine | linear | constant (default cosine)")
+      ->check(CLI::IsMember({"cosine", "linear", "constant"}));
+  app.add_option("--e2e-nsamples", e2e_nsamples,
+                 "E2E-QP: train on the first N calibration sequences (default: all)");
   app.add_option("-t,--threads", job.n_threads, "threads (default: all cores)");
   app.add_option("--tokenizer", tok_path, "llama2.c tokenizer.bin (default: found beside IN)");
   app.add_flag("-q,--quiet", quiet, "no progress bar");
@@ -137,7 +171,26 @@ int run_quantize(int argc, char** argv) {
   if (!parse(app, argc, argv, &code)) return code;
   const auto t_start = std::chrono::steady_clock::now();
 
-  job.method = parse_quant_method(method_name);
+  const bool hlq_ft = method_name == "hlq-ft";
+  job.method = parse_quant_method(hlq_ft ? "hlq-gptq" : method_name);
+  if (ft_stages.empty()) ft_stages = hlq_ft ? "block,e2e" : "none";
+  if (ft_stages.find("block") != std::string::npos) {
+    bap.schedule = parse_lr_schedule(ft_schedule);
+    bap.seed = job.seed;
+    job.block_ap = bap;
+  }
+  if (ft_stages.find("e2e") != std::string::npos) {
+    e2e.schedule = parse_lr_schedule(e2e_schedule);
+    e2e.holdout_seqs = bap.holdout_seqs;
+    e2e.seed = job.seed;
+    job.e2e_qp = e2e;
+  }
+  if (app.count("--e2e-nsamples")) job.e2e_nsamples = e2e_nsamples;
+  for (const char* f : {"--ft-epochs", "--ft-lr-weights", "--ft-lr-params", "--ft-weight-decay",
+                        "--ft-schedule", "--ft-batch"})
+    require(!app.count(f) || job.block_ap, f, " sets up Block-AP: add --ft-stages block (or use --method hlq-ft)");
+  for (const char* f : {"--e2e-epochs", "--e2e-lr", "--e2e-batch", "--e2e-schedule", "--e2e-nsamples"})
+    require(!app.count(f) || job.e2e_qp, f, " sets up E2E-QP: add --ft-stages e2e (or use --method hlq-ft)");
   job.fit = fit == "gradient" ? HlqFitMethod::Gradient : HlqFitMethod::Alternating;
   job.variant = variant == "paper" ? HlqGptqVariant::Paper : HlqGptqVariant::Ours;
   job.hlq_compact = hlq_params == "compact";
@@ -160,7 +213,7 @@ int run_quantize(int argc, char** argv) {
   return 0;
 }
 
-const VerbRegistrar reg({"quantize", "quantize a model (rtn, hlq, gptq, hlq-gptq, ganq, awq)",
+const VerbRegistrar reg({"quantize", "quantize a model (rtn, hlq, gptq, hlq-gptq, ganq, awq, hlq-ft)",
                          run_quantize});
 
 }  // namespace

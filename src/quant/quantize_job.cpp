@@ -5,11 +5,14 @@
 #include <cstdarg>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <utility>
 #include <vector>
 
 #include "core/error.h"
 #include "core/memory_usage.h"
+#include "format/gguf_model.h"
 #include "format/quantized_model_writer.h"
 #include "model/model.h"
 #include "model/untied_head_source.h"
@@ -17,6 +20,7 @@
 #include "quant/blockwise_quantizer.h"
 #include "quant/calib_data.h"
 #include "quant/resume.h"
+#include "quant/resume_checkpoint.h"
 #include "quant/resume_driver.h"
 #include "tensor/tensor_names.h"
 #include "tokenizer/tokenizer.h"
@@ -88,7 +92,21 @@ BlockwiseOptions blockwise_options(const QuantizeJob& job) {
   opt.output_bits = job.output_bits;
   opt.output_group = job.output_group;
   opt.n_threads = job.n_threads;
+  opt.block_ap = job.block_ap;
   return opt;
+}
+
+bool finetunes(const QuantizeJob& job) { return job.block_ap || job.e2e_qp; }
+
+// The stage-1 file of a job with E2E-QP (what Block-AP produced), and its manifest beside it.
+std::string stage1_path(const QuantizeJob& job) { return job.out_path + ".stage1.gguf"; }
+std::string stage1_manifest_path(const QuantizeJob& job) { return stage1_path(job) + ".manifest"; }
+
+std::string read_small_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
 }
 
 // The decoder layers' format: method awq stores uniform RTN codes.
@@ -141,6 +159,14 @@ RunManifest run_manifest(const QuantizeJob& job, const QuantSpec& spec,
   m.set("awq_tokens", std::to_string(job.awq_tokens));
   m.set("quantize_output", quantizes_output(job) ? "1" : "0");
   if (quantizes_output(job)) m.set("output_spec", head_spec.name());
+  if (const auto& b = job.block_ap) {
+    char v[256];
+    std::snprintf(v, sizeof v, "epochs=%d lr_w=%.9g lr_p=%.9g wd=%.9g %s batch=%d holdout=%d seed=%llu",
+                  b->epochs, b->lr_weights, b->lr_params, b->weight_decay,
+                  lr_schedule_name(b->schedule), b->batch_seqs, b->holdout_seqs,
+                  static_cast<unsigned long long>(b->seed));
+    m.set("block_ap", v);
+  }
   return m;
 }
 
@@ -194,7 +220,8 @@ std::vector<std::vector<int>> sample_from_model(const ModelSource& src, const To
 std::unique_ptr<ActivationStore> calibrate(const QuantizeJob& job, const ModelSource& src,
                                            uint64_t budget, BlockwiseQuantizer& bq,
                                            QuantizedFilePlan& plan, RunManifest& manifest,
-                                           const Reporter& out) {
+                                           const Reporter& out,
+                                           std::vector<std::vector<int>>* seqs_out) {
   const ModelConfig& cfg = src.config();
   const bool data_free = job.calib_path.empty();
   CalibDataOptions co;
@@ -252,6 +279,7 @@ std::unique_ptr<ActivationStore> calibrate(const QuantizeJob& job, const ModelSo
         std::make_unique<ActivationStore>(n, t, d, act_budget, scratch_dir));
   });
   bq.embed_calibration(seqs, *store);
+  if (seqs_out) *seqs_out = std::move(seqs);
   return store;
 }
 
@@ -268,6 +296,14 @@ void summarize(QuantizeResult& r) {
   if (!rep.layers.empty()) r.mean_rel_weight_error = sum_w / double(rep.layers.size());
   if (n_o) r.mean_rel_output_error = sum_o / n_o;
 }
+
+QuantReport run_blockwise(const QuantizeJob& job, const ModelSource& src, BlockwiseQuantizer& bq,
+                          ActivationStore* store, const QuantizedFilePlan& plan,
+                          const RunManifest& manifest, const std::string& out_path,
+                          const Reporter& out);
+void run_e2e_stage(const QuantizeJob& job, const ModelSource& src, const QuantizedFilePlan& plan,
+                   const std::vector<std::vector<int>>& calib, QuantReport& report,
+                   const Reporter& out);
 
 }  // namespace
 
@@ -304,8 +340,26 @@ void validate_quantize_job(const QuantizeJob& job) {
   std::error_code ec;
   require(!fs::exists(out) || !fs::equivalent(fs::path(job.source_path), fs::path(out), ec),
           "OUT must differ from IN");
-  body_spec(opt);
+  const QuantSpec spec = body_spec(opt);
   method_spec(blockwise_output_layer(opt));
+  if (finetunes(job)) {
+    require(spec.kind == QuantKind::HLQ || spec.kind == QuantKind::Uniform,
+            "finetuning (--method hlq-ft / --ft-stages) trains HLQ or uniform parameters, not ",
+            spec.name(), spec.kind == QuantKind::HLQC ? "; drop --hlq-params compact" : "");
+  }
+  if (const auto& b = job.block_ap) {
+    require(b->epochs >= 0, "--ft-epochs must be >= 0, got ", b->epochs);
+    require(b->lr_weights >= 0 && b->lr_params >= 0, "--ft-lr-weights and --ft-lr-params must be >= 0");
+    require(b->weight_decay >= 0, "--ft-weight-decay must be >= 0");
+    require(b->batch_seqs >= 1, "--ft-batch must be at least 1, got ", b->batch_seqs);
+  }
+  if (const auto& e = job.e2e_qp) {
+    require(e->epochs >= 0, "--e2e-epochs must be >= 0, got ", e->epochs);
+    require(e->lr >= 0, "--e2e-lr must be >= 0");
+    require(e->batch_seqs >= 1, "--e2e-batch must be at least 1, got ", e->batch_seqs);
+  }
+  require(!job.e2e_nsamples || *job.e2e_nsamples >= 1, "--e2e-nsamples must be positive, got ",
+          job.e2e_nsamples.value_or(0));
 }
 
 QuantizeResult run_quantize_job(const QuantizeJob& job, std::unique_ptr<ModelSource> source,
@@ -331,16 +385,52 @@ QuantizeResult run_quantize_job(const QuantizeJob& job, std::unique_ptr<ModelSou
   plan.source_name = fs::path(job.source_path).filename().string();
   RunManifest manifest = run_manifest(job, spec, head_spec);
 
+  // With E2E-QP the blockwise result goes to a stage-1 file first; a finished one with the same
+  // manifest is reused (an interrupted E2E-QP resumes there).
+  const std::string blockwise_out = job.e2e_qp ? stage1_path(job) : job.out_path;
   std::unique_ptr<ActivationStore> store;
-  if (blockwise_needs_calibration(opt) || !job.calib_path.empty())
-    store = calibrate(job, *src, budget, bq, plan, manifest, out);
+  std::vector<std::vector<int>> seqs;
+  if (blockwise_needs_calibration(opt) || !job.calib_path.empty() || job.e2e_qp)
+    store = calibrate(job, *src, budget, bq, plan, manifest, out, &seqs);
+  QuantizeResult result;
+  result.spec = spec;
+  if (job.e2e_qp && job.restart) {
+    fs::remove(stage1_path(job));
+    fs::remove(stage1_manifest_path(job));
+  }
+  const bool stage1_done = job.e2e_qp && fs::is_regular_file(stage1_path(job)) &&
+                           fs::is_regular_file(stage1_manifest_path(job)) &&
+                           read_small_file(stage1_manifest_path(job)) == manifest.text();
+  if (stage1_done) {
+    out.log("resuming: Block-AP's result " + stage1_path(job) +
+            " is complete; going on with E2E-QP");
+  } else {
+    result.report = run_blockwise(job, *src, bq, store.get(), plan, manifest, blockwise_out, out);
+    if (job.e2e_qp) write_file_atomic(stage1_manifest_path(job), manifest.text());
+  }
+  store.reset();
+  if (job.e2e_qp) {
+    run_e2e_stage(job, *src, plan, seqs, result.report, out);
+    fs::remove(stage1_path(job));
+    fs::remove(stage1_manifest_path(job));
+  }
+  result.file_bytes = fs::file_size(job.out_path);
+  summarize(result);
+  return result;
+}
 
-  // ---- quantize block by block, streaming into the file (resumable) ----
-  QuantizedModelWriter writer(job.out_path, *src, plan);
+namespace {
+
+QuantReport run_blockwise(const QuantizeJob& job, const ModelSource& src, BlockwiseQuantizer& bq,
+                          ActivationStore* store, const QuantizedFilePlan& plan,
+                          const RunManifest& manifest, const std::string& out_path,
+                          const Reporter& out) {
+  const ModelConfig& cfg = src.config();
+  QuantizedModelWriter writer(out_path, src, plan);
   out.begin("quantize", cfg.n_layers);
   bq.set_progress([&](int block, int, const std::string& status) { out.update(block, status); });
   ResumableRunOptions ro;
-  ro.out_path = job.out_path;
+  ro.out_path = out_path;
   ro.manifest = manifest;
   ro.restart = job.restart;
   ro.on_resume = [&](int done) {
@@ -348,14 +438,42 @@ QuantizeResult run_quantize_job(const QuantizeJob& job, std::unique_ptr<ModelSou
                         cfg.n_layers));
   };
   ro.after_checkpoint = [&](int block) { out.update(block + 1); };
-  QuantizeResult result;
-  result.report = run_resumable(bq, *src, store.get(), writer, ro, [&] { writer.finish(); });
+  QuantReport report = run_resumable(bq, src, store, writer, ro, [&] { writer.finish(); });
   out.end();
-
-  result.spec = spec;
-  result.file_bytes = fs::file_size(job.out_path);
-  summarize(result);
-  return result;
+  return report;
 }
+
+// E2E-QP from the stage-1 file into OUT (written atomically by the writer).
+void run_e2e_stage(const QuantizeJob& job, const ModelSource& src, const QuantizedFilePlan& plan,
+                   const std::vector<std::vector<int>>& calib, QuantReport& report,
+                   const Reporter& out) {
+  std::vector<std::vector<int>> seqs = calib;
+  if (job.e2e_nsamples && size_t(*job.e2e_nsamples) < seqs.size()) seqs.resize(size_t(*job.e2e_nsamples));
+  E2eQpOptions eo = *job.e2e_qp;
+  eo.n_threads = job.n_threads;
+  const std::unique_ptr<ModelSource> stage1 = open_gguf(stage1_path(job));
+  QuantizedModelWriter writer(job.out_path, src, plan);
+  out.log(format_line("E2E-QP: %zu sequences x %zu tokens, %d epoch(s), lr %g", seqs.size(),
+                      seqs.empty() ? size_t(0) : seqs[0].size(), eo.epochs, double(eo.lr)));
+  int last_epoch = 0;
+  bool begun = false;
+  const E2eQpResult r = e2e_qp(*stage1, seqs, eo, writer, [&](int epoch, int step, int steps, double loss) {
+    if (!begun || epoch != last_epoch) {
+      if (begun) out.end();
+      out.begin("e2e-qp epoch " + std::to_string(epoch) + "/" + std::to_string(eo.epochs), steps);
+      begun = true;
+      last_epoch = epoch;
+    }
+    out.update(step, format_line("cross-entropy %.4f", loss));
+  });
+  if (begun) out.end();
+  writer.finish();
+  report.notes.push_back(format_line(
+      "e2e-qp: held-out cross-entropy %.4f -> %.4f (%s epoch %d of %d), %lld parameters, %.0f s",
+      r.start_loss, r.best_loss, r.best_epoch > 0 ? "kept" : "start kept, no better",
+      r.best_epoch, eo.epochs, static_cast<long long>(r.trained_params), r.seconds));
+}
+
+}  // namespace
 
 }  // namespace elutq

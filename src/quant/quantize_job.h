@@ -27,6 +27,8 @@
 #include "quant/quantize_layer.h"
 #include "tensor/model_source.h"
 #include "tensor/qformat.h"
+#include "train/block_ap.h"
+#include "train/e2e_qp.h"
 
 namespace elutq {
 
@@ -70,6 +72,15 @@ struct QuantizeJob {
   std::string scratch_dir;
   bool restart = false;  // discard an interrupted run's work directory instead of resuming it
   int n_threads = 0;     // 0: all cores
+
+  // HLQ-Finetuning (`--method hlq-ft` = hlq-gptq with both stages; `--ft-stages`): Block-AP
+  // after each block's quantization, then E2E-QP over the whole model on the first e2e_nsamples
+  // calibration sequences (all if unset). HLQ (not compact) or uniform formats. With E2E-QP the
+  // Block-AP result is kept as OUT.stage1.gguf (and its manifest) until E2E-QP has written OUT, so
+  // an interrupted E2E-QP resumes from it.
+  std::optional<BlockApOptions> block_ap;
+  std::optional<E2eQpOptions> e2e_qp;
+  std::optional<int> e2e_nsamples;
 };
 
 // What a running job tells its caller; every member may be left empty.
