@@ -1,0 +1,277 @@
+// HLQ-Finetuning's block stage: the trainable quantized projection's gradients (exact in the
+// parameters given the codes), Block-AP lowering a quantized block's output error below
+// HLQ-GPTQ's, never handing back something worse than its start, and a finetuning job that
+// resumes to the identical file.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "calib_test_util.h"
+#include "core/error.h"
+#include "model/dense_linear.h"
+#include "model/model.h"
+#include "quant/blockwise_quantizer.h"
+#include "quant/calib_activations.h"
+#include "quant/quantize_job.h"
+#include "runtime/open_model.h"
+#include "test_forward_model.h"
+#include "test_util.h"
+#include "train/quantized_linear_param.h"
+
+namespace elutq {
+namespace {
+
+namespace fs = std::filesystem;
+
+QuantizedMatrix random_fit(QuantKind kind, int bits, int group, int64_t rows, int64_t cols,
+                           uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  QuantizedMatrix q;
+  q.spec = {kind, bits, group};
+  q.rows = rows;
+  q.cols = cols;
+  q.codes.resize(size_t(rows * cols));
+  for (uint8_t& c : q.codes) c = uint8_t(rng() % (1u << bits));
+  q.params.resize(size_t(rows * q.spec.groups_per_row(cols) * q.spec.params_per_group()));
+  for (float& p : q.params) p = u(rng);
+  return q;
+}
+
+// L = 0.5 ||W_eff(params) - T||^2 with the codes frozen: smooth in the parameters, so its
+// central differences must match accumulate_grads.
+TEST(QuantizedLinearParam, ParameterGradientsMatchFiniteDifferences) {
+  ThreadPool pool(2);
+  for (QuantKind kind : {QuantKind::HLQ, QuantKind::Uniform}) {
+    QuantizedLinearParam p(random_fit(kind, 3, 8, 5, 24, 11));
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> T(5 * 24);
+    for (float& t : T) t = nd(rng);
+    auto loss = [&] {
+      p.update_effective(false, pool);
+      double l = 0;
+      for (size_t i = 0; i < T.size(); ++i) l += 0.5 * std::pow(double(p.effective()[i]) - T[i], 2);
+      return l;
+    };
+    loss();
+    std::vector<float> d(T.size());
+    for (size_t i = 0; i < T.size(); ++i) d[i] = p.effective()[i] - T[i];
+    p.zero_grads();
+    p.accumulate_grads(d.data(), true, pool);
+    for (size_t k = 0; k < p.params().size(); ++k) {
+      const float keep = p.params()[k], h = 1e-2f;
+      p.params()[k] = keep + h;
+      const double up = loss();
+      p.params()[k] = keep - h;
+      const double down = loss();
+      p.params()[k] = keep;
+      EXPECT_NEAR(p.grad_params()[k], (up - down) / (2 * h), 1e-3 * (1 + std::fabs(up - down) / h))
+          << "kind " << int(kind) << " parameter " << k;
+    }
+    // Straight through: the latent gradient is dL/dW_eff itself.
+    for (size_t i = 0; i < d.size(); ++i) EXPECT_EQ(p.grad_latent()[i], d[i]);
+  }
+}
+
+TEST(QuantizedLinearParam, StartsOnItsOwnCodesAndRefusesOtherFormats) {
+  ThreadPool pool(2);
+  QuantizedMatrix q = random_fit(QuantKind::HLQ, 2, 8, 4, 16, 3);
+  for (float& v : q.params) v = std::fabs(v) + 0.1f;  // distinct levels: nearest is unambiguous
+  round_params_to_fp16(q.params);
+  QuantizedLinearParam p(q);
+  p.update_effective(true, pool);
+  EXPECT_EQ(p.current().codes, q.codes);
+  const QuantizedMatrix f = p.finish(true, pool);
+  EXPECT_EQ(f.codes, q.codes);
+  EXPECT_EQ(f.params, q.params);
+  EXPECT_THROW(QuantizedLinearParam(random_fit(QuantKind::Codebook, 2, 0, 4, 16, 3)), Error);
+}
+
+// A tiny model quantized with HLQ-GPTQ w2g16, with and without Block-AP.
+struct TinyRun {
+  ModelConfig cfg = test::tiny("llama");
+  test::MemorySource src{cfg, 7};
+  std::vector<std::vector<int>> seqs;
+  TinyRun() {
+    std::mt19937 rng(9);
+    for (int i = 0; i < 10; ++i) {
+      std::vector<int> s(16);
+      for (int& t : s) t = int(rng() % uint32_t(cfg.vocab_size));
+      seqs.push_back(s);
+    }
+  }
+  std::unique_ptr<test::RebuiltModel> quantize(std::optional<BlockApOptions> ft,
+                                               QuantReport* report = nullptr) {
+    BlockwiseOptions opt;
+    opt.layer.method = QuantMethod::HlqGptq;
+    opt.layer.bits = 2;
+    opt.layer.group = 16;
+    opt.n_threads = 2;
+    opt.block_ap = ft;
+    BlockwiseQuantizer bq(src, opt);
+    MemoryCalibActivations store(int64_t(seqs.size()), 16, cfg.dim);
+    bq.embed_calibration(seqs, store);
+    auto out = std::make_unique<test::RebuiltModel>(src);
+    QuantReport r = bq.run(&store, *out);
+    if (report) *report = r;
+    return out;
+  }
+  // Mean squared error of block 0 of `model` against the fp block on every sequence's embeddings.
+  double block0_error(const ModelSource& model) {
+    Model fp(src, {.n_threads = 2, .max_ctx = 16});
+    Model q(model, {.n_threads = 2, .max_ctx = 16});
+    double se = 0;
+    int64_t n = 0;
+    std::vector<float> a(16 * size_t(cfg.dim)), b(a.size());
+    for (const auto& s : seqs) {
+      fp.embed(s.data(), 16, a.data());
+      b = a;
+      fp.forward_block(0, a.data(), 16, 0);
+      q.forward_block(0, b.data(), 16, 0);
+      for (size_t i = 0; i < a.size(); ++i) se += std::pow(double(a[i]) - b[i], 2);
+      n += int64_t(a.size());
+    }
+    return se / double(n);
+  }
+};
+
+TEST(BlockAp, LowersTheBlockOutputErrorBelowHlqGptq) {
+  TinyRun run;
+  auto gptq = run.quantize(std::nullopt);
+  BlockApOptions ft;
+  ft.epochs = 6;
+  ft.lr_weights = 2e-3f;
+  ft.lr_params = 2e-3f;
+  QuantReport rep;
+  auto tuned = run.quantize(ft, &rep);
+  const double e_gptq = run.block0_error(*gptq), e_ft = run.block0_error(*tuned);
+  EXPECT_LT(e_ft, 0.9 * e_gptq) << "Block-AP: " << e_ft << " vs HLQ-GPTQ " << e_gptq;
+  // Each block says what it did.
+  ASSERT_GE(rep.notes.size(), 2u);
+  EXPECT_NE(rep.notes[0].find("block-ap"), std::string::npos) << rep.notes[0];
+  // Still an HLQ w2g16 file whose parameters are fp16 values.
+  const QuantizedMatrix& q = tuned->quantized.at("blk.0.attn_q.weight");
+  EXPECT_EQ(q.spec.name(), "hlq-w2g16");
+  std::vector<float> rounded = q.params;
+  round_params_to_fp16(rounded);
+  EXPECT_EQ(rounded, q.params);
+}
+
+TEST(BlockAp, KeepsTheStartWhenTrainingOnlyMakesItWorse) {
+  TinyRun run;
+  auto gptq = run.quantize(std::nullopt);
+  BlockApOptions wild;  // steps far too large: every epoch ends worse than it began
+  wild.epochs = 2;
+  wild.lr_weights = 5.0f;
+  wild.lr_params = 5.0f;
+  QuantReport rep;
+  auto tuned = run.quantize(wild, &rep);
+  for (const auto& [name, q] : gptq->quantized) {
+    if (block_index(name) != 0) continue;  // later blocks see block 0's (equal) outputs too
+    EXPECT_EQ(tuned->quantized.at(name).codes, q.codes) << name;
+    EXPECT_EQ(tuned->quantized.at(name).params, q.params) << name;
+  }
+  EXPECT_NE(rep.notes[0].find("start kept"), std::string::npos) << rep.notes[0];
+}
+
+TEST(BlockAp, RefusesFormatsItCannotTrain) {
+  TinyRun run;
+  BlockwiseOptions opt;
+  opt.layer.method = QuantMethod::HlqGptq;
+  opt.layer.hlq_compact = true;
+  opt.layer.group = 16;
+  opt.block_ap = BlockApOptions{};
+  EXPECT_THROW(BlockwiseQuantizer(run.src, opt), Error);
+  opt.layer.hlq_compact = false;
+  opt.layer.method = QuantMethod::Ganq;
+  EXPECT_THROW(BlockwiseQuantizer(run.src, opt), Error);
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct SimulatedCrash {};
+
+QuantizeJob stories_ft_job(const std::string& model, const std::string& out, bool e2e) {
+  QuantizeJob job;
+  job.source_path = model;
+  job.out_path = out;
+  job.method = QuantMethod::HlqGptq;
+  job.bits = 2;
+  job.group = 32;
+  job.nsamples = 4;
+  job.seqlen = 32;
+  job.n_threads = 2;
+  job.block_ap = BlockApOptions{};
+  job.block_ap->epochs = 2;
+  job.block_ap->lr_weights = 1e-3f;
+  job.block_ap->lr_params = 1e-3f;
+  if (e2e) {
+    job.e2e_qp = E2eQpOptions{};
+    job.e2e_qp->epochs = 2;
+    job.e2e_qp->lr = 1e-3f;
+  }
+  return job;
+}
+
+// Crashes at the first update whose stage and status satisfy crash_at, then reruns.
+void crash_and_resume(const QuantizeJob& job,
+                      const std::function<bool(const std::string&, int64_t, const std::string&)>&
+                          crash_at) {
+  QuantizeCallbacks cb;
+  std::string stage;
+  cb.stage_begin = [&](const std::string& s, int64_t) { stage = s; };
+  cb.stage_update = [&](int64_t done, const std::string& status) {
+    if (crash_at(stage, done, status)) throw SimulatedCrash{};
+  };
+  EXPECT_THROW(run_quantize_job(job, open_model(job.source_path), cb), SimulatedCrash);
+  EXPECT_FALSE(fs::exists(job.out_path));
+  run_quantize_job(job, open_model(job.source_path));
+}
+
+TEST(BlockAp, InterruptedFinetuningResumesToTheSameFile) {
+  const std::string model = test::shared_file("models/stories260K/stories260K.bin");
+  ELUTQ_REQUIRE_FILE(model, "stories260K");
+  test::TempDir dir;
+  const QuantizeJob whole = stories_ft_job(model, dir.file("whole.gguf"), false);
+  run_quantize_job(whole, open_model(model));
+  const QuantizeJob job = stories_ft_job(model, dir.file("resumed.gguf"), false);
+  crash_and_resume(job, [](const std::string& stage, int64_t done, const std::string& status) {
+    return stage == "quantize" && done == 2 && status.empty();  // after block 1's checkpoint
+  });
+  EXPECT_TRUE(read_bytes(job.out_path) == read_bytes(whole.out_path));
+  // And Block-AP changed something: plain HLQ-GPTQ writes another file.
+  QuantizeJob plain = whole;
+  plain.out_path = dir.file("plain.gguf");
+  plain.block_ap.reset();
+  run_quantize_job(plain, open_model(model));
+  EXPECT_FALSE(read_bytes(plain.out_path) == read_bytes(whole.out_path));
+}
+
+TEST(BlockAp, InterruptedE2eStageResumesFromTheBlockStageFile) {
+  const std::string model = test::shared_file("models/stories260K/stories260K.bin");
+  ELUTQ_REQUIRE_FILE(model, "stories260K");
+  test::TempDir dir;
+  const QuantizeJob whole = stories_ft_job(model, dir.file("whole.gguf"), true);
+  run_quantize_job(whole, open_model(model));
+  EXPECT_FALSE(fs::exists(whole.out_path + ".stage1.gguf")) << "stage-1 file left behind";
+  const QuantizeJob job = stories_ft_job(model, dir.file("resumed.gguf"), true);
+  crash_and_resume(job, [](const std::string& stage, int64_t, const std::string&) {
+    return stage.rfind("e2e-qp", 0) == 0;
+  });
+  EXPECT_TRUE(read_bytes(job.out_path) == read_bytes(whole.out_path));
+  EXPECT_FALSE(fs::exists(job.out_path + ".stage1.gguf"));
+}
+
+}  // namespace
+}  // namespace elutq
