@@ -164,6 +164,9 @@ int run_quantize(int argc, char** argv) {
       ->check(CLI::IsMember({"cosine", "linear", "constant"}));
   app.add_option("--e2e-nsamples", e2e_nsamples,
                  "E2E-QP: train on the first N calibration sequences (default: all)");
+  app.add_option("--ft-keep-stage1", job.keep_stage1_path,
+                 "with E2E-QP: also keep the model as it was after Block-AP, under this file name "
+                 "(to compare the stages)");
   app.add_option("-t,--threads", job.n_threads, "threads (default: all cores)");
   app.add_option("--tokenizer", tok_path, "llama2.c tokenizer.bin (default: found beside IN)");
   app.add_flag("-q,--quiet", quiet, "no progress bar");

@@ -301,7 +301,7 @@ QuantReport run_blockwise(const QuantizeJob& job, const ModelSource& src, Blockw
                           ActivationStore* store, const QuantizedFilePlan& plan,
                           const RunManifest& manifest, const std::string& out_path,
                           const Reporter& out);
-void run_e2e_stage(const QuantizeJob& job, const ModelSource& src, const QuantizedFilePlan& plan,
+void run_e2e_stage(const QuantizeJob& job, const QuantizedFilePlan& plan,
                    const std::vector<std::vector<int>>& calib, QuantReport& report,
                    const Reporter& out);
 
@@ -358,6 +358,8 @@ void validate_quantize_job(const QuantizeJob& job) {
     require(e->lr >= 0, "--e2e-lr must be >= 0");
     require(e->batch_seqs >= 1, "--e2e-batch must be at least 1, got ", e->batch_seqs);
   }
+  require(job.keep_stage1_path.empty() || job.e2e_qp,
+          "--ft-keep-stage1 keeps Block-AP's file before E2E-QP: it needs the e2e stage");
   require(!job.e2e_nsamples || *job.e2e_nsamples >= 1, "--e2e-nsamples must be positive, got ",
           job.e2e_nsamples.value_or(0));
 }
@@ -380,7 +382,8 @@ QuantizeResult run_quantize_job(const QuantizeJob& job, std::unique_ptr<ModelSou
   QuantizedFilePlan plan = plan_quantized_file(*src, spec, opt.quantize_output);
   if (opt.quantize_output) plan.quantized[kOutputName] = head_spec;
   plan.method =
-      quant_method_name(job.method) + (job.awq && job.method != QuantMethod::Awq ? "+awq" : "");
+      quant_method_name(job.method) + (job.awq && job.method != QuantMethod::Awq ? "+awq" : "") +
+      (job.block_ap ? "+block-ap" : "");
   if (spec.is_hlq()) plan.fit = std::string(fit_name(job.fit)) + "/" + variant_name(job.variant);
   plan.source_name = fs::path(job.source_path).filename().string();
   RunManifest manifest = run_manifest(job, spec, head_spec);
@@ -410,8 +413,11 @@ QuantizeResult run_quantize_job(const QuantizeJob& job, std::unique_ptr<ModelSou
   }
   store.reset();
   if (job.e2e_qp) {
-    run_e2e_stage(job, *src, plan, seqs, result.report, out);
-    fs::remove(stage1_path(job));
+    run_e2e_stage(job, plan, seqs, result.report, out);
+    if (!job.keep_stage1_path.empty())
+      fs::rename(stage1_path(job), job.keep_stage1_path);
+    else
+      fs::remove(stage1_path(job));
     fs::remove(stage1_manifest_path(job));
   }
   result.file_bytes = fs::file_size(job.out_path);
@@ -444,7 +450,7 @@ QuantReport run_blockwise(const QuantizeJob& job, const ModelSource& src, Blockw
 }
 
 // E2E-QP from the stage-1 file into OUT (written atomically by the writer).
-void run_e2e_stage(const QuantizeJob& job, const ModelSource& src, const QuantizedFilePlan& plan,
+void run_e2e_stage(const QuantizeJob& job, const QuantizedFilePlan& plan,
                    const std::vector<std::vector<int>>& calib, QuantReport& report,
                    const Reporter& out) {
   std::vector<std::vector<int>> seqs = calib;
@@ -452,7 +458,13 @@ void run_e2e_stage(const QuantizeJob& job, const ModelSource& src, const Quantiz
   E2eQpOptions eo = *job.e2e_qp;
   eo.n_threads = job.n_threads;
   const std::unique_ptr<ModelSource> stage1 = open_gguf(stage1_path(job));
-  QuantizedModelWriter writer(job.out_path, src, plan);
+  // The stage-1 file is the writer's source: the trained projections are planned in its formats,
+  // everything else (a quantized head too) is copied from it as stored.
+  QuantizedFilePlan p2 = plan;
+  p2.quantized.erase(kOutputName);
+  p2.retyped.clear();
+  p2.method += "+e2e-qp";
+  QuantizedModelWriter writer(job.out_path, *stage1, p2);
   out.log(format_line("E2E-QP: %zu sequences x %zu tokens, %d epoch(s), lr %g", seqs.size(),
                       seqs.empty() ? size_t(0) : seqs[0].size(), eo.epochs, double(eo.lr)));
   int last_epoch = 0;

@@ -81,6 +81,8 @@ struct QuantizeJob {
   std::optional<BlockApOptions> block_ap;
   std::optional<E2eQpOptions> e2e_qp;
   std::optional<int> e2e_nsamples;
+  // With E2E-QP: keep Block-AP's result (the stage-1 file) under this name instead of deleting it.
+  std::string keep_stage1_path;
 };
 
 // What a running job tells its caller; every member may be left empty.

@@ -124,8 +124,11 @@ struct TinyRun {
   }
   // Mean squared error of block 0 of `model` against the fp block on every sequence's embeddings.
   double block0_error(const ModelSource& model) {
-    Model fp(src, {.n_threads = 2, .max_ctx = 16});
-    Model q(model, {.n_threads = 2, .max_ctx = 16});
+    ModelOptions mo;
+    mo.n_threads = 2;
+    mo.max_ctx = 16;
+    Model fp(src, mo);
+    Model q(model, mo);
     double se = 0;
     int64_t n = 0;
     std::vector<float> a(16 * size_t(cfg.dim)), b(a.size());
@@ -152,6 +155,7 @@ TEST(BlockAp, LowersTheBlockOutputErrorBelowHlqGptq) {
   auto tuned = run.quantize(ft, &rep);
   const double e_gptq = run.block0_error(*gptq), e_ft = run.block0_error(*tuned);
   EXPECT_LT(e_ft, 0.9 * e_gptq) << "Block-AP: " << e_ft << " vs HLQ-GPTQ " << e_gptq;
+  std::printf("block 0 mse: HLQ-GPTQ %.4g, + Block-AP %.4g\n", e_gptq, e_ft);
   // Each block says what it did.
   ASSERT_GE(rep.notes.size(), 2u);
   EXPECT_NE(rep.notes[0].find("block-ap"), std::string::npos) << rep.notes[0];
@@ -272,6 +276,50 @@ TEST(BlockAp, InterruptedE2eStageResumesFromTheBlockStageFile) {
   EXPECT_TRUE(read_bytes(job.out_path) == read_bytes(whole.out_path));
   EXPECT_FALSE(fs::exists(job.out_path + ".stage1.gguf"));
 }
+
+#ifdef ELUTQ_CLI_PATH
+double ppl_in(const std::string& out) {
+  const size_t at = out.rfind("\nppl ");
+  return at == std::string::npos ? -1 : std::stod(out.substr(at + 5));
+}
+
+// The CLI's hlq-ft writes an ordinary HLQ file: it loads, and its perplexity through the LUT
+// kernels stays within 0.5% of the exactly dequantized weights, as for any HLQ file.
+TEST(BlockAp, CliHlqFtFileRunsThroughTheLutKernels) {
+  const std::string model = test::shared_file("models/stories260K/stories260K.bin");
+  const std::string text = test::shared_file("data/tinystories/validation_head.txt");
+  ELUTQ_REQUIRE_FILE(model, "stories260K");
+  ELUTQ_REQUIRE_FILE(text, "TinyStories validation text");
+  test::TempDir dir;
+  const std::string out = dir.file("ft.gguf");
+  const test::CommandResult q = test::run_elutq(
+      "quantize " + model + " " + out + " --method hlq-ft --bits 2 --group 32 --calib " + text +
+      " --nsamples 6 --seqlen 64 --ft-epochs 1 --e2e-epochs 1 --ft-lr-weights 1e-3 "
+      "--ft-lr-params 1e-3 --e2e-lr 1e-3 -t 2 -q");
+  ASSERT_EQ(q.code, 0) << q.out;
+  EXPECT_NE(q.out.find("block-ap: held-out mse"), std::string::npos) << q.out;
+  EXPECT_NE(q.out.find("e2e-qp: held-out cross-entropy"), std::string::npos) << q.out;
+  EXPECT_FALSE(fs::exists(out + ".stage1.gguf"));
+  const std::string eval = " -f " + text + " -c 64 --max-windows 8 -t 2 -q";
+  const test::CommandResult lut = test::run_elutq("perplexity -m " + out + eval + " --kernel lut");
+  const test::CommandResult deq = test::run_elutq("perplexity -m " + out + eval + " --kernel dequant");
+  ASSERT_EQ(lut.code, 0) << lut.out;
+  ASSERT_EQ(deq.code, 0) << deq.out;
+  const double a = ppl_in(lut.out), b = ppl_in(deq.out);
+  ASSERT_GT(b, 1.0) << deq.out;
+  EXPECT_LT(std::fabs(a - b) / b, 0.005) << "LUT " << a << " vs dequant " << b;
+}
+
+TEST(BlockAp, CliRefusesFinetuningFlagsWithoutTheirStage) {
+  const test::CommandResult r = test::run_elutq("quantize in.gguf out.gguf --method hlq-gptq --ft-epochs 3");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("--ft-stages block"), std::string::npos) << r.out;
+  const test::CommandResult c = test::run_elutq(
+      "quantize in.gguf out.gguf --method hlq-ft --hlq-params compact");
+  EXPECT_NE(c.code, 0);
+  EXPECT_NE(c.out.find("HLQ or uniform"), std::string::npos) << c.out;
+}
+#endif
 
 }  // namespace
 }  // namespace elutq

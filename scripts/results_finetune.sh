@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Regenerates the HLQ-Finetuning table of docs/RESULTS.md (between its finetune markers):
+# WikiText-2 (test) and held-out C4 perplexity of HLQ-GPTQ, then + Block-AP, then + E2E-QP, at
+# w2g64, w2g128 and w3g128, with bits per weight, quantization wall time and peak RSS, for
+# SmolLM2-135M and (when fetched: scripts/fetch_qwen15b.sh) Qwen2.5-Coder-1.5B. One `elutq
+# quantize --method hlq-ft --ft-keep-stage1` run gives both finetuned rows (its Block-AP file is
+# the middle row; its wall time and RSS are the whole run's, so the Block-AP row says "in e2e").
+#
+# Data: C4 validation documents 1..1000 calibrate (Block-AP and E2E-QP hold out the last tenth of
+# the calibration sequences to pick their best epoch), documents 1001..2000 are the held-out
+# evaluation set; WikiText-2 test. Perplexity: ctx 2048, the first $WINDOWS windows.
+#
+#   MODELS="smollm2 qwen15b"  CONFIGS="w2g64 w2g128 w3g128"
+#   SMOL_NSAMPLES=64 SMOL_SEQLEN=512  QWEN_NSAMPLES=32 QWEN_SEQLEN=512  WINDOWS=4
+#   FT_ARGS=""  extra quantize flags for the finetuned runs (e.g. "--ft-epochs 3")
+#   THREADS=2 BUILD=build WORK=build/results_finetune UPDATE_DOCS=1
+# Finished runs are kept in $WORK (logs) and reused; delete $WORK to start over.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BUILD="${BUILD:-$ROOT/build}"
+ELUTQ="$BUILD/elutq"
+SHARED="${ELUTQ_SHARED:-$ROOT/../shared}"
+WORK="${WORK:-$BUILD/results_finetune}"
+THREADS="${THREADS:-2}"
+MODELS="${MODELS:-smollm2 qwen15b}"
+CONFIGS="${CONFIGS:-w2g64 w2g128 w3g128}"
+SMOL_NSAMPLES="${SMOL_NSAMPLES:-64}"
+SMOL_SEQLEN="${SMOL_SEQLEN:-512}"
+QWEN_NSAMPLES="${QWEN_NSAMPLES:-32}"
+QWEN_SEQLEN="${QWEN_SEQLEN:-512}"
+WINDOWS="${WINDOWS:-4}"
+FT_ARGS="${FT_ARGS:-}"
+UPDATE_DOCS="${UPDATE_DOCS:-1}"
+MODELS_DIR="${ELUTQ_CACHE:-$HOME/.cache/elutq}/models"
+
+[[ -x "$ELUTQ" ]] || { echo "error: $ELUTQ not built (scripts/build.sh)" >&2; exit 1; }
+WIKI="$SHARED/data/wikitext-2-raw/wiki.test.raw"
+C4="$SHARED/data/c4/c4_validation_2k.jsonl"
+for f in "$WIKI" "$C4"; do [[ -f "$f" ]] || { echo "error: missing $f" >&2; exit 1; }; done
+mkdir -p "$WORK"
+head -n 1000 "$C4" > "$WORK/c4_calib.jsonl"
+tail -n +1001 "$C4" > "$WORK/c4_heldout.jsonl"
+
+ppl_of() { sed -n 's/^ppl \([0-9.eE+-]*\) .*/\1/p' "$1" 2>/dev/null | tail -1; }
+evaluate() {  # FILE TAG
+  local file="$1" tag="$2"
+  [[ -n "$(ppl_of "$WORK/$tag.wiki.log")" ]] ||
+    "$ELUTQ" perplexity -m "$file" -f "$WIKI" --lines -c 2048 --max-windows "$WINDOWS" -q \
+      -t "$THREADS" > "$WORK/$tag.wiki.log" 2>&1
+  [[ -n "$(ppl_of "$WORK/$tag.c4.log")" ]] ||
+    "$ELUTQ" perplexity -m "$file" -f "$WORK/c4_heldout.jsonl" -c 2048 --max-windows "$WINDOWS" \
+      -q -t "$THREADS" > "$WORK/$tag.c4.log" 2>&1
+}
+summary_field() {  # LOG FIELD -> value from the "summary:" line
+  sed -n "s/^summary:.* $2 \([0-9.]*\).*/\1/p" "$1" | tail -1
+}
+quantize() {  # SRC OUT LOG ARGS...
+  local src="$1" out="$2" log="$3"; shift 3
+  grep -q '^summary:' "$log" 2>/dev/null && return 0
+  echo "== $(basename "$log" .quant.log)" >&2
+  "$ELUTQ" quantize "$src" "$out" "$@" -t "$THREADS" -q --restart > "$log" 2>&1 ||
+    { echo "failed: $log" >&2; tail -3 "$log" >&2; return 1; }
+}
+
+table="$WORK/table.md"
+{
+  echo "| model | config | stage | bpw | WikiText-2 ppl | C4 ppl | quantize wall s | peak RSS MiB |"
+  echo "|---|---|---|---:|---:|---:|---:|---:|"
+} > "$table"
+for model in $MODELS; do
+  case "$model" in
+    smollm2) src="${ELUTQ_SMOLLM2:-$MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf}"
+             ns=$SMOL_NSAMPLES; sl=$SMOL_SEQLEN ;;
+    qwen15b) src="${ELUTQ_QWEN15B:-$MODELS_DIR/Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf}"
+             ns=$QWEN_NSAMPLES; sl=$QWEN_SEQLEN ;;
+    *) echo "unknown model $model" >&2; exit 1 ;;
+  esac
+  [[ -f "$src" ]] || { echo "skipping $model: $src not found" >&2; continue; }
+  evaluate "$src" "$model.fp"
+  echo "| $model | source | FP (as stored) | - | $(ppl_of "$WORK/$model.fp.wiki.log") | $(ppl_of "$WORK/$model.fp.c4.log") | - | - |" >> "$table"
+  calib=(--calib "$WORK/c4_calib.jsonl" --nsamples "$ns" --seqlen "$sl")
+  for cfg in $CONFIGS; do
+    bits="${cfg#w}"; bits="${bits%%g*}"; group="${cfg#*g}"
+    base="$WORK/$model.$cfg"
+    quantize "$src" "$base.gptq.gguf" "$base.gptq.quant.log" --method hlq-gptq --bits "$bits" \
+      --group "$group" "${calib[@]}" && [[ -f "$base.gptq.gguf" ]] && evaluate "$base.gptq.gguf" "$model.$cfg.gptq"
+    # shellcheck disable=SC2086
+    quantize "$src" "$base.ft.gguf" "$base.ft.quant.log" --method hlq-ft --bits "$bits" \
+      --group "$group" "${calib[@]}" --ft-keep-stage1 "$base.bap.gguf" $FT_ARGS &&
+      { [[ -f "$base.bap.gguf" ]] && evaluate "$base.bap.gguf" "$model.$cfg.bap";
+        [[ -f "$base.ft.gguf" ]] && evaluate "$base.ft.gguf" "$model.$cfg.ft"; }
+    rm -f "$base.gptq.gguf" "$base.bap.gguf" "$base.ft.gguf"
+    for stage in gptq bap ft; do
+      qlog="$base.$stage.quant.log"; [[ $stage == bap ]] && qlog="$base.ft.quant.log"
+      grep -q '^summary:' "$qlog" 2>/dev/null || continue
+      title="HLQ-GPTQ"; [[ $stage == bap ]] && title="+ Block-AP"; [[ $stage == ft ]] && title="+ Block-AP + E2E-QP"
+      wall="$(summary_field "$qlog" wall)"; rss="$(summary_field "$qlog" RSS)"
+      [[ $stage == bap ]] && wall="(in e2e row)" && rss="-"
+      echo "| $model | $cfg | $title | $(summary_field "$qlog" bpw) | $(ppl_of "$WORK/$model.$cfg.$stage.wiki.log") | $(ppl_of "$WORK/$model.$cfg.$stage.c4.log") | $wall | $rss |" >> "$table"
+    done
+  done
+done
+cat "$table"
+if [[ "$UPDATE_DOCS" == 1 ]]; then
+  python3 - "$ROOT/docs/RESULTS.md" "$table" "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" <<'PY'
+import sys, re, datetime
+doc, table, cpu = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3]
+s = open(doc).read()
+block = ("<!-- finetune:begin -->\n"
+         f"Regenerated by `scripts/results_finetune.sh` on {datetime.date.today()} ({cpu}, 2 threads).\n\n"
+         + table + "<!-- finetune:end -->")
+if "<!-- finetune:begin -->" in s:
+    s = re.sub(r"<!-- finetune:begin -->.*?<!-- finetune:end -->", lambda m: block, s, flags=re.S)
+else:
+    s = s.rstrip("\n") + "\n\n## HLQ-Finetuning (Block-AP, E2E-QP)\n\n" + block + "\n"
+open(doc, "w").write(s)
+PY
+fi
