@@ -203,4 +203,17 @@ void QuantizedModelWriter::finish() {
   w_->finish();
 }
 
+QuantizedFilePlan plan_block_rewrite(const ModelSource& quantized) {
+  QuantizedFilePlan plan;
+  for (const std::string& name : quantized.tensor_names()) {
+    const TensorInfo* t = quantized.find(name);
+    if (block_index(name) < 0 || !linear_slot_of(name) || t->dtype != DType::ELUTQ) continue;
+    plan.quantized[name] = inspect_quantized_blob(t->data, t->nbytes).spec;
+    plan.default_spec = plan.quantized[name];
+  }
+  require(!plan.quantized.empty(), "this ", quantized.format_name(),
+          " model holds no quantized block projection to rewrite (quantize it first)");
+  return plan;
+}
+
 }  // namespace elutq

@@ -54,6 +54,10 @@ struct QuantizedFilePlan {
 // quantize_output. default_spec = spec, source_name empty.
 QuantizedFilePlan plan_quantized_file(const ModelSource& src, const QuantSpec& spec,
                                       bool quantize_output);
+// For rewriting an elutq quantized model file (finetuning its parameters): every quantized block
+// projection of `quantized` planned in its own format, everything else (a quantized output head
+// included) copied as stored. Throws Error if the file holds no quantized block projection.
+QuantizedFilePlan plan_block_rewrite(const ModelSource& quantized);
 
 class QuantizedModelWriter final : public QuantizedTensorSink {
  public:

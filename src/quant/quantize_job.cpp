@@ -127,7 +127,8 @@ uint64_t memory_budget(const QuantizeJob& job) {
 // Rough peak bytes the block-by-block quantizer itself needs for one block (fp32 weights and their
 // quantized copies, the largest Hessian, KV cache and forward scratch for seqlen tokens), to split
 // a memory budget between it and the calibration activations.
-uint64_t estimate_block_working_bytes(const ModelConfig& c, int64_t seqlen) {
+uint64_t estimate_block_working_bytes(const ModelConfig& c, int64_t seqlen,
+                                      const std::optional<BlockApOptions>& block_ap) {
   const uint64_t dim = uint64_t(c.dim), hd = uint64_t(c.head_dim), hidden = uint64_t(c.hidden_dim),
                  q_dim = uint64_t(c.n_heads) * hd, kv_dim = uint64_t(c.n_kv_heads) * hd,
                  T = uint64_t(std::max<int64_t>(seqlen, 1));
@@ -138,7 +139,15 @@ uint64_t estimate_block_working_bytes(const ModelConfig& c, int64_t seqlen) {
       widest * widest * (8 + 4 + 4 + 4);         // double sums, H, its factor, scratch
   const uint64_t kv_cache = 2 * T * kv_dim * 4;  // the loaded block only (lazy model)
   const uint64_t scratch = T * (4 * dim + 2 * q_dim + 2 * kv_dim + 2 * hidden) * 4;
-  return weights + hessian + kv_cache + scratch;
+  uint64_t training = 0;
+  if (block_ap) {
+    // Per weight: effective and latent copies, codes, latent and weight gradients, AdamW's two
+    // moments and the best epoch's latent copy (29 bytes); the tape of one step.
+    const uint64_t tokens = T * uint64_t(block_ap->batch_seqs);
+    training = 29 * block_params +
+               tokens * (6 * dim + 3 * q_dim + 4 * kv_dim + 3 * hidden + uint64_t(c.n_heads)) * 4;
+  }
+  return weights + hessian + kv_cache + scratch + training;
 }
 
 // Everything that affects the output, so that a resumed run is refused if any of it changed.
@@ -238,8 +247,9 @@ std::unique_ptr<ActivationStore> calibrate(const QuantizeJob& job, const ModelSo
   uint64_t act_budget = UINT64_MAX;
   const uint64_t act_bytes = uint64_t(co.nsamples) * co.seqlen * cfg.dim * 4;
   if (budget > 0) {
-    const uint64_t work = estimate_block_working_bytes(cfg, co.seqlen);
-    act_budget = budget > work ? (budget - work) / 2 : 0;
+    const uint64_t work = estimate_block_working_bytes(cfg, co.seqlen, job.block_ap);
+    // The block inputs, o's inputs (scratch) and, with Block-AP, the fp targets share the rest.
+    act_budget = budget > work ? (budget - work) / (job.block_ap ? 3 : 2) : 0;
     out.log(format_line("memory: budget %s, block working set ~%s, activations %s (%s)",
                         format_byte_size(budget).c_str(), format_byte_size(work).c_str(),
                         format_byte_size(act_bytes).c_str(),
@@ -460,10 +470,11 @@ void run_e2e_stage(const QuantizeJob& job, const QuantizedFilePlan& plan,
   const std::unique_ptr<ModelSource> stage1 = open_gguf(stage1_path(job));
   // The stage-1 file is the writer's source: the trained projections are planned in its formats,
   // everything else (a quantized head too) is copied from it as stored.
-  QuantizedFilePlan p2 = plan;
-  p2.quantized.erase(kOutputName);
-  p2.retyped.clear();
-  p2.method += "+e2e-qp";
+  QuantizedFilePlan p2 = plan_block_rewrite(*stage1);
+  p2.method = plan.method + "+e2e-qp";
+  p2.fit = plan.fit;
+  p2.source_name = plan.source_name;
+  p2.extra = plan.extra;
   QuantizedModelWriter writer(job.out_path, *stage1, p2);
   out.log(format_line("E2E-QP: %zu sequences x %zu tokens, %d epoch(s), lr %g", seqs.size(),
                       seqs.empty() ? size_t(0) : seqs[0].size(), eo.epochs, double(eo.lr)));
