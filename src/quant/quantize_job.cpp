@@ -386,7 +386,6 @@ QuantizeResult run_quantize_job(const QuantizeJob& job, std::unique_ptr<ModelSou
   std::unique_ptr<ModelSource> src = std::move(source);
   // A tied head gets its own tensor in the output file (a quantized copy of the embedding).
   if (opt.quantize_output && src->config().tied_embeddings) src = untie_output_head(std::move(src));
-  const ModelConfig& cfg = src->config();
   BlockwiseQuantizer bq(*src, opt);  // checks the options against the model
 
   QuantizedFilePlan plan = plan_quantized_file(*src, spec, opt.quantize_output);

@@ -97,7 +97,10 @@ std::vector<std::vector<int>> random_seqs(int n, int len, int vocab, uint64_t se
 double runtime_cross_entropy(const std::string& path, const std::vector<std::vector<int>>& seqs) {
   auto src = open_model(path);
   const int len = int(seqs[0].size()) - 1, vocab = src->config().vocab_size;
-  Model m(*src, {.n_threads = 2, .max_ctx = len});
+  ModelOptions mo;
+  mo.n_threads = 2;
+  mo.max_ctx = len;
+  Model m(*src, mo);
   std::vector<float> hidden(size_t(len * src->config().dim)), logits(size_t(len) * vocab);
   double sum = 0;
   for (const auto& s : seqs) {
