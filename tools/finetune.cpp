@@ -44,7 +44,7 @@ int run_finetune(int argc, char** argv) {
   app.add_option("--seqlen", co.seqlen, "tokens per sequence (default 512)");
   app.add_option("--seed", co.seed, "seed for cutting sequences and shuffling (default 0)");
   app.add_option("--epochs", opt.epochs, "epochs (default 1)");
-  app.add_option("--lr", opt.lr, "peak learning rate of the scales and zeros (default 2e-5)");
+  app.add_option("--lr", opt.lr, "peak learning rate of the scales and zeros (default 1e-4)");
   app.add_option("--batch", opt.batch_seqs, "sequences per step (default 1)");
   app.add_option("--schedule", schedule, "cosine | linear | constant (default cosine)")
       ->check(CLI::IsMember({"cosine", "linear", "constant"}));

@@ -21,7 +21,7 @@ namespace elutq {
 
 struct E2eQpOptions {
   int epochs = 1;
-  float lr = 2e-5f;               // quantization parameters
+  float lr = 1e-4f;               // quantization parameters (measured: docs/RESULTS.md)
   float weight_decay = 0.0f;
   LrSchedule schedule = LrSchedule::Cosine;
   int batch_seqs = 1;             // sequences per step
