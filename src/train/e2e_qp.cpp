@@ -109,7 +109,7 @@ E2eQpResult e2e_qp(const ModelSource& quantized, const std::vector<std::vector<i
     const int l = block_index(name);
     const std::optional<LinearSlot> s = linear_slot_of(name);
     if (l >= 0 && s && l < model.config().n_layers) {
-      const QuantizedLinearParam trained(model.projection(l, *s));
+      const QuantizedLinearParam trained(model.projection(l, *s), /*with_latent=*/false);
       sink.add_quantized(name, trained.finish(/*reassign_codes=*/false, pool));
     } else {
       sink.add_unchanged(*quantized.find(name));

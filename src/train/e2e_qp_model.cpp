@@ -110,7 +110,7 @@ BlockWeights<float> E2eQpModel::load_block(int layer) {
     if (live_layer_ != layer) {
       // The previous block's effective weights go before this block's come.
       live_[int(s)].reset();
-      live_[int(s)].emplace(b.q[int(s)]);  // effective weights from codes and parameters
+      live_[int(s)].emplace(b.q[int(s)], /*with_latent=*/false);  // codes frozen
     }
     w.w[int(s)] = live_[int(s)]->effective();
   }

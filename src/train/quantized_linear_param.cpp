@@ -18,7 +18,8 @@ inline float param_derivative(const QuantSpec& spec, int k, uint8_t code) {
 
 }  // namespace
 
-QuantizedLinearParam::QuantizedLinearParam(QuantizedMatrix fitted) : q_(std::move(fitted)) {
+QuantizedLinearParam::QuantizedLinearParam(QuantizedMatrix fitted, bool with_latent)
+    : q_(std::move(fitted)) {
   require(q_.spec.kind == QuantKind::HLQ || q_.spec.kind == QuantKind::Uniform,
           "finetuning trains HLQ or uniform parameters, not ", q_.spec.name(),
           " (quantize with --method hlq-gptq without --hlq-compact)");
@@ -26,11 +27,13 @@ QuantizedLinearParam::QuantizedLinearParam(QuantizedMatrix fitted) : q_(std::mov
           " codes for ", q_.rows, " x ", q_.cols);
   eff_.resize(q_.codes.size());
   dequantize(q_, eff_.data());
-  latent_ = eff_;
+  if (with_latent) latent_ = eff_;
   grad_params_.assign(q_.params.size(), 0.0f);
 }
 
 void QuantizedLinearParam::update_effective(bool reassign_codes, ThreadPool& pool) {
+  require(!reassign_codes || latent_.size() == eff_.size(),
+          "internal: codes follow latent weights this projection does not hold");
   const int64_t cols = q_.cols, g = q_.spec.group_len(cols), ng = q_.spec.groups_per_row(cols);
   pool.run(q_.rows, [&](int, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
@@ -50,6 +53,8 @@ void QuantizedLinearParam::accumulate_grads(const float* d_eff, bool with_latent
                                             ThreadPool& pool) {
   const int64_t cols = q_.cols, g = q_.spec.group_len(cols), ng = q_.spec.groups_per_row(cols);
   const int np = q_.spec.params_per_group();
+  require(!with_latent || latent_.size() == eff_.size(),
+          "internal: latent gradients asked of a projection without latent weights");
   if (with_latent && grad_latent_.size() != latent_.size()) grad_latent_.assign(latent_.size(), 0.0f);
   pool.run(q_.rows, [&](int, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
@@ -78,6 +83,7 @@ QuantizedMatrix QuantizedLinearParam::finish(bool reassign_codes, ThreadPool& po
   QuantizedMatrix out = q_;
   round_params_to_fp16(out.params);
   if (!reassign_codes) return out;
+  require(latent_.size() == eff_.size(), "internal: no latent weights to assign codes to");
   const int64_t cols = out.cols, g = out.spec.group_len(cols), ng = out.spec.groups_per_row(cols);
   pool.run(out.rows, [&](int, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)

@@ -23,8 +23,9 @@ namespace elutq {
 class QuantizedLinearParam {
  public:
   // From a fitted matrix (HLQ or uniform; other kinds throw Error). The latent weights start at
-  // its dequantized values, so the first reassignment gives back its own codes.
-  explicit QuantizedLinearParam(QuantizedMatrix fitted);
+  // its dequantized values, so the first reassignment gives back its own codes. Without
+  // with_latent (codes frozen, as in E2E-QP) no latent copy is held, and what needs one throws.
+  explicit QuantizedLinearParam(QuantizedMatrix fitted, bool with_latent = true);
 
   int64_t rows() const { return q_.rows; }
   int64_t cols() const { return q_.cols; }
