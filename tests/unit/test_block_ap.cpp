@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -308,6 +309,31 @@ TEST(BlockAp, CliHlqFtFileRunsThroughTheLutKernels) {
   const double a = ppl_in(lut.out), b = ppl_in(deq.out);
   ASSERT_GT(b, 1.0) << deq.out;
   EXPECT_LT(std::fabs(a - b) / b, 0.005) << "LUT " << a << " vs dequant " << b;
+}
+
+// `elutq finetune` trains an existing HLQ file's parameters and refuses a model that is not one.
+TEST(E2eQpCli, FinetunesAnExistingFileAndRefusesAnUnquantizedOne) {
+  const std::string model = test::shared_file("models/stories260K/stories260K.bin");
+  const std::string text = test::shared_file("data/tinystories/validation_head.txt");
+  ELUTQ_REQUIRE_FILE(model, "stories260K");
+  ELUTQ_REQUIRE_FILE(text, "TinyStories validation text");
+  test::TempDir dir;
+  const std::string hlq = dir.file("hlq.gguf"), out = dir.file("ft.gguf");
+  ASSERT_EQ(test::run_elutq("quantize " + model + " " + hlq + " --method hlq --bits 2 --group 32 -q")
+                .code, 0);
+  const test::CommandResult r = test::run_elutq("finetune " + hlq + " " + out + " --calib " + text +
+                                                " --nsamples 10 --seqlen 64 --lr 1e-3 --epochs 2 -t 2 -q");
+  ASSERT_EQ(r.code, 0) << r.out;
+  double before = 0, after = 0;
+  ASSERT_EQ(std::sscanf(r.out.c_str() + r.out.find("held-out cross-entropy"),
+                        "held-out cross-entropy %lf -> %lf", &before, &after), 2) << r.out;
+  EXPECT_LT(after, before) << r.out;
+  ASSERT_TRUE(fs::exists(out));
+  const test::CommandResult bad = test::run_elutq("finetune " + model + " " + dir.file("no.gguf") +
+                                                  " --calib " + text + " --nsamples 4 --seqlen 64 -q");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.out.find("quantize it first"), std::string::npos) << bad.out;
+  EXPECT_FALSE(fs::exists(dir.file("no.gguf")));
 }
 
 TEST(BlockAp, CliRefusesFinetuningFlagsWithoutTheirStage) {
