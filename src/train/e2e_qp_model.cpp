@@ -38,7 +38,9 @@ QuantizedMatrix load_projection(const ModelSource& src, int layer, LinearSlot s)
   require(spec.kind == QuantKind::HLQ || spec.kind == QuantKind::Uniform,
           "E2E-QP trains HLQ or uniform parameters, but tensor '", t.name, "' is ", spec.name(),
           " (quantize with an HLQ or uniform method, without --hlq-compact)");
-  return decode_quantized_blob(t.data, t.nbytes);
+  QuantizedMatrix q = decode_quantized_blob(t.data, t.nbytes);
+  src.release_pages(t);  // decoded: the mapped blob need not stay resident beside its codes
+  return q;
 }
 
 }  // namespace
