@@ -86,9 +86,7 @@ int run_finetune(int argc, char** argv) {
   if (bar) bar->finish();
   writer.finish();
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("e2e-qp: held-out cross-entropy %.4f -> %.4f (%s epoch %d of %d), %lld parameters\n",
-              r.start_loss, r.best_loss, r.best_epoch > 0 ? "kept" : "start kept, no better",
-              r.best_epoch, opt.epochs, static_cast<long long>(r.trained_params));
+  std::printf("%s\n", e2e_qp_summary(r, opt.epochs).c_str());
   for (size_t e = 0; e < r.train_loss.size(); ++e)
     std::printf("epoch %zu: train %.4f held-out %.4f\n", e + 1, r.train_loss[e], r.holdout_loss[e]);
   std::printf("summary: file %s  wall %.1f s  peak RSS %.1f MiB\n", out.c_str(), wall,

@@ -5,8 +5,6 @@
 #include <cstdarg>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <utility>
 #include <vector>
 
@@ -102,12 +100,6 @@ bool finetunes(const QuantizeJob& job) { return job.block_ap || job.e2e_qp; }
 std::string stage1_path(const QuantizeJob& job) { return job.out_path + ".stage1.gguf"; }
 std::string stage1_manifest_path(const QuantizeJob& job) { return stage1_path(job) + ".manifest"; }
 
-std::string read_small_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 // The decoder layers' format: method awq stores uniform RTN codes.
 QuantSpec body_spec(const BlockwiseOptions& opt) {
@@ -412,7 +404,7 @@ QuantizeResult run_quantize_job(const QuantizeJob& job, std::unique_ptr<ModelSou
   }
   const bool stage1_done = job.e2e_qp && fs::is_regular_file(stage1_path(job)) &&
                            fs::is_regular_file(stage1_manifest_path(job)) &&
-                           read_small_file(stage1_manifest_path(job)) == manifest.text();
+                           read_whole_file(stage1_manifest_path(job)) == manifest.text();
   if (stage1_done) {
     out.log("resuming: Block-AP's result " + stage1_path(job) +
             " is complete; going on with E2E-QP");
@@ -490,10 +482,7 @@ void run_e2e_stage(const QuantizeJob& job, const QuantizedFilePlan& plan,
   });
   if (begun) out.end();
   writer.finish();
-  report.notes.push_back(format_line(
-      "e2e-qp: held-out cross-entropy %.4f -> %.4f (%s epoch %d of %d), %lld parameters, %.0f s",
-      r.start_loss, r.best_loss, r.best_epoch > 0 ? "kept" : "start kept, no better",
-      r.best_epoch, eo.epochs, static_cast<long long>(r.trained_params), r.seconds));
+  report.notes.push_back(e2e_qp_summary(r, eo.epochs) + format_line(", %.0f s", r.seconds));
 }
 
 }  // namespace

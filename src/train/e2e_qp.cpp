@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <numeric>
 #include <random>
 #include <span>
@@ -117,6 +118,15 @@ E2eQpResult e2e_qp(const ModelSource& quantized, const std::vector<std::vector<i
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
+}
+
+std::string e2e_qp_summary(const E2eQpResult& r, int epochs) {
+  char line[200];
+  std::snprintf(line, sizeof line,
+                "e2e-qp: held-out cross-entropy %.4f -> %.4f (%s epoch %d of %d), %lld parameters",
+                r.start_loss, r.best_loss, r.best_epoch > 0 ? "kept" : "start kept, no better",
+                r.best_epoch, epochs, static_cast<long long>(r.trained_params));
+  return line;
 }
 
 }  // namespace elutq

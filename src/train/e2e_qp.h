@@ -42,6 +42,9 @@ struct E2eQpResult {
 
 // progress(epoch (1-based), step within it (1-based), steps per epoch, mean training loss of the
 // epoch so far)
+// "e2e-qp: held-out cross-entropy A -> B (kept epoch E of N), P parameters": one line for logs.
+std::string e2e_qp_summary(const E2eQpResult& r, int epochs);
+
 using E2eQpProgress = std::function<void(int epoch, int step, int steps, double loss)>;
 
 // Reads the quantized model `quantized` (an elutq model file opened as a ModelSource), trains the
