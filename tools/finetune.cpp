@@ -51,6 +51,9 @@ int run_finetune(int argc, char** argv) {
   app.add_option("--holdout", opt.holdout_seqs,
                  "sequences held out to keep the best epoch (default: a tenth)");
   app.add_option("-t,--threads", opt.n_threads, "threads (default: all cores)");
+  std::string mem_budget;
+  app.add_option("--mem-budget", mem_budget,
+                 "refuse up front if training would need more memory than this (e.g. 4G)");
   app.add_flag("-q,--quiet", quiet, "no progress bar");
   int code = 0;
   if (!parse(app, argc, argv, &code)) return code;
@@ -60,6 +63,10 @@ int run_finetune(int argc, char** argv) {
   std::error_code ec;
   require(!std::filesystem::equivalent(in, out, ec), "OUT must differ from IN");
   opt.schedule = parse_lr_schedule(schedule);
+  if (!mem_budget.empty()) {
+    opt.mem_budget = parse_byte_size(mem_budget);
+    require(opt.mem_budget > 0, "--mem-budget must be positive, got '", mem_budget, "'");
+  }
   opt.seed = co.seed;
 
   const std::unique_ptr<ModelSource> src = open_model(in);
@@ -87,6 +94,8 @@ int run_finetune(int argc, char** argv) {
   writer.finish();
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%s\n", e2e_qp_summary(r, opt.epochs).c_str());
+  std::printf("memory: estimated %s before training (see the peak below)\n",
+              format_byte_size(r.estimated_bytes).c_str());
   for (size_t e = 0; e < r.train_loss.size(); ++e)
     std::printf("epoch %zu: train %.4f held-out %.4f\n", e + 1, r.train_loss[e], r.holdout_loss[e]);
   std::printf("summary: file %s  wall %.1f s  peak RSS %.1f MiB\n", out.c_str(), wall,

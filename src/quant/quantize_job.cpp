@@ -5,6 +5,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "quant/resume_driver.h"
 #include "tensor/tensor_names.h"
 #include "tokenizer/tokenizer.h"
+#include "train/e2e_qp_model.h"
 
 namespace elutq {
 namespace {
@@ -142,6 +144,24 @@ uint64_t estimate_block_working_bytes(const ModelConfig& c, int64_t seqlen,
   return weights + hessian + kv_cache + scratch + training;
 }
 
+// E2E-QP's memory is checked before the first stage runs, not hours later when it starts.
+void check_e2e_budget(const QuantizeJob& job, const ModelSource& src, int seqlen, uint64_t budget,
+                      const Reporter& out) {
+  const ModelConfig& c = src.config();
+  const int64_t vocab = c.vocab_size, dim = c.dim;
+  const uint64_t mapped = src.get(kTokenEmbdName, {vocab, dim}).nbytes +
+                          (c.tied_embeddings ? 0 : src.get(kOutputName, {vocab, dim}).nbytes);
+  const int threads = job.n_threads > 0 ? job.n_threads
+                                        : int(std::max(1u, std::thread::hardware_concurrency()));
+  const int batch = job.e2e_qp->batch_seqs;
+  const uint64_t need = E2eQpModel::estimate_bytes(c, body_spec(blockwise_options(job)), mapped,
+                                                   int64_t(seqlen - 1) * batch, threads);
+  require(need <= budget, "E2E-QP would need about ", format_byte_size(need), " for batches of ",
+          batch, " x ", seqlen, " tokens, over --mem-budget ", format_byte_size(budget),
+          ": lower --e2e-batch or --seqlen, or raise --mem-budget");
+  out.log(format_line("memory: E2E-QP stage ~%s", format_byte_size(need).c_str()));
+}
+
 // Everything that affects the output, so that a resumed run is refused if any of it changed.
 RunManifest run_manifest(const QuantizeJob& job, const QuantSpec& spec,
                          const QuantSpec& head_spec) {
@@ -234,6 +254,7 @@ std::unique_ptr<ActivationStore> calibrate(const QuantizeJob& job, const ModelSo
                         cfg.max_seq_len, cfg.max_seq_len));
     co.seqlen = cfg.max_seq_len;
   }
+  if (job.e2e_qp && budget > 0) check_e2e_budget(job, src, co.seqlen, budget, out);
   // The budget is shared: the block being quantized needs its working set, the activations
   // (and the per-block scratch of o's inputs) get the rest and spill to disk beyond it.
   uint64_t act_budget = UINT64_MAX;
@@ -458,6 +479,7 @@ void run_e2e_stage(const QuantizeJob& job, const QuantizedFilePlan& plan,
   if (job.e2e_nsamples && size_t(*job.e2e_nsamples) < seqs.size()) seqs.resize(size_t(*job.e2e_nsamples));
   E2eQpOptions eo = *job.e2e_qp;
   eo.n_threads = job.n_threads;
+  eo.mem_budget = memory_budget(job);
   const std::unique_ptr<ModelSource> stage1 = open_gguf(stage1_path(job));
   // The stage-1 file is the writer's source: the trained projections are planned in its formats,
   // everything else (a quantized head too) is copied from it as stored.

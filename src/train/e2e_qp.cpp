@@ -9,6 +9,8 @@
 #include <span>
 
 #include "core/error.h"
+#include "core/fp16.h"
+#include "core/memory_usage.h"
 #include "tensor/tensor_names.h"
 #include "train/e2e_qp_model.h"
 #include "train/quantized_linear_param.h"
@@ -29,18 +31,27 @@ double mean_loss(E2eQpModel& m, const SeqPtrs& seqs, int batch_seqs) {
   return sum / double(seqs.size());
 }
 
-// Every projection's parameters, (layer, slot) in order.
-std::vector<std::vector<float>> snapshot(E2eQpModel& m) {
-  std::vector<std::vector<float>> out;
+// Every projection's parameters, (layer, slot) in order, as fp16: what the output stores anyway
+// (finish rounds to fp16), at half the memory of a float copy.
+std::vector<std::vector<uint16_t>> snapshot(E2eQpModel& m) {
+  std::vector<std::vector<uint16_t>> out;
   for (int l = 0; l < m.config().n_layers; ++l)
-    for (LinearSlot s : kAllLinearSlots) out.push_back(m.projection(l, s).params);
+    for (LinearSlot s : kAllLinearSlots) {
+      const std::vector<float>& p = m.params(l, s);
+      std::vector<uint16_t>& h = out.emplace_back(p.size());
+      for (size_t i = 0; i < p.size(); ++i) h[i] = f32_to_fp16(p[i]);
+    }
   return out;
 }
 
-void restore(E2eQpModel& m, const std::vector<std::vector<float>>& saved) {
+void restore(E2eQpModel& m, const std::vector<std::vector<uint16_t>>& saved) {
   size_t k = 0;
   for (int l = 0; l < m.config().n_layers; ++l)
-    for (LinearSlot s : kAllLinearSlots) m.projection(l, s).params = saved[k++];
+    for (LinearSlot s : kAllLinearSlots) {
+      std::vector<float>& p = m.params(l, s);
+      const std::vector<uint16_t>& h = saved[k++];
+      for (size_t i = 0; i < p.size(); ++i) p[i] = fp16_to_f32(h[i]);
+    }
 }
 
 }  // namespace
@@ -63,6 +74,13 @@ E2eQpResult e2e_qp(const ModelSource& quantized, const std::vector<std::vector<i
           " sequences leaves none to train on");
 
   ThreadPool pool(opt.n_threads);
+  E2eQpResult r;
+  r.estimated_bytes = E2eQpModel::estimate_bytes(
+      quantized, int64_t(seqs[0].size() - 1) * opt.batch_seqs, pool.size());
+  require(opt.mem_budget == 0 || r.estimated_bytes <= opt.mem_budget, "E2E-QP needs about ",
+          format_byte_size(r.estimated_bytes), " for batches of ", opt.batch_seqs, " x ",
+          seqs[0].size(), " tokens, over the memory budget of ", format_byte_size(opt.mem_budget),
+          ": give fewer sequences per step or shorter ones, or a larger budget");
   E2eQpModel model(quantized, pool);
   SeqPtrs train, held;
   for (int i = 0; i < n; ++i) (i < n - holdout ? train : held).push_back(&seqs[size_t(i)]);
@@ -72,15 +90,14 @@ E2eQpResult e2e_qp(const ModelSource& quantized, const std::vector<std::vector<i
   std::vector<AdamWGroup> groups;
   for (int l = 0; l < model.config().n_layers; ++l)
     for (LinearSlot s : kAllLinearSlots) {
-      std::vector<float>& p = model.projection(l, s).params;
+      std::vector<float>& p = model.params(l, s);
       groups.push_back({p.data(), model.grad(l, s).data(), p.size(), opt.lr, opt.weight_decay});
     }
   AdamW adam(std::move(groups));
 
-  E2eQpResult r;
   r.trained_params = model.param_count();
   r.start_loss = r.best_loss = mean_loss(model, judge, opt.batch_seqs);
-  std::vector<std::vector<float>> best = snapshot(model);
+  std::vector<std::vector<uint16_t>> best = snapshot(model);
   const int steps = int((train.size() + size_t(opt.batch_seqs) - 1) / size_t(opt.batch_seqs));
   const int total_steps = opt.epochs * steps;
   std::mt19937_64 rng(opt.seed);

@@ -28,6 +28,7 @@ struct E2eQpOptions {
   int holdout_seqs = -1;          // < 0: a tenth (at least 1 when there are >= 2)
   uint64_t seed = 0;
   int n_threads = 0;              // <= 0: all cores
+  uint64_t mem_budget = 0;        // bytes; > 0: refuse up front a run estimated to need more
 };
 
 struct E2eQpResult {
@@ -38,6 +39,7 @@ struct E2eQpResult {
   std::vector<double> train_loss, holdout_loss;  // per epoch
   double seconds = 0;
   int64_t trained_params = 0;
+  uint64_t estimated_bytes = 0;  // E2eQpModel::estimate_bytes for this run
 };
 
 // progress(epoch (1-based), step within it (1-based), steps per epoch, mean training loss of the

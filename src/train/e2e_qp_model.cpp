@@ -2,6 +2,7 @@
 #include "train/e2e_qp_model.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "core/error.h"
 #include "format/dequant.h"
@@ -15,10 +16,14 @@ namespace elutq {
 
 namespace {
 
-// Logits formed at once, in floats (32 MiB): a few rows of a 152k vocabulary, all of a small one.
-constexpr int64_t kLogitChunkFloats = int64_t(8) << 20;
-// Output columns per gemm call of the head's backward (threads take whole slices).
-constexpr int64_t kSliceCols = 64;
+// Logits formed at once, in floats (128 MiB): 220 rows of a 152k vocabulary. Every chunk
+// dequantizes the head twice, so fewer, larger chunks cost less time and more memory.
+constexpr int64_t kLogitChunkFloats = int64_t(32) << 20;
+// Head rows each thread dequantizes at once: at most 1024 (6 MiB at dim 1536), and a small
+// vocabulary is still cut into a few tiles per thread.
+int64_t head_tile_rows(int64_t vocab, int threads) {
+  return std::clamp<int64_t>((vocab + 4 * threads - 1) / (4 * threads), 16, 1024);
+}
 
 std::vector<float> load_vector(const ModelSource& src, const std::string& name, int64_t n) {
   std::vector<float> v(static_cast<size_t>(n));
@@ -55,8 +60,14 @@ E2eQpModel::E2eQpModel(const ModelSource& src, ThreadPool& pool)
   for (int l = 0; l < c.n_layers; ++l) {
     Block& b = blocks_[size_t(l)];
     for (LinearSlot s : kAllLinearSlots) {
-      b.q[int(s)] = load_projection(src, l, s);
-      b.grad[int(s)].assign(b.q[int(s)].params.size(), 0.0f);
+      QuantizedMatrix q = load_projection(src, l, s);
+      Projection& p = b.proj[int(s)];
+      p.spec = q.spec;
+      p.rows = q.rows;
+      p.cols = q.cols;
+      p.codes = PackedCodes(q.codes.data(), int64_t(q.codes.size()), q.spec.bits);
+      p.params = std::move(q.params);
+      p.grad.assign(p.params.size(), 0.0f);
     }
     b.attn_norm = load_vector(src, block_tensor_name(l, "attn_norm.weight"), dim);
     b.ffn_norm = load_vector(src, block_tensor_name(l, "ffn_norm.weight"), dim);
@@ -72,11 +83,8 @@ E2eQpModel::E2eQpModel(const ModelSource& src, ThreadPool& pool)
   }
   src.get(kTokenEmbdName, {vocab, dim});  // checked here; rows are read as tokens need them
   output_norm_ = load_vector(src, kOutputNormName, dim);
-  // As the runtime: a tied model's head is the embedding; a quantized head runs dequantized.
-  auto head = std::make_shared<std::vector<float>>(size_t(vocab * dim));
-  load_tensor_f32(src.get(c.tied_embeddings ? kTokenEmbdName : kOutputName, {vocab, dim}),
-                  head->data());
-  head_ = std::make_unique<DenseLinear>(std::move(head), vocab, dim);
+  // As the runtime: a tied model's head is the embedding.
+  head_ = &src.get(c.tied_embeddings ? kTokenEmbdName : kOutputName, {vocab, dim});
   std::vector<float> rope_freqs;
   if (c.rope_scaling.type == "llama3-freqs")
     rope_freqs = load_vector(src, "rope_freqs.weight", hd / 2);
@@ -87,16 +95,89 @@ E2eQpModel::E2eQpModel(const ModelSource& src, ThreadPool& pool)
 
 E2eQpModel::~E2eQpModel() = default;
 
+namespace {
+
+// E2eQpModel::estimate_bytes from what the projections hold: packed codes (bytes) and trained
+// parameters (count).
+uint64_t estimate_training_bytes(const ModelConfig& c, uint64_t codes, uint64_t params,
+                                 uint64_t mapped, int64_t tokens, int threads) {
+  const uint64_t dim = uint64_t(c.dim), hd = uint64_t(c.head_dim), hidden = uint64_t(c.hidden_dim),
+                 q_dim = uint64_t(c.n_heads) * hd, kv_dim = uint64_t(c.n_kv_heads) * hd,
+                 vocab = uint64_t(c.vocab_size), T = uint64_t(std::max<int64_t>(tokens, 1));
+  // Per parameter: itself, its gradient, AdamW's two moments (floats), the best copy (fp16).
+  const uint64_t trained = codes + params * 18;
+  // The live block: effective weights, unpacked codes and weight gradients (9 bytes a weight),
+  // its tape, the residual stream and the checkpoints of every block input.
+  const uint64_t block =
+      uint64_t(block_weight_count(c)) * 9 +
+      T * (6 * dim + 3 * q_dim + 4 * kv_dim + 3 * hidden + uint64_t(c.n_heads)) * 4 +
+      T * dim * 4 * (2 + uint64_t(c.n_layers));
+  // The head: a chunk of logits, each thread's tile and partial gradient, and the mapped rows of
+  // the head and the embedding, resident once touched.
+  const uint64_t chunk = std::clamp<uint64_t>(uint64_t(kLogitChunkFloats) / vocab, 1, T);
+  const uint64_t tile = uint64_t(head_tile_rows(int64_t(vocab), threads));
+  const uint64_t head = chunk * vocab * 4 + uint64_t(threads) * (tile + chunk) * dim * 4 + mapped;
+  constexpr uint64_t kProgram = uint64_t(96) << 20;  // code, tokenizer, allocator slack
+  return trained + block + head + kProgram;
+}
+
+}  // namespace
+
+uint64_t E2eQpModel::estimate_bytes(const ModelSource& src, int64_t tokens, int threads) {
+  const ModelConfig& c = src.config();
+  uint64_t codes = 0, params = 0;
+  for (int l = 0; l < c.n_layers; ++l)
+    for (LinearSlot s : kAllLinearSlots) {
+      const auto [rows, cols] = linear_shape(c, s);
+      const TensorInfo& t = src.get(linear_weight_name(l, s), {rows, cols});
+      if (t.dtype != DType::ELUTQ) continue;  // refused by the constructor
+      const QuantSpec spec = inspect_quantized_blob(t.data, t.nbytes).spec;
+      codes += uint64_t(rows * cols) * uint64_t(PackedCodes::width_for(spec.bits)) / 8;
+      params += uint64_t(rows) * uint64_t(spec.groups_per_row(cols)) *
+                uint64_t(spec.params_per_group());
+    }
+  const int64_t vocab = c.vocab_size, dim = c.dim;
+  const uint64_t mapped = src.get(kTokenEmbdName, {vocab, dim}).nbytes +
+                          (c.tied_embeddings ? 0 : src.get(kOutputName, {vocab, dim}).nbytes);
+  return estimate_training_bytes(c, codes, params, mapped, tokens, threads);
+}
+
+uint64_t E2eQpModel::estimate_bytes(const ModelConfig& c, const QuantSpec& spec,
+                                    uint64_t mapped_bytes, int64_t tokens, int threads) {
+  uint64_t codes = 0, params = 0;
+  for (LinearSlot s : kAllLinearSlots) {
+    const auto [rows, cols] = linear_shape(c, s);
+    codes += uint64_t(rows * cols) * uint64_t(PackedCodes::width_for(spec.bits)) / 8;
+    params += uint64_t(rows) * uint64_t(spec.groups_per_row(cols)) * uint64_t(spec.params_per_group());
+  }
+  return estimate_training_bytes(c, codes * uint64_t(c.n_layers), params * uint64_t(c.n_layers),
+                                 mapped_bytes, tokens, threads);
+}
+
 void E2eQpModel::zero_grads() {
   for (Block& b : blocks_)
-    for (std::vector<float>& g : b.grad) std::fill(g.begin(), g.end(), 0.0f);
+    for (Projection& p : b.proj) std::fill(p.grad.begin(), p.grad.end(), 0.0f);
 }
 
 int64_t E2eQpModel::param_count() const {
   int64_t n = 0;
   for (const Block& b : blocks_)
-    for (const QuantizedMatrix& q : b.q) n += int64_t(q.params.size());
+    for (const Projection& p : b.proj) n += int64_t(p.params.size());
   return n;
+}
+
+QuantizedMatrix E2eQpModel::projection(int layer, LinearSlot s) const {
+  const Projection& p = blocks_[size_t(layer)].proj[int(s)];
+  QuantizedMatrix q;
+  q.spec = p.spec;
+  q.rows = p.rows;
+  q.cols = p.cols;
+  q.codes.resize(size_t(p.rows * p.cols));
+  pool_.run(p.rows, [&](int, int64_t r0, int64_t r1) {
+    p.codes.unpack(r0 * p.cols, r1 * p.cols, q.codes.data() + r0 * p.cols);
+  });
+  q.params = p.params;
+  return q;
 }
 
 double E2eQpModel::loss(std::span<const std::vector<int>* const> seqs) { return run(seqs, false); }
@@ -112,7 +193,7 @@ BlockWeights<float> E2eQpModel::load_block(int layer) {
     if (live_layer_ != layer) {
       // The previous block's effective weights go before this block's come.
       live_[int(s)].reset();
-      live_[int(s)].emplace(b.q[int(s)], /*with_latent=*/false);  // codes frozen
+      live_[int(s)].emplace(projection(layer, s), /*with_latent=*/false);  // codes frozen
     }
     w.w[int(s)] = live_[int(s)]->effective();
   }
@@ -174,13 +255,12 @@ double E2eQpModel::run(std::span<const std::vector<int>* const> seqs, bool with_
       block_grads_.zero();
       block_backward(cfg_, inv_freq_.data(), w, tape_, y_.data(), l > 0 ? y_.data() : nullptr,
                      block_grads_, pool_);
-      Block& b = blocks_[size_t(l)];
       for (LinearSlot s : kAllLinearSlots) {
         QuantizedLinearParam& p = *live_[int(s)];
         p.zero_grads();
         p.accumulate_grads(block_grads_.w[int(s)].data(), /*with_latent=*/false, pool_);
         const std::vector<float>& g = p.grad_params();
-        std::vector<float>& acc = b.grad[int(s)];
+        std::vector<float>& acc = grad(l, s);
         for (size_t k = 0; k < acc.size(); ++k) acc[k] += g[k];
       }
     }
@@ -194,18 +274,37 @@ double E2eQpModel::head_loss(const float* h, const int* targets, int64_t n, floa
   const int dim = cfg_.dim;
   const int64_t vocab = cfg_.vocab_size;
   const int64_t chunk = std::clamp<int64_t>(kLogitChunkFloats / vocab, 1, n);
+  const size_t threads = size_t(pool_.size());
+  const int64_t tile_rows = head_tile_rows(vocab, pool_.size());
+  const int64_t n_tiles = (vocab + tile_rows - 1) / tile_rows;
   hn_.resize(size_t(chunk * dim));
   logits_.resize(size_t(chunk * vocab));
+  head_tiles_.resize(threads * size_t(tile_rows * dim));
+  if (dh) dhn_parts_.resize(threads * size_t(chunk * dim));
   std::vector<float> inv_rms(static_cast<size_t>(chunk));  // (chunk) of the final norm
-  std::vector<double> slot_loss(size_t(pool_.size()));     // per thread, summed in a fixed order
-  const float* W = head_->weight();                        // (vocab, dim)
+  std::vector<double> slot_loss(threads);                   // per thread, summed in a fixed order
+  // fn(slot, v0, v1, tile) for every head tile [v0, v1) of the slot's share, tile = its rows in fp32.
+  auto over_head_tiles = [&](const std::function<void(int, int64_t, int64_t, float*)>& fn) {
+    pool_.run(n_tiles, [&](int slot, int64_t t0, int64_t t1) {
+      float* tile = head_tiles_.data() + size_t(slot) * size_t(tile_rows * dim);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t v0 = t * tile_rows, v1 = std::min(vocab, v0 + tile_rows);
+        tensor_rows_to_f32(*head_, v0, v1, tile);
+        fn(slot, v0, v1, tile);
+      }
+    });
+  };
   double total = 0;
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
     const int64_t m = std::min(chunk, n - r0);
     for (int64_t i = 0; i < m; ++i)
       inv_rms[size_t(i)] = rmsnorm_forward(h + (r0 + i) * dim, output_norm_.data(), dim,
                                            cfg_.norm_eps, hn_.data() + i * dim);
-    head_->forward(hn_.data(), m, logits_.data(), pool_);
+    // logits (m, vocab) = hn (m, dim) W^T, a tile of vocabulary columns at a time.
+    over_head_tiles([&](int, int64_t v0, int64_t v1, float* tile) {
+      gemm<float>(false, true, int(m), int(v1 - v0), dim, 1.0f, hn_.data(), dim, tile, dim, 0.0f,
+                  logits_.data() + v0, int(vocab));
+    });
     // With dh, the logits become dL/dlogits of the mean over all n rows, in place.
     std::fill(slot_loss.begin(), slot_loss.end(), 0.0);
     pool_.run(m, [&](int slot, int64_t i0, int64_t i1) {
@@ -216,17 +315,22 @@ double E2eQpModel::head_loss(const float* h, const int* targets, int64_t n, floa
     });
     for (double l : slot_loss) total += l;
     if (!dh) continue;
-    // d hn (m, dim) = d logits (m, vocab) W (vocab, dim), into hn_ (no longer needed).
-    pool_.run((dim + kSliceCols - 1) / kSliceCols, [&](int, int64_t s0, int64_t s1) {
-      for (int64_t s = s0; s < s1; ++s) {
-        const int64_t c0 = s * kSliceCols, c1 = std::min<int64_t>(dim, c0 + kSliceCols);
-        gemm<float>(false, false, int(m), int(c1 - c0), int(vocab), 1.0f, logits_.data(),
-                    int(vocab), W + c0, dim, 0.0f, hn_.data() + c0, dim);
-      }
+    // d hn (m, dim) = d logits (m, vocab) W (vocab, dim): each thread sums over its tiles, then
+    // the threads' sums are added in slot order (the same result on every run).
+    std::fill(dhn_parts_.begin(), dhn_parts_.end(), 0.0f);
+    over_head_tiles([&](int slot, int64_t v0, int64_t v1, float* tile) {
+      gemm<float>(false, false, int(m), dim, int(v1 - v0), 1.0f, logits_.data() + v0, int(vocab),
+                  tile, dim, 1.0f, dhn_parts_.data() + size_t(slot) * size_t(chunk * dim), dim);
     });
     pool_.parallel_for(m, [&](int64_t i) {
-      rmsnorm_backward(h + (r0 + i) * dim, output_norm_.data(), dim, inv_rms[size_t(i)],
-                       hn_.data() + i * dim, dh + (r0 + i) * dim, static_cast<float*>(nullptr));
+      float* d = hn_.data() + i * dim;
+      std::fill(d, d + dim, 0.0f);
+      for (size_t t = 0; t < threads; ++t) {
+        const float* part = dhn_parts_.data() + t * size_t(chunk * dim) + i * dim;
+        for (int k = 0; k < dim; ++k) d[k] += part[k];
+      }
+      rmsnorm_backward(h + (r0 + i) * dim, output_norm_.data(), dim, inv_rms[size_t(i)], d,
+                       dh + (r0 + i) * dim, static_cast<float*>(nullptr));
     });
   }
   return total / double(n);

@@ -3,12 +3,14 @@
 // computes, the mean next-token cross-entropy of a batch of sequences with its gradient with
 // respect to every parameter of every projection.
 //
-// Memory: resident are the codes and parameters of all projections (about one byte a weight),
-// their gradients, the frozen fp32 vectors, the output head (vocab, dim) and the checkpoints of
-// one batch (n_layers block inputs). Effective weights exist for one block at a time: a block's
-// projections become QuantizedLinearParam (codes + parameters -> effective fp32 weights) only
-// while the block runs, and are dropped before the next block is built. The logits are formed in
-// chunks of rows, so (tokens, vocab) never exists whole.
+// Memory: resident are the codes of all projections, packed (PackedCodes: 2 bits a weight at
+// w2, 4 at w3 and w4), their parameters and gradients, the frozen fp32 vectors and the
+// checkpoints of one batch (n_layers block inputs). Effective weights exist for one block at a
+// time: a block's projections become QuantizedLinearParam (codes + parameters -> effective fp32
+// weights) only while the block runs, and are dropped before the next block is built. The output
+// head stays in its stored type in the mapped file and is dequantized a tile of vocabulary rows at
+// a time on each thread, twice a chunk (logits, then their gradient); the logits are formed in
+// chunks of rows, so neither (vocab, dim) nor (tokens, vocab) ever exists whole in fp32.
 #pragma once
 
 #include <array>
@@ -20,8 +22,8 @@
 
 #include "core/thread_pool.h"
 #include "model/block_gradient.h"
-#include "model/dense_linear.h"
 #include "tensor/model_source.h"
+#include "tensor/packed_codes.h"
 #include "tensor/qformat.h"
 #include "tensor/tensor_names.h"
 #include "train/quantized_linear_param.h"
@@ -38,12 +40,24 @@ class E2eQpModel {
 
   const ModelConfig& config() const { return cfg_; }
 
-  // The trainable projection of (layer, slot): codes and parameters, and the gradient of the
-  // parameters (same length as its params), which loss_and_grad adds into.
-  QuantizedMatrix& projection(int layer, LinearSlot s) { return blocks_[size_t(layer)].q[int(s)]; }
-  std::vector<float>& grad(int layer, LinearSlot s) { return blocks_[size_t(layer)].grad[int(s)]; }
+  // The trainable parameters of the projection (layer, slot) (QuantizedMatrix::params order) and
+  // their gradient (same length), which loss_and_grad adds into.
+  std::vector<float>& params(int layer, LinearSlot s) { return proj(layer, s).params; }
+  std::vector<float>& grad(int layer, LinearSlot s) { return proj(layer, s).grad; }
+  // The projection as it stands: its frozen codes with the current parameters.
+  QuantizedMatrix projection(int layer, LinearSlot s) const;
   void zero_grads();
   int64_t param_count() const;  // parameters of all projections
+
+  // Bytes this model holds while it trains on batches of `tokens` tokens, with `threads` pool
+  // threads: everything above, the optimizer's state (AdamW's two moments, the fp16 best copy;
+  // e2e_qp.h) and the mapped head and embedding pages it touches. What --mem-budget is checked
+  // against before anything is loaded.
+  static uint64_t estimate_bytes(const ModelSource& src, int64_t tokens, int threads);
+  // The same for a model not written yet: every projection in spec, mapped_bytes the stored
+  // embedding and head (what a quantize job checks before its first stage).
+  static uint64_t estimate_bytes(const ModelConfig& c, const QuantSpec& spec,
+                                 uint64_t mapped_bytes, int64_t tokens, int threads);
 
   // Mean cross-entropy (nats) of predicting tokens 1..T-1 of every sequence from tokens 0..T-2;
   // the sequences all have the same length T >= 2.
@@ -52,13 +66,19 @@ class E2eQpModel {
   double loss_and_grad(std::span<const std::vector<int>* const> seqs);
 
  private:
-  struct Block {
-    std::vector<float> attn_norm, ffn_norm;       // (dim)
-    std::vector<float> bq, bk, bv;                // (q_dim), (kv_dim), (kv_dim); attn_bias only
-    std::vector<float> q_norm, k_norm;            // (head_dim); qk_norm only
-    std::array<QuantizedMatrix, kLinearSlots> q;  // linear_shape(cfg, slot)
-    std::array<std::vector<float>, kLinearSlots> grad;  // (q[s].params.size())
+  struct Projection {
+    QuantSpec spec;
+    int64_t rows = 0, cols = 0;      // linear_shape(cfg, slot)
+    PackedCodes codes;               // (rows * cols), frozen
+    std::vector<float> params, grad;  // QuantizedMatrix::params layout
   };
+  struct Block {
+    std::vector<float> attn_norm, ffn_norm;  // (dim)
+    std::vector<float> bq, bk, bv;           // (q_dim), (kv_dim), (kv_dim); attn_bias only
+    std::vector<float> q_norm, k_norm;       // (head_dim); qk_norm only
+    std::array<Projection, kLinearSlots> proj;
+  };
+  Projection& proj(int layer, LinearSlot s) { return blocks_[size_t(layer)].proj[int(s)]; }
 
   double run(std::span<const std::vector<int>* const> seqs, bool with_grad);
   // Builds layer's effective weights (live_) and returns the views block_forward takes.
@@ -72,7 +92,7 @@ class E2eQpModel {
   ModelConfig cfg_;
   std::vector<float> inv_freq_;        // (head_dim / 2)
   std::vector<float> output_norm_;     // (dim)
-  std::unique_ptr<DenseLinear> head_;  // (vocab, dim), fp32, frozen
+  const TensorInfo* head_ = nullptr;   // (vocab, dim) in its stored type, frozen
   std::vector<Block> blocks_;
 
   // One block's effective weights at a time (block live_layer_), built from the parameters
@@ -83,6 +103,8 @@ class E2eQpModel {
   std::vector<float> x_, y_;        // (n, dim) residual stream
   std::vector<float> checkpoints_;  // (n_layers, n, dim) each block's input
   std::vector<float> hn_, logits_;  // (chunk, dim), (chunk, vocab) of the head
+  std::vector<float> head_tiles_;   // (threads, tile rows, dim) dequantized head rows
+  std::vector<float> dhn_parts_;    // (threads, chunk, dim) partial sums of dL/d(normed h)
   BlockTape<float> tape_;
   BlockGradients<float> block_grads_;
 };

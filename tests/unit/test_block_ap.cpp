@@ -309,6 +309,16 @@ TEST(BlockAp, CliHlqFtFileRunsThroughTheLutKernels) {
   const double a = ppl_in(lut.out), b = ppl_in(deq.out);
   ASSERT_GT(b, 1.0) << deq.out;
   EXPECT_LT(std::fabs(a - b) / b, 0.005) << "LUT " << a << " vs dequant " << b;
+
+  // E2E-QP's memory is checked against --mem-budget before the first stage, not after it.
+  const std::string tight = dir.file("tight.gguf");
+  const test::CommandResult over = test::run_elutq(
+      "quantize " + model + " " + tight + " --method hlq-ft --bits 2 --group 32 --calib " + text +
+      " --nsamples 6 --seqlen 64 --mem-budget 1M -t 2 -q");
+  EXPECT_NE(over.code, 0);
+  EXPECT_NE(over.out.find("E2E-QP would need about"), std::string::npos) << over.out;
+  EXPECT_FALSE(fs::exists(tight + ".stage1.gguf")) << "refused before Block-AP ran";
+  EXPECT_FALSE(fs::exists(tight));
 }
 
 // `elutq finetune` trains an existing HLQ file's parameters and refuses a model that is not one.

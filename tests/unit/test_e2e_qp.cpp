@@ -195,7 +195,7 @@ TEST(E2eQp, ParameterGradientMatchesCentralDifferences) {
   int checked = 0;
   for (int layer : {0, 1})
     for (LinearSlot s : {LinearSlot::Q, LinearSlot::V, LinearSlot::O, LinearSlot::Down}) {
-      std::vector<float>& p = m.projection(layer, s).params;
+      std::vector<float>& p = m.params(layer, s);
       const std::vector<float>& g = m.grad(layer, s);
       // The parameter with the largest gradient: its difference stands out of the noise.
       size_t k = 0;
@@ -308,10 +308,25 @@ TEST(E2eQp, RefusesWhatItCannotTrain) {
   all_held.holdout_seqs = 3;
   EXPECT_NE(test::error_of([&] { e2e_qp(*q, seqs, all_held, sink); }).find("none to train"),
             std::string::npos);
+  // A memory budget below the estimate is refused before anything is loaded; the estimate of
+  // the written file is the one a quantize job plans with before writing it.
+  const uint64_t need = E2eQpModel::estimate_bytes(*q, 7, 2);
+  const TensorInfo& embd = *q->find(kTokenEmbdName);
+  EXPECT_EQ(need, E2eQpModel::estimate_bytes(q->config(), QuantSpec{QuantKind::HLQ, 2, 32}, embd.nbytes +
+                                             (q->config().tied_embeddings
+                                                  ? 0
+                                                  : q->find(kOutputName)->nbytes),
+                                             7, 2));
+  E2eQpOptions tight = opt;
+  tight.mem_budget = need - 1;
+  const std::string over = test::error_of([&] { e2e_qp(*q, seqs, tight, sink); });
+  EXPECT_NE(over.find("memory budget"), std::string::npos) << over;
   EXPECT_TRUE(sink.names.empty()) << "nothing reaches the sink from a refused run";
 
-  // And a good run hands every tensor over, in model-file order.
-  e2e_qp(*q, seqs, opt, sink);
+  // And a good run (within its budget) hands every tensor over, in model-file order.
+  tight.mem_budget = need;
+  const E2eQpResult r = e2e_qp(*q, seqs, tight, sink);
+  EXPECT_EQ(r.estimated_bytes, need);
   EXPECT_EQ(sink.names, model_file_order(q->tensor_names()));
 }
 
