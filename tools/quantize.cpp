@@ -5,6 +5,7 @@
 // reconstruction error, bits per weight, file size, wall time and peak memory.
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -30,13 +31,15 @@ void print_report(const QuantizeResult& r, const std::string& method_name, const
                   std::chrono::steady_clock::time_point t_start) {
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  std::printf("%-28s %14s %11s %11s %6s %7s  %s\n", "layer", "shape", "rel_w_err", "rel_out_err",
-              "bpw", "sec", "notes");
+  std::printf("%-28s %14s %-16s %11s %11s %6s %7s  %s\n", "layer", "shape", "format", "rel_w_err",
+              "rel_out_err", "bpw", "sec", "notes");
+  std::map<std::string, int64_t> weights_per_format;
   for (const LayerReport& l : r.report.layers) {
     const std::string shape = std::to_string(l.rows) + "x" + std::to_string(l.cols);
-    std::printf("%-28s %14s %11s %11s %6.3f %7.2f  %s\n", l.name.c_str(), shape.c_str(),
-                fmt_err(l.rel_weight_error).c_str(), fmt_err(l.rel_output_error).c_str(),
-                l.bits_per_weight, l.seconds, l.log.c_str());
+    std::printf("%-28s %14s %-16s %11s %11s %6.3f %7.2f  %s\n", l.name.c_str(), shape.c_str(),
+                l.format.c_str(), fmt_err(l.rel_weight_error).c_str(),
+                fmt_err(l.rel_output_error).c_str(), l.bits_per_weight, l.seconds, l.log.c_str());
+    weights_per_format[l.format] += l.rows * l.cols;
   }
   for (const std::string& n : r.report.notes) std::printf("note: %s\n", n.c_str());
   std::printf(
@@ -44,6 +47,16 @@ void print_report(const QuantizeResult& r, const std::string& method_name, const
       method_name.c_str(), r.spec.name().c_str(), r.report.layers.size(),
       static_cast<long long>(r.report.quantized_weights), r.mean_rel_weight_error,
       fmt_err(r.mean_rel_output_error).c_str());
+  if (weights_per_format.size() > 1) {  // a mix (--tensor-spec, a quantized head)
+    std::string mix;
+    for (const auto& [f, n] : weights_per_format) {
+      char part[96];
+      std::snprintf(part, sizeof part, "%s%s %.1f%%", mix.empty() ? "" : ", ", f.c_str(),
+                    100.0 * double(n) / double(r.report.quantized_weights));
+      mix += part;
+    }
+    std::printf("formats (share of weights): %s\n", mix.c_str());
+  }
   std::printf("summary: bpw %.4f  file %s %.2f MiB  wall %.1f s  peak RSS %.1f MiB\n",
               r.bits_per_weight, out.c_str(), r.file_bytes / 1048576.0, wall,
               peak_rss_bytes() / 1048576.0);
@@ -84,6 +97,12 @@ int run_quantize(int argc, char** argv) {
   app.add_option("--group", job.group,
                  "weights per group along a row, e.g. 64 or 128; 0 = whole row "
                  "(default 128; ganq uses one codebook per row)");
+  app.add_option("--tensor-spec", job.tensor_specs,
+                 "PATTERN=wBITS[gGROUP]: other bits (and group) for the block projections whose "
+                 "name matches the regular expression PATTERN, e.g. 'ffn_down=w3' or "
+                 "'blk\.(0|1)\.=w4g128' (names read like blk.3.attn_v.weight); repeatable, the "
+                 "first matching rule wins; the method stays --method's")
+      ->allow_extra_args(false);
   app.add_option("--fit", fit, "HLQ fit: alternating | gradient (default alternating)")
       ->check(CLI::IsMember({"alternating", "gradient"}));
   app.add_option("--variant", variant,

@@ -198,6 +198,12 @@ struct BlockwiseQuantizer::Impl {
   }
 };
 
+LayerQuantOptions blockwise_layer_for(const BlockwiseOptions& opt, const std::string& name) {
+  LayerQuantOptions l = opt.layer;
+  if (l.method == QuantMethod::Awq) l.method = QuantMethod::Rtn;  // after the scale search
+  return layer_options_for(l, opt.tensor_rules, name);
+}
+
 LayerQuantOptions blockwise_output_layer(const BlockwiseOptions& opt) {
   LayerQuantOptions l = opt.layer;
   if (l.method == QuantMethod::Awq) l.method = QuantMethod::Rtn;  // AWQ scales are not folded
@@ -229,6 +235,36 @@ BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOp
   }
   const ModelConfig& c = src.config();
   validate_config(c);
+  // Every rule must give a valid width and name at least one block projection (a typo in a
+  // pattern would otherwise pass silently).
+  for (const TensorSpecRule& r : opt.tensor_rules) {
+    LayerQuantOptions o = I.layer;
+    o.bits = r.bits;
+    if (r.group) o.group = *r.group;
+    try {
+      method_spec(o);
+    } catch (const Error& e) {
+      throw Error("--tensor-spec '" + r.text + "': " + e.what());
+    }
+  }
+  std::vector<bool> used(opt.tensor_rules.size(), false);
+  for (int l = 0; l < c.n_layers; ++l)
+    for (LinearSlot s : kAllLinearSlots) {
+      const std::string name = linear_weight_name(l, s);
+      for (size_t r = 0; r < opt.tensor_rules.size(); ++r)
+        if (std::regex_search(name, opt.tensor_rules[r].pattern)) {
+          used[r] = true;
+          break;
+        }
+      const QuantSpec spec = method_spec(blockwise_layer_for(opt, name));
+      if (opt.block_ap)
+        require(spec.kind == QuantKind::HLQ || spec.kind == QuantKind::Uniform,
+                "Block-AP trains HLQ or uniform parameters; ", spec.name(), " cannot be finetuned");
+    }
+  for (size_t r = 0; r < used.size(); ++r)
+    require(used[r], "--tensor-spec '", opt.tensor_rules[r].text,
+            "' matches no block projection of this model (their names read like ",
+            linear_weight_name(0, LinearSlot::Down), "), or an earlier rule takes them all");
   if (opt.quantize_output)
     require(src.find(kOutputName) != nullptr,
             "this model ties its output head to the token embedding (no output.weight), so the ",
@@ -540,7 +576,6 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
     if (progress_) progress_(l, n, tag + "awq scale search");
     I.awq_block(l, *store, report_);
   }
-  const QuantSpec spec = method_spec(I.layer);
   // Block-AP's targets: the fp block's outputs on this block's inputs.
   std::unique_ptr<CalibActivations> targets;
   if (I.opt.block_ap && !I.opt.fold_only) {
@@ -574,18 +609,20 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
         progress_(l, n, tag + linear_slot_name(m) + " " + quant_method_name(I.layer.method));
       const auto t0 = std::chrono::steady_clock::now();
       const int64_t R = I.rows[int(m)], C = I.cols[int(m)];
+      const LayerQuantOptions lo = blockwise_layer_for(I.opt, name);
+      const QuantSpec spec = method_spec(lo);
       std::string log = I.awq_log[int(m)];
       if (I.opt.awq_clip && m != LinearSlot::Q && m != LinearSlot::K &&
           spec.kind != QuantKind::Codebook) {
         awq_clip_search(I.W[int(m)]->data(), R, C, H, spec);
         log += "awq clip. ";
       }
-      LayerQuantResult r = quantize_layer(I.W[int(m)]->data(), R, C, I.layer,
+      LayerQuantResult r = quantize_layer(I.W[int(m)]->data(), R, C, lo,
                                           H.empty() ? nullptr : &H, nullptr, &I.threads());
       I.q[int(m)] = std::move(r.q);
       if (I.model) I.install_quantized(l, m);
       report_.layers.push_back({name, R, C, r.rel_weight_error, r.rel_output_error,
-                                r.bits_per_weight, seconds_since(t0), log + r.log});
+                                r.bits_per_weight, seconds_since(t0), log + r.log, spec.name()});
       report_.quantized_weights += R * C;
       report_.quantized_bits += r.bits_per_weight * double(R * C);
     }
@@ -660,7 +697,8 @@ void BlockwiseQuantizer::emit_tail(CalibActivations* store, QuantizedTensorSink&
         quantize_layer(W.data(), R, C, I.head_layer, H.empty() ? nullptr : &H, nullptr, &I.threads());
     sink.add_quantized(name, r.q);
     report_.layers.push_back({name, R, C, r.rel_weight_error, r.rel_output_error,
-                              r.bits_per_weight, seconds_since(t0), r.log});
+                              r.bits_per_weight, seconds_since(t0), r.log,
+                              method_spec(I.head_layer).name()});
     report_.quantized_weights += R * C;
     report_.quantized_bits += r.bits_per_weight * double(R * C);
   }

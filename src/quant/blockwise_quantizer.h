@@ -38,6 +38,7 @@
 #include "quant/calib_activations.h"
 #include "quant/quant_report.h"
 #include "quant/quantize_layer.h"
+#include "quant/tensor_spec_rules.h"
 #include "tensor/model_source.h"
 #include "tensor/quantized_tensor_sink.h"
 #include "train/block_ap.h"
@@ -57,6 +58,9 @@ struct BlockwiseOptions {
   // The head's own bits / group (the paper keeps lm_head at 4 bits, g128, under a 2-bit body);
   // unset: the same as layer. Its method is always layer's.
   std::optional<int> output_bits, output_group;
+  // Other bits / group for the block projections a rule matches (quant/tensor_spec_rules.h);
+  // the method is layer's. AWQ's scale search trials layer's width for every projection.
+  std::vector<TensorSpecRule> tensor_rules;
   int n_threads = 0;            // <= 0: all cores
   // Block-AP after each block's quantization (HLQ or uniform formats, calibrated): the block's
   // latent weights and parameters are trained to reproduce the fp block's outputs on its inputs
@@ -73,6 +77,10 @@ struct BlockwiseOptions {
 
 // True if these options cannot run without calibration sequences.
 bool blockwise_needs_calibration(const BlockwiseOptions& opt);
+
+// What the block projection `name` is quantized with: layer (RTN for awq) with the first
+// matching tensor rule's bits / group.
+LayerQuantOptions blockwise_layer_for(const BlockwiseOptions& opt, const std::string& name);
 
 // What output.weight is quantized with: layer's method (RTN for awq) at output_bits /
 // output_group where set.

@@ -17,6 +17,7 @@ struct LayerReport {
   double bits_per_weight = 0;
   double seconds = 0;
   std::string log;
+  std::string format;  // QuantSpec::name() of what it was stored as
 };
 
 struct QuantReport {

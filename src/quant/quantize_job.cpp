@@ -93,6 +93,7 @@ BlockwiseOptions blockwise_options(const QuantizeJob& job) {
   opt.output_group = job.output_group;
   opt.n_threads = job.n_threads;
   opt.block_ap = job.block_ap;
+  for (const std::string& r : job.tensor_specs) opt.tensor_rules.push_back(parse_tensor_spec_rule(r));
   return opt;
 }
 
@@ -154,8 +155,10 @@ void check_e2e_budget(const QuantizeJob& job, const ModelSource& src, int seqlen
   const int threads = job.n_threads > 0 ? job.n_threads
                                         : int(std::max(1u, std::thread::hardware_concurrency()));
   const int batch = job.e2e_qp->batch_seqs;
-  const uint64_t need = E2eQpModel::estimate_bytes(c, body_spec(blockwise_options(job)), mapped,
-                                                   int64_t(seqlen - 1) * batch, threads);
+  const BlockwiseOptions opt = blockwise_options(job);
+  const uint64_t need = E2eQpModel::estimate_bytes(
+      c, [&](int l, LinearSlot s) { return method_spec(blockwise_layer_for(opt, linear_weight_name(l, s))); },
+      mapped, int64_t(seqlen - 1) * batch, threads);
   require(need <= budget, "E2E-QP would need about ", format_byte_size(need), " for batches of ",
           batch, " x ", seqlen, " tokens, over --mem-budget ", format_byte_size(budget),
           ": lower --e2e-batch or --seqlen, or raise --mem-budget");
@@ -179,6 +182,8 @@ RunManifest run_manifest(const QuantizeJob& job, const QuantSpec& spec,
   m.set("awq_grid", std::to_string(job.awq_grid));
   m.set("awq_tokens", std::to_string(job.awq_tokens));
   m.set("quantize_output", quantizes_output(job) ? "1" : "0");
+  if (!job.tensor_specs.empty())
+    m.set("tensor_specs", tensor_spec_rules_text(blockwise_options(job).tensor_rules));
   if (quantizes_output(job)) m.set("output_spec", head_spec.name());
   if (const auto& b = job.block_ap) {
     char v[256];
@@ -402,6 +407,8 @@ QuantizeResult run_quantize_job(const QuantizeJob& job, std::unique_ptr<ModelSou
   BlockwiseQuantizer bq(*src, opt);  // checks the options against the model
 
   QuantizedFilePlan plan = plan_quantized_file(*src, spec, opt.quantize_output);
+  for (auto& [name, s] : plan.quantized)
+    if (block_index(name) >= 0) s = method_spec(blockwise_layer_for(opt, name));
   if (opt.quantize_output) plan.quantized[kOutputName] = head_spec;
   plan.method =
       quant_method_name(job.method) + (job.awq && job.method != QuantMethod::Awq ? "+awq" : "") +

@@ -46,6 +46,9 @@ struct QuantizeJob {
   HlqFitMethod fit = HlqFitMethod::Alternating;
   HlqGptqVariant variant = HlqGptqVariant::Ours;  // Paper: also the paper's HLQ fit procedure
   bool hlq_compact = false;  // HLQ methods: hlqc parameters (scale, zero, plane-ratio codes)
+  // Other bits / group for the block projections a rule matches, "PATTERN=wB[gG]", first match
+  // wins (quant/tensor_spec_rules.h), e.g. {"ffn_down=w3", "attn_v=w4"}.
+  std::vector<std::string> tensor_specs;
   bool act_order = false;    // GPTQ: columns by decreasing Hessian diagonal
   double percdamp = 0.01;    // GPTQ / GANQ damping, fraction of the mean Hessian diagonal
 

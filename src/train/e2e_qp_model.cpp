@@ -142,16 +142,19 @@ uint64_t E2eQpModel::estimate_bytes(const ModelSource& src, int64_t tokens, int 
   return estimate_training_bytes(c, codes, params, mapped, tokens, threads);
 }
 
-uint64_t E2eQpModel::estimate_bytes(const ModelConfig& c, const QuantSpec& spec,
+uint64_t E2eQpModel::estimate_bytes(const ModelConfig& c,
+                                    const std::function<QuantSpec(int, LinearSlot)>& spec_of,
                                     uint64_t mapped_bytes, int64_t tokens, int threads) {
   uint64_t codes = 0, params = 0;
-  for (LinearSlot s : kAllLinearSlots) {
-    const auto [rows, cols] = linear_shape(c, s);
-    codes += uint64_t(rows * cols) * uint64_t(PackedCodes::width_for(spec.bits)) / 8;
-    params += uint64_t(rows) * uint64_t(spec.groups_per_row(cols)) * uint64_t(spec.params_per_group());
-  }
-  return estimate_training_bytes(c, codes * uint64_t(c.n_layers), params * uint64_t(c.n_layers),
-                                 mapped_bytes, tokens, threads);
+  for (int l = 0; l < c.n_layers; ++l)
+    for (LinearSlot s : kAllLinearSlots) {
+      const QuantSpec spec = spec_of(l, s);
+      const auto [rows, cols] = linear_shape(c, s);
+      codes += uint64_t(rows * cols) * uint64_t(PackedCodes::width_for(spec.bits)) / 8;
+      params += uint64_t(rows) * uint64_t(spec.groups_per_row(cols)) *
+                uint64_t(spec.params_per_group());
+    }
+  return estimate_training_bytes(c, codes, params, mapped_bytes, tokens, threads);
 }
 
 void E2eQpModel::zero_grads() {

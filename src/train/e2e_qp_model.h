@@ -15,6 +15,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -54,9 +55,10 @@ class E2eQpModel {
   // e2e_qp.h) and the mapped head and embedding pages it touches. What --mem-budget is checked
   // against before anything is loaded.
   static uint64_t estimate_bytes(const ModelSource& src, int64_t tokens, int threads);
-  // The same for a model not written yet: every projection in spec, mapped_bytes the stored
-  // embedding and head (what a quantize job checks before its first stage).
-  static uint64_t estimate_bytes(const ModelConfig& c, const QuantSpec& spec,
+  // The same for a model not written yet: projection (layer, slot) in spec_of(layer, slot),
+  // mapped_bytes the stored embedding and head (what a quantize job checks before its first stage).
+  static uint64_t estimate_bytes(const ModelConfig& c,
+                                 const std::function<QuantSpec(int, LinearSlot)>& spec_of,
                                  uint64_t mapped_bytes, int64_t tokens, int threads);
 
   // Mean cross-entropy (nats) of predicting tokens 1..T-1 of every sequence from tokens 0..T-2;

@@ -312,7 +312,7 @@ TEST(E2eQp, RefusesWhatItCannotTrain) {
   // the written file is the one a quantize job plans with before writing it.
   const uint64_t need = E2eQpModel::estimate_bytes(*q, 7, 2);
   const TensorInfo& embd = *q->find(kTokenEmbdName);
-  EXPECT_EQ(need, E2eQpModel::estimate_bytes(q->config(), QuantSpec{QuantKind::HLQ, 2, 32}, embd.nbytes +
+  EXPECT_EQ(need, E2eQpModel::estimate_bytes(q->config(), [](int, LinearSlot) { return QuantSpec{QuantKind::HLQ, 2, 32}; }, embd.nbytes +
                                              (q->config().tied_embeddings
                                                   ? 0
                                                   : q->find(kOutputName)->nbytes),
