@@ -45,7 +45,7 @@ struct BlockTrainer {
       require(q[size_t(s)].rows == R && q[size_t(s)].cols == C, "Block-AP: ",
               linear_slot_name(LinearSlot(s)), " is ", q[size_t(s)].rows, " x ",
               q[size_t(s)].cols, ", the model needs ", R, " x ", C);
-      lin.push_back(std::make_unique<QuantizedLinearParam>(q[size_t(s)]));
+      lin.push_back(std::make_unique<QuantizedLinearParam>(q[size_t(s)], true, &pool));
       w.w[s] = lin.back()->effective();
     }
     w.attn_norm = b.attn_norm.data();
@@ -198,7 +198,7 @@ BlockApResult block_ap(const DecoderBlock& block, std::array<QuantizedMatrix, kL
     for (int s = 0; s < kLinearSlots; ++s) out[size_t(s)] = tr.lin[size_t(s)]->finish(true, pool);
     // The stored form (fp16 parameters, codes reassigned under them) must still beat the start.
     for (int s = 0; s < kLinearSlots; ++s) {
-      tr.lin[size_t(s)] = std::make_unique<QuantizedLinearParam>(out[size_t(s)]);
+      tr.lin[size_t(s)] = std::make_unique<QuantizedLinearParam>(out[size_t(s)], true, &pool);
       tr.w.w[s] = tr.lin[size_t(s)]->effective();
     }
     const double stored = tr.evaluate(judge, opt.batch_seqs, inputs, targets);

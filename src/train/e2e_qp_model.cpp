@@ -196,7 +196,7 @@ BlockWeights<float> E2eQpModel::load_block(int layer) {
     if (live_layer_ != layer) {
       // The previous block's effective weights go before this block's come.
       live_[int(s)].reset();
-      live_[int(s)].emplace(projection(layer, s), /*with_latent=*/false);  // codes frozen
+      live_[int(s)].emplace(projection(layer, s), /*with_latent=*/false, &pool_);  // codes frozen
     }
     w.w[int(s)] = live_[int(s)]->effective();
   }

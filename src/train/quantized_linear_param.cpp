@@ -18,24 +18,33 @@ inline float param_derivative(const QuantSpec& spec, int k, uint8_t code) {
 
 }  // namespace
 
-QuantizedLinearParam::QuantizedLinearParam(QuantizedMatrix fitted, bool with_latent)
+QuantizedLinearParam::QuantizedLinearParam(QuantizedMatrix fitted, bool with_latent,
+                                           ThreadPool* pool)
     : q_(std::move(fitted)) {
   require(q_.spec.kind == QuantKind::HLQ || q_.spec.kind == QuantKind::Uniform,
           "finetuning trains HLQ or uniform parameters, not ", q_.spec.name(),
           " (quantize with --method hlq-gptq without --hlq-compact)");
   require(q_.codes.size() == size_t(q_.rows * q_.cols), "quantized matrix holds ", q_.codes.size(),
           " codes for ", q_.rows, " x ", q_.cols);
+  require(q_.params.size() ==
+              size_t(q_.rows * q_.spec.groups_per_row(q_.cols) * q_.spec.params_per_group()),
+          "quantized matrix holds ", q_.params.size(), " parameters for ", q_.rows, " x ",
+          q_.cols, " in ", q_.spec.name());
   eff_.resize(q_.codes.size());
-  dequantize(q_, eff_.data());
+  update_effective(/*reassign_codes=*/false, pool);
   if (with_latent) latent_ = eff_;
   grad_params_.assign(q_.params.size(), 0.0f);
 }
 
 void QuantizedLinearParam::update_effective(bool reassign_codes, ThreadPool& pool) {
+  update_effective(reassign_codes, &pool);
+}
+
+void QuantizedLinearParam::update_effective(bool reassign_codes, ThreadPool* pool) {
   require(!reassign_codes || latent_.size() == eff_.size(),
           "internal: codes follow latent weights this projection does not hold");
   const int64_t cols = q_.cols, g = q_.spec.group_len(cols), ng = q_.spec.groups_per_row(cols);
-  pool.run(q_.rows, [&](int, int64_t r0, int64_t r1) {
+  const auto rows = [&](int, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t gi = 0; gi < ng; ++gi) {
         const int64_t c0 = gi * g, n = std::min(g, cols - c0), at = r * cols + c0;
@@ -46,7 +55,11 @@ void QuantizedLinearParam::update_effective(bool reassign_codes, ThreadPool& poo
         for (int c = 0; c < (1 << q_.spec.bits); ++c) vals[c] = dequant_code(q_.spec, p, uint8_t(c));
         for (int64_t i = 0; i < n; ++i) eff_[size_t(at + i)] = vals[q_.codes[size_t(at + i)]];
       }
-  });
+  };
+  if (pool)
+    pool->run(q_.rows, rows);
+  else
+    rows(0, 0, q_.rows);
 }
 
 void QuantizedLinearParam::accumulate_grads(const float* d_eff, bool with_latent,

@@ -25,7 +25,9 @@ class QuantizedLinearParam {
   // From a fitted matrix (HLQ or uniform; other kinds throw Error). The latent weights start at
   // its dequantized values, so the first reassignment gives back its own codes. Without
   // with_latent (codes frozen, as in E2E-QP) no latent copy is held, and what needs one throws.
-  explicit QuantizedLinearParam(QuantizedMatrix fitted, bool with_latent = true);
+  // With a pool the effective weights are formed on it (E2E-QP builds a block's every step).
+  explicit QuantizedLinearParam(QuantizedMatrix fitted, bool with_latent = true,
+                                ThreadPool* pool = nullptr);
 
   int64_t rows() const { return q_.rows; }
   int64_t cols() const { return q_.cols; }
@@ -34,6 +36,7 @@ class QuantizedLinearParam {
   // Rebuilds the effective weights from the parameters; with reassign_codes, first gives every
   // latent weight the nearest code under them (Block-AP), else keeps the codes (E2E-QP).
   void update_effective(bool reassign_codes, ThreadPool& pool);
+  void update_effective(bool reassign_codes, ThreadPool* pool);  // serial without a pool
   const float* effective() const { return eff_.data(); }  // (rows, cols)
 
   // Adds the gradients that d_eff = dL/dW_eff (rows, cols) implies: into grad_params() always,
