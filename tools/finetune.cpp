@@ -46,6 +46,8 @@ int run_finetune(int argc, char** argv) {
   app.add_option("--epochs", opt.epochs, "epochs (default 1)");
   app.add_option("--lr", opt.lr, "peak learning rate of the scales and zeros (default 1e-4)");
   app.add_option("--batch", opt.batch_seqs, "sequences per step (default 1)");
+  app.add_option("--warmup", opt.warmup,
+                 "fraction of the steps over which the learning rate rises linearly (default 0)");
   app.add_option("--schedule", schedule, "cosine | linear | constant (default cosine)")
       ->check(CLI::IsMember({"cosine", "linear", "constant"}));
   app.add_option("--holdout", opt.holdout_seqs,

@@ -181,6 +181,9 @@ int run_quantize(int argc, char** argv) {
   app.add_option("--e2e-batch", e2e.batch_seqs, "E2E-QP: sequences per step (default 1)");
   app.add_option("--e2e-schedule", e2e_schedule, "E2E-QP: cosine | linear | constant (default cosine)")
       ->check(CLI::IsMember({"cosine", "linear", "constant"}));
+  app.add_option("--e2e-warmup", e2e.warmup,
+                 "E2E-QP: fraction of the steps over which the learning rate rises linearly "
+                 "(default 0)");
   app.add_option("--e2e-nsamples", e2e_nsamples,
                  "E2E-QP: train on the first N calibration sequences (default: all)");
   app.add_option("--ft-keep-stage1", job.keep_stage1_path,
@@ -211,7 +214,8 @@ int run_quantize(int argc, char** argv) {
   for (const char* f : {"--ft-epochs", "--ft-lr-weights", "--ft-lr-params", "--ft-weight-decay",
                         "--ft-schedule", "--ft-batch"})
     require(!app.count(f) || job.block_ap, f, " sets up Block-AP: add --ft-stages block (or use --method hlq-ft)");
-  for (const char* f : {"--e2e-epochs", "--e2e-lr", "--e2e-batch", "--e2e-schedule", "--e2e-nsamples"})
+  for (const char* f : {"--e2e-epochs", "--e2e-lr", "--e2e-batch", "--e2e-schedule", "--e2e-warmup",
+                        "--e2e-nsamples"})
     require(!app.count(f) || job.e2e_qp, f, " sets up E2E-QP: add --ft-stages e2e (or use --method hlq-ft)");
   job.fit = fit == "gradient" ? HlqFitMethod::Gradient : HlqFitMethod::Alternating;
   job.variant = variant == "paper" ? HlqGptqVariant::Paper : HlqGptqVariant::Ours;

@@ -57,7 +57,10 @@ const char* lr_schedule_name(LrSchedule s) {
   return "?";
 }
 
-float lr_scale_at(LrSchedule s, int step, int total) {
+float lr_scale_at(LrSchedule s, int step, int total, int warmup) {
+  if (warmup > 0 && step < warmup) return float(step + 1) / float(warmup + 1);
+  step -= std::max(warmup, 0);
+  total -= std::max(warmup, 0);
   if (total <= 0 || s == LrSchedule::Constant) return 1.0f;
   const double f = double(step) / double(total);
   if (s == LrSchedule::Linear) return float(1.0 - f);

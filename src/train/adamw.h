@@ -41,8 +41,9 @@ enum class LrSchedule { Constant, Linear, Cosine };
 LrSchedule parse_lr_schedule(const std::string& name);
 const char* lr_schedule_name(LrSchedule s);
 
-// The multiplier of the peak learning rate at step (0-based) of total: constant 1; linear
-// 1 -> 0; cosine (1 + cos(pi * step / total)) / 2.
-float lr_scale_at(LrSchedule s, int step, int total);
+// The multiplier of the peak learning rate at step (0-based) of total: first `warmup` steps
+// rising linearly, (step + 1) / (warmup + 1); then over the remaining steps constant 1, linear
+// 1 -> 0, or cosine (1 + cos(pi * f)) / 2, f the fraction of them done.
+float lr_scale_at(LrSchedule s, int step, int total, int warmup = 0);
 
 }  // namespace elutq

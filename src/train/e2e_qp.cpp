@@ -63,6 +63,8 @@ E2eQpResult e2e_qp(const ModelSource& quantized, const std::vector<std::vector<i
   require(opt.epochs >= 0, "E2E-QP: epochs must be >= 0, not ", opt.epochs);
   require(opt.batch_seqs >= 1, "E2E-QP: batch_seqs must be >= 1, not ", opt.batch_seqs);
   require(opt.lr >= 0 && opt.weight_decay >= 0, "E2E-QP: lr and weight decay must be >= 0");
+  require(opt.warmup >= 0 && opt.warmup <= 1, "E2E-QP: warmup is a fraction of the steps, 0..1, not ",
+          opt.warmup);
   const int n = int(seqs.size());
   require(n >= 1, "E2E-QP: no calibration sequences");
   for (const std::vector<int>& s : seqs)
@@ -100,6 +102,7 @@ E2eQpResult e2e_qp(const ModelSource& quantized, const std::vector<std::vector<i
   std::vector<std::vector<uint16_t>> best = snapshot(model);
   const int steps = int((train.size() + size_t(opt.batch_seqs) - 1) / size_t(opt.batch_seqs));
   const int total_steps = opt.epochs * steps;
+  const int warmup_steps = int(std::lround(double(opt.warmup) * total_steps));
   std::mt19937_64 rng(opt.seed);
   for (int epoch = 1; epoch <= opt.epochs; ++epoch) {
     std::shuffle(train.begin(), train.end(), rng);
@@ -109,7 +112,7 @@ E2eQpResult e2e_qp(const ModelSource& quantized, const std::vector<std::vector<i
       const size_t k = std::min(train.size() - i, size_t(opt.batch_seqs));
       model.zero_grads();
       sum += model.loss_and_grad(std::span(train).subspan(i, k));
-      adam.step(lr_scale_at(opt.schedule, (epoch - 1) * steps + step, total_steps));
+      adam.step(lr_scale_at(opt.schedule, (epoch - 1) * steps + step, total_steps, warmup_steps));
       if (progress) progress(epoch, step + 1, steps, sum / (step + 1));
     }
     r.train_loss.push_back(sum / steps);

@@ -359,3 +359,23 @@ TEST(E2eQp, LowersStories260KCrossEntropyOnText) {
 
 }  // namespace
 }  // namespace elutq
+
+namespace elutq {
+namespace {
+
+// The schedules with and without a linear warmup: the warmup rises to just below the peak, the
+// decay then runs over the steps that remain.
+TEST(LrSchedule, WarmupRisesThenTheScheduleRunsOverTheRest) {
+  EXPECT_FLOAT_EQ(lr_scale_at(LrSchedule::Cosine, 0, 10), 1.0f);
+  EXPECT_FLOAT_EQ(lr_scale_at(LrSchedule::Linear, 5, 10), 0.5f);
+  EXPECT_FLOAT_EQ(lr_scale_at(LrSchedule::Cosine, 0, 10, 3), 0.25f);
+  EXPECT_FLOAT_EQ(lr_scale_at(LrSchedule::Cosine, 2, 10, 3), 0.75f);
+  EXPECT_FLOAT_EQ(lr_scale_at(LrSchedule::Cosine, 3, 10, 3), 1.0f);
+  EXPECT_NEAR(lr_scale_at(LrSchedule::Cosine, 9, 10, 3), 0.5 * (1 + std::cos(M_PI * 6 / 7)), 1e-6);
+  EXPECT_FLOAT_EQ(lr_scale_at(LrSchedule::Linear, 6, 8, 4), 0.5f);
+  EXPECT_FLOAT_EQ(lr_scale_at(LrSchedule::Constant, 1, 8, 4), 0.4f);
+  EXPECT_FLOAT_EQ(lr_scale_at(LrSchedule::Constant, 7, 8, 4), 1.0f);
+}
+
+}  // namespace
+}  // namespace elutq
