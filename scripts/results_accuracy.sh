@@ -50,15 +50,9 @@ UPDATE_DOCS="${UPDATE_DOCS:-1}"
 TABLE_ONLY="${TABLE_ONLY:-0}"
 SMOL="${ELUTQ_SMOLLM2:-$HOME/.cache/elutq/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 
-[[ -x "$ELUTQ" ]] || { echo "error: $ELUTQ not built (scripts/build.sh)" >&2; exit 1; }
-WIKI="$SHARED/data/wikitext-2-raw/wiki.test.raw"
-C4="$SHARED/data/c4/c4_validation_2k.jsonl"
-for f in "$WIKI" "$C4"; do [[ -f "$f" ]] || { echo "error: missing $f" >&2; exit 1; }; done
-mkdir -p "$WORK"
-if [[ "$TABLE_ONLY" != 1 ]]; then
-  head -n 1000 "$C4" > "$WORK/c4_calib.jsonl"
-  tail -n +1001 "$C4" > "$WORK/c4_heldout.jsonl"
-fi
+# shellcheck source=lib/results_common.sh
+source "$ROOT/scripts/lib/results_common.sh"
+results_setup
 
 # method label -> elutq quantize options
 method_args() {
@@ -91,18 +85,6 @@ method_title() {
     hlqc-gptq-ours-alt) echo "HLQC-GPTQ ours (compact parameters), alternating" ;;
     ganq) echo "GANQ (per-row codebook)" ;;
   esac
-}
-
-# eval MODELFILE CTX WINDOWS TAG -> prints ppl (cached in $WORK/$TAG.{wiki,c4}.log)
-ppl_of() { sed -n 's/^ppl \([0-9.eE+-]*\) .*/\1/p' "$1" | tail -1; }
-evaluate() {
-  local file="$1" ctx="$2" win="$3" tag="$4"
-  [[ -s "$WORK/$tag.wiki.log" ]] && [[ -n "$(ppl_of "$WORK/$tag.wiki.log")" ]] ||
-    "$ELUTQ" perplexity -m "$file" -f "$WIKI" --lines -c "$ctx" --max-windows "$win" -q \
-      -t "$THREADS" > "$WORK/$tag.wiki.log" 2>&1
-  [[ -s "$WORK/$tag.c4.log" ]] && [[ -n "$(ppl_of "$WORK/$tag.c4.log")" ]] ||
-    "$ELUTQ" perplexity -m "$file" -f "$WORK/c4_heldout.jsonl" -c "$ctx" --max-windows "$win" \
-      -q -t "$THREADS" > "$WORK/$tag.c4.log" 2>&1
 }
 
 run_model() {

@@ -33,27 +33,9 @@ FT_ARGS="${FT_ARGS:-}"
 UPDATE_DOCS="${UPDATE_DOCS:-1}"
 MODELS_DIR="${ELUTQ_CACHE:-$HOME/.cache/elutq}/models"
 
-[[ -x "$ELUTQ" ]] || { echo "error: $ELUTQ not built (scripts/build.sh)" >&2; exit 1; }
-WIKI="$SHARED/data/wikitext-2-raw/wiki.test.raw"
-C4="$SHARED/data/c4/c4_validation_2k.jsonl"
-for f in "$WIKI" "$C4"; do [[ -f "$f" ]] || { echo "error: missing $f" >&2; exit 1; }; done
-mkdir -p "$WORK"
-# Rewritten only when they differ: the calibration file's identity (size, mtime) is part of a run's
-# manifest, so touching it would make every kept stage-1 file useless to a rerun.
-refresh() { if ! cmp -s "$1" "$2" 2>/dev/null; then mv "$1" "$2"; else rm -f "$1"; fi; }
-head -n 1000 "$C4" > "$WORK/c4_calib.jsonl.new" && refresh "$WORK/c4_calib.jsonl.new" "$WORK/c4_calib.jsonl"
-tail -n +1001 "$C4" > "$WORK/c4_heldout.jsonl.new" && refresh "$WORK/c4_heldout.jsonl.new" "$WORK/c4_heldout.jsonl"
-
-ppl_of() { sed -n 's/^ppl \([0-9.eE+-]*\) .*/\1/p' "$1" 2>/dev/null | tail -1; }
-evaluate() {  # FILE TAG
-  local file="$1" tag="$2"
-  [[ -n "$(ppl_of "$WORK/$tag.wiki.log")" ]] ||
-    "$ELUTQ" perplexity -m "$file" -f "$WIKI" --lines -c 2048 --max-windows "$WINDOWS" -q \
-      -t "$THREADS" > "$WORK/$tag.wiki.log" 2>&1
-  [[ -n "$(ppl_of "$WORK/$tag.c4.log")" ]] ||
-    "$ELUTQ" perplexity -m "$file" -f "$WORK/c4_heldout.jsonl" -c 2048 --max-windows "$WINDOWS" \
-      -q -t "$THREADS" > "$WORK/$tag.c4.log" 2>&1
-}
+# shellcheck source=lib/results_common.sh
+source "$ROOT/scripts/lib/results_common.sh"
+results_setup
 summary_field() {  # LOG FIELD -> value from the "summary:" line
   sed -n "s/^summary:.* $2 \([0-9.]*\).*/\1/p" "$1" | tail -1
 }
@@ -79,19 +61,19 @@ for model in $MODELS; do
     *) echo "unknown model $model" >&2; exit 1 ;;
   esac
   [[ -f "$src" ]] || { echo "skipping $model: $src not found" >&2; continue; }
-  evaluate "$src" "$model.fp"
+  evaluate "$src" 2048 "$WINDOWS" "$model.fp"
   echo "| $model | source | FP (as stored) | - | $(ppl_of "$WORK/$model.fp.wiki.log") | $(ppl_of "$WORK/$model.fp.c4.log") | - | - |" >> "$table"
   calib=(--calib "$WORK/c4_calib.jsonl" --nsamples "$ns" --seqlen "$sl")
   for cfg in $CONFIGS; do
     bits="${cfg#w}"; bits="${bits%%g*}"; group="${cfg#*g}"
     base="$WORK/$model.$cfg"
     quantize "$src" "$base.gptq.gguf" "$base.gptq.quant.log" --method hlq-gptq --bits "$bits" \
-      --group "$group" "${calib[@]}" && [[ -f "$base.gptq.gguf" ]] && evaluate "$base.gptq.gguf" "$model.$cfg.gptq"
+      --group "$group" "${calib[@]}" && [[ -f "$base.gptq.gguf" ]] && evaluate "$base.gptq.gguf" 2048 "$WINDOWS" "$model.$cfg.gptq"
     # shellcheck disable=SC2086
     quantize "$src" "$base.ft.gguf" "$base.ft.quant.log" --method hlq-ft --bits "$bits" \
       --group "$group" "${calib[@]}" --ft-keep-stage1 "$base.bap.gguf" $FT_ARGS &&
-      { [[ -f "$base.bap.gguf" ]] && evaluate "$base.bap.gguf" "$model.$cfg.bap";
-        [[ -f "$base.ft.gguf" ]] && evaluate "$base.ft.gguf" "$model.$cfg.ft"; }
+      { [[ -f "$base.bap.gguf" ]] && evaluate "$base.bap.gguf" 2048 "$WINDOWS" "$model.$cfg.bap";
+        [[ -f "$base.ft.gguf" ]] && evaluate "$base.ft.gguf" 2048 "$WINDOWS" "$model.$cfg.ft"; }
     rm -f "$base.gptq.gguf" "$base.bap.gguf" "$base.ft.gguf"
     for stage in gptq bap ft; do
       qlog="$base.$stage.quant.log"; [[ $stage == bap ]] && qlog="$base.ft.quant.log"

@@ -21,13 +21,9 @@ SPECS="${SPECS:-hlq-gptq:2 hlq-gptq:3 hlq:2 hlq:3}"
 LUT_TABLES="${LUT_TABLES:-int8 int12 int16}"
 WINDOWS="${WINDOWS:-4}" NSAMPLES="${NSAMPLES:-16}" SEQLEN="${SEQLEN:-512}" THREADS="${THREADS:-2}"
 SMOL="${ELUTQ_SMOLLM2:-$HOME/.cache/elutq/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
-WIKI="$SHARED/data/wikitext-2-raw/wiki.test.raw"
-C4="$SHARED/data/c4/c4_validation_2k.jsonl"
-[[ -x "$ELUTQ" ]] || { echo "error: $ELUTQ not built (scripts/build.sh)" >&2; exit 1; }
-for f in "$SMOL" "$WIKI" "$C4"; do [[ -f "$f" ]] || { echo "error: missing $f" >&2; exit 1; }; done
-mkdir -p "$WORK"
-head -n 1000 "$C4" > "$WORK/c4_calib.jsonl"
-ppl_of() { sed -n 's/^ppl \([0-9.eE+-]*\) .*/\1/p' "$1" | tail -1; }
+# shellcheck source=lib/results_common.sh
+source "$ROOT/scripts/lib/results_common.sh"
+results_setup "$SMOL"
 
 echo "| method | bits/group | LUT tables | ppl, LUT kernels | ppl, dequantized fp32 | relative difference |"
 echo "|---|---|---|---:|---:|---:|"
