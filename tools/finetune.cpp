@@ -44,7 +44,9 @@ int run_finetune(int argc, char** argv) {
   app.add_option("--seqlen", co.seqlen, "tokens per sequence (default 512)");
   app.add_option("--seed", co.seed, "seed for cutting sequences and shuffling (default 0)");
   app.add_option("--epochs", opt.epochs, "epochs (default 1)");
-  app.add_option("--lr", opt.lr, "peak learning rate of the scales and zeros (default 1e-4)");
+  app.add_option("--lr", opt.lr,
+                 "peak learning rate of the scales and zeros, relative to their size: each "
+                 "projection's step is about lr times their RMS (default 1e-3)");
   app.add_option("--batch", opt.batch_seqs, "sequences per step (default 1)");
   app.add_option("--warmup", opt.warmup,
                  "fraction of the steps over which the learning rate rises linearly (default 0)");

@@ -177,7 +177,9 @@ int run_quantize(int argc, char** argv) {
                  "Block-AP and E2E-QP: calibration sequences held out to pick the best epoch "
                  "(default: a tenth)");
   app.add_option("--e2e-epochs", e2e.epochs, "E2E-QP: epochs (default 1)");
-  app.add_option("--e2e-lr", e2e.lr, "E2E-QP: peak learning rate of the HLQ parameters (default 1e-4)");
+  app.add_option("--e2e-lr", e2e.lr,
+                 "E2E-QP: peak learning rate of the HLQ parameters, relative to their size "
+                 "(each projection's step is about lr times their RMS; default 1e-3)");
   app.add_option("--e2e-batch", e2e.batch_seqs, "E2E-QP: sequences per step (default 1)");
   app.add_option("--e2e-schedule", e2e_schedule, "E2E-QP: cosine | linear | constant (default cosine)")
       ->check(CLI::IsMember({"cosine", "linear", "constant"}));

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <numeric>
 #include <random>
@@ -93,7 +94,11 @@ E2eQpResult e2e_qp(const ModelSource& quantized, const std::vector<std::vector<i
   for (int l = 0; l < model.config().n_layers; ++l)
     for (LinearSlot s : kAllLinearSlots) {
       std::vector<float>& p = model.params(l, s);
-      groups.push_back({p.data(), model.grad(l, s).data(), p.size(), opt.lr, opt.weight_decay});
+      double ss = 0;
+      for (float v : p) ss += double(v) * double(v);
+      const double rms = p.empty() ? 0.0 : std::sqrt(ss / double(p.size()));
+      const float lr = rms > 0 ? float(opt.lr * rms) : opt.lr;  // all zero: lr as given
+      groups.push_back({p.data(), model.grad(l, s).data(), p.size(), lr, opt.weight_decay});
     }
   AdamW adam(std::move(groups));
 

@@ -21,7 +21,11 @@ namespace elutq {
 
 struct E2eQpOptions {
   int epochs = 1;
-  float lr = 1e-4f;               // quantization parameters (measured: docs/RESULTS.md)
+  // Peak learning rate, relative: each projection's parameters get lr times their root mean
+  // square at the start, so one value serves models whose scales differ tenfold (SmolLM2's
+  // HLQ scales are ~0.3, Qwen2.5-1.5B's ~0.03; Adam's steps are absolute). Measured:
+  // docs/RESULTS.md.
+  float lr = 1e-3f;
   float weight_decay = 0.0f;
   LrSchedule schedule = LrSchedule::Cosine;
   float warmup = 0.0f;            // fraction of the steps with the lr rising linearly (0..1)

@@ -223,7 +223,7 @@ TEST(E2eQp, KeepsTheStartWhenTrainingOnlyHurts) {
   auto q = open_model(qpath);
   E2eQpOptions opt;
   opt.epochs = 2;
-  opt.lr = 5.0f;
+  opt.lr = 100.0f;  // steps of 100 times the parameters' size
   opt.schedule = LrSchedule::Constant;
   opt.n_threads = 2;
   const auto seqs = random_seqs(5, 16, 300, 5);  // a tenth held out: 1 sequence
