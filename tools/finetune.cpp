@@ -49,7 +49,7 @@ int run_finetune(int argc, char** argv) {
                  "projection's step is about lr times their RMS (default 1e-3)");
   app.add_option("--batch", opt.batch_seqs, "sequences per step (default 1)");
   app.add_option("--warmup", opt.warmup,
-                 "fraction of the steps over which the learning rate rises linearly (default 0)");
+                 "fraction of the steps over which the learning rate rises linearly (default 0.1)");
   app.add_option("--schedule", schedule, "cosine | linear | constant (default cosine)")
       ->check(CLI::IsMember({"cosine", "linear", "constant"}));
   app.add_option("--holdout", opt.holdout_seqs,

@@ -185,7 +185,7 @@ int run_quantize(int argc, char** argv) {
       ->check(CLI::IsMember({"cosine", "linear", "constant"}));
   app.add_option("--e2e-warmup", e2e.warmup,
                  "E2E-QP: fraction of the steps over which the learning rate rises linearly "
-                 "(default 0)");
+                 "(default 0.1)");
   app.add_option("--e2e-nsamples", e2e_nsamples,
                  "E2E-QP: train on the first N calibration sequences (default: all)");
   app.add_option("--ft-keep-stage1", job.keep_stage1_path,

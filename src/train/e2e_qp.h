@@ -28,7 +28,7 @@ struct E2eQpOptions {
   float lr = 1e-3f;
   float weight_decay = 0.0f;
   LrSchedule schedule = LrSchedule::Cosine;
-  float warmup = 0.0f;            // fraction of the steps with the lr rising linearly (0..1)
+  float warmup = 0.1f;            // fraction of the steps with the lr rising linearly (0..1)
   int batch_seqs = 1;             // sequences per step
   int holdout_seqs = -1;          // < 0: a tenth (at least 1 when there are >= 2)
   uint64_t seed = 0;
