@@ -100,7 +100,7 @@ int run_quantize(int argc, char** argv) {
   app.add_option("--tensor-spec", job.tensor_specs,
                  "PATTERN=wBITS[gGROUP]: other bits (and group) for the block projections whose "
                  "name matches the regular expression PATTERN, e.g. 'ffn_down=w3' or "
-                 "'blk\.(0|1)\.=w4g128' (names read like blk.3.attn_v.weight); repeatable, the "
+                 "'blk\\.(0|1)\\.=w4g128' (names read like blk.3.attn_v.weight); repeatable, the "
                  "first matching rule wins; the method stays --method's")
       ->allow_extra_args(false);
   app.add_option("--fit", fit, "HLQ fit: alternating | gradient (default alternating)")
