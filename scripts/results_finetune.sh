@@ -55,14 +55,14 @@ table="$WORK/table.md"
 for model in $MODELS; do
   case "$model" in
     smollm2) src="${ELUTQ_SMOLLM2:-$MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf}"
-             ns=$SMOL_NSAMPLES; sl=$SMOL_SEQLEN ;;
+             ns=$SMOL_NSAMPLES; sl=$SMOL_SEQLEN; src_bpw="5.0 (Q4_1)" ;;
     qwen15b) src="${ELUTQ_QWEN15B:-$MODELS_DIR/Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf}"
-             ns=$QWEN_NSAMPLES; sl=$QWEN_SEQLEN ;;
+             ns=$QWEN_NSAMPLES; sl=$QWEN_SEQLEN; src_bpw="4.81 (Q4_K_M)" ;;
     *) echo "unknown model $model" >&2; exit 1 ;;
   esac
   [[ -f "$src" ]] || { echo "skipping $model: $src not found" >&2; continue; }
   evaluate "$src" 2048 "$WINDOWS" "$model.fp"
-  echo "| $model | source | FP (as stored) | - | $(ppl_of "$WORK/$model.fp.wiki.log") | $(ppl_of "$WORK/$model.fp.c4.log") | - | - |" >> "$table"
+  echo "| $model | source | FP (as stored) | $src_bpw | $(ppl_of "$WORK/$model.fp.wiki.log") | $(ppl_of "$WORK/$model.fp.c4.log") | - | - |" >> "$table"
   calib=(--calib "$WORK/c4_calib.jsonl" --nsamples "$ns" --seqlen "$sl")
   for cfg in $CONFIGS; do
     bits="${cfg#w}"; bits="${bits%%g*}"; group="${cfg#*g}"
