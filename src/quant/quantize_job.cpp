@@ -5,12 +5,12 @@
 #include <cstdarg>
 #include <cstdio>
 #include <filesystem>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "core/error.h"
 #include "core/memory_usage.h"
+#include "core/thread_pool.h"
 #include "format/gguf_model.h"
 #include "format/quantized_model_writer.h"
 #include "model/model.h"
@@ -148,17 +148,15 @@ uint64_t estimate_block_working_bytes(const ModelConfig& c, int64_t seqlen,
 // E2E-QP's memory is checked before the first stage runs, not hours later when it starts.
 void check_e2e_budget(const QuantizeJob& job, const ModelSource& src, int seqlen, uint64_t budget,
                       const Reporter& out) {
-  const ModelConfig& c = src.config();
-  const int64_t vocab = c.vocab_size, dim = c.dim;
-  const uint64_t mapped = src.get(kTokenEmbdName, {vocab, dim}).nbytes +
-                          (c.tied_embeddings ? 0 : src.get(kOutputName, {vocab, dim}).nbytes);
-  const int threads = job.n_threads > 0 ? job.n_threads
-                                        : int(std::max(1u, std::thread::hardware_concurrency()));
   const int batch = job.e2e_qp->batch_seqs;
   const BlockwiseOptions opt = blockwise_options(job);
+  // The embedding and head are copied to the file as stored, so the source's are what E2E-QP maps.
   const uint64_t need = E2eQpModel::estimate_bytes(
-      c, [&](int l, LinearSlot s) { return method_spec(blockwise_layer_for(opt, linear_weight_name(l, s))); },
-      mapped, int64_t(seqlen - 1) * batch, threads);
+      src,
+      [&](int l, LinearSlot s) {
+        return method_spec(blockwise_layer_for(opt, linear_weight_name(l, s)));
+      },
+      int64_t(seqlen - 1) * batch, job.n_threads > 0 ? job.n_threads : hardware_threads());
   require(need <= budget, "E2E-QP would need about ", format_byte_size(need), " for batches of ",
           batch, " x ", seqlen, " tokens, over --mem-budget ", format_byte_size(budget),
           ": lower --e2e-batch or --seqlen, or raise --mem-budget");

@@ -31,18 +31,27 @@ std::vector<float> load_vector(const ModelSource& src, const std::string& name, 
   return v;
 }
 
-// The stored projection decoded, after checking it is one E2E-QP can train.
-QuantizedMatrix load_projection(const ModelSource& src, int layer, LinearSlot s) {
+// The stored projection (layer, s), after checking it is one E2E-QP can train; its format into
+// *spec.
+const TensorInfo& trainable_projection(const ModelSource& src, int layer, LinearSlot s,
+                                       QuantSpec* spec) {
   const auto [rows, cols] = linear_shape(src.config(), s);
   const TensorInfo& t = src.get(linear_weight_name(layer, s), {rows, cols});
   require(t.dtype == DType::ELUTQ,
           "E2E-QP trains the quantization parameters of an elutq quantized model, but tensor '",
           t.name, "' of this ", src.format_name(), " model is stored as ", dtype_name(t.dtype),
           " (quantize the model first)");
-  const QuantSpec spec = inspect_quantized_blob(t.data, t.nbytes).spec;
-  require(spec.kind == QuantKind::HLQ || spec.kind == QuantKind::Uniform,
-          "E2E-QP trains HLQ or uniform parameters, but tensor '", t.name, "' is ", spec.name(),
+  *spec = inspect_quantized_blob(t.data, t.nbytes).spec;
+  require(spec->kind == QuantKind::HLQ || spec->kind == QuantKind::Uniform,
+          "E2E-QP trains HLQ or uniform parameters, but tensor '", t.name, "' is ", spec->name(),
           " (quantize with an HLQ or uniform method, without --hlq-compact)");
+  return t;
+}
+
+// The stored projection decoded (trainable_projection's checks first).
+QuantizedMatrix load_projection(const ModelSource& src, int layer, LinearSlot s) {
+  QuantSpec spec;
+  const TensorInfo& t = trainable_projection(src, layer, s, &spec);
   QuantizedMatrix q = decode_quantized_blob(t.data, t.nbytes);
   src.release_pages(t);  // decoded: the mapped blob need not stay resident beside its codes
   return q;
@@ -95,17 +104,24 @@ E2eQpModel::E2eQpModel(const ModelSource& src, ThreadPool& pool)
 
 E2eQpModel::~E2eQpModel() = default;
 
-namespace {
-
-// E2eQpModel::estimate_bytes from what the projections hold: packed codes (bytes) and trained
-// parameters (count).
-uint64_t estimate_training_bytes(const ModelConfig& c, uint64_t codes, uint64_t params,
-                                 uint64_t mapped, int64_t tokens, int threads) {
+uint64_t E2eQpModel::estimate_bytes(const ModelSource& src,
+                                    const std::function<QuantSpec(int, LinearSlot)>& spec_of,
+                                    int64_t tokens, int threads) {
+  const ModelConfig& c = src.config();
   const uint64_t dim = uint64_t(c.dim), hd = uint64_t(c.head_dim), hidden = uint64_t(c.hidden_dim),
                  q_dim = uint64_t(c.n_heads) * hd, kv_dim = uint64_t(c.n_kv_heads) * hd,
                  vocab = uint64_t(c.vocab_size), T = uint64_t(std::max<int64_t>(tokens, 1));
-  // Per parameter: itself, its gradient, AdamW's two moments (floats), the best copy (fp16).
-  const uint64_t trained = codes + params * 18;
+  // Per projection: its packed codes; per parameter: itself, its gradient, AdamW's two moments
+  // (floats) and the best copy (fp16).
+  uint64_t trained = 0;
+  for (int l = 0; l < c.n_layers; ++l)
+    for (LinearSlot s : kAllLinearSlots) {
+      const QuantSpec spec = spec_of(l, s);
+      const auto [rows, cols] = linear_shape(c, s);
+      trained += uint64_t(rows * cols) * uint64_t(PackedCodes::width_for(spec.bits)) / 8 +
+                 uint64_t(rows) * uint64_t(spec.groups_per_row(cols)) *
+                     uint64_t(spec.params_per_group()) * 18;
+    }
   // The live block: effective weights, unpacked codes and weight gradients (9 bytes a weight),
   // its tape, the residual stream and the checkpoints of every block input.
   const uint64_t block =
@@ -116,45 +132,23 @@ uint64_t estimate_training_bytes(const ModelConfig& c, uint64_t codes, uint64_t 
   // the head and the embedding, resident once touched.
   const uint64_t chunk = std::clamp<uint64_t>(uint64_t(kLogitChunkFloats) / vocab, 1, T);
   const uint64_t tile = uint64_t(head_tile_rows(int64_t(vocab), threads));
+  const std::vector<int64_t> shape = {c.vocab_size, c.dim};
+  const uint64_t mapped = src.get(kTokenEmbdName, shape).nbytes +
+                          (c.tied_embeddings ? 0 : src.get(kOutputName, shape).nbytes);
   const uint64_t head = chunk * vocab * 4 + uint64_t(threads) * (tile + chunk) * dim * 4 + mapped;
   constexpr uint64_t kProgram = uint64_t(96) << 20;  // code, tokenizer, allocator slack
   return trained + block + head + kProgram;
 }
 
-}  // namespace
-
 uint64_t E2eQpModel::estimate_bytes(const ModelSource& src, int64_t tokens, int threads) {
-  const ModelConfig& c = src.config();
-  uint64_t codes = 0, params = 0;
-  for (int l = 0; l < c.n_layers; ++l)
-    for (LinearSlot s : kAllLinearSlots) {
-      const auto [rows, cols] = linear_shape(c, s);
-      const TensorInfo& t = src.get(linear_weight_name(l, s), {rows, cols});
-      if (t.dtype != DType::ELUTQ) continue;  // refused by the constructor
-      const QuantSpec spec = inspect_quantized_blob(t.data, t.nbytes).spec;
-      codes += uint64_t(rows * cols) * uint64_t(PackedCodes::width_for(spec.bits)) / 8;
-      params += uint64_t(rows) * uint64_t(spec.groups_per_row(cols)) *
-                uint64_t(spec.params_per_group());
-    }
-  const int64_t vocab = c.vocab_size, dim = c.dim;
-  const uint64_t mapped = src.get(kTokenEmbdName, {vocab, dim}).nbytes +
-                          (c.tied_embeddings ? 0 : src.get(kOutputName, {vocab, dim}).nbytes);
-  return estimate_training_bytes(c, codes, params, mapped, tokens, threads);
-}
-
-uint64_t E2eQpModel::estimate_bytes(const ModelConfig& c,
-                                    const std::function<QuantSpec(int, LinearSlot)>& spec_of,
-                                    uint64_t mapped_bytes, int64_t tokens, int threads) {
-  uint64_t codes = 0, params = 0;
-  for (int l = 0; l < c.n_layers; ++l)
-    for (LinearSlot s : kAllLinearSlots) {
-      const QuantSpec spec = spec_of(l, s);
-      const auto [rows, cols] = linear_shape(c, s);
-      codes += uint64_t(rows * cols) * uint64_t(PackedCodes::width_for(spec.bits)) / 8;
-      params += uint64_t(rows) * uint64_t(spec.groups_per_row(cols)) *
-                uint64_t(spec.params_per_group());
-    }
-  return estimate_training_bytes(c, codes, params, mapped_bytes, tokens, threads);
+  return estimate_bytes(
+      src,
+      [&](int l, LinearSlot s) {
+        QuantSpec spec;
+        trainable_projection(src, l, s, &spec);
+        return spec;
+      },
+      tokens, threads);
 }
 
 void E2eQpModel::zero_grads() {

@@ -52,14 +52,15 @@ class E2eQpModel {
 
   // Bytes this model holds while it trains on batches of `tokens` tokens, with `threads` pool
   // threads: everything above, the optimizer's state (AdamW's two moments, the fp16 best copy;
-  // e2e_qp.h) and the mapped head and embedding pages it touches. What --mem-budget is checked
-  // against before anything is loaded.
-  static uint64_t estimate_bytes(const ModelSource& src, int64_t tokens, int threads);
-  // The same for a model not written yet: projection (layer, slot) in spec_of(layer, slot),
-  // mapped_bytes the stored embedding and head (what a quantize job checks before its first stage).
-  static uint64_t estimate_bytes(const ModelConfig& c,
+  // e2e_qp.h) and the mapped head and embedding pages it touches, with the projections of src
+  // stored as spec_of(layer, slot) says: what --mem-budget is checked against before anything is
+  // loaded (a quantize job does so with the formats it is about to write, before its first stage).
+  static uint64_t estimate_bytes(const ModelSource& src,
                                  const std::function<QuantSpec(int, LinearSlot)>& spec_of,
-                                 uint64_t mapped_bytes, int64_t tokens, int threads);
+                                 int64_t tokens, int threads);
+  // The same with the formats src stores (throws Error, as the constructor does, on a projection
+  // E2E-QP cannot train).
+  static uint64_t estimate_bytes(const ModelSource& src, int64_t tokens, int threads);
 
   // Mean cross-entropy (nats) of predicting tokens 1..T-1 of every sequence from tokens 0..T-2;
   // the sequences all have the same length T >= 2.
