@@ -238,11 +238,8 @@ BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOp
   // Every rule must give a valid width and name at least one block projection (a typo in a
   // pattern would otherwise pass silently).
   for (const TensorSpecRule& r : opt.tensor_rules) {
-    LayerQuantOptions o = I.layer;
-    o.bits = r.bits;
-    if (r.group) o.group = *r.group;
     try {
-      method_spec(o);
+      method_spec(with_rule(I.layer, r));
     } catch (const Error& e) {
       throw Error("--tensor-spec '" + r.text + "': " + e.what());
     }
@@ -251,12 +248,10 @@ BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOp
   for (int l = 0; l < c.n_layers; ++l)
     for (LinearSlot s : kAllLinearSlots) {
       const std::string name = linear_weight_name(l, s);
-      for (size_t r = 0; r < opt.tensor_rules.size(); ++r)
-        if (std::regex_search(name, opt.tensor_rules[r].pattern)) {
-          used[r] = true;
-          break;
-        }
-      const QuantSpec spec = method_spec(blockwise_layer_for(opt, name));
+      const int r = matching_rule(opt.tensor_rules, name);
+      if (r >= 0) used[size_t(r)] = true;
+      const QuantSpec spec =
+          method_spec(r < 0 ? I.layer : with_rule(I.layer, opt.tensor_rules[size_t(r)]));
       if (opt.block_ap)
         require(spec.kind == QuantKind::HLQ || spec.kind == QuantKind::Uniform,
                 "Block-AP trains HLQ or uniform parameters; ", spec.name(), " cannot be finetuned");

@@ -49,17 +49,24 @@ TensorSpecRule parse_tensor_spec_rule(const std::string& text) {
   return r;
 }
 
+int matching_rule(const std::vector<TensorSpecRule>& rules, const std::string& name) {
+  for (size_t r = 0; r < rules.size(); ++r)
+    if (std::regex_search(name, rules[r].pattern)) return int(r);
+  return -1;
+}
+
+LayerQuantOptions with_rule(const LayerQuantOptions& base, const TensorSpecRule& rule) {
+  LayerQuantOptions o = base;
+  o.bits = rule.bits;
+  if (rule.group) o.group = *rule.group;
+  return o;
+}
+
 LayerQuantOptions layer_options_for(const LayerQuantOptions& base,
                                     const std::vector<TensorSpecRule>& rules,
                                     const std::string& name) {
-  for (const TensorSpecRule& r : rules)
-    if (std::regex_search(name, r.pattern)) {
-      LayerQuantOptions o = base;
-      o.bits = r.bits;
-      if (r.group) o.group = *r.group;
-      return o;
-    }
-  return base;
+  const int r = matching_rule(rules, name);
+  return r < 0 ? base : with_rule(base, rules[size_t(r)]);
 }
 
 std::string tensor_spec_rules_text(const std::vector<TensorSpecRule>& rules) {

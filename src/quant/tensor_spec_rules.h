@@ -25,6 +25,10 @@ struct TensorSpecRule {
 // (no '=', an empty or invalid pattern, a bad width).
 TensorSpecRule parse_tensor_spec_rule(const std::string& text);
 
+// The index of the first rule whose pattern is found in `name`, or -1.
+int matching_rule(const std::vector<TensorSpecRule>& rules, const std::string& name);
+// base with the rule's bits and group.
+LayerQuantOptions with_rule(const LayerQuantOptions& base, const TensorSpecRule& rule);
 // The options tensor `name` is quantized with: base, with the first matching rule's bits and group.
 LayerQuantOptions layer_options_for(const LayerQuantOptions& base,
                                     const std::vector<TensorSpecRule>& rules,
