@@ -197,8 +197,7 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>
     }
     const uint32_t type = c.read<uint32_t>(tw + " type");
     require(dtype_known(type), "'", path, "': ", tw, " has tensor type ", type,
-            ", which elutq does not support (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, "
-            "Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, I8, I16, I32, I64, F64)");
+            ", which elutq does not support (supported: ", dtype_known_names(), ")");
     t.dtype = static_cast<DType>(type);
     const int64_t bs = dtype_block_elems(t.dtype);
     require(static_cast<int64_t>(dims[0]) % bs == 0, "'", path, "': ", tw, " rows of ", dims[0],

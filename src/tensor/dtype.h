@@ -20,12 +20,26 @@ enum class DType : uint32_t {
   Q4_K = 12,
   Q5_K = 13,
   Q6_K = 14,
+  Q8_K = 15,  // the intermediate type of llama.cpp's K-quant dot products; rarely in files
+  IQ2_XXS = 16,
+  IQ2_XS = 17,
+  IQ3_XXS = 18,
+  IQ1_S = 19,
+  IQ4_NL = 20,
+  IQ3_S = 21,
+  IQ2_S = 22,
+  IQ4_XS = 23,
   I8 = 24,   // plain integer / double tensors (GGUF values); raw blobs in our own files
   I16 = 25,
   I32 = 26,
   I64 = 27,
   F64 = 28,
+  IQ1_M = 29,
   BF16 = 30,
+  TQ1_0 = 34,
+  TQ2_0 = 35,
+  MXFP4 = 39,
+  NVFP4 = 40,
   // A quantized matrix of an elutq model file (tensor/quantized_matrix_codec.h), shape {rows, cols}, its
   // bytes the self-describing blob. Only loaders produce it; it is never a GGUF tensor type (the
   // file stores the blob as I8), so dtype_known() is false for it.
@@ -36,6 +50,8 @@ enum class DType : uint32_t {
 std::string dtype_name(DType t);
 // True if t is one of the enumerators above.
 bool dtype_known(uint32_t t);
+// The names of all of them but ELUTQ, comma-separated, for error messages.
+std::string dtype_known_names();
 // Elements per block (1 for F32/F16/BF16) and bytes per block.
 int64_t dtype_block_elems(DType t);
 int64_t dtype_block_bytes(DType t);

@@ -1,9 +1,12 @@
 """Checks `elutq tensor -o` (our GGUF reader + dequantization) against the `gguf` PyPI package.
 
-1. A GGUF written by gguf.GGUFWriter holds random raw blocks of every type elutq reads (F32, F16,
-   BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K), with the fp16 scale fields replaced by finite
-   random halves so no value is inf/nan. Our fp32 output must equal gguf.quants.dequantize bit
-   for bit: both compute each weight with the same fp32 operations in the same order.
+1. A GGUF written by gguf.GGUFWriter holds random raw blocks of every block type elutq reads that
+   the gguf package can dequantize (F32, F16, BF16, Q4_0..Q8_0, Q2_K..Q6_K, the IQ types, TQ1_0,
+   TQ2_0, MXFP4, NVFP4), with the fp16 scale fields replaced by finite random halves (and IQ1_M's
+   split scale and MXFP4's exponent constrained) so no value is inf/nan. Our fp32 output must
+   equal gguf.quants.dequantize bit for bit: both compute each weight with the same fp32
+   operations in the same order. (Q8_K is elutq-readable too but the package has no
+   dequantizer for it; the unit tests cover it.)
 2. Several tensors of the real SmolLM2-135M-Instruct Q4_1 GGUF (if present), same criterion.
 Exits 77 (skipped) when the elutq binary or the gguf package is missing.
 """
@@ -25,19 +28,55 @@ if not CLI or not os.path.exists(CLI):
     print("skip: ELUTQ_CLI (path of the elutq binary) not set")
     sys.exit(77)
 
-# (type, bytes per block, elements per block, byte offsets of fp16 scale fields in a block)
+def random_halves(rng, n, lo=-2.0, hi=2.0):
+    return rng.uniform(lo, hi, size=n).astype(np.float16)
+
+
+def iq1m_scale(raw, rng):
+    """IQ1_M's fp16 scale is the top nibbles of its four u16 scale words (bytes 48..55)."""
+    d = random_halves(rng, raw.shape[0], -0.1, 0.1).view(np.uint16).astype(np.uint16)
+    words = raw[:, 48:56].copy().view("<u2")  # (blocks, 4)
+    for k in range(4):
+        words[:, k] = (words[:, k] & 0x0FFF) | (((d >> (4 * k)) & 0xF) << 12)
+    raw[:, 48:56] = words.view(np.uint8)
+
+
+def mxfp4_exponent(raw, rng):
+    """E8M0 exponents up to 252 keep 2^(e-127) * 6 finite; 0 and 1 (subnormal scales) always."""
+    raw[:, 0] = rng.integers(0, 253, size=raw.shape[0])
+    raw[:3, 0] = [0, 1, 252]
+
+
+# (type, bytes per block, elements per block, byte offsets of fp16 scale fields in a block,
+#  a function fixing other fields that could make values non-finite, or None)
 TYPES = [
-    (T.Q4_0, 18, 32, [0]),
-    (T.Q4_1, 20, 32, [0, 2]),
-    (T.Q5_0, 22, 32, [0]),
-    (T.Q5_1, 24, 32, [0, 2]),
-    (T.Q8_0, 34, 32, [0]),
-    (T.Q2_K, 84, 256, [80, 82]),
-    (T.Q3_K, 110, 256, [108]),
-    (T.Q4_K, 144, 256, [0, 2]),
-    (T.Q5_K, 176, 256, [0, 2]),
-    (T.Q6_K, 210, 256, [208]),
+    (T.Q4_0, 18, 32, [0], None),
+    (T.Q4_1, 20, 32, [0, 2], None),
+    (T.Q5_0, 22, 32, [0], None),
+    (T.Q5_1, 24, 32, [0, 2], None),
+    (T.Q8_0, 34, 32, [0], None),
+    (T.Q2_K, 84, 256, [80, 82], None),
+    (T.Q3_K, 110, 256, [108], None),
+    (T.Q4_K, 144, 256, [0, 2], None),
+    (T.Q5_K, 176, 256, [0, 2], None),
+    (T.Q6_K, 210, 256, [208], None),
+    (T.IQ2_XXS, 66, 256, [0], None),
+    (T.IQ2_XS, 74, 256, [0], None),
+    (T.IQ2_S, 82, 256, [0], None),
+    (T.IQ3_XXS, 98, 256, [0], None),
+    (T.IQ3_S, 110, 256, [0], None),
+    (T.IQ1_S, 50, 256, [0], None),
+    (T.IQ1_M, 56, 256, [], iq1m_scale),
+    (T.IQ4_NL, 18, 32, [0], None),
+    (T.IQ4_XS, 136, 256, [0], None),
+    (T.TQ1_0, 54, 256, [52], None),
+    (T.TQ2_0, 66, 256, [64], None),
 ]
+# Newer types, checked when the installed gguf package knows them.
+if hasattr(T, "MXFP4"):
+    TYPES.append((T.MXFP4, 17, 32, [], mxfp4_exponent))
+if hasattr(T, "NVFP4"):
+    TYPES.append((T.NVFP4, 36, 64, [], None))  # unsigned E4M3 scales: every byte is finite
 
 
 def ours(path, name, tmp):
@@ -59,10 +98,6 @@ def compare(label, ref, mine):
     print(f"ok {label}: {ref.size} values bit-identical")
 
 
-def random_halves(rng, n, lo=-2.0, hi=2.0):
-    return rng.uniform(lo, hi, size=n).astype(np.float16)
-
-
 def synthetic(tmp):
     rng = np.random.default_rng(1234)
     path = os.path.join(tmp, "all_types.gguf")
@@ -75,13 +110,16 @@ def synthetic(tmp):
     w.add_tensor("bf16", bf.reshape(rows, 64).view(np.uint8).reshape(rows, 128),
                  raw_dtype=T.BF16)
     expected["bf16"] = (bf.astype(np.uint32) << 16).view(np.float32)
-    for qt, bb, be, scales in TYPES:
-        n_blocks = 4  # per row
+    for qt, bb, be, scales, fix in TYPES:
+        assert gguf.constants.GGML_QUANT_SIZES[qt] == (be, bb), f"{qt.name}: block size differs"
+        n_blocks = 64  # per row: enough that most IQ grid rows and sign patterns occur
         raw = rng.integers(0, 256, size=(rows * n_blocks, bb), dtype=np.uint8)
         for off in scales:
             # Positive and negative scales; dmin fields too (the formula subtracts them).
             raw[:, off:off + 2] = random_halves(rng, rows * n_blocks, -0.1, 0.1).view(
                 np.uint8).reshape(-1, 2)
+        if fix:
+            fix(raw, rng)
         raw = raw.reshape(rows, n_blocks * bb)
         w.add_tensor(qt.name.lower(), raw, raw_dtype=qt)
     w.write_header_to_file()
