@@ -76,8 +76,8 @@ int run_chat(int argc, char** argv) {
     }
     if (line.empty()) continue;
     msgs.push_back({"user", line});
-    std::vector<int> ids =
-        tok.encode(render_chat(tmpl, msgs, true), /*add_special=*/false, /*parse_special=*/true);
+    // What the user types stays text: "<|im_end|>" in a message cannot end the turn.
+    std::vector<int> ids = encode_chat_prompt(tok, render_chat_prompt(tmpl, msgs, true));
     if (spec.add_bos && spec.bos_id >= 0 && (ids.empty() || ids[0] != spec.bos_id))
       ids.insert(ids.begin(), spec.bos_id);
     if (int(ids.size()) + 1 >= m.max_ctx()) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cli.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/memory_usage.h"
 #include "core/progress.h"
@@ -66,6 +67,7 @@ int run_finetune(int argc, char** argv) {
   require(std::filesystem::is_regular_file(calib), "--calib: cannot read '", calib, "'");
   std::error_code ec;
   require(!std::filesystem::equivalent(in, out, ec), "OUT must differ from IN");
+  check_output_path(out, "OUT");
   opt.schedule = parse_lr_schedule(schedule);
   if (!mem_budget.empty()) {
     opt.mem_budget = parse_byte_size(mem_budget);

@@ -80,8 +80,9 @@ int run_generate(int argc, char** argv) {
     std::vector<ChatMessage> msgs;
     if (!system.empty()) msgs.push_back({"system", system});
     msgs.push_back({"user", prompt});
-    const std::string text = render_chat(t, msgs, /*add_generation_prompt=*/true);
-    ids = tok.encode(text, /*add_special=*/false, /*parse_special=*/true);
+    const ChatPrompt chat = render_chat_prompt(t, msgs, /*add_generation_prompt=*/true);
+    const std::string& text = chat.text;
+    ids = encode_chat_prompt(tok, chat);  // message text never becomes control tokens
     // The template may write BOS itself; add it only if the model wants one and it is missing.
     if (spec.add_bos && spec.bos_id >= 0 && (ids.empty() || ids[0] != spec.bos_id))
       ids.insert(ids.begin(), spec.bos_id);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "kernel_options.h"
 #include "model/model.h"
@@ -93,14 +94,9 @@ int run_logits(int argc, char** argv) {
                  decode ? "decode" : "prefill", n, secs, n / secs, m.pool().size());
 
   if (!out_path.empty()) {
-    const std::string tmp = out_path + ".tmp";
-    {
-      std::ofstream f(tmp, std::ios::binary);
-      require(bool(f), "cannot write '", tmp, "'");
-      f.write(reinterpret_cast<const char*>(logits.data()), std::streamsize(logits.size() * 4));
-      require(bool(f), "writing '", tmp, "' failed (disk full?)");
-    }
-    std::filesystem::rename(tmp, out_path);
+    AtomicFile f(out_path);
+    f.write(logits.data(), logits.size() * sizeof(float));
+    f.commit();
   } else {
     for (int i = 0; i < n; ++i) {
       const float* row = logits.data() + int64_t(i) * vocab;

@@ -36,8 +36,17 @@ bool parse(CLI::App& app, int argc, char** argv, int* exit_code) {
     std::printf("%s", app.help().c_str());
     *exit_code = 0;
     return false;
+  } catch (const CLI::ExtrasError&) {
+    // CLI11's own message lists the extras last-first ("bar --foo"); say them as typed.
+    std::string extras;
+    for (const std::string& a : app.remaining()) extras += (extras.empty() ? "" : " ") + a;
+    std::fprintf(stderr, "elutq: error: unexpected arguments: %s (see '%s --help')\n",
+                 elutq::Error::printable_text(extras).c_str(), app.get_name().c_str());
+    *exit_code = 2;
+    return false;
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "elutq: error: %s (see '%s --help')\n", e.what(), app.get_name().c_str());
+    std::fprintf(stderr, "elutq: error: %s (see '%s --help')\n",
+                 elutq::Error::printable_text(e.what()).c_str(), app.get_name().c_str());
     *exit_code = 2;
     return false;
   }
@@ -71,7 +80,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "elutq: error: out of memory\n");
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "elutq: error: %s\n", e.what());
+    std::fprintf(stderr, "elutq: error: %s\n", elutq::Error::printable_text(e.what()).c_str());
     return 1;
   }
 }

@@ -65,8 +65,9 @@ int run_perplexity(int argc, char** argv) {
           " token(s); perplexity needs at least 2");
 
   if (ctx > src->config().max_seq_len) {
-    std::fprintf(stderr, "note: --ctx %d exceeds the model's trained context %d; using %d\n", ctx,
-                 src->config().max_seq_len, src->config().max_seq_len);
+    if (app.count("--ctx") > 0)  // the default shrinks silently to what the model has
+      std::fprintf(stderr, "note: --ctx %d exceeds the model's trained context %d; using %d\n",
+                   ctx, src->config().max_seq_len, src->config().max_seq_len);
     ctx = src->config().max_seq_len;
   }
   const int win = int(std::min<size_t>(size_t(ctx), ids.size()));

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "format/dequant.h"
 #include "format/gguf_file.h"
@@ -20,24 +21,11 @@
 namespace elutq::cli {
 namespace {
 
-// Writes n floats to path through a temporary file renamed into place once complete.
+// Writes n floats to path, whole or not at all.
 void write_f32_atomic(const std::string& path, const float* v, size_t n) {
-  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  require(f != nullptr, "cannot create '", tmp, "'");
-  const bool ok = std::fwrite(v, sizeof(float), n, f) == n && std::fflush(f) == 0 &&
-                  ::fsync(fileno(f)) == 0;
-  const bool closed = std::fclose(f) == 0;
-  if (!ok || !closed) {
-    std::remove(tmp.c_str());
-    fail("cannot write '", tmp, "' (disk full?)");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    fail("cannot rename '", tmp, "' to '", path, "': ", ec.message());
-  }
+  AtomicFile f(path);
+  f.write(v, n * sizeof(float));
+  f.commit();
 }
 
 int run_tensor(int argc, char** argv) {

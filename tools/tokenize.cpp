@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "core/error.h"
+#include "core/input_file.h"
 #include "runtime/open_model.h"
 #include "tensor/model_source.h"
 #include "tokenizer/tokenizer.h"
@@ -18,11 +19,7 @@ namespace elutq::cli {
 namespace {
 
 std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  require(in.good(), "cannot open text file '", path, "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return read_input_file(path, "text file");
 }
 
 void print_ids(const std::vector<int>& ids) {

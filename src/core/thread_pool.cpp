@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <string>
+
+#include "core/error.h"
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 #include <immintrin.h>
@@ -35,7 +38,19 @@ int hardware_threads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads <= 0 ? hardware_threads() : n_threads) {
+int max_threads() { return std::max(64, 4 * hardware_threads()); }
+
+int checked_thread_count(int n) {
+  if (n < 0 || n > max_threads())
+    throw Error("thread count " + std::to_string(n) + " is out of range: give -t 1.." +
+                std::to_string(max_threads()) + " (this machine has " +
+                std::to_string(hardware_threads()) +
+                " hardware threads), or 0 for one per hardware thread");
+  return n;
+}
+
+ThreadPool::ThreadPool(int n_threads)
+    : n_threads_(checked_thread_count(n_threads) == 0 ? hardware_threads() : n_threads) {
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 

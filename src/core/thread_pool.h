@@ -18,7 +18,8 @@ namespace elutq {
 
 class ThreadPool {
  public:
-  // n_threads <= 0 means one thread per hardware core.
+  // n_threads 0 means one thread per hardware core. Throws Error outside 0..max_threads() (a
+  // count like 100000 is a typing mistake that would start that many threads).
   explicit ThreadPool(int n_threads = 0);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -70,5 +71,13 @@ class ThreadPool {
 
 // Number of hardware threads, at least 1.
 int hardware_threads();
+
+// The most threads a pool takes: 4 per hardware thread, at least 64. Past the core count threads
+// only share cores, so more than that is a mistake, not a setting.
+int max_threads();
+
+// n itself if 0 <= n <= max_threads(); otherwise throws Error naming the range (the -t flag's
+// message: every tool's thread count goes through it or through ThreadPool).
+int checked_thread_count(int n);
 
 }  // namespace elutq

@@ -4,11 +4,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/error.h"
+#include "core/input_file.h"
 
 namespace elutq {
 
@@ -47,8 +47,15 @@ PerplexityResult perplexity(Model& model, const std::vector<int>& tokens, int ct
     for (int r0 = 0; r0 < win_len - 1; r0 += chunk) {
       const int m = std::min(chunk, win_len - 1 - r0);
       model.logits(hidden.data() + int64_t(r0) * dim, m, logits.data());
-      for (int i = 0; i < m; ++i)
-        r.nll_sum += token_nll(logits.data() + int64_t(i) * vocab, vocab, win[r0 + i + 1]);
+      for (int i = 0; i < m; ++i) {
+        const double nll = token_nll(logits.data() + int64_t(i) * vocab, vocab, win[r0 + i + 1]);
+        // NaN or Inf weights (a corrupt or badly quantized file) end here: say so, instead of
+        // reporting "ppl nan" with exit status 0.
+        require(std::isfinite(nll), "the model's logits are not finite (NaN or Inf) at token ",
+                int64_t(w) * win_len + r0 + i, " of the text: its weights are damaged or out of "
+                "range (look for non-finite values with 'elutq tensor -m MODEL NAME')");
+        r.nll_sum += nll;
+      }
       r.n_scored += m;
     }
     r.windows = w + 1;
@@ -59,13 +66,9 @@ PerplexityResult perplexity(Model& model, const std::vector<int>& tokens, int ct
 }
 
 std::vector<std::string> read_documents(const std::string& path, bool jsonl) {
-  std::ifstream f(path, std::ios::binary);
-  require(bool(f), "cannot open text file '", path, "'");
-  if (!jsonl && !(path.size() > 6 && path.substr(path.size() - 6) == ".jsonl")) {
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return {ss.str()};
-  }
+  std::string text = read_input_file(path, "text file");
+  if (!jsonl && !(path.size() > 6 && path.substr(path.size() - 6) == ".jsonl")) return {text};
+  std::istringstream f(std::move(text));
   std::vector<std::string> docs;
   std::string line;
   int64_t line_no = 0;

@@ -2,11 +2,7 @@
 // written, then checks each tensor's bytes against its declaration as they stream in.
 #include "format/gguf_writer.h"
 
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
+#include <algorithm>
 
 #include "core/error.h"
 
@@ -26,16 +22,13 @@ void append_str(std::string& o, const std::string& s) {
 }  // namespace
 
 GgufWriter::GgufWriter(const std::string& path, uint64_t alignment)
-    : path_(path), tmp_path_(path + ".tmp" + std::to_string(::getpid())), alignment_(alignment) {
+    : path_(path), alignment_(alignment) {
   require(alignment > 0 && (alignment & (alignment - 1)) == 0, "GGUF alignment ", alignment,
           " is not a power of two");
   if (alignment != 32) set_u32("general.alignment", static_cast<uint32_t>(alignment));
 }
 
-GgufWriter::~GgufWriter() {
-  if (f_) std::fclose(f_);
-  if (!finished_ && header_written_) std::remove(tmp_path_.c_str());
-}
+GgufWriter::~GgufWriter() = default;
 
 void GgufWriter::add_kv(const std::string& key, GgufType type, const std::string& value) {
   require(!header_written_, "GGUF writer: metadata '", key, "' set after the header was written");
@@ -124,9 +117,7 @@ uint64_t GgufWriter::add_tensor(const std::string& name, const std::vector<int64
 }
 
 void GgufWriter::put(const void* p, uint64_t n) {
-  if (n == 0) return;
-  if (std::fwrite(p, 1, n, f_) != n)
-    fail("cannot write '", tmp_path_, "': ", std::strerror(errno), " (disk full?)");
+  file_->write(p, n);
   pos_ += n;
 }
 
@@ -142,8 +133,7 @@ void GgufWriter::pad_to_alignment() {
 
 void GgufWriter::write_header() {
   require(!header_written_, "GGUF writer: header written twice");
-  f_ = std::fopen(tmp_path_.c_str(), "wb");
-  require(f_ != nullptr, "cannot create '", tmp_path_, "': ", std::strerror(errno));
+  file_ = std::make_unique<AtomicFile>(path_);
   header_written_ = true;
   std::string h = "GGUF";
   append_le<uint32_t>(h, 3);
@@ -200,13 +190,8 @@ void GgufWriter::finish() {
   require(cur_ == tensors_.size(), "GGUF writer: '", path_, "' is incomplete: tensor '",
           cur_ < tensors_.size() ? tensors_[cur_].name : std::string(), "' and ",
           tensors_.size() - cur_ - 1, " more were declared but not written");
-  const bool flushed = std::fflush(f_) == 0 && ::fsync(fileno(f_)) == 0;
-  const bool closed = std::fclose(f_) == 0;
-  f_ = nullptr;
-  require(flushed && closed, "cannot write '", tmp_path_, "' (disk full?)");
-  std::error_code ec;
-  std::filesystem::rename(tmp_path_, path_, ec);
-  require(!ec, "cannot rename '", tmp_path_, "' to '", path_, "': ", ec.message());
+  file_->commit();
+  file_.reset();
   finished_ = true;
 }
 

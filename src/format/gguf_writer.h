@@ -1,16 +1,17 @@
 // Writes GGUF v3 files, streaming: metadata and the tensor directory (name, shape, type, size) are
 // declared first, the header is written with precomputed aligned offsets, then each tensor's bytes
 // are appended in declared order as they become available (a model larger than RAM can be written
-// one block at a time). The file appears under its final name only after finish(): it is written
-// to a temporary name, fsync'd and renamed; a writer destroyed without finish() removes it.
+// one block at a time). The file appears under its final name only after finish() (core/atomic_file.h:
+// a temporary, fsync'd and renamed; removed if the writer is destroyed or the process signalled).
 #pragma once
 
 #include <cstdint>
-#include <cstdio>
+#include <memory>
 #include <string>
 #include <unordered_set>
 #include <vector>
 
+#include "core/atomic_file.h"
 #include "format/gguf_file.h"
 #include "tensor/dtype.h"
 
@@ -74,9 +75,9 @@ class GgufWriter {
   void put(const void* p, uint64_t n);
   void pad_to_alignment();
 
-  std::string path_, tmp_path_;
+  std::string path_;
   uint64_t alignment_;
-  std::FILE* f_ = nullptr;
+  std::unique_ptr<AtomicFile> file_;  // from write_header() on
   uint64_t pos_ = 0;  // bytes written so far
   std::string kv_bytes_;
   uint64_t n_kv_ = 0;

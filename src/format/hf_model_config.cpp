@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/input_file.h"
 
 namespace elutq {
 namespace {
@@ -204,13 +205,6 @@ void read_sliding_window(const ConfigReader& r, const ArchDefaults& a, ModelConf
   c->sliding_window = sliding_layers == 0 ? 0 : window;
 }
 
-// A parser message made printable: it may quote raw bytes of a corrupt file.
-std::string printable(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
-  return out;
-}
-
 // config.json's values -> ModelConfig; see read_hf_config.
 ModelConfig config_from_json(const json& j, const std::string& path) {
   const ConfigReader r(j, path);
@@ -266,19 +260,18 @@ ModelConfig config_from_json(const json& j, const std::string& path) {
 }  // namespace
 
 ModelConfig read_hf_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  require(in.good(), "cannot open '", path, "'");
+  const std::string text = read_input_file(path, "config");
   json j;
   try {
-    j = json::parse(in);
+    j = json::parse(text);
   } catch (const json::exception& e) {
-    fail("'", path, "' is not valid JSON (", printable(e.what()), ")");
+    fail("'", path, "' is not valid JSON (", e.what(), ")");
   }
   require(j.is_object(), "'", path, "' must hold a JSON object");
   try {
     return config_from_json(j, path);
   } catch (const json::exception& e) {  // a value of a type we did not check for
-    fail("'", path, "': unexpected value (", printable(e.what()), ")");
+    fail("'", path, "': unexpected value (", e.what(), ")");
   }
 }
 

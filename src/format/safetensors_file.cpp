@@ -10,6 +10,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/input_file.h"
 
 namespace elutq {
 namespace {
@@ -47,13 +48,6 @@ uint64_t parse_count(const json& v, const std::string& where, const char* what) 
   return v.get<uint64_t>();
 }
 
-// A parser message made printable: it may quote raw bytes of the (possibly binary) header.
-std::string printable(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
-  return out;
-}
-
 }  // namespace
 
 SafetensorsFile::SafetensorsFile(const std::string& path)
@@ -76,7 +70,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
   try {
     header = json::parse(text, text + header_len);
   } catch (const json::exception& e) {
-    fail("'", path, "': the header is not valid JSON (", printable(e.what()),
+    fail("'", path, "': the header is not valid JSON (", e.what(),
          "); the file is corrupt or not safetensors");
   }
   require(header.is_object(), "'", path, "': the header must be a JSON object, got ",
@@ -131,7 +125,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
       tensors_.push_back(std::move(t));
     }
   } catch (const json::exception& e) {  // a value of a type the checks above did not expect
-    fail("'", path, "': unexpected value in the header (", printable(e.what()), ")");
+    fail("'", path, "': unexpected value in the header (", e.what(), ")");
   }
 
   // Tensors must tile the data area exactly, as the format requires: no overlap, no hole.
@@ -158,11 +152,10 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
 }
 
 SafetensorsIndex read_safetensors_index(const std::string& index_path) {
-  std::ifstream in(index_path, std::ios::binary);
-  require(in.good(), "cannot open '", index_path, "'");
+  const std::string text = read_input_file(index_path, "safetensors index");
   json j;
   try {
-    j = json::parse(in);
+    j = json::parse(text);
   } catch (const json::exception& e) {
     fail("'", index_path, "' is not valid JSON (", e.what(), ")");
   }

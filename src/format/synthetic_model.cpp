@@ -34,8 +34,11 @@ int kv_heads(const SyntheticModelOptions& o) { return o.n_kv_heads > 0 ? o.n_kv_
 
 std::vector<TensorPlan> plan(const SyntheticModelOptions& o) {
   const int h = heads(o), kvh = kv_heads(o);
-  require(o.dim % h == 0 && h % kvh == 0, "synthetic model: dim (", o.dim,
-          ") must divide into heads (", h, ") and heads into kv heads (", kvh, ")");
+  require(o.n_heads >= 0 && o.n_kv_heads >= 0, "synthetic model: head counts must be positive");
+  require(o.dim % h == 0, "synthetic model: dim ", o.dim, " is not a multiple of the ", h,
+          " heads (each head gets dim / heads)");
+  require(h % kvh == 0, "synthetic model: the ", h, " heads are not a multiple of the ", kvh,
+          " key/value heads (each key/value head serves heads / kv-heads)");
   const int64_t dim = o.dim, hd = dim / h, kv = hd * kvh, ffn = o.hidden_dim, V = o.vocab_size;
   const double s_dim = 1.0 / std::sqrt(double(dim)), s_ffn = 1.0 / std::sqrt(double(ffn));
   std::vector<TensorPlan> p;

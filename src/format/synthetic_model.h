@@ -15,7 +15,7 @@ namespace elutq {
 struct SyntheticModelOptions {
   int dim = 256;
   int n_layers = 2;
-  int hidden_dim = 688;
+  int hidden_dim = 704;  // a multiple of 32, as check_options requires
   int vocab_size = 512;  // at least 259 + 1 (specials and byte tokens)
   int n_heads = 0;       // 0: dim / 64 (at least 1)
   int n_kv_heads = 0;    // 0: n_heads

@@ -53,28 +53,53 @@ std::string chatml_default_system(const std::string& j) {
   return "";
 }
 
-std::string render_chatml(const ChatTemplate& t, const std::vector<ChatMessage>& ms, bool gen) {
-  std::string out;
+// Builds a ChatPrompt: markup (template text, roles, BOS/EOS) and contents (message texts).
+class PromptBuilder {
+ public:
+  PromptBuilder& markup(const std::string& s) {
+    p_.text += s;
+    return *this;
+  }
+  PromptBuilder& content(const std::string& s) {
+    if (!s.empty()) p_.contents.push_back({p_.text.size(), p_.text.size() + s.size()});
+    p_.text += s;
+    return *this;
+  }
+  ChatPrompt take() { return std::move(p_); }
+
+ private:
+  ChatPrompt p_;
+};
+
+ChatPrompt render_chatml(const ChatTemplate& t, const std::vector<ChatMessage>& ms, bool gen) {
+  PromptBuilder b;
   if (!t.default_system.empty() && (ms.empty() || ms[0].role != "system"))
-    out += "<|im_start|>system\n" + t.default_system + "<|im_end|>\n";
-  for (const auto& m : ms) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
-  if (gen) out += "<|im_start|>assistant\n";
-  return out;
+    b.markup("<|im_start|>system\n").content(t.default_system).markup("<|im_end|>\n");
+  for (const auto& m : ms)
+    b.markup("<|im_start|>" + m.role + "\n").content(m.content).markup("<|im_end|>\n");
+  if (gen) b.markup("<|im_start|>assistant\n");
+  return b.take();
 }
 
-std::string render_llama3(const ChatTemplate& t, const std::vector<ChatMessage>& ms, bool gen) {
-  std::string out = t.bos_token;
+ChatPrompt render_llama3(const ChatTemplate& t, const std::vector<ChatMessage>& ms, bool gen) {
+  PromptBuilder b;
+  b.markup(t.bos_token);
   if (!t.default_system.empty() && (ms.empty() || ms[0].role != "system"))
-    out += "<|start_header_id|>system<|end_header_id|>\n\n" + t.default_system + "<|eot_id|>";
+    b.markup("<|start_header_id|>system<|end_header_id|>\n\n")
+        .content(t.default_system)
+        .markup("<|eot_id|>");
   for (const auto& m : ms)
-    out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + trim(m.content) + "<|eot_id|>";
-  if (gen) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-  return out;
+    b.markup("<|start_header_id|>" + m.role + "<|end_header_id|>\n\n")
+        .content(trim(m.content))
+        .markup("<|eot_id|>");
+  if (gen) b.markup("<|start_header_id|>assistant<|end_header_id|>\n\n");
+  return b.take();
 }
 
 // Llama-2 / Mistral: [INST] turns; a system prompt is folded into the first user turn.
-std::string render_llama2(const ChatTemplate& t, const std::vector<ChatMessage>& ms, bool) {
-  std::string out, system = t.default_system;
+ChatPrompt render_llama2(const ChatTemplate& t, const std::vector<ChatMessage>& ms, bool) {
+  PromptBuilder b;
+  std::string system = t.default_system;
   size_t first = 0;
   if (!ms.empty() && ms[0].role == "system") {
     system = ms[0].content;
@@ -86,24 +111,25 @@ std::string render_llama2(const ChatTemplate& t, const std::vector<ChatMessage>&
             "the llama2 chat format needs user and assistant turns to alternate, starting with user"
             " (message ", i, " is '", ms[i].role, "')");
     if (user) {
-      std::string content = trim(ms[i].content);
+      b.markup(t.bos_token + "[INST] ");
       if (i == first && !system.empty())
-        content = "<<SYS>>\n" + trim(system) + "\n<</SYS>>\n\n" + content;
-      out += t.bos_token + "[INST] " + content + " [/INST]";
+        b.markup("<<SYS>>\n").content(trim(system)).markup("\n<</SYS>>\n\n");
+      b.content(trim(ms[i].content)).markup(" [/INST]");
     } else {
-      out += " " + trim(ms[i].content) + " " + t.eos_token;
+      b.markup(" ").content(trim(ms[i].content)).markup(" " + t.eos_token);
     }
   }
-  return out;  // the generation prompt is the open [/INST] itself
+  return b.take();  // the generation prompt is the open [/INST] itself
 }
 
-std::string render_zephyr(const ChatTemplate& t, const std::vector<ChatMessage>& ms, bool gen) {
-  std::string out;
+ChatPrompt render_zephyr(const ChatTemplate& t, const std::vector<ChatMessage>& ms, bool gen) {
+  PromptBuilder b;
   if (!t.default_system.empty() && (ms.empty() || ms[0].role != "system"))
-    out += "<|system|>\n" + t.default_system + t.eos_token + "\n";
-  for (const auto& m : ms) out += "<|" + m.role + "|>\n" + m.content + t.eos_token + "\n";
-  if (gen) out += "<|assistant|>\n";
-  return out;
+    b.markup("<|system|>\n").content(t.default_system).markup(t.eos_token + "\n");
+  for (const auto& m : ms)
+    b.markup("<|" + m.role + "|>\n").content(m.content).markup(t.eos_token + "\n");
+  if (gen) b.markup("<|assistant|>\n");
+  return b.take();
 }
 
 }  // namespace
@@ -149,8 +175,8 @@ ChatTemplate chat_template_from_jinja(const std::string& j, const std::string& b
   return t;
 }
 
-std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
-                        bool add_generation_prompt) {
+ChatPrompt render_chat_prompt(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
+                              bool add_generation_prompt) {
   for (const auto& m : messages) check_role(m);
   switch (t.format) {
     case ChatFormat::ChatML: return render_chatml(t, messages, add_generation_prompt);
@@ -158,7 +184,16 @@ std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& m
     case ChatFormat::Llama3: return render_llama3(t, messages, add_generation_prompt);
     case ChatFormat::Zephyr: return render_zephyr(t, messages, add_generation_prompt);
   }
-  return "";
+  fail("unknown chat format");
+}
+
+std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
+                        bool add_generation_prompt) {
+  return render_chat_prompt(t, messages, add_generation_prompt).text;
+}
+
+std::vector<int> encode_chat_prompt(const Tokenizer& tok, const ChatPrompt& prompt) {
+  return tok.encode_with_plain_ranges(prompt.text, /*add_special=*/false, prompt.contents);
 }
 
 }  // namespace elutq

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "tokenizer/tokenizer.h"
+
 namespace elutq {
 
 struct ChatMessage {
@@ -35,9 +37,24 @@ const char* chat_format_name(ChatFormat f);
 ChatTemplate chat_template_from_jinja(const std::string& jinja, const std::string& bos_token,
                                       const std::string& eos_token);
 
-// The prompt text for messages; with add_generation_prompt it ends with the opening of an
-// assistant turn. Error on an unknown role or, for Llama2, roles that do not alternate.
+// A rendered conversation: its text, and where in it the messages' contents lie (system prompts
+// included). Only the rest, the template's markup, may turn into special tokens.
+struct ChatPrompt {
+  std::string text;
+  std::vector<Tokenizer::Range> contents;
+};
+
+// The prompt for messages; with add_generation_prompt it ends with the opening of an assistant
+// turn. Error on an unknown role or, for Llama2, roles that do not alternate.
+ChatPrompt render_chat_prompt(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
+                              bool add_generation_prompt);
+// render_chat_prompt(...).text.
 std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
                         bool add_generation_prompt);
+
+// The prompt's token ids: markup special-token text becomes its tokens, message contents are
+// always plain text (a message cannot open a turn of another role). No BOS / EOS is added beyond
+// what the template writes.
+std::vector<int> encode_chat_prompt(const Tokenizer& tok, const ChatPrompt& prompt);
 
 }  // namespace elutq

@@ -80,7 +80,14 @@ void Sampler::sort_by_logit() {
 int Sampler::sample(const float* logits, int vocab) {
   require(vocab > 0, "sampler got an empty logit vector");
   cand_.resize(size_t(vocab));
-  for (int i = 0; i < vocab; ++i) cand_[size_t(i)] = {i, logits[i]};
+  bool finite = true;
+  for (int i = 0; i < vocab; ++i) {
+    cand_[size_t(i)] = {i, logits[i]};
+    finite &= !std::isnan(logits[i]) && logits[i] != INFINITY;  // -inf: a banned token
+  }
+  // NaN or Inf weights would otherwise turn into endless token 0 ("####...") and exit status 0.
+  require(finite, "the model's logits are NaN or +Inf: its weights are damaged or out of range "
+          "(look for non-finite values with 'elutq tensor -m MODEL NAME')");
 
   // Repetition penalty (CTRL paper): divide positive logits, multiply negative ones.
   if (opt_.repeat_penalty != 1.0f && !history_.empty()) {

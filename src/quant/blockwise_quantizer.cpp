@@ -23,6 +23,14 @@ namespace elutq {
 
 namespace {
 
+// A group longer than the row would only pad every row with unused weights (a 260K model became
+// 1.5 GiB), so it is refused before any work.
+void require_group_fits(const QuantSpec& spec, int64_t cols, const std::string& tensor,
+                        const std::string& flag) {
+  require(spec.group <= cols, flag, ": group ", spec.group, " is longer than the rows of ", tensor,
+          " (", cols, " weights); give at most ", cols, ", or 0 for one group per row");
+}
+
 // The true-sequential groups: layers sharing one input, in forward order, and the block tap
 // where that input is seen.
 struct SlotGroup {
@@ -252,6 +260,8 @@ BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOp
       if (r >= 0) used[size_t(r)] = true;
       const QuantSpec spec =
           method_spec(r < 0 ? I.layer : with_rule(I.layer, opt.tensor_rules[size_t(r)]));
+      require_group_fits(spec, linear_shape(c, s).second, name,
+                         r < 0 ? "--group" : "--tensor-spec '" + opt.tensor_rules[size_t(r)].text + "'");
       if (opt.block_ap)
         require(spec.kind == QuantKind::HLQ || spec.kind == QuantKind::Uniform,
                 "Block-AP trains HLQ or uniform parameters; ", spec.name(), " cannot be finetuned");
@@ -260,6 +270,9 @@ BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOp
     require(used[r], "--tensor-spec '", opt.tensor_rules[r].text,
             "' matches no block projection of this model (their names read like ",
             linear_weight_name(0, LinearSlot::Down), "), or an earlier rule takes them all");
+  if (opt.quantize_output)
+    require_group_fits(method_spec(I.head_layer), c.dim, kOutputName,
+                       opt.output_group ? "--output-group" : "--group");
   if (opt.quantize_output)
     require(src.find(kOutputName) != nullptr,
             "this model ties its output head to the token embedding (no output.weight), so the ",

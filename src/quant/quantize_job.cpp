@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/memory_usage.h"
 #include "core/thread_pool.h"
@@ -350,7 +351,7 @@ void validate_quantize_job(const QuantizeJob& job) {
           job.percdamp);
   require(job.awq_grid >= 1, "--awq-grid must be at least 1, got ", job.awq_grid);
   require(job.awq_tokens >= 1, "--awq-tokens must be at least 1, got ", job.awq_tokens);
-  require(job.n_threads >= 0, "--threads must be >= 0, got ", job.n_threads);
+  checked_thread_count(job.n_threads);  // before any work: 100000 would start that many threads
   require(!job.nsamples || *job.nsamples > 0, "--nsamples must be positive, got ",
           job.nsamples.value_or(0));
   require(!job.seqlen || *job.seqlen >= 2, "--seqlen must be at least 2, got ",
@@ -361,8 +362,7 @@ void validate_quantize_job(const QuantizeJob& job) {
           job.calib_path, "'");
   memory_budget(job);
   const std::string& out = job.out_path;
-  require(!fs::exists(out) || !fs::is_directory(out), "OUT '", out,
-          "' is a directory; give a file name");
+  check_output_path(out, "OUT");
   std::error_code ec;
   require(!fs::exists(out) || !fs::equivalent(fs::path(job.source_path), fs::path(out), ec),
           "OUT must differ from IN");

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <utility>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "quant/activation_store.h"
 #include "tensor/quantized_matrix_codec.h"
@@ -49,46 +50,6 @@ uint64_t checksum(const void* data, size_t n, uint64_t h = 0xcbf29ce484222325ull
   for (; i < n; ++i) r = (r ^ p[i]) * kPrime;
   return r;
 }
-
-// A file that appears under its name whole or not at all: written to path.tmp, fsync'd and
-// renamed by commit(); the temporary is removed if commit() is never reached.
-class AtomicFile {
- public:
-  explicit AtomicFile(const std::string& path) : path_(path), tmp_(path + ".tmp") {
-    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) fail("cannot create '", tmp_, "': ", std::strerror(errno));
-  }
-  ~AtomicFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(tmp_.c_str());
-  }
-  AtomicFile(const AtomicFile&) = delete;
-  AtomicFile& operator=(const AtomicFile&) = delete;
-
-  void append(const void* data, size_t n) {
-    const auto* p = static_cast<const char*>(data);
-    while (n > 0) {
-      const ssize_t r = ::write(fd_, p, n);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) fail("cannot write '", tmp_, "': ", std::strerror(errno), " (is the disk full?)");
-      p += r;
-      n -= size_t(r);
-    }
-  }
-  void commit() {
-    const int fd = std::exchange(fd_, -1);
-    if (::fsync(fd) != 0 || ::close(fd) != 0)
-      fail("cannot flush '", tmp_, "': ", std::strerror(errno));
-    if (::rename(tmp_.c_str(), path_.c_str()) != 0)
-      fail("cannot rename '", tmp_, "' to '", path_, "': ", std::strerror(errno));
-    committed_ = true;
-  }
-
- private:
-  std::string path_, tmp_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
 
 class Writer {
  public:
@@ -152,7 +113,7 @@ struct ActsHeader {
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
   AtomicFile f(path);
-  f.append(bytes.data(), bytes.size());
+  f.write(bytes.data(), bytes.size());
   f.commit();
 }
 
@@ -243,16 +204,16 @@ void save_activations(const ActivationStore& acts, const std::string& path) {
   h.seq_len = acts.tokens();
   h.dim = acts.dim();
   AtomicFile f(path);
-  f.append(&h, sizeof h);
+  f.write(&h, sizeof h);
   std::vector<float> buf(static_cast<size_t>(acts.seq_floats()));  // (seq_len, dim)
   const size_t bytes = buf.size() * sizeof(float);
   uint64_t sum = checksum(nullptr, 0);
   for (int64_t i = 0; i < h.n_seqs; ++i) {
     acts.read(i, buf.data());
     sum = checksum(buf.data(), bytes, sum);
-    f.append(buf.data(), bytes);
+    f.write(buf.data(), bytes);
   }
-  f.append(&sum, sizeof sum);
+  f.write(&sum, sizeof sum);
   f.commit();
 }
 

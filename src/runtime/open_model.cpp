@@ -1,7 +1,12 @@
 // open_model: picks the loader for a path (HF folder, GGUF file, llama2.c checkpoint).
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/input_file.h"
 #include "format/gguf_model.h"
 #include "format/hf_model.h"
 #include "format/llama2c_model.h"
@@ -14,15 +19,29 @@ namespace fs = std::filesystem;
 std::unique_ptr<ModelSource> open_model(const std::string& path,
                                         const std::string& tokenizer_path) {
   std::error_code ec;
+  // Only llama2.c checkpoints come without their tokenizer; ignoring the file for another model
+  // would leave the user believing it is in use.
+  const auto no_tokenizer_file = [&](const char* kind) {
+    require(tokenizer_path.empty(), "--tokenizer '", tokenizer_path,
+            "' applies to llama2.c checkpoints only; '", path, "' is ", kind,
+            " and carries its own tokenizer: drop --tokenizer");
+  };
   require(!path.empty(),
           "no model given; pass a GGUF file, a Hugging Face folder or a llama2.c .bin");
   require(fs::exists(path, ec), "model '", path, "' does not exist");
   if (fs::is_directory(path, ec)) {
+    require(::access(path.c_str(), R_OK | X_OK) == 0, "cannot read folder '", path, "': ",
+            std::strerror(errno));
     require(fs::exists(fs::path(path) / "config.json", ec), "folder '", path,
             "' has no config.json; expected a Hugging Face model folder");
+    no_tokenizer_file("a Hugging Face folder");
     return open_hf_folder(path);
   }
-  if (is_gguf_file(path)) return open_gguf(path);
+  require_readable_file(path, "model");  // a pipe, a device or no permission: say so, never block
+  if (is_gguf_file(path)) {
+    no_tokenizer_file("a GGUF file");
+    return open_gguf(path);
+  }
   // A file inside a Hugging Face folder stands for the folder.
   const fs::path p(path);
   const std::string name = p.filename().string();
@@ -32,6 +51,7 @@ std::unique_ptr<ModelSource> open_model(const std::string& path,
     require(fs::exists(dir / "config.json", ec), "'", path,
             "' is part of a Hugging Face model, but its folder has no config.json; pass a folder "
             "holding config.json and the safetensors weights");
+    no_tokenizer_file("part of a Hugging Face folder");
     return open_hf_folder(dir.string());
   }
   require(p.extension() != ".gguf", "'", path,

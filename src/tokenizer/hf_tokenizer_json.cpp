@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/input_file.h"
 #include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/tokenizer_files.h"
 
@@ -21,12 +22,9 @@ using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 json read_json(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  require(in.good(), "cannot open '", p.string(), "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
+  const std::string text = read_input_file(p.string(), "tokenizer");
   try {
-    return json::parse(ss.str());
+    return json::parse(text);
   } catch (const json::exception& e) {
     fail("'", p.string(), "' is not valid JSON: ", e.what());
   }

@@ -40,8 +40,10 @@ Tokenizer::Tokenizer(const TokenizerSpec& spec) : impl_(std::make_unique<Impl>()
   Impl& m = *impl_;
   m.spec = spec;
   const size_t n = spec.tokens.size();
-  require(spec.kind != TokenizerKind::None, "this model carries no tokenizer; give one with "
-          "--spm tokenizer.model or --hf-tokenizer FOLDER");
+  require(spec.kind != TokenizerKind::None,
+          "this model carries no tokenizer: for a llama2.c checkpoint give its tokenizer.bin with "
+          "--tokenizer FILE (or put it beside the checkpoint); a Hugging Face folder needs its "
+          "tokenizer.json");
   require(n > 0, "the tokenizer has an empty vocabulary");
   require(spec.types.empty() || spec.types.size() == n, "the tokenizer has ", n,
           " tokens but ", spec.types.size(), " token types");
@@ -105,7 +107,16 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 
 std::vector<int> Tokenizer::encode(std::string_view text, bool add_special,
                                    bool parse_special) const {
+  if (!parse_special) return encode_with_plain_ranges(text, add_special, {{0, text.size()}});
+  return encode_with_plain_ranges(text, add_special, {});
+}
+
+std::vector<int> Tokenizer::encode_with_plain_ranges(std::string_view text, bool add_special,
+                                                     const std::vector<Range>& plain) const {
   const Impl& m = *impl_;
+  for (size_t r = 0; r < plain.size(); ++r)
+    require(plain[r].begin <= plain[r].end && (r == 0 || plain[r - 1].end <= plain[r].begin),
+            "plain-text ranges must be sorted and disjoint");
   const size_t bad = utf8::find_invalid(text);
   if (bad != std::string_view::npos) {
     const auto byte = static_cast<uint8_t>(text[bad]);
@@ -126,12 +137,21 @@ std::vector<int> Tokenizer::encode(std::string_view text, bool add_special,
     }
   };
 
+  // Control tokens match only outside the plain ranges, and only wholly outside: a match may
+  // not reach into plain text either.
+  const bool all_plain = plain.size() == 1 && plain[0].begin == 0 && plain[0].end >= text.size();
+  size_t next_plain = 0;  // the first plain range that ends after i
+  auto control_fits = [&](size_t i, size_t len) {
+    while (next_plain < plain.size() && plain[next_plain].end <= i) ++next_plain;
+    return next_plain == plain.size() || i + len <= plain[next_plain].begin;
+  };
   size_t start = 0;
-  if (parse_special || m.any_user_defined) {
+  if (!all_plain || m.any_user_defined) {
     for (size_t i = 0; i < text.size();) {
       const Impl::Special* hit = nullptr;
       for (const auto& s : m.specials[static_cast<uint8_t>(text[i])]) {
-        if ((parse_special || !s.control) && text.compare(i, s.text.size(), s.text) == 0) {
+        if ((!s.control || (!all_plain && control_fits(i, s.text.size()))) &&
+            text.compare(i, s.text.size(), s.text) == 0) {
           hit = &s;
           break;
         }

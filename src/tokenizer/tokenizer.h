@@ -23,6 +23,18 @@ class Tokenizer {
   std::vector<int> encode(std::string_view text, bool add_special = true,
                           bool parse_special = false) const;
 
+  // A byte range [begin, end) of a text.
+  struct Range {
+    size_t begin, end;
+  };
+  // As encode(text, add_special, true), except that special-token text lying in one of the
+  // `plain` ranges stays plain text. A chat prompt passes its message contents here, so a user
+  // who types "<|im_end|><|im_start|>system" writes those characters, not the control tokens
+  // that would open a system turn; only the template's own markup yields special tokens. The
+  // ranges are sorted and disjoint.
+  std::vector<int> encode_with_plain_ranges(std::string_view text, bool add_special,
+                                            const std::vector<Range>& plain) const;
+
   // Decodes ids to UTF-8 text; special/control tokens are dropped unless keep_special.
   std::string decode(const std::vector<int>& ids, bool keep_special = false) const;
 

@@ -350,6 +350,7 @@ TEST(Calib, RefusesWhatItCannotDo) {
   REQUIRE_STORIES(s);
   BlockwiseOptions opt;
   opt.layer.method = QuantMethod::Gptq;
+  opt.layer.group = 32;  // stories260K's rows are 64 weights long
   test::RebuiltModel sink(*s.src);
   BlockwiseQuantizer bq(*s.src, opt);
   try {
@@ -362,6 +363,9 @@ TEST(Calib, RefusesWhatItCannotDo) {
   EXPECT_THROW(BlockwiseQuantizer(*s.src, opt), Error);
   opt.quantize_output = false;
   opt.layer.bits = 9;
+  EXPECT_THROW(BlockwiseQuantizer(*s.src, opt), Error);
+  opt.layer.bits = 2;
+  opt.layer.group = 128;  // longer than the rows
   EXPECT_THROW(BlockwiseQuantizer(*s.src, opt), Error);
 }
 

@@ -156,7 +156,9 @@ TEST(QuantizeJob, RefusesBadOptionsWithTheCliMessages) {
   EXPECT_EQ(message([](QuantizeJob& j) { j.awq_clip = true; }),
             "--awq-clip needs AWQ (--method awq or --awq)");
   EXPECT_EQ(message([](QuantizeJob& j) { j.out_path = "/tmp"; }),
-            "OUT '/tmp' is a directory; give a file name");
+            "OUT '/tmp' is a directory: give a file name");
+  EXPECT_EQ(message([](QuantizeJob& j) { j.out_path = ""; }), "OUT is empty: give a file name");
+  EXPECT_EQ(message([](QuantizeJob& j) { j.n_threads = 100000; }).rfind("thread count 100000 is out of range", 0), 0u);
   QuantizeJob bad;
   bad.bits = 0;
   EXPECT_THROW(run_quantize_job(bad, nullptr), Error);  // run validates too
