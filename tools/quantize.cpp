@@ -103,6 +103,17 @@ int run_quantize(int argc, char** argv) {
                  "'blk\\.(0|1)\\.=w4g128' (names read like blk.3.attn_v.weight); repeatable, the "
                  "first matching rule wins; the method stays --method's")
       ->allow_extra_args(false);
+  double target_bpw = 0;
+  app.add_option("--target-bpw", target_bpw,
+                 "mixed precision by measurement: give the block projections widths from "
+                 "--width-choices so their average bits per weight (parameters included) stays "
+                 "within this, the wider ones where quantizing hurts the block output most "
+                 "(measured on a few calibration sequences first), e.g. 2.9");
+  app.add_option("--width-choices", job.width_choices,
+                 "widths --target-bpw chooses from, e.g. w2g128,w3g128,w4g128 (default: --bits, "
+                 "--bits + 1 and --bits + 2 at --group)");
+  app.add_option("--sensitivity-samples", job.sensitivity_samples,
+                 "calibration sequences --target-bpw measures on (default 4)");
   app.add_option("--fit", fit, "HLQ fit: alternating | gradient (default alternating)")
       ->check(CLI::IsMember({"alternating", "gradient"}));
   app.add_option("--variant", variant,
@@ -197,6 +208,7 @@ int run_quantize(int argc, char** argv) {
   int code = 0;
   if (!parse(app, argc, argv, &code)) return code;
   const auto t_start = std::chrono::steady_clock::now();
+  if (app.count("--target-bpw") > 0) job.target_bpw = target_bpw;
 
   const bool hlq_ft = method_name == "hlq-ft";
   job.method = parse_quant_method(hlq_ft ? "hlq-gptq" : method_name);

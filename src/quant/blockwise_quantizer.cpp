@@ -712,6 +712,39 @@ void BlockwiseQuantizer::emit_tail(CalibActivations* store, QuantizedTensorSink&
   }
 }
 
+std::vector<std::vector<double>> BlockwiseQuantizer::measure_sensitivity(
+    int l, CalibActivations& store, const std::vector<QuantSpec>& choices) {
+  Impl& I = *impl_;
+  require(I.loaded == l && I.model, "internal: measure_sensitivity needs block ", l,
+          " loaded and the calibration embedded");
+  std::vector<float> fp, trial;
+  I.run_block(l, store, -1, false, &fp);
+  double energy = 0;
+  for (float v : fp) energy += double(v) * v;
+  std::vector<std::vector<double>> errors(kLinearSlots);
+  for (int s = 0; s < kLinearSlots; ++s) {
+    for (const QuantSpec& c : choices) {
+      QuantSpec u = c;
+      u.kind = QuantKind::Uniform;
+      I.q[s] = quantize_rtn(I.W[s]->data(), I.rows[s], I.cols[s], u, {}, &I.threads());
+      I.install_quantized(l, LinearSlot(s));
+      trial.clear();
+      I.run_block(l, store, -1, false, &trial);
+      double se = 0;
+      for (size_t i = 0; i < fp.size(); ++i) {
+        const double d = double(trial[i]) - fp[i];
+        se += d * d;
+      }
+      errors[size_t(s)].push_back(energy > 0 ? se / energy : 0.0);
+    }
+    I.q[s] = QuantizedMatrix{};
+    I.install_fp(l, LinearSlot(s));
+  }
+  const int64_t T = store.tokens(), D = store.dim();
+  for (int64_t i = 0; i < store.count(); ++i) store.put(i, fp.data() + i * T * D);
+  return errors;
+}
+
 QuantReport BlockwiseQuantizer::run(CalibActivations* store, QuantizedTensorSink& sink,
                                         const std::function<void(int)>& block_done,
                                         int first_block) {

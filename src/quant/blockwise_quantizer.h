@@ -114,6 +114,14 @@ class BlockwiseQuantizer {
   QuantReport run(CalibActivations* store, QuantizedTensorSink& sink,
                       const std::function<void(int block)>& block_done = {}, int first_block = 0);
 
+  // Bit allocation (quant/bit_allocation.h) instead of quantizing: with block l loaded and store
+  // holding the fp model's inputs of it, the error of the block's output when one projection
+  // alone is quantized at each of the choices (uniform RTN at that width stands in for every
+  // method), as a fraction of the output's energy: errors[slot][choice], slots in LinearSlot
+  // order. Then store holds the fp block's outputs, the next block's inputs.
+  std::vector<std::vector<double>> measure_sensitivity(int l, CalibActivations& store,
+                                                       const std::vector<QuantSpec>& choices);
+
   const QuantReport& report() const { return report_; }
   void set_progress(ProgressFn fn) { progress_ = std::move(fn); }
   // Replaces BlockwiseOptions::make_scratch (known only once the calibration size is).

@@ -17,6 +17,7 @@
 #include "model/model.h"
 #include "model/untied_head_source.h"
 #include "quant/activation_store.h"
+#include "quant/bit_allocation.h"
 #include "quant/blockwise_quantizer.h"
 #include "quant/calib_data.h"
 #include "quant/resume.h"
@@ -183,6 +184,7 @@ RunManifest run_manifest(const QuantizeJob& job, const QuantSpec& spec,
   m.set("quantize_output", quantizes_output(job) ? "1" : "0");
   if (!job.tensor_specs.empty())
     m.set("tensor_specs", tensor_spec_rules_text(blockwise_options(job).tensor_rules));
+  if (job.target_bpw) m.set("target_bpw", format_line("%.9g", *job.target_bpw));
   if (quantizes_output(job)) m.set("output_spec", head_spec.name());
   if (const auto& b = job.block_ap) {
     char v[256];
@@ -331,6 +333,10 @@ QuantReport run_blockwise(const QuantizeJob& job, const ModelSource& src, Blockw
 void run_e2e_stage(const QuantizeJob& job, const QuantizedFilePlan& plan,
                    const std::vector<std::vector<int>>& calib, QuantReport& report,
                    const Reporter& out);
+QuantizeResult run_planned_job(const QuantizeJob& job, std::unique_ptr<ModelSource> source,
+                               const Reporter& out);
+std::vector<std::string> plan_target_bpw(const QuantizeJob& job, const ModelSource& src,
+                                         const Reporter& out);
 
 }  // namespace
 
@@ -384,6 +390,15 @@ void validate_quantize_job(const QuantizeJob& job) {
     require(e->lr >= 0, "--e2e-lr must be >= 0");
     require(e->batch_seqs >= 1, "--e2e-batch must be at least 1, got ", e->batch_seqs);
   }
+  if (job.target_bpw) {
+    require(*job.target_bpw > 0 && *job.target_bpw <= 32, "--target-bpw must be in (0, 32], got ",
+            *job.target_bpw);
+    require(job.tensor_specs.empty(),
+            "--target-bpw chooses every projection's width itself; drop --tensor-spec");
+    require(job.sensitivity_samples >= 1, "--sensitivity-samples must be at least 1, got ",
+            job.sensitivity_samples);
+    if (!job.width_choices.empty()) parse_width_choices(job.width_choices, spec.kind);
+  }
   require(job.keep_stage1_path.empty() || job.e2e_qp,
           "--ft-keep-stage1 keeps Block-AP's file before E2E-QP: it needs the e2e stage");
   require(!job.e2e_nsamples || *job.e2e_nsamples >= 1, "--e2e-nsamples must be positive, got ",
@@ -394,7 +409,18 @@ QuantizeResult run_quantize_job(const QuantizeJob& job, std::unique_ptr<ModelSou
                                 const QuantizeCallbacks& callbacks) {
   validate_quantize_job(job);
   require(source != nullptr, "quantize: no source model");
-  const Reporter out(callbacks);
+  if (!job.target_bpw) return run_planned_job(job, std::move(source), Reporter(callbacks));
+  // The measured allocation becomes tensor-spec rules; the run records them in its manifest,
+  // and a resumed run measures again (deterministic: the same rules) to check that it matches.
+  QuantizeJob planned = job;
+  planned.tensor_specs = plan_target_bpw(job, *source, Reporter(callbacks));
+  return run_planned_job(planned, std::move(source), Reporter(callbacks));
+}
+
+namespace {
+
+QuantizeResult run_planned_job(const QuantizeJob& job, std::unique_ptr<ModelSource> source,
+                               const Reporter& out) {
   BlockwiseOptions opt = blockwise_options(job);
   const uint64_t budget = memory_budget(job);
   const QuantSpec spec = body_spec(opt);
@@ -452,7 +478,50 @@ QuantizeResult run_quantize_job(const QuantizeJob& job, std::unique_ptr<ModelSou
   return result;
 }
 
-namespace {
+std::vector<std::string> plan_target_bpw(const QuantizeJob& job, const ModelSource& src,
+                                         const Reporter& out) {
+  const BlockwiseOptions opt = blockwise_options(job);
+  const QuantKind kind = body_spec(opt).kind;
+  const std::vector<QuantSpec> choices = job.width_choices.empty()
+                                             ? default_width_choices(kind, job.bits, job.group)
+                                             : parse_width_choices(job.width_choices, kind);
+  require(choices.size() >= 2, "--target-bpw needs at least two widths; give --width-choices");
+  const ModelConfig& cfg = src.config();
+  const bool data_free = job.calib_path.empty();
+  CalibDataOptions co;
+  co.seed = job.seed;
+  co.nsamples = std::min(job.sensitivity_samples,
+                         job.nsamples.value_or(data_free ? kDataFreeSamples : 128));
+  co.seqlen = std::min(job.seqlen.value_or(data_free ? kDataFreeSeqlen : 2048), cfg.max_seq_len);
+  const Tokenizer tok(src.tokenizer());
+  const std::vector<std::vector<int>> seqs =
+      data_free ? sample_from_model(src, tok, co, memory_budget(job), job.n_threads, out)
+                : calibration_from_file(job.calib_path, job.calib_jsonl, tok, co);
+  std::string widths;
+  for (const QuantSpec& c : choices) widths += (widths.empty() ? "" : ", ") + c.name();
+  out.log(format_line("bit allocation: target %.4g bits per weight over %s, measured on %d x %d "
+                      "tokens", *job.target_bpw, widths.c_str(), co.nsamples, co.seqlen));
+  out.begin("sensitivity", cfg.n_layers);
+  const std::vector<TensorSensitivity> sens = measure_model_sensitivity(
+      src, opt, seqs, choices, [&](int block, int) { out.update(block); });
+  out.end();
+  const std::vector<int> chosen = allocate_widths(sens, choices, *job.target_bpw);
+  // What went where, as shares of the weights.
+  std::vector<double> share(choices.size(), 0.0);
+  double total = 0;
+  for (size_t t = 0; t < sens.size(); ++t) {
+    const double w = double(sens[t].rows) * double(sens[t].cols);
+    share[size_t(chosen[t])] += w;
+    total += w;
+  }
+  std::string dist;
+  for (size_t c = 0; c < choices.size(); ++c)
+    dist += format_line("%s%s %.1f%%", dist.empty() ? "" : ", ", choices[c].name().c_str(),
+                        100.0 * share[c] / total);
+  out.log(format_line("bit allocation: %.4f bits per weight: %s",
+                      allocation_bpw(sens, choices, chosen), dist.c_str()));
+  return allocation_rules(sens, choices, chosen);
+}
 
 QuantReport run_blockwise(const QuantizeJob& job, const ModelSource& src, BlockwiseQuantizer& bq,
                           ActivationStore* store, const QuantizedFilePlan& plan,

@@ -49,6 +49,13 @@ struct QuantizeJob {
   // Other bits / group for the block projections a rule matches, "PATTERN=wB[gG]", first match
   // wins (quant/tensor_spec_rules.h), e.g. {"ffn_down=w3", "attn_v=w4"}.
   std::vector<std::string> tensor_specs;
+  // Mixed precision by measurement (quant/bit_allocation.h): the block projections get widths
+  // from width_choices ("w2g128,w3g128"; empty: bits..bits+2 at group) so that their average bits
+  // per weight, parameters included, stays within target_bpw, the widest going where the block
+  // output suffers most. Measured on the first sensitivity_samples calibration sequences.
+  std::optional<double> target_bpw;
+  std::string width_choices;
+  int sensitivity_samples = 4;
   bool act_order = false;    // GPTQ: columns by decreasing Hessian diagonal
   double percdamp = 0.01;    // GPTQ / GANQ damping, fraction of the mean Hessian diagonal
 
