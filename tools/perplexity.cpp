@@ -26,6 +26,13 @@ int run_perplexity(int argc, char** argv) {
                  "text to score: plain text, or JSONL with a \"text\" field per line (.jsonl)")
       ->required();
   app.add_flag("--jsonl", jsonl, "read the file as JSONL whatever its name");
+  std::string protocol = "elutq";
+  app.add_option("--protocol", protocol,
+                 "elutq: every token of each window after its first is scored (default); llama: "
+                 "llama.cpp's llama-perplexity (each window starts with BOS if the model uses "
+                 "one, only its second half is scored), to compare with figures llama.cpp users "
+                 "quote (give the raw file, without --lines, as llama-perplexity reads it)")
+      ->check(CLI::IsMember({"elutq", "llama"}));
   app.add_flag("--lines", lines,
                "each non-empty line is a document (e.g. WikiText-2 rows), joined with a blank line");
   app.add_option("-c,--ctx", ctx, "window length in tokens (default 2048; shorter if the model's is)");
@@ -83,14 +90,20 @@ int run_perplexity(int argc, char** argv) {
 
   Progress bar("perplexity", total, quiet);
   char status[64];
-  const PerplexityResult r = perplexity(m, ids, win, max_windows, [&](int done, int, const PerplexityResult& run) {
+  const PerplexityProtocol how =
+      protocol == "llama"
+          ? PerplexityProtocol::llama(tok.spec().add_bos ? tok.bos_id() : -1)
+          : PerplexityProtocol{};
+  const auto on_window = [&](int done, int, const PerplexityResult& run) {
     std::snprintf(status, sizeof status, "ppl %.4f", run.ppl());
     bar.update(done, status);
-  });
+  };
+  const PerplexityResult r = perplexity(m, ids, win, max_windows, on_window, how);
   bar.finish(status);
-  std::printf("ppl %.4f  tokens scored %lld  windows %d  ctx %d  %.1f tok/s\n", r.ppl(),
+  std::printf("ppl %.4f  tokens scored %lld  windows %d  ctx %d  %.1f tok/s%s\n", r.ppl(),
               static_cast<long long>(r.n_scored), r.windows, win,
-              double(r.windows) * win / r.seconds);
+              double(r.windows) * win / r.seconds,
+              protocol == "llama" ? "  (llama.cpp protocol)" : "");
   return 0;
 }
 

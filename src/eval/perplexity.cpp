@@ -23,7 +23,8 @@ double token_nll(const float* logits, int vocab, int target) {
 }
 
 PerplexityResult perplexity(Model& model, const std::vector<int>& tokens, int ctx, int max_windows,
-                            const PerplexityCallback& on_window) {
+                            const PerplexityCallback& on_window,
+                            const PerplexityProtocol& protocol) {
   const int64_t n = int64_t(tokens.size());
   require(n >= 2, "the text gives ", n, " token(s); perplexity needs at least 2");
   require(ctx >= 2, "--ctx must be at least 2, got ", ctx);
@@ -40,11 +41,15 @@ PerplexityResult perplexity(Model& model, const std::vector<int>& tokens, int ct
 
   PerplexityResult r;
   const auto t0 = std::chrono::steady_clock::now();
+  std::vector<int> window(size_t(win_len), 0);
+  // Row i predicts token i + 1; the last row predicts nothing inside the window.
+  const int first_row = protocol.second_half_only ? win_len / 2 : 0;
   for (int w = 0; w < windows; ++w) {
-    const int* win = tokens.data() + int64_t(w) * win_len;
+    std::copy_n(tokens.data() + int64_t(w) * win_len, win_len, window.data());
+    if (protocol.window_first_token >= 0) window[0] = protocol.window_first_token;
+    const int* win = window.data();
     model.forward(win, win_len, 0, hidden.data());
-    // Row i predicts token i + 1; the last row predicts nothing inside the window.
-    for (int r0 = 0; r0 < win_len - 1; r0 += chunk) {
+    for (int r0 = first_row; r0 < win_len - 1; r0 += chunk) {
       const int m = std::min(chunk, win_len - 1 - r0);
       model.logits(hidden.data() + int64_t(r0) * dim, m, logits.data());
       for (int i = 0; i < m; ++i) {

@@ -64,6 +64,35 @@ TEST(Perplexity, ScoresEqualTokenByTokenDecode) {
   EXPECT_NEAR(r.nll_sum, nll, 1e-4 * nll);
 }
 
+TEST(Perplexity, LlamaProtocolScoresTheSecondHalfAfterABosStart) {
+  // llama-perplexity's protocol: each window starts with BOS, rows ctx/2 .. ctx-2 are scored.
+  test::MemorySource src(test::tiny("llama"));
+  ModelOptions opt;
+  opt.n_threads = 1;
+  opt.max_ctx = 8;
+  Model m(src, opt);
+  const std::vector<int> ids = {3, 9, 1, 22, 5, 5, 17, 30, 2, 8, 11, 4, 6, 7, 12, 13, 19};
+  const int bos = 1, ctx = 8;
+  const PerplexityResult r = perplexity(m, ids, ctx, 0, {}, PerplexityProtocol::llama(bos));
+  EXPECT_EQ(r.windows, 2);
+  EXPECT_EQ(r.n_scored, 2 * (ctx - 1 - ctx / 2));
+  double nll = 0;
+  for (int w = 0; w < 2; ++w) {
+    std::vector<int> win(ids.begin() + w * ctx, ids.begin() + (w + 1) * ctx);
+    win[0] = bos;
+    for (int i = 0; i + 1 < ctx; ++i) {
+      const float* logits = m.decode_logits(win[size_t(i)], i);
+      if (i >= ctx / 2) nll += token_nll(logits, 40, win[size_t(i) + 1]);
+    }
+  }
+  EXPECT_NEAR(r.nll_sum, nll, 1e-4 * nll);
+  // Without BOS replacement and halves it is the default protocol.
+  const PerplexityResult all = perplexity(m, ids, ctx, 0, {}, PerplexityProtocol{});
+  const PerplexityResult def = perplexity(m, ids, ctx, 0);
+  EXPECT_EQ(all.nll_sum, def.nll_sum);
+  EXPECT_EQ(def.n_scored, 2 * (ctx - 1));
+}
+
 TEST(Perplexity, ReadsPlainTextAndJsonl) {
   test::TempDir dir;
   {
