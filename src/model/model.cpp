@@ -264,6 +264,33 @@ void Model::decode_sequences(const int* tokens, const int* pos, int n, int slot_
   logits_of(x, n, logits);
 }
 
+void Model::forward_batch(const int* tokens, const int* pos, const int* row0, int n,
+                          const int* out_rows, int n_out, float* logits) {
+  require(n > 0 && n <= max_batch_, "forward_batch: ", n, " tokens; 1..", max_batch_, " allowed");
+  for (int i = 0; i < n; ++i) {
+    require(pos[i] >= 0 && row0[i] >= 0 && int64_t(row0[i]) + pos[i] < max_ctx_,
+            "forward_batch: token ", i, " at position ", pos[i], " of the sequence at row ",
+            row0[i], " is outside the KV cache of ", max_ctx_, " rows");
+    s_->tok_pos[size_t(i)] = pos[i];
+    s_->tok_row0[size_t(i)] = row0[i];
+  }
+  for (int r = 0; r < n_out; ++r)
+    require(out_rows[r] >= 0 && out_rows[r] < n && (r == 0 || out_rows[r] > out_rows[r - 1]),
+            "forward_batch: output rows must be ascending rows of the batch");
+  float* x = x_.data();
+  embed(tokens, n, x);
+  for (int l = 0; l < cfg_.n_layers; ++l) loaded_layer(l).forward(x, n, *s_, *pool_);
+  if (n_out == 0) return;
+  // The rows asked for, gathered (in place: out_rows ascending never reads a row it overwrote).
+  const int dim = cfg_.dim;
+  for (int r = 0; r < n_out; ++r) {
+    if (out_rows[r] != r)
+      std::memcpy(x + int64_t(r) * dim, x + int64_t(out_rows[r]) * dim, sizeof(float) * dim);
+  }
+  final_norm(x, n_out);
+  logits_of(x, n_out, logits);
+}
+
 void Model::forward(const int* tokens, int n, int pos, float* hidden) {
   require(n > 0, "forward: no tokens");
   const int dim = cfg_.dim;

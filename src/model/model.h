@@ -77,6 +77,14 @@ class Model {
   // and releases them again, keeping only its KV cache (memory: one block's weights at a time).
   void decode_sequences(const int* tokens, const int* pos, int n, int slot_len, float* logits);
 
+  // One pass over tokens of several sequences at once (continuous batching: decoding steps of
+  // some and a chunk of another's prompt share each weight read). Token i sits at position
+  // pos[i] of the sequence whose KV cache rows start at row0[i] (row0[i] + pos[i] < max_ctx());
+  // a sequence's tokens come in position order, and each sees its own earlier positions only.
+  // n <= max_batch(). Logits of the n_out rows listed in out_rows go to logits (n_out, vocab).
+  void forward_batch(const int* tokens, const int* pos, const int* row0, int n,
+                     const int* out_rows, int n_out, float* logits);
+
   // --- block-level access --------------------------------------------------------------------
   // x (n, dim) = embedding rows of tokens.
   void embed(const int* tokens, int n, float* x) const;

@@ -142,6 +142,49 @@ TEST(Forward, SequencesDecodedSideBySideEqualEachDecodedAlone) {
   }
 }
 
+// Continuous batching (forward_batch): one sequence's prompt goes in chunks beside another's
+// decoding steps, in slots at arbitrary cache rows; every logit row equals the sequence run alone.
+TEST(Forward, MixedBatchesOfPromptChunksAndDecodeStepsEqualEachSequenceAlone) {
+  for (const auto& [name, cfg] : variants()) {
+    SCOPED_TRACE(name);
+    MemorySource src(cfg, 7);
+    const int slot = 16, V = cfg.vocab_size;
+    const std::vector<int> a = random_ids(12, V, 21), b = random_ids(10, V, 22);
+    Model both(src, opts(2, 3 * slot));
+    // a lives in slot 2, b in slot 0. Step 1: a's first 5 tokens (prompt chunk). Step 2: a's
+    // tokens 5..7 and b's first 4. Then one token each per step.
+    std::vector<float> got_a, got_b;
+    int pa = 0, pb = 0;
+    const auto step = [&](int na, int nb) {
+      std::vector<int> tok, pos, row0, out;
+      for (int i = 0; i < na; ++i, ++pa) tok.push_back(a[size_t(pa)]), pos.push_back(pa), row0.push_back(2 * slot);
+      if (na > 0) out.push_back(int(tok.size()) - 1);
+      for (int i = 0; i < nb; ++i, ++pb) tok.push_back(b[size_t(pb)]), pos.push_back(pb), row0.push_back(0);
+      if (nb > 0) out.push_back(int(tok.size()) - 1);
+      std::vector<float> logits(out.size() * size_t(V));
+      both.forward_batch(tok.data(), pos.data(), row0.data(), int(tok.size()), out.data(),
+                         int(out.size()), logits.data());
+      if (na > 0) got_a.insert(got_a.end(), logits.begin(), logits.begin() + V);
+      if (nb > 0) got_b.insert(got_b.end(), logits.end() - V, logits.end());
+    };
+    step(5, 0);
+    step(3, 4);
+    while (pa < 12 || pb < 10) step(pa < 12 ? 1 : 0, pb < 10 ? 1 : 0);
+    // Alone: the logits after the same prefixes.
+    const auto alone = [&](const std::vector<int>& ids, std::vector<int> ends) {
+      Model m(src, opts(2, slot));
+      std::vector<float> out;
+      for (int e : ends) {
+        const float* l = m.prefill_logits(ids.data(), e, 0);
+        out.insert(out.end(), l, l + V);
+      }
+      return out;
+    };
+    EXPECT_LT(rel_err(got_a, alone(a, {5, 8, 9, 10, 11, 12})), 2e-6);
+    EXPECT_LT(rel_err(got_b, alone(b, {4, 5, 6, 7, 8, 9, 10})), 2e-6);
+  }
+}
+
 // A lazy model streams its unloaded blocks through decode_sequences (weights in for one step, the
 // KV cache kept) and gives the eager model's logits exactly, leaving those blocks unloaded.
 TEST(Forward, LazyModelStreamsBlocksThroughSideBySideDecoding) {
