@@ -34,13 +34,19 @@ inline float fp16_to_f32(uint16_t h) {
   return f;
 }
 
-// Round to nearest even; overflow goes to infinity, NaN stays NaN.
+// Round to nearest even; overflow goes to infinity. A NaN stays NaN and keeps the top 10 bits of
+// its payload (0x200, quiet, if those are all zero), so f32_to_fp16(fp16_to_f32(h)) == h for every
+// fp16 bit pattern h: stored fp16 values (quantized blobs' parameters) survive a decode-encode.
 inline uint16_t f32_to_fp16(float f) {
   uint32_t x;
   std::memcpy(&x, &f, 4);
   const uint32_t sign = (x >> 16) & 0x8000;
   const uint32_t absx = x & 0x7fffffff;
-  if (absx >= 0x7f800000) return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000 ? 0x200 : 0));
+  if (absx > 0x7f800000) {
+    const uint32_t payload = (absx >> 13) & 0x3ff;
+    return (uint16_t)(sign | 0x7c00 | (payload ? payload : 0x200));
+  }
+  if (absx == 0x7f800000) return (uint16_t)(sign | 0x7c00);
   if (absx >= 0x477ff000) return (uint16_t)(sign | 0x7c00);  // rounds past 65504
   if (absx < 0x38800000) {                                    // result is subnormal or zero
     if (absx < 0x33000000) return (uint16_t)sign;

@@ -182,7 +182,7 @@ void lut_row(const uint8_t* data, const PackedHeader& h, int64_t r, uint8_t* cod
     uint8_t k[kLutMaxBits - 1] = {};  // HLQC: ratio codes of planes 1..B-1
     if (hlqc) {
       get_ratio_codes(data + lut_ratio_codes_offset(h, tile, g), B, rr, k);
-      if (ratio_codes) std::copy(k, k + B - 1, ratio_codes + g * (B - 1));
+      if (ratio_codes) std::copy(k, k + (B - 1), ratio_codes + g * (B - 1));
     }
     load_group_params(spec, reinterpret_cast<const uint16_t*>(blk) + rr, kLutTileRows, k,
                       codebook, params + g * P);

@@ -4,9 +4,13 @@
 // LUT for Uniform, HLQ and HLQC with B <= 4, plain for everything else.
 //
 // Parameters are stored as fp16, so decode(encode(q)) gives q back exactly when q's parameters are
-// fp16 values (the quantizers guarantee it) and encode(decode(blob)) == blob always. Every reader
-// validates the header against the size before touching the data, so a corrupt blob gives an
-// Error, never an out-of-bounds read.
+// fp16 values (the quantizers guarantee it), and encode(decode(blob)) == blob for every blob an
+// encoder wrote. The padding of a blob (rows up to a whole tile, columns up to a whole unit,
+// HLQC's ratio codes up to 64 bytes) is written as zeros, skipped by decoding and met only by zero
+// activations in the kernels, so in a blob from elsewhere it may hold anything: such a blob
+// decodes to the same matrix and re-encodes with zero padding. Every reader validates the header
+// against the size before touching the data, so a corrupt blob gives an Error, never an
+// out-of-bounds read.
 #pragma once
 
 #include <cstdint>
