@@ -3,7 +3,7 @@
 # is missing. Needs root (or sudo) the first time.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config ccache libgtest-dev libgmock-dev libbenchmark-dev
-      libopenblas-dev liblapacke-dev libpcre2-dev nlohmann-json3-dev libcli11-dev
+      libopenblas-dev liblapacke-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
       g++-aarch64-linux-gnu qemu-user python3 python3-venv unzip)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -17,14 +17,14 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="${ELUTQ_VENV:-$HOME/.cache/elutq/venv}"
 TORCH_VERSION=2.15.0
 TRANSFORMERS_VERSION=5.23.0
-PKGS=(numpy gguf tokenizers sentencepiece safetensors jinja2)
+PKGS=(numpy gguf tokenizers sentencepiece safetensors jinja2 openai)
 # torch's own pure-Python dependencies (its CUDA ones are deliberately left out, see above).
 TORCH_PY_DEPS=(filelock typing-extensions sympy networkx jinja2 fsspec)
 
 check() {
   "$VENV/bin/python" - "$TORCH_VERSION" "$TRANSFORMERS_VERSION" <<'EOF' 2>/dev/null
 import sys
-import numpy, gguf, tokenizers, sentencepiece, safetensors, jinja2
+import numpy, gguf, tokenizers, sentencepiece, safetensors, jinja2, openai
 import torch, transformers
 assert torch.__version__.split("+")[0] == sys.argv[1], torch.__version__
 assert transformers.__version__ == sys.argv[2], transformers.__version__
