@@ -21,7 +21,7 @@ if [ ! -d src/vendor/llama.cpp ]; then
   PY="$CACHE/venv/bin/python"
   [ -x "$PY" ] || PY=python3
   echo "downloading llama-cpp-python $VERSION (sdist) from PyPI" >&2
-  "$PY" -m pip download --quiet --no-deps --no-binary :all: -d sdist "llama-cpp-python==$VERSION" >&2
+  "$PY" -m pip download --quiet --no-deps --no-binary llama-cpp-python -d sdist "llama-cpp-python==$VERSION" >&2
   rm -rf src.tmp && mkdir src.tmp
   tar -xzf sdist/llama_cpp_python-"$VERSION".tar.gz -C src.tmp --strip-components 1
   mv src.tmp src
