@@ -3,6 +3,7 @@
 // normalizer and byte fallback) plus tokenizer_config.json (BOS/EOS policy, chat template).
 // Unicode normalizers (NFC, Qwen2) are accepted but not applied: text already in NFC, which is
 // nearly all text, tokenizes the same.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -128,14 +129,10 @@ void template_specials(const json& pp, std::vector<std::string>* before,
   }
 }
 
-}  // namespace
-
-TokenizerSpec load_hf_tokenizer(const std::string& folder) {
-  const fs::path dir(folder);
-  const fs::path tj_path = dir / "tokenizer.json";
+// tokenizer.json's contents (and tokenizer_config.json, read from dir) -> the spec. A value of a
+// type it does not check for throws json::exception, which load_hf_tokenizer turns into an Error.
+TokenizerSpec spec_from_json(const fs::path& dir, const fs::path& tj_path, const json& tj) {
   const std::string file = tj_path.string();
-  require(fs::exists(tj_path), "'", folder, "' has no tokenizer.json");
-  const json tj = read_json(tj_path);
   require(tj.is_object(), "'", file, "' must hold a JSON object");
   const json& model = member(tj, "model", file, "the file");
   const std::string model_type = model.value("type", "BPE");
@@ -153,9 +150,18 @@ TokenizerSpec load_hf_tokenizer(const std::string& folder) {
   std::vector<std::string> tokens(vocab.size());
   std::vector<bool> filled(vocab.size(), false);
   std::vector<TokenType> types(vocab.size(), TokenType::Normal);
+  // Ids run from 0 without gaps, so none can reach the number of vocabulary entries plus added
+  // tokens: a larger one is refused before it sizes anything (a 66-byte file used to allocate
+  // 16M token strings).
+  static const json kNone;
+  const auto added_it = tj.find("added_tokens");
+  const json& added = added_it == tj.end() ? kNone : *added_it;
+  const int64_t n_entries = int64_t(vocab.size()) + int64_t(added.is_null() ? 0 : added.size());
+  const int64_t max_id = std::min<int64_t>(n_entries, 1 << 24) - 1;
   auto put = [&](const std::string& piece, int64_t id, TokenType type) {
-    require(id >= 0 && id < (1 << 24), "'", file, "': token '", piece, "' has id ", id,
-            " outside 0..16777215");
+    require(id >= 0 && id <= max_id, "'", file, "': token '", piece, "' has id ", id,
+            " outside 0..", max_id, " (ids count from 0 without gaps over the ", vocab.size(),
+            " vocabulary entries and the added tokens, at most 16777216)");
     if (static_cast<size_t>(id) >= tokens.size()) {
       tokens.resize(id + 1);
       filled.resize(id + 1, false);
@@ -171,8 +177,8 @@ TokenizerSpec load_hf_tokenizer(const std::string& folder) {
     put(it.key(), it.value().get<int64_t>(), TokenType::Normal);
   }
   std::vector<std::string> added_special;
-  if (tj.contains("added_tokens") && !tj["added_tokens"].is_null()) {
-    for (const json& a : tj["added_tokens"]) {
+  if (!added.is_null()) {
+    for (const json& a : added) {
       const std::string content = as_string(member(a, "content", file, "an added token"), file,
                                             "added_tokens[].content");
       const json& id = member(a, "id", file, "an added token");
@@ -309,6 +315,21 @@ TokenizerSpec load_hf_tokenizer(const std::string& folder) {
     if (id >= 0 && id != spec.eos_id) spec.stop_ids.push_back(id);
   }
   return spec;
+}
+
+}  // namespace
+
+TokenizerSpec load_hf_tokenizer(const std::string& folder) {
+  const fs::path dir(folder);
+  const fs::path tj_path = dir / "tokenizer.json";
+  require(fs::exists(tj_path), "'", folder, "' has no tokenizer.json");
+  const json tj = read_json(tj_path);
+  try {
+    return spec_from_json(dir, tj_path, tj);
+  } catch (const json::exception& e) {  // a value of a type the checks did not expect
+    fail("'", tj_path.string(), "' (or its tokenizer_config.json): unexpected value (", e.what(),
+         ")");
+  }
 }
 
 }  // namespace elutq

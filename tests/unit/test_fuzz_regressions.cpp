@@ -16,6 +16,7 @@
 #include "core/fp16.h"
 #include "tensor/quantized_matrix_codec.h"
 #include "test_util.h"
+#include "tokenizer/tokenizer_files.h"
 
 namespace elutq {
 namespace {
@@ -98,6 +99,27 @@ TEST(FuzzRegressions, BlobPaddingIsIgnoredAndReencodedAsZeros) {
   EXPECT_TRUE(same_floats(a.ratio_codebook, b.ratio_codebook));
   const std::vector<uint8_t> again = encode_quantized_blob(a);
   EXPECT_EQ(std::memcmp(again.data(), clean.data.get(), clean.size), 0);
+}
+
+// fuzz_hf_tokenizer: a value of an unexpected JSON type ("type": 1) escaped as nlohmann's
+// type_error instead of an Error naming the file.
+TEST(FuzzRegressions, TokenizerJsonValueOfTheWrongTypeIsAnError) {
+  test::TempDir dir;
+  std::ofstream(dir.file("tokenizer.json"), std::ios::binary)
+      << regression_input("fuzz_hf_tokenizer", "regress-json-type-error");
+  const std::string msg = test::error_of([&] { load_hf_tokenizer(dir.path()); });
+  EXPECT_NE(msg.find("tokenizer.json"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("type must be string"), std::string::npos) << msg;
+}
+
+// fuzz_hf_tokenizer: one vocabulary entry with id 16777215 made a 66-byte file allocate 16M token
+// strings (700 MB) before finding that ids 0.. were missing; the id is now refused at once.
+TEST(FuzzRegressions, TokenizerJsonIdPastTheEntriesIsRefusedAtOnce) {
+  test::TempDir dir;
+  std::ofstream(dir.file("tokenizer.json"), std::ios::binary)
+      << regression_input("fuzz_hf_tokenizer", "regress-huge-token-id");
+  const std::string msg = test::error_of([&] { load_hf_tokenizer(dir.path()); });
+  EXPECT_NE(msg.find("has id 16777215 outside 0..0"), std::string::npos) << msg;
 }
 
 }  // namespace
