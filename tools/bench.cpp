@@ -18,9 +18,12 @@
 #include "core/huge_page_buffer.h"
 #include "core/memory_usage.h"
 #include "core/thread_pool.h"
+#include "format/synthetic_source.h"
 #include "kernels/lut_matmul.h"
 #include "kernels/memory_bandwidth.h"
 #include "kernels/packed_matrix.h"
+#include "model/lut_linear.h"
+#include "model/model.h"
 #include "runtime/quantized_linear_factory.h"
 #include "tensor/qformat.h"
 
@@ -86,13 +89,60 @@ namespace {
 struct ArchShape {
   const char* name;
   int64_t dim, hidden, layers, kv_dim;
+  int heads, vocab;
+  const char* arch;
+  float rope_theta;
 };
 // Published configs: LLaMA-2-7B, LLaMA-3-8B (GQA, 8 KV heads), Qwen2.5-7B (GQA, 4 KV heads).
 constexpr ArchShape kArchs[] = {
-    {"llama2-7b", 4096, 11008, 32, 4096},
-    {"llama3-8b", 4096, 14336, 32, 1024},
-    {"qwen2.5-7b", 3584, 18944, 28, 512},
+    {"llama2-7b", 4096, 11008, 32, 4096, 32, 32000, "llama", 10000.0f},
+    {"llama3-8b", 4096, 14336, 32, 1024, 32, 128256, "llama", 500000.0f},
+    {"qwen2.5-7b", 3584, 18944, 28, 512, 28, 152064, "qwen2", 1000000.0f},
 };
+
+const ArchShape& find_arch(const std::string& name) {
+  for (const ArchShape& s : kArchs)
+    if (name == s.name) return s;
+  fail("unknown --synthetic architecture '", name, "'; use llama2-7b, llama3-8b or qwen2.5-7b");
+}
+
+// The whole model at the architecture's shapes (SyntheticSource), every projection and the
+// output head random packed matrices of the format on the LUT kernels.
+int run_synthetic_full(const BenchOptions& o) {
+  const ArchShape& a = find_arch(o.synthetic);
+  ModelConfig c;
+  c.arch = a.arch;
+  c.n_layers = int(a.layers);
+  c.dim = int(a.dim);
+  c.hidden_dim = int(a.hidden);
+  c.n_heads = a.heads;
+  c.head_dim = int(a.dim) / a.heads;
+  c.n_kv_heads = int(a.kv_dim) / c.head_dim;
+  c.vocab_size = a.vocab;
+  c.max_seq_len = 4096;
+  c.rope_theta = a.rope_theta;
+  c.attn_bias = std::string(a.arch) == "qwen2";
+  const SyntheticSource src(c, 7);
+  const QuantSpec spec = parse_quant_spec(o.format);
+  const Isa isa = o.isa.empty() ? active_isa() : parse_isa(o.isa);
+  const LutTables tables = parse_lut_tables(o.lut_tables);
+  const UnitLayout layout = lut_unit_layout(isa);
+  uint64_t seed = 1;
+  ModelOptions mo;
+  size_for_bench(o, &mo);
+  mo.linear_factory = [&](const ModelSource&, const TensorInfo& t) -> std::unique_ptr<Linear> {
+    require(SyntheticSource::weightless(t), "internal: synthetic tensor ", t.name, " has bytes");
+    PackedMatrix w = PackedMatrix::synthetic(spec, t.shape[0], t.shape[1], seed++, layout);
+    const LutTables tb = resolve_lut_tables(tables, spec.bits, w.header().group_padded, isa);
+    return std::make_unique<LutLinear>(std::move(w), isa, tb);
+  };
+  std::printf("synthetic %s, whole model (embedding, attention with its KV cache, norms, "
+              "SwiGLU, output head); every projection and the head random %s\n",
+              a.name, spec.name().c_str());
+  Model m(src, mo);
+  print_huge_page_line(0);
+  return bench_loaded_model(m, std::string("synthetic ") + a.name, o);
+}
 
 // One transformer layer's linear weights. They run as the runtime runs them (model.cpp): Q, K
 // and V as one job on the same input (forward_same_input -> lut_gemm_same_input_isa), then O,
@@ -102,11 +152,8 @@ struct Layer {
 };
 
 int run_synthetic(const BenchOptions& o) {
-  const ArchShape* a = nullptr;
-  for (const ArchShape& s : kArchs)
-    if (o.synthetic == s.name) a = &s;
-  require(a != nullptr, "unknown --synthetic architecture '", o.synthetic,
-          "'; use llama2-7b, llama3-8b or qwen2.5-7b");
+  if (o.full) return run_synthetic_full(o);
+  const ArchShape* a = &find_arch(o.synthetic);
   const QuantSpec spec = parse_quant_spec(o.format);
   const Isa isa = o.isa.empty() ? active_isa() : parse_isa(o.isa);
   const LutTables tables = parse_lut_tables(o.lut_tables);
@@ -213,6 +260,10 @@ int run_bench(int argc, char** argv) {
   model_opt->excludes(synth_opt);
   app.add_option("--format", o.format, "--synthetic only: format, e.g. hlq-w2g128, uniform-w4g128")
       ->capture_default_str();
+  app.add_flag("--full", o.full,
+               "--synthetic only: run the whole forward pass (embedding, attention with its KV "
+               "cache, norms, SwiGLU, the output head in --format too), not only the linear "
+               "layers");
   app.add_option("--kernel", o.kernel, "-m only: lut (bit-serial LUT kernels) or dequant (fp32)")
       ->capture_default_str();
   app.add_option("--lut-tables", o.lut_tables,

@@ -22,10 +22,17 @@
 
 namespace elutq::cli {
 
+void size_for_bench(const BenchOptions& o, ModelOptions* opt) {
+  const int prefill = o.prefill_runs > 0 ? o.prefill_tokens : 0;
+  opt->n_threads = o.threads;
+  opt->max_ctx = std::max(prefill, 8 + o.decode_tokens);
+  opt->max_batch = std::max(1, std::min(prefill > 0 ? prefill : 1, 512));
+}
+
 int run_model_bench(const BenchOptions& o) {
   auto src = open_model(o.model);
   ModelOptions opt;
-  opt.n_threads = o.threads;
+  size_for_bench(o, &opt);
 #if defined(ELUTQ_HAVE_QUANTIZED_FACTORY)
   opt.linear_factory =
       linear_factory_for(*src, parse_kernel_choice(o.kernel), parse_lut_tables(o.lut_tables));
@@ -33,11 +40,13 @@ int run_model_bench(const BenchOptions& o) {
   require(o.kernel == "dequant", "--kernel lut needs quantized model file support, which this "
                                  "build lacks; use --kernel dequant");
 #endif
+  Model m(*src, opt);
+  return bench_loaded_model(m, o.model, o);
+}
+
+int bench_loaded_model(Model& m, const std::string& label, const BenchOptions& o) {
   const int prefill = o.prefill_runs > 0 ? o.prefill_tokens : 0;
   const int ctx_needed = std::max(prefill, 8 + o.decode_tokens);
-  opt.max_ctx = ctx_needed;
-  opt.max_batch = std::max(1, std::min(prefill > 0 ? prefill : 1, 512));
-  Model m(*src, opt);
   require(m.max_ctx() >= ctx_needed, "the model's context (", m.max_ctx(),
           " tokens) is shorter than this benchmark needs (", ctx_needed,
           "); lower --prefill-tokens or --decode-tokens");
@@ -52,7 +61,7 @@ int run_model_bench(const BenchOptions& o) {
                           (8 + 0.5 * o.decode_tokens);
   const double bytes = weight_bytes + kv_bytes;
   std::printf("model: %s (%s, %d layers, dim %d, vocab %d); kernel %s, e.g. %s; %d threads\n",
-              o.model.c_str(), c.arch.c_str(), c.n_layers, c.dim, c.vocab_size, o.kernel.c_str(),
+              label.c_str(), c.arch.c_str(), c.n_layers, c.dim, c.vocab_size, o.kernel.c_str(),
               kinds.c_str(), m.pool().size());
   std::printf("bytes read per decode token: %.1f MB (weights and output head %.1f MB, KV cache "
               "%.2f MB)\n",
