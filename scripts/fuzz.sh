@@ -6,9 +6,10 @@
 # leak, timeout and out-of-memory inputs, which are kept in the work folder. Exits 1 if there is
 # any finding, 0 otherwise, and 0 with a message when clang or libFuzzer is missing.
 #
-# usage: scripts/fuzz.sh [--time SECONDS | --runs N] [--work DIR] [TARGET...]
+# usage: scripts/fuzz.sh [--time SECONDS | --runs N] [--work DIR] [--keep-corpus] [TARGET...]
 #   --time SECONDS  per target (default 60)      --runs N  executions per target instead
 #   --work DIR      where corpora, logs and findings go (default build-fuzz/work)
+#   --keep-corpus   go on from the corpus an earlier run grew there (long runs in several parts)
 #   TARGET          fuzz_gguf or gguf, ...; default all of fuzz/fuzz_*.cpp
 # Environment: ELUTQ_FUZZ_JOBS (build jobs, default nproc), ELUTQ_FUZZ_ARGS (more libFuzzer flags).
 # Reproduce a finding: build-fuzz/fuzz/fuzz_X FILE (ELUTQ_FUZZ_VERBOSE=1 prints expected Errors).
@@ -19,12 +20,14 @@ WORK="$BUILD/work"
 budget=(-max_total_time=60)
 budget_text="60 s"
 targets=()
+keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --time) budget=(-max_total_time="$2"); budget_text="$2 s"; shift 2 ;;
     --runs) budget=(-runs="$2"); budget_text="$2 runs"; shift 2 ;;
     --work) WORK="$2"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --keep-corpus) keep=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) targets+=("fuzz_${1#fuzz_}"); shift ;;
   esac
@@ -61,9 +64,10 @@ for t in "${targets[@]}"; do
   bin="$BUILD/fuzz/$t"
   [ -x "$bin" ] || { echo "fuzz.sh: no target $t (have: $(cd "$BUILD/fuzz" && ls -d fuzz_* | grep -v '\.' | tr '\n' ' '))" >&2; exit 2; }
   dir="$WORK/$t"
-  rm -rf "$dir/corpus" "$dir/log"
+  [ "$keep" = 1 ] || rm -rf "$dir/corpus"
+  rm -f "$dir/log"
   mkdir -p "$dir/corpus" "$dir/findings"
-  [ -d "$ROOT/fuzz/corpus/$t" ] && cp "$ROOT/fuzz/corpus/$t"/* "$dir/corpus/"
+  if [ -d "$ROOT/fuzz/corpus/$t" ]; then cp "$ROOT/fuzz/corpus/$t"/* "$dir/corpus/"; fi
   opts=("${common[@]}" "${budget[@]}" -artifact_prefix="$dir/findings/")
   [ -f "$ROOT/fuzz/dict/$t.dict" ] && opts+=(-dict="$ROOT/fuzz/dict/$t.dict")
   before=$(ls "$dir/findings" | wc -l)

@@ -23,3 +23,9 @@ if [ "${ELUTQ_NO_SANITIZE:-0}" != 1 ]; then
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir "$ROOT/build-asan" --output-on-failure -j"$(nproc)" -L unit --timeout 1800
 fi
+# Fuzzing (fuzz/README.md): every libFuzzer target for 10 s on its seeds and regression inputs,
+# built in build-fuzz/ with clang, ASan and UBSan (skips with a message where clang is missing;
+# skip it with ELUTQ_NO_FUZZ=1). Longer runs: scripts/fuzz.sh --time SECONDS.
+if [ "${ELUTQ_NO_FUZZ:-0}" != 1 ]; then
+  bash scripts/fuzz.sh --time 10
+fi
