@@ -4,6 +4,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config ccache libgtest-dev libgmock-dev libbenchmark-dev
       libopenblas-dev liblapacke-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
+      clang libclang-rt-14-dev
       g++-aarch64-linux-gnu qemu-user python3 python3-venv unzip)
 missing=()
 for p in "${PKGS[@]}"; do
