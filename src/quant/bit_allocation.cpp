@@ -6,7 +6,9 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "quant/calib_activations.h"
+#include "quant/loss_gradients.h"
 #include "quant/tensor_spec_rules.h"
 #include "tensor/tensor_names.h"
 
@@ -179,12 +181,23 @@ std::vector<TensorSensitivity> measure_model_sensitivity(
   fp.block_ap.reset();
   fp.awq = false;
   BlockwiseQuantizer bq(src, fp);
+  // How much each block's output moves the loss: its error counts at that price (squared
+  // gradient, a diagonal Fisher estimate), not at its size relative to the residual stream.
+  std::vector<std::vector<float>> weight;
+  {
+    ThreadPool pool(opt.n_threads);
+    weight = block_output_gradients(src, seqs, pool);
+  }
+  for (auto& w : weight)
+    for (float& v : w) v *= v;
   MemoryCalibActivations store(int64_t(seqs.size()), int64_t(seqs[0].size()), c.dim);
   bq.embed_calibration(seqs, store);
   std::vector<TensorSensitivity> out;
   for (int l = 0; l < c.n_layers; ++l) {
     bq.load_block(l);
-    const std::vector<std::vector<double>> e = bq.measure_sensitivity(l, store, choices);
+    const std::vector<std::vector<double>> e =
+        bq.measure_sensitivity(l, store, choices, &weight[size_t(l)]);
+    weight[size_t(l)] = {};
     bq.release_block(l);
     for (LinearSlot s : kAllLinearSlots) {
       const auto [R, C] = linear_shape(c, s);

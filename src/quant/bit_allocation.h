@@ -3,9 +3,11 @@
 //
 // 1. Sensitivity: the fp model runs a few calibration sequences block by block; in each block,
 //    every projection alone is quantized at each candidate width (uniform RTN at that bits /
-//    group) and the block's output error is measured, relative to the output's energy
-//    (BlockwiseQuantizer::measure_sensitivity). Since each block's output is the residual stream
-//    the rest of the model reads, these relative errors are comparable across blocks.
+//    group) and the change of the block's output is measured (BlockwiseQuantizer::
+//    measure_sensitivity), each element weighted by the squared gradient of the model's loss
+//    with respect to it (quant/loss_gradients.h): a diagonal Fisher estimate of the loss
+//    increase, comparable across blocks. (Measured relative to the output's size instead, the
+//    middle blocks of SmolLM2 looked cheap and got 2 bits; docs/RESULTS.md.)
 // 2. Allocation: every projection starts at its cheapest candidate; the upgrade that removes the
 //    most error per extra stored bit is taken while the average stays within the target
 //    (greedy over each projection's lower convex hull of (bits, error): optimal for the

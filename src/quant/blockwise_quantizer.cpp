@@ -713,14 +713,18 @@ void BlockwiseQuantizer::emit_tail(CalibActivations* store, QuantizedTensorSink&
 }
 
 std::vector<std::vector<double>> BlockwiseQuantizer::measure_sensitivity(
-    int l, CalibActivations& store, const std::vector<QuantSpec>& choices) {
+    int l, CalibActivations& store, const std::vector<QuantSpec>& choices,
+    const std::vector<float>* weight) {
   Impl& I = *impl_;
   require(I.loaded == l && I.model, "internal: measure_sensitivity needs block ", l,
           " loaded and the calibration embedded");
   std::vector<float> fp, trial;
   I.run_block(l, store, -1, false, &fp);
+  require(!weight || weight->size() == fp.size(), "internal: sensitivity weights have ",
+          weight ? weight->size() : 0, " values for ", fp.size(), " outputs");
   double energy = 0;
   for (float v : fp) energy += double(v) * v;
+  if (weight) energy = 1;  // weighted errors are absolute (loss units)
   std::vector<std::vector<double>> errors(kLinearSlots);
   for (int s = 0; s < kLinearSlots; ++s) {
     for (const QuantSpec& c : choices) {
@@ -733,7 +737,7 @@ std::vector<std::vector<double>> BlockwiseQuantizer::measure_sensitivity(
       double se = 0;
       for (size_t i = 0; i < fp.size(); ++i) {
         const double d = double(trial[i]) - fp[i];
-        se += d * d;
+        se += (weight ? double((*weight)[i]) : 1.0) * d * d;
       }
       errors[size_t(s)].push_back(energy > 0 ? se / energy : 0.0);
     }

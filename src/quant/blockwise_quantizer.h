@@ -115,12 +115,15 @@ class BlockwiseQuantizer {
                       const std::function<void(int block)>& block_done = {}, int first_block = 0);
 
   // Bit allocation (quant/bit_allocation.h) instead of quantizing: with block l loaded and store
-  // holding the fp model's inputs of it, the error of the block's output when one projection
+  // holding the fp model's inputs of it, the change of the block's output when one projection
   // alone is quantized at each of the choices (uniform RTN at that width stands in for every
-  // method), as a fraction of the output's energy: errors[slot][choice], slots in LinearSlot
-  // order. Then store holds the fp block's outputs, the next block's inputs.
+  // method): errors[slot][choice], slots in LinearSlot order. With weight (the store's rows x
+  // dim, e.g. squared loss gradients at the output) the error is sum(weight * change^2); without,
+  // sum(change^2) as a fraction of the output's energy. Then store holds the fp block's outputs,
+  // the next block's inputs.
   std::vector<std::vector<double>> measure_sensitivity(int l, CalibActivations& store,
-                                                       const std::vector<QuantSpec>& choices);
+                                                       const std::vector<QuantSpec>& choices,
+                                                       const std::vector<float>* weight = nullptr);
 
   const QuantReport& report() const { return report_; }
   void set_progress(ProgressFn fn) { progress_ = std::move(fn); }
