@@ -105,11 +105,10 @@ int run_quantize(int argc, char** argv) {
       ->allow_extra_args(false);
   double target_bpw = 0;
   app.add_option("--target-bpw", target_bpw,
-                 "(experimental) mixed precision by measurement: give the block projections "
-                 "widths from --width-choices so their average bits per weight (parameters "
-                 "included) stays within this, the wider ones where quantizing hurts the block "
-                 "output most (measured on a few calibration sequences first), e.g. 2.9. Its "
-                 "criterion still loses to a single width on SmolLM2 (docs/RESULTS.md)");
+                 "mixed precision by measurement: give the block projections widths from "
+                 "--width-choices so their average bits per weight (parameters included) stays "
+                 "within this, the wider ones where quantizing costs the model's loss most "
+                 "(measured on a few calibration sequences first), e.g. 2.9");
   app.add_option("--width-choices", job.width_choices,
                  "widths --target-bpw chooses from, e.g. w2g128,w3g128,w4g128 (default: --bits, "
                  "--bits + 1 and --bits + 2 at --group)");
