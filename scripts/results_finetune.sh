@@ -10,7 +10,7 @@
 # the calibration sequences to pick their best epoch), documents 1001..2000 are the held-out
 # evaluation set; WikiText-2 test. Perplexity: ctx 2048, the first $WINDOWS windows.
 #
-#   MODELS="smollm2 qwen15b"  CONFIGS="w2g64 w2g128 w3g128"
+#   MODELS="smollm2 qwen15b"  CONFIGS="w2g64 w2g128 w3g128"  (also a name of MIX below)
 #   SMOL_NSAMPLES=64 SMOL_SEQLEN=512  QWEN_NSAMPLES=32 QWEN_SEQLEN=512  WINDOWS=4
 #   FT_ARGS=""  extra quantize flags for the finetuned runs (e.g. "--ft-epochs 3")
 #   THREADS=2 BUILD=build WORK=build/results_finetune UPDATE_DOCS=1
@@ -32,6 +32,13 @@ WINDOWS="${WINDOWS:-4}"
 FT_ARGS="${FT_ARGS:-}"
 UPDATE_DOCS="${UPDATE_DOCS:-1}"
 MODELS_DIR="${ELUTQ_CACHE:-$HOME/.cache/elutq}/models"
+
+# Mixed widths by name (the issue's "w2 with some layers at 3 bits"): quantize flags of each.
+# mix2.9: 2-bit g128 feed-forward gate/up, 3-bit attention q/o and ffn_down, 4-bit k/v, 3-bit
+# gate/up in the first and last block: 2.904 bits per weight on Qwen2.5-Coder-1.5B.
+declare -A MIX=(
+  [mix2.9]='--bits 2 --group 128 --tensor-spec attn_(k|v)=w4g128 --tensor-spec attn_(q|output)=w3g128 --tensor-spec ffn_down=w3g128 --tensor-spec blk\.(0|27)\.ffn_(gate|up)=w3g128'
+)
 
 # shellcheck source=lib/results_common.sh
 source "$ROOT/scripts/lib/results_common.sh"
@@ -65,13 +72,18 @@ for model in $MODELS; do
   echo "| $model | source | FP (as stored) | $src_bpw | $(ppl_of "$WORK/$model.fp.wiki.log") | $(ppl_of "$WORK/$model.fp.c4.log") | - | - |" >> "$table"
   calib=(--calib "$WORK/c4_calib.jsonl" --nsamples "$ns" --seqlen "$sl")
   for cfg in $CONFIGS; do
-    bits="${cfg#w}"; bits="${bits%%g*}"; group="${cfg#*g}"
+    if [[ -n "${MIX[$cfg]:-}" ]]; then
+      read -r -a width <<< "${MIX[$cfg]}"
+    else
+      bits="${cfg#w}"; bits="${bits%%g*}"; group="${cfg#*g}"
+      width=(--bits "$bits" --group "$group")
+    fi
     base="$WORK/$model.$cfg"
-    quantize "$src" "$base.gptq.gguf" "$base.gptq.quant.log" --method hlq-gptq --bits "$bits" \
-      --group "$group" "${calib[@]}" && [[ -f "$base.gptq.gguf" ]] && evaluate "$base.gptq.gguf" 2048 "$WINDOWS" "$model.$cfg.gptq"
+    quantize "$src" "$base.gptq.gguf" "$base.gptq.quant.log" --method hlq-gptq "${width[@]}" \
+      "${calib[@]}" && [[ -f "$base.gptq.gguf" ]] && evaluate "$base.gptq.gguf" 2048 "$WINDOWS" "$model.$cfg.gptq"
     # shellcheck disable=SC2086
-    quantize "$src" "$base.ft.gguf" "$base.ft.quant.log" --method hlq-ft --bits "$bits" \
-      --group "$group" "${calib[@]}" --ft-keep-stage1 "$base.bap.gguf" $FT_ARGS &&
+    quantize "$src" "$base.ft.gguf" "$base.ft.quant.log" --method hlq-ft "${width[@]}" \
+      "${calib[@]}" --ft-keep-stage1 "$base.bap.gguf" $FT_ARGS &&
       { [[ -f "$base.bap.gguf" ]] && evaluate "$base.bap.gguf" 2048 "$WINDOWS" "$model.$cfg.bap";
         [[ -f "$base.ft.gguf" ]] && evaluate "$base.ft.gguf" 2048 "$WINDOWS" "$model.$cfg.ft"; }
     rm -f "$base.gptq.gguf" "$base.bap.gguf" "$base.ft.gguf"
