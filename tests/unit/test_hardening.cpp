@@ -48,7 +48,11 @@ bool contains(const std::string& s, const std::string& what) {
 std::string unprivileged_cli() {
   if (::geteuid() != 0) return ELUTQ_CLI_PATH;
   if (test::run_command("command -v setpriv >/dev/null 2>&1").code != 0) return "";
-  return std::string("setpriv --reuid=65534 --regid=65534 --clear-groups ") + ELUTQ_CLI_PATH;
+  const std::string cli =
+      std::string("setpriv --reuid=65534 --regid=65534 --clear-groups ") + ELUTQ_CLI_PATH;
+  // The other user must be able to run the binary at all (a checkout under /root is not).
+  if (test::run_command(cli + " version >/dev/null 2>&1").code != 0) return "";
+  return cli;
 }
 
 // A temporary folder any user may enter (the test's own is 0700).
