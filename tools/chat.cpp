@@ -45,12 +45,7 @@ int run_chat(int argc, char** argv) {
 
   auto src = open_model(model);
   const Tokenizer tok(src->tokenizer());
-  const auto& spec = tok.spec();
-  const std::string bos = spec.bos_id >= 0 ? spec.tokens[size_t(spec.bos_id)] : "";
-  const std::string eos = spec.eos_id >= 0 ? spec.tokens[size_t(spec.eos_id)] : "";
-  const ChatTemplate tmpl = chat_template.empty()
-      ? chat_template_from_jinja(spec.chat_template, bos, eos)
-      : ChatTemplate{chat_format_from_name(chat_template), "", bos, eos};
+  const ChatTemplate tmpl = chat_template_for(tok.spec(), chat_template);
   ModelOptions opt;
   opt.n_threads = threads;
   opt.linear_factory = kernel_opts.factory_for(*src);
@@ -77,9 +72,7 @@ int run_chat(int argc, char** argv) {
     if (line.empty()) continue;
     msgs.push_back({"user", line});
     // What the user types stays text: "<|im_end|>" in a message cannot end the turn.
-    std::vector<int> ids = encode_chat_prompt(tok, render_chat_prompt(tmpl, msgs, true));
-    if (spec.add_bos && spec.bos_id >= 0 && (ids.empty() || ids[0] != spec.bos_id))
-      ids.insert(ids.begin(), spec.bos_id);
+    std::vector<int> ids = chat_prompt_ids(tok, render_chat_prompt(tmpl, msgs, true));
     if (int(ids.size()) + 1 >= m.max_ctx()) {
       std::fputs("(the conversation fills the context; /reset to start over)\n", stdout);
       msgs.pop_back();

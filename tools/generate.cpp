@@ -67,25 +67,18 @@ int run_generate(int argc, char** argv) {
   const Tokenizer tok(src->tokenizer());
   require(tok.vocab_size() > 0, "'", model, "' carries no tokenizer; pass --tokenizer");
   const auto& spec = tok.spec();
-  const std::string bos_text = spec.bos_id >= 0 ? spec.tokens[size_t(spec.bos_id)] : "";
-  const std::string eos_text = spec.eos_id >= 0 ? spec.tokens[size_t(spec.eos_id)] : "";
 
   std::vector<int> ids;
   bool at_text_start = false;
   if (chat) {
     require(!prompt.empty(), "--chat needs a message: pass -p TEXT");
-    const ChatTemplate t = chat_template.empty()
-        ? chat_template_from_jinja(spec.chat_template, bos_text, eos_text)
-        : ChatTemplate{chat_format_from_name(chat_template), "", bos_text, eos_text};
+    const ChatTemplate t = chat_template_for(spec, chat_template);
     std::vector<ChatMessage> msgs;
     if (!system.empty()) msgs.push_back({"system", system});
     msgs.push_back({"user", prompt});
     const ChatPrompt chat = render_chat_prompt(t, msgs, /*add_generation_prompt=*/true);
     const std::string& text = chat.text;
-    ids = encode_chat_prompt(tok, chat);  // message text never becomes control tokens
-    // The template may write BOS itself; add it only if the model wants one and it is missing.
-    if (spec.add_bos && spec.bos_id >= 0 && (ids.empty() || ids[0] != spec.bos_id))
-      ids.insert(ids.begin(), spec.bos_id);
+    ids = chat_prompt_ids(tok, chat);  // message text never becomes control tokens
     if (print_prompt) std::fprintf(stderr, "%s", text.c_str());
   } else {
     require(system.empty() && chat_template.empty(), "--system and --chat-template need --chat");

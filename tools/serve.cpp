@@ -74,12 +74,7 @@ int run_serve(int argc, char** argv) {
 
   auto src = open_model(model);
   const Tokenizer tok(src->tokenizer());
-  const TokenizerSpec& spec = tok.spec();
-  const std::string bos = spec.bos_id >= 0 ? spec.tokens[size_t(spec.bos_id)] : "";
-  const std::string eos = spec.eos_id >= 0 ? spec.tokens[size_t(spec.eos_id)] : "";
-  const ChatTemplate chat = chat_template.empty()
-                                ? chat_template_from_jinja(spec.chat_template, bos, eos)
-                                : ChatTemplate{chat_format_from_name(chat_template), "", bos, eos};
+  const ChatTemplate chat = chat_template_for(tok.spec(), chat_template);
   if (eo.slot_ctx > src->config().max_seq_len) {
     std::fprintf(stderr, "note: --ctx-size %d exceeds the model's trained context %d; using %d\n",
                  eo.slot_ctx, src->config().max_seq_len, src->config().max_seq_len);

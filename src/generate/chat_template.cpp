@@ -196,4 +196,21 @@ std::vector<int> encode_chat_prompt(const Tokenizer& tok, const ChatPrompt& prom
   return tok.encode_with_plain_ranges(prompt.text, /*add_special=*/false, prompt.contents);
 }
 
+std::vector<int> chat_prompt_ids(const Tokenizer& tok, const ChatPrompt& prompt) {
+  std::vector<int> ids = encode_chat_prompt(tok, prompt);
+  const TokenizerSpec& spec = tok.spec();
+  if (spec.add_bos && spec.bos_id >= 0 && (ids.empty() || ids[0] != spec.bos_id))
+    ids.insert(ids.begin(), spec.bos_id);
+  return ids;
+}
+
+ChatTemplate chat_template_for(const TokenizerSpec& spec, const std::string& builtin_name) {
+  const auto text_of = [&](int id) {
+    return id >= 0 && size_t(id) < spec.tokens.size() ? spec.tokens[size_t(id)] : std::string();
+  };
+  const std::string bos = text_of(spec.bos_id), eos = text_of(spec.eos_id);
+  if (builtin_name.empty()) return chat_template_from_jinja(spec.chat_template, bos, eos);
+  return ChatTemplate{chat_format_from_name(builtin_name), "", bos, eos};
+}
+
 }  // namespace elutq

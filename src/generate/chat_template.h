@@ -57,4 +57,13 @@ std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& m
 // what the template writes.
 std::vector<int> encode_chat_prompt(const Tokenizer& tok, const ChatPrompt& prompt);
 
+// What a model is given: encode_chat_prompt's ids with BOS in front when the model starts texts
+// with one and the template did not write it.
+std::vector<int> chat_prompt_ids(const Tokenizer& tok, const ChatPrompt& prompt);
+
+// The chat format for a model with this tokenizer: the built-in one named (chatml, llama2,
+// llama3, zephyr) if builtin_name is not empty, else the one its own template is recognised as;
+// either way with the model's BOS and EOS texts. Throws Error as chat_template_from_jinja.
+ChatTemplate chat_template_for(const TokenizerSpec& spec, const std::string& builtin_name);
+
 }  // namespace elutq

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "format/dequant.h"
 #include "kernels/gemv.h"
+#include "model/block_vectors.h"
 #include "model/dense_linear.h"
 #include "model/rope.h"
 #include "tensor/model_source.h"
@@ -16,22 +17,10 @@
 
 namespace elutq {
 
-namespace {
-
-std::vector<float> load_vector(const ModelSource& src, const std::string& name, int64_t n) {
-  const TensorInfo& t = src.get(name, {n});
-  std::vector<float> v(static_cast<size_t>(n));
-  load_tensor_f32(t, v.data());
-  return v;
-}
-
-}  // namespace
-
 Model::Model(const ModelSource& src, const ModelOptions& opt) : cfg_(src.config()) {
   validate_config(cfg_);
   const ModelConfig& c = cfg_;
-  const int64_t dim = c.dim, hd = c.head_dim, q_dim = int64_t(c.n_heads) * hd,
-                kv_dim = int64_t(c.n_kv_heads) * hd, hidden = c.hidden_dim, vocab = c.vocab_size;
+  const int64_t dim = c.dim, vocab = c.vocab_size;
   require(opt.max_ctx >= 0 && opt.max_batch > 0, "max_ctx must be >= 0 and max_batch > 0");
   max_ctx_ = opt.max_ctx > 0 ? opt.max_ctx : std::min(c.max_seq_len, 4096);
   max_batch_ = std::min(opt.max_batch, max_ctx_);
@@ -57,28 +46,23 @@ Model::Model(const ModelSource& src, const ModelOptions& opt) : cfg_(src.config(
     output_ = std::make_unique<DenseLinear>(token_embd_, vocab, dim);  // shares the embedding
   }
 
-  std::vector<float> rope_freqs;
-  if (c.rope_scaling.type == "llama3-freqs") rope_freqs = load_vector(src, "rope_freqs.weight", hd / 2);
-  inv_freq_ = rope_inv_freq(c, rope_freqs.empty() ? nullptr : rope_freqs.data());
+  inv_freq_ = load_rope_inv_freq(src);
 
   for (int l = 0; l < c.n_layers; ++l) {
     auto L = std::make_unique<DecoderBlock>(cfg_, inv_freq_);
-    L->attn_norm = load_vector(src, block_tensor_name(l, "attn_norm.weight"), dim);
-    L->ffn_norm = load_vector(src, block_tensor_name(l, "ffn_norm.weight"), dim);
+    BlockVectors v = load_block_vectors(src, l);
+    L->attn_norm = std::move(v.attn_norm);
+    L->ffn_norm = std::move(v.ffn_norm);
+    L->bq = std::move(v.bq);
+    L->bk = std::move(v.bk);
+    L->bv = std::move(v.bv);
+    L->q_norm = std::move(v.q_norm);
+    L->k_norm = std::move(v.k_norm);
     for (LinearSlot s : kAllLinearSlots) {
       const auto [rows, cols] = linear_shape(c, s);
       // checked even when loaded later
       const TensorInfo& w = src.get(linear_weight_name(l, s), {rows, cols});
       if (!opt.lazy_blocks) L->lin[int(s)] = factory(src, w);
-    }
-    if (c.attn_bias) {
-      L->bq = load_vector(src, block_tensor_name(l, "attn_q.bias"), q_dim);
-      L->bk = load_vector(src, block_tensor_name(l, "attn_k.bias"), kv_dim);
-      L->bv = load_vector(src, block_tensor_name(l, "attn_v.bias"), kv_dim);
-    }
-    if (c.qk_norm) {
-      L->q_norm = load_vector(src, block_tensor_name(l, "attn_q_norm.weight"), hd);
-      L->k_norm = load_vector(src, block_tensor_name(l, "attn_k_norm.weight"), hd);
     }
     if (!opt.lazy_blocks) clear_kv_cache(*L);
     layers_.push_back(std::move(L));

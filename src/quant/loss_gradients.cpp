@@ -7,54 +7,29 @@
 #include "format/dequant.h"
 #include "model/block_gradient.h"
 #include "model/block_ops.h"
+#include "model/block_vectors.h"
 #include "model/gemm.h"
 #include "model/linear.h"
-#include "model/rope.h"
 #include "tensor/tensor_names.h"
 
 namespace elutq {
 namespace {
 
-std::vector<float> load(const ModelSource& src, const std::string& name,
-                        const std::vector<int64_t>& shape) {
-  const TensorInfo& t = src.get(name, shape);
-  std::vector<float> v(size_t(t.numel()));
-  load_tensor_f32(t, v.data());
-  return v;
-}
-
 // One block's fp32 weights and the views block_forward takes.
 struct FpBlock {
-  std::vector<float> w[kLinearSlots], attn_norm, ffn_norm, bq, bk, bv, q_norm, k_norm;
+  std::vector<float> w[kLinearSlots];
+  BlockVectors vectors;
   BlockWeights<float> view;
 
-  FpBlock(const ModelSource& src, int l) {
-    const ModelConfig& c = src.config();
-    const int64_t d = c.dim, hd = c.head_dim, q = int64_t(c.n_heads) * hd,
-                  kv = int64_t(c.n_kv_heads) * hd;
+  FpBlock(const ModelSource& src, int l) : vectors(load_block_vectors(src, l)) {
     for (LinearSlot s : kAllLinearSlots) {
-      const auto [R, C] = linear_shape(c, s);
-      w[int(s)] = load(src, linear_weight_name(l, s), {R, C});
+      const auto [R, C] = linear_shape(src.config(), s);
+      const TensorInfo& t = src.get(linear_weight_name(l, s), {R, C});
+      w[int(s)].resize(size_t(R * C));
+      load_tensor_f32(t, w[int(s)].data());
       view.w[int(s)] = w[int(s)].data();
     }
-    attn_norm = load(src, block_tensor_name(l, "attn_norm.weight"), {d});
-    ffn_norm = load(src, block_tensor_name(l, "ffn_norm.weight"), {d});
-    view.attn_norm = attn_norm.data();
-    view.ffn_norm = ffn_norm.data();
-    if (c.attn_bias) {
-      bq = load(src, block_tensor_name(l, "attn_q.bias"), {q});
-      bk = load(src, block_tensor_name(l, "attn_k.bias"), {kv});
-      bv = load(src, block_tensor_name(l, "attn_v.bias"), {kv});
-      view.bq = bq.data();
-      view.bk = bk.data();
-      view.bv = bv.data();
-    }
-    if (c.qk_norm) {
-      q_norm = load(src, block_tensor_name(l, "attn_q_norm.weight"), {hd});
-      k_norm = load(src, block_tensor_name(l, "attn_k_norm.weight"), {hd});
-      view.q_norm = q_norm.data();
-      view.k_norm = k_norm.data();
-    }
+    point_at(vectors, &view);
   }
 };
 
@@ -68,9 +43,7 @@ std::vector<std::vector<float>> block_output_gradients(const ModelSource& src,
   const int n_seq = int(seqs.size()), T = int(seqs[0].size());
   for (const auto& s : seqs) require(int(s.size()) == T, "loss gradients: sequences of one length");
   const int64_t d = c.dim, V = c.vocab_size, rows = int64_t(n_seq) * T;
-  std::vector<float> rope_freqs;
-  if (c.rope_scaling.type == "llama3-freqs") rope_freqs = load(src, "rope_freqs.weight", {c.head_dim / 2});
-  const std::vector<float> inv_freq = rope_inv_freq(c, rope_freqs.empty() ? nullptr : rope_freqs.data());
+  const std::vector<float> inv_freq = load_rope_inv_freq(src);
   blas_single_threaded();
 
   // Forward, keeping every block's input.
@@ -88,9 +61,10 @@ std::vector<std::vector<float>> block_output_gradients(const ModelSource& src,
   }
 
   // The head: final RMSNorm, logits, mean cross-entropy; its gradient at the last block's output.
-  const std::vector<float> out_norm = load(src, kOutputNormName, {d});
-  const std::string head_name = c.tied_embeddings ? kTokenEmbdName : kOutputName;
-  const std::vector<float> head = load(src, head_name, {V, d});
+  const std::vector<float> out_norm = load_vector(src, kOutputNormName, d);
+  const TensorInfo& head_t = src.get(c.tied_embeddings ? kTokenEmbdName : kOutputName, {V, d});
+  std::vector<float> head(size_t(V * d));
+  load_tensor_f32(head_t, head.data());
   std::vector<std::vector<float>> g(size_t(c.n_layers), std::vector<float>(size_t(rows * d), 0.f));
   const int64_t scored = int64_t(n_seq) * (T - 1);
   const float* xl = x[size_t(c.n_layers)].data();

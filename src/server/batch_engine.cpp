@@ -134,19 +134,19 @@ void BatchEngine::admit() {
   for (;;) {
     std::shared_ptr<GenerationJob> job;
     Slot* best = nullptr;
+    size_t common = 0;  // tokens the best slot's cache shares with the prompt
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (queue_.empty()) return;
       // The free slot sharing the longest prefix with the prompt.
-      size_t best_common = 0;
       for (auto& s : slots_) {
         if (s->job) continue;
         const std::vector<int>& p = queue_.front()->prompt;
         size_t c = 0;
         while (c < size_t(s->n_past) && c < p.size() && s->tokens[c] == p[c]) ++c;
-        if (!best || c > best_common) {
+        if (!best || c > common) {
           best = s.get();
-          best_common = c;
+          common = c;
         }
       }
       if (!best) return;
@@ -155,10 +155,6 @@ void BatchEngine::admit() {
       stats_.queue_depth = int(queue_.size());
     }
     Slot& s = *best;
-    size_t common = 0;
-    while (common < size_t(s.n_past) && common < job->prompt.size() &&
-           s.tokens[common] == job->prompt[common])
-      ++common;
     // At least the prompt's last token is read again: its logits choose the first token.
     s.n_past = int(std::min(common, job->prompt.size() - 1));
     s.tokens = job->prompt;

@@ -43,15 +43,10 @@ struct OpenAiServer::Impl {
   }
 
   std::vector<int> prompt_ids(const CompletionRequest& r) const {
-    std::vector<int> ids;
-    if (r.chat) {
-      ids = encode_chat_prompt(tok, render_chat_prompt(chat, r.messages, true));
-    } else {
-      ids = tok.encode(r.prompt, /*add_special=*/false);
-    }
+    if (r.chat) return chat_prompt_ids(tok, render_chat_prompt(chat, r.messages, true));
+    std::vector<int> ids = tok.encode(r.prompt, /*add_special=*/false);
     const TokenizerSpec& spec = tok.spec();
-    if (spec.add_bos && spec.bos_id >= 0 && (ids.empty() || ids[0] != spec.bos_id))
-      ids.insert(ids.begin(), spec.bos_id);
+    if (spec.add_bos && spec.bos_id >= 0) ids.insert(ids.begin(), spec.bos_id);
     return ids;
   }
 

@@ -25,12 +25,6 @@ int64_t head_tile_rows(int64_t vocab, int threads) {
   return std::clamp<int64_t>((vocab + 4 * threads - 1) / (4 * threads), 16, 1024);
 }
 
-std::vector<float> load_vector(const ModelSource& src, const std::string& name, int64_t n) {
-  std::vector<float> v(static_cast<size_t>(n));
-  load_tensor_f32(src.get(name, {n}), v.data());
-  return v;
-}
-
 // The stored projection (layer, s), after checking it is one E2E-QP can train; its format into
 // *spec.
 const TensorInfo& trainable_projection(const ModelSource& src, int layer, LinearSlot s,
@@ -63,8 +57,7 @@ E2eQpModel::E2eQpModel(const ModelSource& src, ThreadPool& pool)
     : src_(src), pool_(pool), cfg_(src.config()) {
   validate_config(cfg_);
   const ModelConfig& c = cfg_;
-  const int64_t dim = c.dim, hd = c.head_dim, q_dim = int64_t(c.n_heads) * hd,
-                kv_dim = int64_t(c.n_kv_heads) * hd, vocab = c.vocab_size;
+  const int64_t dim = c.dim, vocab = c.vocab_size;
   blocks_.resize(size_t(c.n_layers));
   for (int l = 0; l < c.n_layers; ++l) {
     Block& b = blocks_[size_t(l)];
@@ -78,26 +71,13 @@ E2eQpModel::E2eQpModel(const ModelSource& src, ThreadPool& pool)
       p.params = std::move(q.params);
       p.grad.assign(p.params.size(), 0.0f);
     }
-    b.attn_norm = load_vector(src, block_tensor_name(l, "attn_norm.weight"), dim);
-    b.ffn_norm = load_vector(src, block_tensor_name(l, "ffn_norm.weight"), dim);
-    if (c.attn_bias) {
-      b.bq = load_vector(src, block_tensor_name(l, "attn_q.bias"), q_dim);
-      b.bk = load_vector(src, block_tensor_name(l, "attn_k.bias"), kv_dim);
-      b.bv = load_vector(src, block_tensor_name(l, "attn_v.bias"), kv_dim);
-    }
-    if (c.qk_norm) {
-      b.q_norm = load_vector(src, block_tensor_name(l, "attn_q_norm.weight"), hd);
-      b.k_norm = load_vector(src, block_tensor_name(l, "attn_k_norm.weight"), hd);
-    }
+    b.vectors = load_block_vectors(src, l);
   }
   src.get(kTokenEmbdName, {vocab, dim});  // checked here; rows are read as tokens need them
   output_norm_ = load_vector(src, kOutputNormName, dim);
   // As the runtime: a tied model's head is the embedding.
   head_ = &src.get(c.tied_embeddings ? kTokenEmbdName : kOutputName, {vocab, dim});
-  std::vector<float> rope_freqs;
-  if (c.rope_scaling.type == "llama3-freqs")
-    rope_freqs = load_vector(src, "rope_freqs.weight", hd / 2);
-  inv_freq_ = rope_inv_freq(c, rope_freqs.empty() ? nullptr : rope_freqs.data());
+  inv_freq_ = load_rope_inv_freq(src);
   block_grads_.resize(c);
   blas_single_threaded();  // the head's backward calls BLAS from every pool thread
 }
@@ -195,17 +175,7 @@ BlockWeights<float> E2eQpModel::load_block(int layer) {
     w.w[int(s)] = live_[int(s)]->effective();
   }
   live_layer_ = layer;
-  w.attn_norm = b.attn_norm.data();
-  w.ffn_norm = b.ffn_norm.data();
-  if (cfg_.attn_bias) {
-    w.bq = b.bq.data();
-    w.bk = b.bk.data();
-    w.bv = b.bv.data();
-  }
-  if (cfg_.qk_norm) {
-    w.q_norm = b.q_norm.data();
-    w.k_norm = b.k_norm.data();
-  }
+  point_at(b.vectors, &w);
   return w;
 }
 

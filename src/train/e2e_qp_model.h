@@ -23,6 +23,7 @@
 
 #include "core/thread_pool.h"
 #include "model/block_gradient.h"
+#include "model/block_vectors.h"
 #include "tensor/model_source.h"
 #include "tensor/packed_codes.h"
 #include "tensor/qformat.h"
@@ -76,9 +77,7 @@ class E2eQpModel {
     std::vector<float> params, grad;  // QuantizedMatrix::params layout
   };
   struct Block {
-    std::vector<float> attn_norm, ffn_norm;  // (dim)
-    std::vector<float> bq, bk, bv;           // (q_dim), (kv_dim), (kv_dim); attn_bias only
-    std::vector<float> q_norm, k_norm;       // (head_dim); qk_norm only
+    BlockVectors vectors;  // norms, biases, q/k norms (frozen)
     std::array<Projection, kLinearSlots> proj;
   };
   Projection& proj(int layer, LinearSlot s) { return blocks_[size_t(layer)].proj[int(s)]; }
