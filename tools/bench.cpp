@@ -280,12 +280,17 @@ int run_bench(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--prefill-runs", o.prefill_runs, "timed prefill runs (0 = skip prefill)")
       ->capture_default_str();
+  app.add_option("--batch", o.batch,
+                 "also measure batched decode: this many sequences advance one token per step "
+                 "together, with logits for each (what 'elutq serve --parallel N' runs); 1 = off")
+      ->capture_default_str();
   app.add_option("--isa", o.isa,
                  "--synthetic only: force scalar, avx2, avx512 or neon (for -m set ELUTQ_ISA)");
   int code = 0;
   if (!parse(app, argc, argv, &code)) return code;
   require(!o.model.empty() || !o.synthetic.empty(),
           "give a model file with -m FILE or a shape set with --synthetic ARCH");
+  require(o.batch >= 1 && o.batch <= 64, "--batch must be 1..64, got ", o.batch);
   require(o.runs >= 1 && o.prefill_runs >= 0 && o.prefill_tokens >= 1 && o.decode_tokens >= 1,
           "--runs, --decode-tokens and --prefill-tokens must be at least 1, --prefill-runs at "
           "least 0");

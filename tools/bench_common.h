@@ -12,6 +12,7 @@ namespace elutq::cli {
 struct BenchOptions {
   std::string model, synthetic, format = "hlq-w2g128", kernel = "lut", isa, lut_tables = "auto";
   int threads = 0, runs = 5, decode_tokens = 16, prefill_tokens = 512, prefill_runs = 3;
+  int batch = 1;  // > 1: also batched decode, this many sequences a step (elutq serve --parallel)
   bool full = false;  // --synthetic: the whole forward pass, not only the linear layers
 };
 

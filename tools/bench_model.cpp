@@ -25,8 +25,9 @@ namespace elutq::cli {
 void size_for_bench(const BenchOptions& o, ModelOptions* opt) {
   const int prefill = o.prefill_runs > 0 ? o.prefill_tokens : 0;
   opt->n_threads = o.threads;
-  opt->max_ctx = std::max(prefill, 8 + o.decode_tokens);
-  opt->max_batch = std::max(1, std::min(prefill > 0 ? prefill : 1, 512));
+  // Batched decode keeps its sequences in one KV cache, 8 + decode_tokens rows each.
+  opt->max_ctx = std::max({prefill, 8 + o.decode_tokens, o.batch * (8 + o.decode_tokens)});
+  opt->max_batch = std::max({1, std::min(prefill > 0 ? prefill : 1, 512), o.batch, 8});
 }
 
 int run_model_bench(const BenchOptions& o) {
@@ -90,6 +91,40 @@ int bench_loaded_model(Model& m, const std::string& label, const BenchOptions& o
     dec.push_back(s);
   }
   report_decode(dec, bytes);
+  if (o.batch > 1) {
+    // Batched decode as the server runs it: every step one token of each of o.batch sequences
+    // (own KV rows, own positions) goes through the model together, logits for all of them.
+    const int n = o.batch, rows = 8 + o.decode_tokens;
+    std::vector<int> tok(static_cast<size_t>(n)), pos(tok), row0(tok), out(tok);
+    std::vector<float> logits(size_t(n) * size_t(c.vocab_size));
+    auto batch_run = [&] {
+      for (int i = 0; i < n; ++i) {  // each sequence's first 8 tokens, no logits
+        std::vector<int> p(8), r(8, i * rows);  // positions 0..7 at this sequence's rows
+        for (int k = 0; k < 8; ++k) p[size_t(k)] = k;
+        m.forward_batch(ids.data(), p.data(), r.data(), 8, nullptr, 0, nullptr);
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int k = 0; k < o.decode_tokens; ++k) {
+        for (int i = 0; i < n; ++i) {
+          tok[size_t(i)] = ids[size_t(8 + (k + i) % o.decode_tokens)];
+          pos[size_t(i)] = 8 + k;
+          row0[size_t(i)] = i * rows;
+          out[size_t(i)] = i;
+        }
+        m.forward_batch(tok.data(), pos.data(), row0.data(), n, out.data(), n, logits.data());
+      }
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      return double(n) * o.decode_tokens / s;
+    };
+    batch_run();  // warm-up
+    std::vector<double> rates, d;
+    for (int r = 0; r < o.runs; ++r) rates.push_back(batch_run());
+    for (const RunSample& s : dec) d.push_back(s.tokens_per_s);
+    std::sort(rates.begin(), rates.end());
+    std::printf("batched decode (%d sequences a step, logits of each): %.2f tok/s median of %d "
+                "(min %.2f, max %.2f); %.2fx decode\n",
+                n, median(rates), o.runs, rates.front(), rates.back(), median(rates) / median(d));
+  }
   if (prefill > 0) {
     std::vector<double> rates;
     for (int r = 0; r < o.prefill_runs; ++r) {

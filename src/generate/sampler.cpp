@@ -47,34 +47,36 @@ uint32_t ordered_bits(float f) {
   return u & 0x80000000u ? ~u : u | 0x80000000u;
 }
 
-// Sorts keys ascending on their low `bits` bits (the rest zero), least significant byte first:
-// one counting pass per byte, none for a byte that all keys share.
-void radix_sort(std::vector<uint64_t>& keys, std::vector<uint64_t>& tmp, int bits) {
+// Sorts keys ascending on their high 32 bits, stably (keys with equal high halves keep their
+// order): one counting pass per 11-bit digit, least significant first, none for a digit that all
+// keys share. Three passes over a vocabulary instead of the six of byte digits over the whole key.
+void radix_sort_high32(std::vector<uint64_t>& keys, std::vector<uint64_t>& tmp) {
+  constexpr int kDigitBits = 11;
   tmp.resize(keys.size());
-  for (int shift = 0; shift < bits; shift += 8) {
-    size_t count[257] = {};
-    for (uint64_t k : keys) ++count[((k >> shift) & 0xff) + 1];
-    if (std::find(count + 1, count + 257, keys.size()) != count + 257) continue;
-    for (int d = 0; d < 256; ++d) count[d + 1] += count[d];
-    for (uint64_t k : keys) tmp[count[(k >> shift) & 0xff]++] = k;
+  std::vector<uint32_t> count(size_t(1 << kDigitBits) + 1);
+  for (int shift = 32; shift < 64; shift += kDigitBits) {
+    const uint64_t mask = (uint64_t(1) << std::min(kDigitBits, 64 - shift)) - 1;
+    std::fill(count.begin(), count.end(), 0u);
+    for (uint64_t k : keys) ++count[((k >> shift) & mask) + 1];
+    if (std::find(count.begin() + 1, count.end(), uint32_t(keys.size())) != count.end()) continue;
+    for (size_t d = 1; d < count.size(); ++d) count[d] += count[d - 1];
+    for (uint64_t k : keys) tmp[count[(k >> shift) & mask]++] = k;
     keys.swap(tmp);
   }
 }
 }  // namespace
 
-// The same order as sorting (id, logit) by descending logit, then ascending id, as one radix sort
-// of keys with the descending logit above the id: a sort of a whole vocabulary per token is most
-// of a draw from the untruncated distribution (data-free calibration).
+// The same order as sorting (id, logit) by descending logit, then ascending id, as one stable radix
+// sort of keys with the descending logit in the high half and the id in the low half (the ids go
+// in ascending, so equal logits stay in id order): a sort of a whole vocabulary per token is most
+// of a draw from the untruncated distribution (data-free calibration, the server's default).
 void Sampler::sort_by_logit() {
-  int id_bits = 1;
-  while ((size_t(1) << id_bits) < cand_.size()) ++id_bits;
   keys_.resize(cand_.size());
   for (size_t i = 0; i < cand_.size(); ++i)
-    keys_[i] = uint64_t(~ordered_bits(cand_[i].second)) << id_bits | uint32_t(cand_[i].first);
-  radix_sort(keys_, scratch_, 32 + id_bits);
+    keys_[i] = uint64_t(~ordered_bits(cand_[i].second)) << 32 | uint32_t(cand_[i].first);
+  radix_sort_high32(keys_, scratch_);
   unsorted_.assign(cand_.begin(), cand_.end());  // cand_[i] is token i's (id, logit) here
-  const uint64_t id_mask = (uint64_t(1) << id_bits) - 1;
-  for (size_t i = 0; i < keys_.size(); ++i) cand_[i] = unsorted_[keys_[i] & id_mask];
+  for (size_t i = 0; i < keys_.size(); ++i) cand_[i] = unsorted_[uint32_t(keys_[i])];
 }
 
 int Sampler::sample(const float* logits, int vocab) {

@@ -22,6 +22,7 @@ IsaKernels scalar_table() {
   k.gemv_rows_f32 = kern::gemv_rows_f32_scalar;
   k.gemv2_rows_f32 = kern::gemv2_rows_f32_scalar;
   k.gemv_rows_q8_0 = kern::gemv_rows_q8_0_scalar;
+  k.gemv_rows_q8_0_tokens = kern::gemv_rows_q8_0_tokens_scalar;
   k.gemv_rows_f16 = kern::gemv_rows_f16_scalar;
   k.gemv_rows_bf16 = kern::gemv_rows_bf16_scalar;
   k.stream_read = stream_read_portable;
@@ -37,6 +38,7 @@ IsaKernels avx2_table() {
   k.gemv_rows_f32 = kern::gemv_rows_f32_avx2;
   k.gemv2_rows_f32 = kern::gemv2_rows_f32_avx2;
   k.gemv_rows_q8_0 = kern::gemv_rows_q8_0_avx2;
+  k.gemv_rows_q8_0_tokens = kern::gemv_rows_q8_0_tokens_avx2;
   k.gemv_rows_f16 = kern::gemv_rows_f16_avx2;
   k.gemv_rows_bf16 = kern::gemv_rows_bf16_avx2;
   k.stream_read = stream_read_avx2;
@@ -49,6 +51,7 @@ IsaKernels avx512_table() {
   k.isa = Isa::Avx512;
   k.lut = &lut_kernels_avx512();
   k.gemv_rows_q8_0 = kern::gemv_rows_q8_0_avx512;
+  k.gemv_rows_q8_0_tokens = kern::gemv_rows_q8_0_tokens_avx512;
   k.gemv_rows_f16 = kern::gemv_rows_f16_avx512;
   k.gemv_rows_bf16 = kern::gemv_rows_bf16_avx512;
   k.stream_read = stream_read_avx512;

@@ -29,6 +29,10 @@ struct IsaKernels {
   StoredGemv gemv_rows_q8_0 = nullptr;
   StoredGemv gemv_rows_f16 = nullptr;
   StoredGemv gemv_rows_bf16 = nullptr;
+  // Q8_0 rows for several tokens, x (tokens, n), token t's rows at y + t * y_stride: each row
+  // widened once for all of them; each token's result bit-identical to gemv_rows_q8_0.
+  void (*gemv_rows_q8_0_tokens)(const uint8_t* W, const float* x, int64_t n, int tokens,
+                                int64_t r0, int64_t r1, float* y, int64_t y_stride) = nullptr;
   // The bandwidth probe's read loop: the wrapping sum of words[0..n).
   uint64_t (*stream_read)(const uint64_t* words, int64_t n) = nullptr;
 };

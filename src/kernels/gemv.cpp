@@ -30,4 +30,10 @@ void gemv_rows_stored(DType t, const uint8_t* W, const float* x, int64_t n, int6
   }
 }
 
+void gemv_rows_stored_tokens(DType t, const uint8_t* W, const float* x, int64_t n, int tokens,
+                             int64_t r0, int64_t r1, float* y, int64_t y_stride) {
+  if (t == DType::Q8_0) return active_kernels().gemv_rows_q8_0_tokens(W, x, n, tokens, r0, r1, y, y_stride);
+  for (int k = 0; k < tokens; ++k) gemv_rows_stored(t, W, x + k * n, n, r0, r1, y + k * y_stride);
+}
+
 }  // namespace elutq

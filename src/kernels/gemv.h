@@ -19,5 +19,9 @@ float dot_f32(const float* a, const float* b, int64_t n);
 // with n % 32 == 0, F16 or BF16); throws Error for other types.
 void gemv_rows_stored(DType t, const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
                       float* y);
+// The same for `tokens` tokens, x (tokens, n), token t's rows at y + t * y_stride, each equal bit
+// for bit to gemv_rows_stored of that token alone; Q8_0 widens each row once for all of them.
+void gemv_rows_stored_tokens(DType t, const uint8_t* W, const float* x, int64_t n, int tokens,
+                             int64_t r0, int64_t r1, float* y, int64_t y_stride);
 
 }  // namespace elutq

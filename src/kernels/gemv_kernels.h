@@ -36,6 +36,11 @@ void gemv2_rows_f32_scalar(const float* W, const float* x0, const float* x1, int
 // weight formed as the fp32 product d * q (exact) before it meets x.
 void gemv_rows_q8_0_scalar(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
                            float* y);
+// The same for `tokens` tokens at once, x (tokens, n) and token t's outputs at y + t * y_stride:
+// each row's blocks are widened once for all tokens, and every token's result equals
+// gemv_rows_q8_0 of that token alone bit for bit (the same sums in the same order).
+void gemv_rows_q8_0_tokens_scalar(const uint8_t* W, const float* x, int64_t n, int tokens,
+                                  int64_t r0, int64_t r1, float* y, int64_t y_stride);
 // IEEE fp16 and bfloat16 rows, widened exactly to fp32.
 void gemv_rows_f16_scalar(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
                           float* y);
@@ -50,6 +55,10 @@ void gemv_rows_bf16_avx2(const uint8_t* W, const float* x, int64_t n, int64_t r0
                          float* y);
 void gemv_rows_q8_0_avx512(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
                            float* y);
+void gemv_rows_q8_0_tokens_avx2(const uint8_t* W, const float* x, int64_t n, int tokens,
+                                int64_t r0, int64_t r1, float* y, int64_t y_stride);
+void gemv_rows_q8_0_tokens_avx512(const uint8_t* W, const float* x, int64_t n, int tokens,
+                                  int64_t r0, int64_t r1, float* y, int64_t y_stride);
 void gemv_rows_f16_avx512(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
                           float* y);
 void gemv_rows_bf16_avx512(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,

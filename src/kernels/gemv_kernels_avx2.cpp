@@ -111,6 +111,48 @@ void gemv_rows_q8_0_avx2(const uint8_t* W, const float* x, int64_t n, int64_t r0
   }
 }
 
+namespace {
+// gemv_rows_q8_0_avx2 for two tokens: each block widened once, then each token's four FMA chains
+// in the single-token kernel's order (so each token's result is that kernel's).
+void q8_0_rows_two_tokens(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
+                          float* y, int64_t y_stride) {
+  const int64_t nb = n / 32;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = W + r * nb * 34;
+    __m256 s[2][4];
+    for (auto& st : s)
+      for (__m256& v : st) v = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = row + b * 34;
+      uint16_t dh;
+      std::memcpy(&dh, blk, 2);
+      const __m256 d = _mm256_set1_ps(_cvtsh_ss(dh));
+      const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+      const __m128i q2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 18));
+      const __m256 w[4] = {
+          _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))),
+          _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)))),
+          _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q2))),
+          _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q2, 8))))};
+      for (int t = 0; t < 2; ++t) {
+        const float* xb = x + t * n + b * 32;
+        for (int k = 0; k < 4; ++k) s[t][k] = _mm256_fmadd_ps(w[k], _mm256_loadu_ps(xb + 8 * k), s[t][k]);
+      }
+    }
+    for (int t = 0; t < 2; ++t)
+      y[t * y_stride + r] =
+          hsum(_mm256_add_ps(_mm256_add_ps(s[t][0], s[t][1]), _mm256_add_ps(s[t][2], s[t][3])));
+  }
+}
+}  // namespace
+
+void gemv_rows_q8_0_tokens_avx2(const uint8_t* W, const float* x, int64_t n, int tokens,
+                                int64_t r0, int64_t r1, float* y, int64_t y_stride) {
+  int t = 0;
+  for (; t + 2 <= tokens; t += 2) q8_0_rows_two_tokens(W, x + t * n, n, r0, r1, y + t * y_stride, y_stride);
+  if (t < tokens) gemv_rows_q8_0_avx2(W, x + t * n, n, r0, r1, y + t * y_stride);
+}
+
 // Half-width rows: 8 weights per 128-bit load widened exactly to fp32 (vcvtph2ps for F16, a
 // 16-bit shift for BF16), four FMA chains.
 template <bool kBf16>

@@ -4,6 +4,7 @@
 // output head on its Q8_0 blocks").
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/gemv_kernels.h"
@@ -48,6 +49,54 @@ void gemv_rows_q8_0_avx512(const uint8_t* W, const float* x, int64_t n, int64_t 
 }
 
 namespace {
+// gemv_rows_q8_0_avx512 for T tokens: each pair of blocks widened once, then every token's four
+// FMA chains in the single-token kernel's order (so each token's result is that kernel's).
+template <int T>
+void q8_0_rows_tokens(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
+                      float* y, int64_t y_stride) {
+  const int64_t nb = n / 32;
+  auto widen = [](const uint8_t* blk, __m512& w0, __m512& w1) {
+    uint16_t dh;
+    std::memcpy(&dh, blk, 2);
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(dh));
+    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+    const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 18));
+    w0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)));
+    w1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)));
+  };
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = W + r * nb * 34;
+    __m512 s[T][4];
+    for (int t = 0; t < T; ++t)
+      for (int k = 0; k < 4; ++k) s[t][k] = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+      __m512 a0, a1, c0, c1;
+      widen(row + b * 34, a0, a1);
+      widen(row + (b + 1) * 34, c0, c1);
+      for (int t = 0; t < T; ++t) {
+        const float* xb = x + t * n + b * 32;
+        s[t][0] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(xb), s[t][0]);
+        s[t][1] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(xb + 16), s[t][1]);
+        s[t][2] = _mm512_fmadd_ps(c0, _mm512_loadu_ps(xb + 32), s[t][2]);
+        s[t][3] = _mm512_fmadd_ps(c1, _mm512_loadu_ps(xb + 48), s[t][3]);
+      }
+    }
+    if (b < nb) {
+      __m512 a0, a1;
+      widen(row + b * 34, a0, a1);
+      for (int t = 0; t < T; ++t) {
+        const float* xb = x + t * n + b * 32;
+        s[t][0] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(xb), s[t][0]);
+        s[t][1] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(xb + 16), s[t][1]);
+      }
+    }
+    for (int t = 0; t < T; ++t)
+      y[t * y_stride + r] = _mm512_reduce_add_ps(
+          _mm512_add_ps(_mm512_add_ps(s[t][0], s[t][1]), _mm512_add_ps(s[t][2], s[t][3])));
+  }
+}
+
 // Half-width rows: 16 weights per 256-bit load widened exactly to fp32 (vcvtph2ps for F16, a
 // 16-bit shift for BF16), four FMA chains.
 template <bool kBf16>
@@ -86,6 +135,21 @@ void gemv_rows_f16_avx512(const uint8_t* W, const float* x, int64_t n, int64_t r
 void gemv_rows_bf16_avx512(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
                            float* y) {
   gemv_rows_half_avx512<true>(W, x, n, r0, r1, y);
+}
+
+void gemv_rows_q8_0_tokens_avx512(const uint8_t* W, const float* x, int64_t n, int tokens,
+                                  int64_t r0, int64_t r1, float* y, int64_t y_stride) {
+  // Four tokens a pass: 16 accumulators and 4 widened weight vectors stay in registers.
+  for (int t = 0; t < tokens;) {
+    const float* xt = x + t * n;
+    float* yt = y + t * y_stride;
+    switch (std::min(tokens - t, 4)) {
+      case 4: q8_0_rows_tokens<4>(W, xt, n, r0, r1, yt, y_stride); t += 4; break;
+      case 3: q8_0_rows_tokens<3>(W, xt, n, r0, r1, yt, y_stride); t += 3; break;
+      case 2: q8_0_rows_tokens<2>(W, xt, n, r0, r1, yt, y_stride); t += 2; break;
+      default: gemv_rows_q8_0_avx512(W, xt, n, r0, r1, yt); t += 1; break;
+    }
+  }
 }
 
 }  // namespace elutq::kern

@@ -46,6 +46,11 @@ void gemv_rows_q8_0_scalar(const uint8_t* W, const float* x, int64_t n, int64_t 
     y[r] = s;
   }
 }
+
+void gemv_rows_q8_0_tokens_scalar(const uint8_t* W, const float* x, int64_t n, int tokens,
+                                  int64_t r0, int64_t r1, float* y, int64_t y_stride) {
+  for (int t = 0; t < tokens; ++t) gemv_rows_q8_0_scalar(W, x + t * n, n, r0, r1, y + t * y_stride);
+}
 void gemv_rows_f16_scalar(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
                           float* y) {
   for (int64_t r = r0; r < r1; ++r) y[r] = half_row_dot<false>(W + r * n * 2, x, 0, n, 0.0f);

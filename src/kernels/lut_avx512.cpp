@@ -208,6 +208,16 @@ void block_tokens_idx(const __m512i* idx, int B, int64_t quads, const BlockParam
   }
 }
 
+// Token steps of gemm_tiles for n tokens: blocks of TB, then of 4 and 2 (below TB), then ones.
+template <int TB>
+int64_t token_steps(int64_t n) {
+  int64_t steps = n / TB;
+  n %= TB;
+  if (TB > 4) steps += n / 4, n %= 4;
+  if (TB > 2) steps += n / 2, n %= 2;
+  return steps + n;
+}
+
 // Prefill (several tokens). Tokens go in blocks whose tables fit in L2 (all of a token's tables
 // are read once per tile, the weights once per token block); within a block each weight block's
 // indices are made once and used by every token, TB tokens at a time in registers. Per (token,
@@ -223,7 +233,10 @@ void gemm_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
   constexpr int TB = kWide ? 4 : 6;
   const PackedHeader& h = w.header();
   const int64_t table_bytes = a.n_groups * a.quads_per_group * a.quad_bytes;  // per token
-  const int64_t tok_block = std::max<int64_t>(TB, lut_table_budget_bytes() / table_bytes / TB * TB);
+  // No more than this pass's tokens: the buffer below is cleared per tile, and a server's decode
+  // step (a few tokens) must not pay for clearing a prefill-sized one.
+  const int64_t tok_block =
+      std::min(a.n, std::max<int64_t>(TB, lut_table_budget_bytes() / table_bytes / TB * TB));
   const int B = h.bits;
   const int64_t quads = a.quads_per_group;
   thread_local AlignedVector<float> ybuf;  // (tok_block, 32)
@@ -239,10 +252,10 @@ void gemm_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
   const int64_t block_lines = (h.block_bytes + 63) / 64;
   for (int64_t t_begin = 0; t_begin < a.n; t_begin += tok_block) {
     const int64_t t_end = std::min(a.n, t_begin + tok_block);
-    const int64_t steps = (t_end - t_begin) / TB + (t_end - t_begin) % TB;  // token steps
+    const int64_t steps = token_steps<TB>(t_end - t_begin);
     const int64_t lines_per_step = (block_lines + steps - 1) / steps;
     for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
-      std::fill(ybuf.begin(), ybuf.end(), 0.0f);
+      std::fill(ybuf.begin(), ybuf.begin() + (t_end - t_begin) * 32, 0.0f);
       for (int64_t g = 0; g < h.n_groups; ++g) {
         const uint8_t* blk = w.block(tile, g);
         const BlockParams bp = decode_params(w, cb, tile, g);
@@ -263,6 +276,22 @@ void gemm_tiles(const PackedMatrix& w, const LutActivations& a, int64_t tile_beg
           prefetch_slice();
           block_tokens_idx<TB, kWide>(idx, B, quads, bp, a, g, t,
                                       ybuf.data() + (t - t_begin) * 32);
+        }
+        // The tokens left over (a decode step of a few requests is all left over): in blocks of
+        // 4 and 2 when TB is 6, so they still share each index vector's loads.
+        if constexpr (TB > 4) {
+          for (; t + 4 <= t_end; t += 4) {
+            prefetch_slice();
+            block_tokens_idx<4, kWide>(idx, B, quads, bp, a, g, t,
+                                       ybuf.data() + (t - t_begin) * 32);
+          }
+        }
+        if constexpr (TB > 2) {
+          for (; t + 2 <= t_end; t += 2) {
+            prefetch_slice();
+            block_tokens_idx<2, kWide>(idx, B, quads, bp, a, g, t,
+                                       ybuf.data() + (t - t_begin) * 32);
+          }
         }
         for (; t < t_end; ++t) {
           prefetch_slice();

@@ -18,6 +18,7 @@ namespace elutq {
 namespace {
 constexpr int64_t kSlabRows = 256;  // rows converted per sgemm: 256 x 576 fp32 = 576 KiB
 constexpr int64_t kGemvTokens = 64;  // up to this many tokens: a GEMV per token (see forward)
+constexpr int64_t kGemvChunkBytes = 32 << 10;  // rows a GEMV pass reads for all tokens (in L1/L2)
 }  // namespace
 
 bool StoredLinear::supports(const TensorInfo& w) {
@@ -45,13 +46,17 @@ std::string StoredLinear::describe() const {
 
 void StoredLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool) const {
   const int64_t in = in_, out = out_;
-  // Up to kGemvTokens tokens: one GEMV each; converting slabs pays off only when many tokens share
-  // them (see docs/RESULTS.md, section "LUT kernels", "SmolLM2's output head on its Q8_0 blocks").
+  // Up to kGemvTokens tokens: GEMV rows (each token's result that of a GEMV alone); converting
+  // slabs pays off only when many tokens share them (see docs/RESULTS.md, section "LUT kernels",
+  // "SmolLM2's output head on its Q8_0 blocks").
   if (n <= kGemvTokens) {
+    // A few rows at a time for every token, so each row is read from memory once and widened once
+    // (Q8_0) for all of them: a server's decode step has one token per active request.
+    const int64_t chunk = std::max<int64_t>(1, kGemvChunkBytes / int64_t(row_bytes_));
     pool.run(out, [&](int, int64_t r0, int64_t r1) {
-      for (int64_t t = 0; t < n; ++t) {
-        // Rows r0..r1 of token t's output, written at y + t * out.
-        gemv_rows_stored(w_.dtype, w_.data, x + t * in, in, r0, r1, y + t * out);
+      for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
+        const int64_t c1 = std::min(r1, c0 + chunk);
+        gemv_rows_stored_tokens(w_.dtype, w_.data, x, in, int(n), c0, c1, y, out);
       }
     });
     return;

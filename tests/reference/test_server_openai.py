@@ -135,7 +135,15 @@ def main():
         sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
                      b"application/json\r\nContent-Length: " + str(len(body)).encode() +
                      b"\r\n\r\n" + body)
-        check(b"data:" in sock.recv(4096), "stream opened")
+        # The headers and the first event may come in separate reads.
+        sock.settimeout(60)
+        got = b""
+        while b"data:" not in got:
+            part = sock.recv(4096)
+            if not part:
+                break
+            got += part
+        check(b"data:" in got, "stream opened")
         sock.close()
         t0 = time.time()
         r2 = c.chat.completions.create(model="x", messages=msgs, temperature=0, max_tokens=4)
@@ -161,14 +169,16 @@ def main():
     s = Server("--parallel", "1", "--queue", "1", "-c", "512")
     try:
         results = []
-        body = json.dumps({"messages": msgs, "max_tokens": 60, "temperature": 0}).encode()
+        body = json.dumps({"messages": msgs, "max_tokens": 200, "temperature": 0}).encode()
 
         def call():
             results.append(s.raw("/v1/chat/completions", body))
         threads = [threading.Thread(target=call) for _ in range(4)]
+        # All four within a few tens of milliseconds: well inside the first request's time (its
+        # prompt alone), so the slot and the waiting place are both taken when the others come.
         for t in threads:
             t.start()
-            time.sleep(0.3)
+            time.sleep(0.01)
         for t in threads:
             t.join()
         codes = sorted(r[0] for r in results)

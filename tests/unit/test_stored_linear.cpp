@@ -133,6 +133,47 @@ TEST(StoredLinear, GemvAndSlabPathsEqualTheFp32ProductForEveryType) {
   }
 }
 
+// The several-token Q8_0 rows of every ISA give each token exactly the single-token GEMV's result
+// (the server's decode step and the chat's output head rely on it for repeatable output).
+TEST(StoredLinear, SeveralTokenQ8RowsEqualOneTokenGemvBitForBit) {
+  using TokensFn = void (*)(const uint8_t*, const float*, int64_t, int, int64_t, int64_t, float*,
+                            int64_t);
+  std::vector<std::pair<GemvFn, TokensFn>> paths = {
+      {kern::gemv_rows_q8_0_scalar, kern::gemv_rows_q8_0_tokens_scalar}};
+#if defined(ELUTQ_X86)
+  if (isa_available(Isa::Avx2))
+    paths.push_back({kern::gemv_rows_q8_0_avx2, kern::gemv_rows_q8_0_tokens_avx2});
+  if (isa_available(Isa::Avx512))
+    paths.push_back({kern::gemv_rows_q8_0_avx512, kern::gemv_rows_q8_0_tokens_avx512});
+#endif
+  const int64_t out = 37;
+  for (int64_t in : {int64_t(32), int64_t(96), int64_t(160)}) {  // 1, 3, 5 blocks: odd tails
+    const std::vector<uint8_t> b = random_stored(DType::Q8_0, out, in, uint32_t(in + 1));
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd;
+    std::vector<float> x(size_t(7 * in));
+    for (float& v : x) v = nd(rng);
+    for (const auto& [one, many] : paths)
+      for (int tokens = 1; tokens <= 7; ++tokens) {
+        const int64_t stride = out + 3;  // outputs not packed: the stride is honoured
+        std::vector<float> got(size_t(tokens * stride), -1.0f), ref(static_cast<size_t>(out));
+        many(b.data(), x.data(), in, tokens, 2, out, got.data(), stride);
+        for (int t = 0; t < tokens; ++t) {
+          one(b.data(), x.data() + t * in, in, 2, out, ref.data());
+          for (int64_t r = 0; r < out; ++r) {
+            const float g = got[size_t(t * stride + r)];
+            if (r < 2) {
+              ASSERT_EQ(g, -1.0f) << "row outside [r0, r1) written";
+              continue;
+            }
+            ASSERT_EQ(std::memcmp(&g, &ref[size_t(r)], 4), 0)
+                << "in=" << in << " tokens=" << tokens << " token " << t << " row " << r;
+          }
+        }
+      }
+  }
+}
+
 TEST(StoredLinear, TheLutFactoryPicksItForStoredTypesAndTheDequantFactoryDoesNot) {
   const test::MemorySource src(test::tiny("llama"), 5);
   for (DType t : {DType::Q8_0, DType::F16, DType::BF16}) {
