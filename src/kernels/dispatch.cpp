@@ -23,6 +23,7 @@ IsaKernels scalar_table() {
   k.gemv2_rows_f32 = kern::gemv2_rows_f32_scalar;
   k.gemv_rows_q8_0 = kern::gemv_rows_q8_0_scalar;
   k.gemv_rows_q8_0_tokens = kern::gemv_rows_q8_0_tokens_scalar;
+  k.block_product_f32_f64 = kern::block_product_f32_f64_scalar;
   k.gemv_rows_f16 = kern::gemv_rows_f16_scalar;
   k.gemv_rows_bf16 = kern::gemv_rows_bf16_scalar;
   k.stream_read = stream_read_portable;
@@ -39,6 +40,7 @@ IsaKernels avx2_table() {
   k.gemv2_rows_f32 = kern::gemv2_rows_f32_avx2;
   k.gemv_rows_q8_0 = kern::gemv_rows_q8_0_avx2;
   k.gemv_rows_q8_0_tokens = kern::gemv_rows_q8_0_tokens_avx2;
+  k.block_product_f32_f64 = kern::block_product_f32_f64_avx2;
   k.gemv_rows_f16 = kern::gemv_rows_f16_avx2;
   k.gemv_rows_bf16 = kern::gemv_rows_bf16_avx2;
   k.stream_read = stream_read_avx2;
@@ -52,6 +54,7 @@ IsaKernels avx512_table() {
   k.lut = &lut_kernels_avx512();
   k.gemv_rows_q8_0 = kern::gemv_rows_q8_0_avx512;
   k.gemv_rows_q8_0_tokens = kern::gemv_rows_q8_0_tokens_avx512;
+  k.block_product_f32_f64 = kern::block_product_f32_f64_avx512;
   k.gemv_rows_f16 = kern::gemv_rows_f16_avx512;
   k.gemv_rows_bf16 = kern::gemv_rows_bf16_avx512;
   k.stream_read = stream_read_avx512;

@@ -33,6 +33,9 @@ struct IsaKernels {
   // widened once for all of them; each token's result bit-identical to gemv_rows_q8_0.
   void (*gemv_rows_q8_0_tokens)(const uint8_t* W, const float* x, int64_t n, int tokens,
                                 int64_t r0, int64_t r1, float* y, int64_t y_stride) = nullptr;
+  // out (n, m) = H (n, n, float) V (n, m, double), sums in double: the group fits' products.
+  void (*block_product_f32_f64)(const float* H, int64_t n, const double* V, int m,
+                                double* out) = nullptr;
   // The bandwidth probe's read loop: the wrapping sum of words[0..n).
   uint64_t (*stream_read)(const uint64_t* words, int64_t n) = nullptr;
 };

@@ -15,6 +15,10 @@ void gemv2_rows_f32(const float* W, const float* x0, const float* x1, int64_t n,
   active_kernels().gemv2_rows_f32(W, x0, x1, n, r0, r1, y0, y1);
 }
 
+void block_product_f32_f64(const float* H, int64_t n, const double* V, int m, double* out) {
+  active_kernels().block_product_f32_f64(H, n, V, m, out);
+}
+
 float dot_f32(const float* a, const float* b, int64_t n) {
   return active_kernels().dot_f32(a, b, n);
 }

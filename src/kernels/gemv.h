@@ -13,6 +13,9 @@ void gemv_rows_f32(const float* W, const float* x, int64_t n, int64_t r0, int64_
 // Two tokens over the same rows, each bit-identical to gemv_rows_f32 of that token alone.
 void gemv2_rows_f32(const float* W, const float* x0, const float* x1, int64_t n, int64_t r0,
                     int64_t r1, float* y0, float* y1);
+// out (n, m) = H V for H (n, n) of floats and V (n, m) of doubles, row-major, m = 1..6, sums in
+// double; each column's sums independent of the others (the same for any m).
+void block_product_f32_f64(const float* H, int64_t n, const double* V, int m, double* out);
 // Dot product of two length-n vectors.
 float dot_f32(const float* a, const float* b, int64_t n);
 // y[r] = sum_k w[r, k] * x[k] for rows [r0, r1) of a stored (rows, n) matrix of type t (Q8_0

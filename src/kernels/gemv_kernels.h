@@ -27,6 +27,10 @@ inline float half_row_dot(const uint8_t* row, const float* x, int64_t k0, int64_
 }  // namespace
 
 float dot_f32_scalar(const float* a, const float* b, int64_t n);
+// out (n, m) = H V for H (n, n) of floats and V (n, m) of doubles, both row-major, m = 1..6, each
+// sum in double (the group fits' products with a Hessian block). The SIMD versions add in another
+// order: equal to the scalar sums within double rounding, and each column's sums independent of m.
+void block_product_f32_f64_scalar(const float* H, int64_t n, const double* V, int m, double* out);
 void gemv_rows_f32_scalar(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y);
 // Two tokens over the same rows: y0 = W x0 and y1 = W x1 for rows [r0, r1), each equal bit for bit
 // to gemv_rows_f32 of the same ISA (one pass over the rows for both).
@@ -64,6 +68,8 @@ void gemv_rows_f16_avx512(const uint8_t* W, const float* x, int64_t n, int64_t r
 void gemv_rows_bf16_avx512(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
                            float* y);
 float dot_f32_avx2(const float* a, const float* b, int64_t n);
+void block_product_f32_f64_avx2(const float* H, int64_t n, const double* V, int m, double* out);
+void block_product_f32_f64_avx512(const float* H, int64_t n, const double* V, int m, double* out);
 void gemv_rows_f32_avx2(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y);
 void gemv2_rows_f32_avx2(const float* W, const float* x0, const float* x1, int64_t n, int64_t r0,
                          int64_t r1, float* y0, float* y1);

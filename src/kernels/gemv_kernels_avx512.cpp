@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "kernels/gemv_kernels.h"
 
@@ -149,6 +150,61 @@ void gemv_rows_q8_0_tokens_avx512(const uint8_t* W, const float* x, int64_t n, i
       case 2: q8_0_rows_tokens<2>(W, xt, n, r0, r1, yt, y_stride); t += 2; break;
       default: gemv_rows_q8_0_avx512(W, xt, n, r0, r1, yt); t += 1; break;
     }
+  }
+}
+
+
+namespace {
+// V (n, m) row-major -> Vt (m, n): each column contiguous for the vector loads.
+inline const double* columns_of(const double* V, int64_t n, int m) {
+  thread_local std::vector<double> vt;
+  vt.resize(size_t(n) * size_t(m));
+  for (int64_t j = 0; j < n; ++j)
+    for (int c = 0; c < m; ++c) vt[size_t(c * n + j)] = V[j * m + c];
+  return vt.data();
+}
+
+// Row i of H widened to double 8 at a time, two FMA chains per column (16 weights a step), the rest
+// added in order after the vector sum.
+template <int M>
+void block_product(const float* H, int64_t n, const double* vt, double* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float* h = H + i * n;
+    __m512d acc[M][2];
+    for (int c = 0; c < M; ++c) acc[c][0] = acc[c][1] = _mm512_setzero_pd();
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+      const __m512d h0 = _mm512_cvtps_pd(_mm256_loadu_ps(h + j));
+      const __m512d h1 = _mm512_cvtps_pd(_mm256_loadu_ps(h + j + 8));
+      for (int c = 0; c < M; ++c) {
+        acc[c][0] = _mm512_fmadd_pd(h0, _mm512_loadu_pd(vt + c * n + j), acc[c][0]);
+        acc[c][1] = _mm512_fmadd_pd(h1, _mm512_loadu_pd(vt + c * n + j + 8), acc[c][1]);
+      }
+    }
+    if (j + 8 <= n) {
+      const __m512d h0 = _mm512_cvtps_pd(_mm256_loadu_ps(h + j));
+      for (int c = 0; c < M; ++c)
+        acc[c][0] = _mm512_fmadd_pd(h0, _mm512_loadu_pd(vt + c * n + j), acc[c][0]);
+      j += 8;
+    }
+    for (int c = 0; c < M; ++c) {
+      double s = _mm512_reduce_add_pd(_mm512_add_pd(acc[c][0], acc[c][1]));
+      for (int64_t k = j; k < n; ++k) s += double(h[k]) * vt[c * n + k];
+      out[i * M + c] = s;
+    }
+  }
+}
+}  // namespace
+
+void block_product_f32_f64_avx512(const float* H, int64_t n, const double* V, int m, double* out) {
+  const double* vt = columns_of(V, n, m);
+  switch (m) {
+    case 1: return block_product<1>(H, n, vt, out);
+    case 2: return block_product<2>(H, n, vt, out);
+    case 3: return block_product<3>(H, n, vt, out);
+    case 4: return block_product<4>(H, n, vt, out);
+    case 5: return block_product<5>(H, n, vt, out);
+    default: return block_product<6>(H, n, vt, out);
   }
 }
 

@@ -60,4 +60,13 @@ void gemv_rows_bf16_scalar(const uint8_t* W, const float* x, int64_t n, int64_t 
   for (int64_t r = r0; r < r1; ++r) y[r] = half_row_dot<true>(W + r * n * 2, x, 0, n, 0.0f);
 }
 
+void block_product_f32_f64_scalar(const float* H, int64_t n, const double* V, int m, double* out) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int c = 0; c < m; ++c) {
+      double s = 0;
+      for (int64_t j = 0; j < n; ++j) s += double(H[i * n + j]) * V[j * m + c];
+      out[i * m + c] = s;
+    }
+}
+
 }  // namespace elutq::kern

@@ -189,6 +189,57 @@ struct BlockwiseQuantizer::Impl {
     }
   }
 
+  // The feed-forward half up to down's inputs (gate and up quantized), once: their Hessian goes into
+  // acc, the rows themselves into down_in, and the store's block inputs are replaced by the
+  // residual stream after attention, so down_pass can finish the block from them without running
+  // gate and up again (a third of a block's forward work).
+  void down_inputs_pass(CalibActivations& store, CalibActivations& att, HessianAccumulator& acc,
+                        CalibActivations& down_in) {
+    const int64_t T = store.tokens(), dim = store.dim(), qd = att.dim(), hidden = down_in.dim(),
+                  mb = model->max_batch();
+    std::vector<float> a(size_t(T * qd)), d(size_t(T * hidden));  // (T, q_dim), (T, hidden)
+    int64_t c = 0;  // the chunk's first token
+    const BlockObserver observe = [&](BlockTap tap, const float* rows, int64_t n, int64_t) {
+      if (tap != BlockTap::DownIn) return;
+      acc.add(rows, n);
+      std::copy(rows, rows + n * hidden, d.data() + c * hidden);
+    };
+    buf.resize(size_t(T * dim));
+    for (int64_t i = 0; i < store.count(); ++i) {
+      store.get(i, buf.data());
+      att.get(i, a.data());
+      for (c = 0; c < T; c += mb) {
+        const int m = int(std::min(mb, T - c));
+        model->ffn_half(loaded, buf.data() + c * dim, a.data() + c * qd, m, observe,
+                        BlockTap::DownIn);
+      }
+      store.put(i, buf.data());  // x + o(attention): the residual stream down adds to
+      down_in.put(i, d.data());
+    }
+  }
+
+  // Finishes the block from down_inputs_pass's results with down quantized: the outputs (the
+  // residual stream plus down's output, in the runtime's chunks, so they equal a full pass bit for
+  // bit) replace the store's rows.
+  void down_pass(CalibActivations& store, CalibActivations& down_in) {
+    const int64_t T = store.tokens(), dim = store.dim(), hidden = down_in.dim(),
+                  mb = model->max_batch();
+    const Linear& down = model->block(loaded).linear(LinearSlot::Down);
+    std::vector<float> d(size_t(T * hidden)), proj(size_t(mb * dim));  // (T, hidden), (mb, dim)
+    buf.resize(size_t(T * dim));
+    for (int64_t i = 0; i < store.count(); ++i) {
+      store.get(i, buf.data());
+      down_in.get(i, d.data());
+      for (int64_t c = 0; c < T; c += mb) {
+        const int64_t m = std::min(mb, T - c);
+        down.forward(d.data() + c * hidden, m, proj.data(), model->pool());
+        float* x = buf.data() + c * dim;
+        for (int64_t j = 0; j < m * dim; ++j) x[j] += proj[size_t(j)];
+      }
+      store.put(i, buf.data());
+    }
+  }
+
   // q/k/v's input is the attention RMSNorm of the block input: recorded straight from the store,
   // no forward pass needed.
   void collect_block_input(CalibActivations& store, HessianAccumulator& acc) {
@@ -592,6 +643,9 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
     I.run_block(l, *store, -1, false, nullptr, {}, targets.get());
   }
   std::unique_ptr<CalibActivations> att;  // (count, tokens, q_dim) o's inputs, quantized q/k/v
+  // (count, tokens, hidden) down's inputs, gate and up quantized, when the store may take the
+  // residual stream meanwhile (not for Block-AP, which needs the block inputs afterwards).
+  std::unique_ptr<CalibActivations> down_in;
   for (const SlotGroup& group : slot_groups()) {
     const std::vector<LinearSlot>& members = group.members;
     if (I.opt.fold_only) break;
@@ -599,12 +653,16 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
     const LinearSlot first = members[0];
     if (I.calibrated) {
       if (progress_) progress_(l, n, tag + linear_slot_name(first) + " inputs");
-      HessianAccumulator acc(I.cols[int(first)]);
+      HessianAccumulator acc(I.cols[int(first)], I.threads().size());
       if (first == LinearSlot::Q) {
         I.collect_block_input(*store, acc);
       } else if (first == LinearSlot::O) {
         att = I.make_store(store->count(), store->tokens(), I.cols[int(LinearSlot::O)]);
         I.attention_pass(l, *store, *att, acc);
+      } else if (first == LinearSlot::Down && !targets) {
+        down_in = I.make_store(store->count(), store->tokens(), I.cols[int(LinearSlot::Down)]);
+        I.down_inputs_pass(*store, *att, acc, *down_in);
+        att.reset();  // the store holds what o added
       } else {
         I.mlp_pass(*store, *att, first == LinearSlot::Gate ? &acc : nullptr,
                    first == LinearSlot::Down ? &acc : nullptr, false);
@@ -666,7 +724,9 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
   // The quantized block's outputs feed the next block.
   if (I.calibrated) {
     if (progress_) progress_(l, n, tag + "outputs");
-    if (att)
+    if (down_in)
+      I.down_pass(*store, *down_in);
+    else if (att)
       I.mlp_pass(*store, *att, nullptr, nullptr, true);
     else
       I.run_block(l, *store, -1, true, nullptr);  // fold_only: the folded fp block
@@ -691,7 +751,7 @@ void BlockwiseQuantizer::emit_tail(CalibActivations* store, QuantizedTensorSink&
     load_tensor_f32(*t, W.data());
     if (I.calibrated) {
       require(store && I.model, "internal: output head needs the calibration activations");
-      HessianAccumulator acc(C);
+      HessianAccumulator acc(C, I.threads().size());
       const int64_t T = store->tokens();
       I.buf.resize(size_t(T * C));
       for (int64_t i = 0; i < store->count(); ++i) {

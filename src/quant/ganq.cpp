@@ -82,7 +82,7 @@ GanqResult ganq_quantize(const float* W, int64_t rows, int64_t cols, const std::
   const int K = 1 << bits;
   const int n = int(cols);
   GanqResult res;
-  PreparedHessian ph = prepare_hessian(H, cols, opt.percdamp);
+  PreparedHessian ph = prepare_hessian(H, cols, opt.percdamp, pool ? pool->size() : 1);
   res.log = ph.log;
   std::vector<float> L = ph.H;  // (cols, cols) -> lower Cholesky factor of the damped H
   require(LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', n, L.data(), n) == 0,

@@ -82,10 +82,15 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
   if (opt.act_order)
     std::stable_sort(perm.begin(), perm.end(),
                      [&](int64_t a, int64_t b) { return H[a * cols + a] > H[b * cols + b]; });
-  std::vector<float> Hp(size_t(cols * cols));  // (cols, cols) permuted Hessian
-  for (int64_t i = 0; i < cols; ++i)
-    for (int64_t j = 0; j < cols; ++j) Hp[i * cols + j] = H[perm[i] * cols + perm[j]];
-  PreparedHessian ph = prepare_hessian(Hp, cols, opt.percdamp);
+  std::vector<float> Hp;  // (cols, cols) permuted Hessian, with act-order only
+  if (opt.act_order) {
+    Hp.resize(size_t(cols * cols));
+    for (int64_t i = 0; i < cols; ++i)
+      for (int64_t j = 0; j < cols; ++j) Hp[i * cols + j] = H[perm[i] * cols + perm[j]];
+  }
+  PreparedHessian ph = prepare_hessian(opt.act_order ? Hp : H, cols, opt.percdamp,
+                                       pool ? pool->size() : 1);
+  Hp = {};
   res.log = ph.log;
   const std::vector<float>& U = ph.U;  // (cols, cols) upper factor of H^{-1}, sweep order
 
@@ -284,11 +289,16 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
     };
     if (pool) pool->run(rows, do_rows);
     else do_rows(0, 0, rows);
-    // Lazy update of the later columns: W[:, i2:] -= E (rows, bs) * U[i1:i2, i2:] (bs, cols - i2).
-    if (i2 < cols)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(cols - i2), int(bs),
-                  -1.0f, E.data(), int(bs), U.data() + i1 * cols + i2, int(cols), 1.0f,
-                  Wk.data() + i2, int(cols));
+    // Lazy update of the later columns: W[:, i2:] -= E (rows, bs) * U[i1:i2, i2:] (bs, cols - i2),
+    // rows split over the pool (OpenBLAS runs single-threaded inside the pipeline).
+    auto lazy_update = [&](int, int64_t r0, int64_t r1) {
+      if (i2 < cols && r1 > r0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(r1 - r0), int(cols - i2),
+                    int(bs), -1.0f, E.data() + r0 * bs, int(bs), U.data() + i1 * cols + i2,
+                    int(cols), 1.0f, Wk.data() + r0 * cols + i2, int(cols));
+    };
+    if (pool) pool->run(rows, lazy_update);
+    else lazy_update(0, 0, rows);
   }
   res.proxy_loss = std::accumulate(row_loss.begin(), row_loss.end(), 0.0);
   return res;

@@ -5,46 +5,13 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "kernels/gemv.h"
 
 namespace elutq {
 
-namespace {
-
-// R rows of H at once, M columns of V: R * M independent sums, each in j order.
-template <int M, int R>
-void block_rows(const float* H, int n, const double* V, int i0, double* out) {
-  double acc[R][M] = {};
-  for (int j = 0; j < n; ++j) {
-    const double* v = V + int64_t(j) * M;
-    for (int r = 0; r < R; ++r) {
-      const double h = H[int64_t(i0 + r) * n + j];
-      for (int c = 0; c < M; ++c) acc[r][c] += h * v[c];
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < M; ++c) out[int64_t(i0 + r) * M + c] = acc[r][c];
-}
-
-template <int M>
-void product(const float* H, int n, const double* V, double* out) {
-  constexpr int R = M == 1 ? 4 : 2;  // about 4-8 sums in flight, all in registers
-  int i = 0;
-  for (; i + R <= n; i += R) block_rows<M, R>(H, n, V, i, out);
-  for (; i < n; ++i) block_rows<M, 1>(H, n, V, i, out);
-}
-
-}  // namespace
-
 void full_block_product(const float* H, int n, const double* V, int m, double* out) {
-  switch (m) {
-    case 1: return product<1>(H, n, V, out);
-    case 2: return product<2>(H, n, V, out);
-    case 3: return product<3>(H, n, V, out);
-    case 4: return product<4>(H, n, V, out);
-    case 5: return product<5>(H, n, V, out);
-    case 6: return product<6>(H, n, V, out);
-    default: require(false, "full_block_product: m must be 1..6, got ", m);
-  }
+  require(m >= 1 && m <= 6, "full_block_product: m must be 1..6, got ", m);
+  block_product_f32_f64(H, n, V, m, out);
 }
 
 FullBlockProducts::FullBlockProducts(const float* w, int n, const GroupWeights& h) {

@@ -24,9 +24,9 @@ struct GroupWeights {
 double weighted_error(const float* w, const float* q, int n, const GroupWeights& h);
 
 // out (n, m) = H V for a full block H (n, n) of floats and V (n, m) of doubles, both row-major,
-// m = 1..6: out[i][c] = sum over j = 0, 1, ... of double(H[i][j]) * V[j][c], in that order, so
-// the result equals the plain double loop bit for bit. (The fits spend most of their time here:
-// several rows go at once, so their sums no longer wait on each other's adds.)
+// m = 1..6, sums in double on the active ISA's kernel (kernels/gemv.h): the fits spend most of
+// their time here. Each column's sums do not depend on the other columns, so H 1 and H w made once
+// (FullBlockProducts) equal those of a product with more columns bit for bit.
 void full_block_product(const float* H, int n, const double* V, int m, double* out);
 
 // With a full block H, H 1 and H w depend only on the group's weights, not on its codes: the fits

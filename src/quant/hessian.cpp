@@ -4,14 +4,31 @@
 #include <cblas.h>
 #include <lapacke.h>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
 #include "core/error.h"
 
+extern "C" int openblas_get_num_threads();
+extern "C" void openblas_set_num_threads(int);
+
 namespace elutq {
 
-HessianAccumulator::HessianAccumulator(int64_t dim) : dim_(dim) {
+namespace {
+constexpr int64_t kTile = 64;  // square tiles for the strided copies below: both sides stay cached
+}  // namespace
+
+void mirror_upper(float* M, int64_t dim) {
+  for (int64_t i0 = 0; i0 < dim; i0 += kTile)
+    for (int64_t j0 = i0; j0 < dim; j0 += kTile)
+      for (int64_t i = i0; i < std::min(i0 + kTile, dim); ++i)
+        for (int64_t j = std::max(j0, i + 1); j < std::min(j0 + kTile, dim); ++j)
+          M[j * dim + i] = M[i * dim + j];
+}
+
+HessianAccumulator::HessianAccumulator(int64_t dim, int threads)
+    : dim_(dim), threads_(std::max(1, threads)) {
   require(dim > 0, "Hessian: dimension must be positive");
   sum_.assign(size_t(dim * dim), 0.0);
   tmp_.assign(size_t(dim * dim), 0.0f);
@@ -20,8 +37,11 @@ HessianAccumulator::HessianAccumulator(int64_t dim) : dim_(dim) {
 void HessianAccumulator::add(const float* X, int64_t n) {
   if (n <= 0) return;
   // tmp = X^T X (upper triangle), X is (n, dim) row-major.
+  const int blas_threads = openblas_get_num_threads();
+  openblas_set_num_threads(threads_);
   cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(dim_), int(n), 1.0f, X, int(dim_), 0.0f,
               tmp_.data(), int(dim_));
+  openblas_set_num_threads(blas_threads);
   for (int64_t i = 0; i < dim_; ++i)
     for (int64_t j = i; j < dim_; ++j) sum_[i * dim_ + j] += tmp_[i * dim_ + j];
   n_ += n;
@@ -32,11 +52,58 @@ std::vector<float> HessianAccumulator::hessian() const {
   std::vector<float> H(size_t(dim_ * dim_));
   const double s = 2.0 / double(n_);
   for (int64_t i = 0; i < dim_; ++i)
-    for (int64_t j = i; j < dim_; ++j) H[i * dim_ + j] = H[j * dim_ + i] = float(s * sum_[i * dim_ + j]);
+    for (int64_t j = i; j < dim_; ++j) H[i * dim_ + j] = float(s * sum_[i * dim_ + j]);
+  mirror_upper(H.data(), dim_);
   return H;
 }
 
-PreparedHessian prepare_hessian(const std::vector<float>& Hin, int64_t dim, double percdamp) {
+namespace {
+
+// The upper factor U of (H + damp I)^{-1} = U^T U by one Cholesky factorisation and one triangular
+// inverse, in reversed index order: with J the reversal permutation, J (H + damp I) J = L L^T gives
+// H + damp I = (J L J)(J L J)^T with J L J upper, so U = (J L J)^{-1} = J L^{-1} J. Half the work
+// of inverting H and factorising the inverse (potrf, potri, potrf), in double, on A (dim, dim)
+// used column-major. Returns false where the factorisation fails (H not positive definite).
+bool upper_factor_of_inverse(const std::vector<float>& H, int64_t dim, double damp, int threads,
+                             std::vector<double>& A, std::vector<float>& U) {
+  const int n = int(dim);
+  // Column c of J H J, lower half (what potrf 'L' reads): (J H J)[r][c] = H[dim-1-r][dim-1-c],
+  // read as H[dim-1-c][dim-1-r] (H is symmetric) so that a column is a row of H read backwards.
+  for (int64_t c = 0; c < dim; ++c) {
+    const float* h = H.data() + (dim - 1 - c) * dim + (dim - 1);
+    double* a = A.data() + c * dim;
+    for (int64_t r = c; r < dim; ++r) a[r] = double(*(h - r));
+    a[c] += damp;
+  }
+  // Whole-matrix LAPACK calls from one thread while the pool waits: OpenBLAS gets the pool's
+  // threads for them (the pipeline keeps it single-threaded otherwise: our pool splits the rest).
+  const int blas_threads = openblas_get_num_threads();
+  openblas_set_num_threads(std::max(1, threads));
+  bool ok = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', n, A.data(), n) == 0 &&
+            LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'L', 'N', n, A.data(), n) == 0;
+  openblas_set_num_threads(blas_threads);
+  if (!ok) return false;
+  U.assign(size_t(dim * dim), 0.0f);
+  // U[i][j] = Linv[dim-1-i][dim-1-j] for j >= i; Linv (lower) is column-major in A, so a row of U
+  // is a column of A read backwards: copied in tiles, so that neither side strides through memory.
+  bool finite = true;
+  for (int64_t i0 = 0; i0 < dim; i0 += kTile)
+    for (int64_t j0 = i0; j0 < dim; j0 += kTile)
+      for (int64_t j = j0; j < std::min(j0 + kTile, dim); ++j) {
+        const double* col = A.data() + (dim - 1 - j) * dim + (dim - 1);  // column dim-1-j of Linv
+        for (int64_t i = i0; i < std::min(i0 + kTile, j + 1); ++i) {
+          const double v = *(col - i);
+          finite = finite && std::isfinite(v);
+          U[size_t(i * dim + j)] = float(v);
+        }
+      }
+  return finite;
+}
+
+}  // namespace
+
+PreparedHessian prepare_hessian(const std::vector<float>& Hin, int64_t dim, double percdamp,
+                                int threads) {
   require(int64_t(Hin.size()) == dim * dim, "Hessian: expected ", dim, " x ", dim, " values");
   PreparedHessian p;
   p.H = Hin;
@@ -54,21 +121,9 @@ PreparedHessian prepare_hessian(const std::vector<float>& Hin, int64_t dim, doub
   mean_diag /= double(dim);
   std::ostringstream log;
   double damp = percdamp * mean_diag;
-  std::vector<double> A(size_t(dim * dim));  // (dim, dim) working copy
+  std::vector<double> A(size_t(dim * dim));  // (dim, dim) working copy, column-major
   for (int attempt = 0; attempt < 9; ++attempt) {
-    for (int64_t i = 0; i < dim * dim; ++i) A[i] = p.H[i];
-    for (int64_t i = 0; i < dim; ++i) A[i * dim + i] += damp;
-    // H = R^T R, H^{-1} from R, then the upper factor of H^{-1}.
-    bool ok = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', int(dim), A.data(), int(dim)) == 0 &&
-              LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'U', int(dim), A.data(), int(dim)) == 0 &&
-              LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', int(dim), A.data(), int(dim)) == 0;
-    if (ok) {
-      for (int64_t i = 0; i < dim * dim; ++i) ok = ok && std::isfinite(A[i]);
-    }
-    if (ok) {
-      p.U.assign(size_t(dim * dim), 0.0f);
-      for (int64_t i = 0; i < dim; ++i)
-        for (int64_t j = i; j < dim; ++j) p.U[i * dim + j] = float(A[i * dim + j]);
+    if (upper_factor_of_inverse(p.H, dim, damp, threads, A, p.U)) {
       for (int64_t i = 0; i < dim; ++i) p.H[i * dim + i] += float(damp);
       p.damp = damp;
       p.log = log.str();

@@ -11,7 +11,9 @@ namespace elutq {
 
 class HessianAccumulator {
  public:
-  explicit HessianAccumulator(int64_t dim);
+  // threads: OpenBLAS threads for the X^T X products (add() is called while the caller's pool
+  // waits, so they may take its cores).
+  explicit HessianAccumulator(int64_t dim, int threads = 1);
   // Adds the n rows of X (n, dim), row-major.
   void add(const float* X, int64_t n);
   int64_t dim() const { return dim_; }
@@ -21,10 +23,14 @@ class HessianAccumulator {
 
  private:
   int64_t dim_;
+  int threads_;
   int64_t n_ = 0;
   std::vector<double> sum_;  // (dim, dim) upper triangle of X^T X, in double to keep small terms
   std::vector<float> tmp_;   // (dim, dim) per-batch ssyrk output
 };
+
+// Copies the upper triangle of M (dim, dim), row-major, onto the lower one.
+void mirror_upper(float* M, int64_t dim);
 
 struct PreparedHessian {
   std::vector<float> H;      // (dim, dim) damped Hessian (dead diagonals set to 1)
@@ -36,7 +42,9 @@ struct PreparedHessian {
 
 // Damps H (dim, dim) with percdamp * mean(diag) and factorises; on failure multiplies the damping
 // by 10 (up to 8 times, starting from 1e-6 * mean diag if percdamp is 0) and says so in log.
-// Throws if H is not finite or never factorises.
-PreparedHessian prepare_hessian(const std::vector<float>& H, int64_t dim, double percdamp);
+// Throws if H is not finite or never factorises. The factorisations run on `threads` OpenBLAS
+// threads (the caller's pool is idle meanwhile).
+PreparedHessian prepare_hessian(const std::vector<float>& H, int64_t dim, double percdamp,
+                                int threads = 1);
 
 }  // namespace elutq

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <vector>
@@ -75,13 +76,21 @@ Fitted run_alternating(const float* w, int n, int bits, const GroupWeights& h,
   std::copy(p0, p0 + bits + 1, cur.p);
   best = cur;
   double best_e = assign_and_error(w, n, bits, h, cur.p, codes, q);
+  // A fixed point ends the run early with the same result: once a refit returns the parameters
+  // it started from and they assign the same codes, every later round repeats it exactly.
+  thread_local std::vector<uint8_t> prev_codes;
   for (int t = 0; t < opt.iterations; ++t) {
+    Fitted before = cur;
+    prev_codes.assign(codes, codes + n);
     hlq_refit_params(w, n, bits, codes, h, cur.p, cur.p, &fb);
     double e = assign_and_error(w, n, bits, h, cur.p, codes, q);
     if (e < best_e) {
       best_e = e;
       best = cur;
     }
+    if (std::memcmp(before.p, cur.p, sizeof(float) * size_t(bits + 1)) == 0 &&
+        std::memcmp(prev_codes.data(), codes, size_t(n)) == 0)
+      break;
   }
   return opt.keep_best ? best : cur;
 }

@@ -3,9 +3,11 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "quant/awq.h"
 #include "quant/hlqc_fit.h"
 #include "quant/ganq.h"
@@ -15,14 +17,27 @@ namespace elutq {
 
 namespace {
 
-// tr(A H A^T) for A (rows, cols), H (cols, cols).
-double quad_trace(const std::vector<float>& A, int64_t rows, int64_t cols,
-                  const std::vector<float>& H) {
-  std::vector<float> AH(size_t(rows * cols));  // (rows, cols)
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(cols), int(cols), 1.0f,
-              A.data(), int(cols), H.data(), int(cols), 0.0f, AH.data(), int(cols));
+// tr(A H A^T) for A (rows, cols), H (cols, cols): a (rows, cols, cols) product, as large as the
+// layer's GPTQ sweep, so each pool thread takes a share of the rows as one sgemm (OpenBLAS being
+// single-threaded in the pipeline; one call per thread, as each call packs all of H) and the
+// threads' sums are added in slot order.
+double quad_trace(const float* A, int64_t rows, int64_t cols, const std::vector<float>& H,
+                  ThreadPool* pool) {
+  const int slots = pool ? pool->size() : 1;
+  std::vector<double> part(size_t(slots), 0.0);
+  auto rows_of = [&](int slot, int64_t r0, int64_t r1) {
+    if (r1 <= r0) return;
+    std::vector<float> AH(size_t((r1 - r0) * cols));  // (r1 - r0, cols)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(r1 - r0), int(cols), int(cols), 1.0f,
+                A + r0 * cols, int(cols), H.data(), int(cols), 0.0f, AH.data(), int(cols));
+    double t = 0;
+    for (size_t i = 0; i < AH.size(); ++i) t += double(A[r0 * cols + int64_t(i)]) * AH[i];
+    part[size_t(slot)] = t;
+  };
+  if (pool) pool->run(rows, rows_of);
+  else rows_of(0, 0, rows);
   double t = 0;
-  for (size_t i = 0; i < A.size(); ++i) t += double(A[i]) * AH[i];
+  for (double v : part) t += v;
   return t;
 }
 
@@ -131,7 +146,7 @@ LayerQuantResult quantize_layer(const float* W, int64_t rows, int64_t cols,
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t j = 0; j < cols; ++j)
             D[r * cols + j] = W[r * cols + j] - D[r * cols + j] / s[j];
-        return quad_trace(D, rows, cols, *H);
+        return quad_trace(D.data(), rows, cols, *H, pool);
       };
       AwqSearchResult a = awq_search_scales(*mean_abs_x, err);
       res.input_scales = a.scales;
@@ -156,8 +171,8 @@ LayerQuantResult quantize_layer(const float* W, int64_t rows, int64_t cols,
     }
   res.rel_weight_error = den > 0 ? num / den : 0;
   if (H) {
-    double t = quad_trace(Wv, rows, cols, *H);
-    res.rel_output_error = t > 0 ? quad_trace(D, rows, cols, *H) / t : 0;
+    double t = quad_trace(Wv.data(), rows, cols, *H, pool);
+    res.rel_output_error = t > 0 ? quad_trace(D.data(), rows, cols, *H, pool) / t : 0;
   }
   res.bits_per_weight = spec.bits_per_weight(cols);
   return res;

@@ -10,6 +10,40 @@
 
 namespace elutq {
 
+namespace {
+
+// Solves F x = b in place (x holds b on entry) for a symmetric positive definite F (n, n),
+// row-major, by Cholesky F = L L^T; false if a pivot is not positive. Our own loop, not LAPACKE:
+// the fits call this for 2..6 unknowns hundreds of millions of times, and LAPACKE's row-major
+// wrapper allocates and OpenBLAS's tiny factorisations take a lock per call.
+bool cholesky_solve(double* F, int n, double* x) {
+  for (int j = 0; j < n; ++j) {  // L in the lower triangle of F
+    double d = F[j * n + j];
+    for (int k = 0; k < j; ++k) d -= F[j * n + k] * F[j * n + k];
+    if (!(d > 0)) return false;
+    d = std::sqrt(d);
+    F[j * n + j] = d;
+    for (int i = j + 1; i < n; ++i) {
+      double v = F[i * n + j];
+      for (int k = 0; k < j; ++k) v -= F[i * n + k] * F[j * n + k];
+      F[i * n + j] = v / d;
+    }
+  }
+  for (int i = 0; i < n; ++i) {  // L y = b
+    double v = x[i];
+    for (int k = 0; k < i; ++k) v -= F[i * n + k] * x[k];
+    x[i] = v / F[i * n + i];
+  }
+  for (int i = n - 1; i >= 0; --i) {  // L^T x = y
+    double v = x[i];
+    for (int k = i + 1; k < n; ++k) v -= F[k * n + i] * x[k];
+    x[i] = v / F[i * n + i];
+  }
+  return true;
+}
+
+}  // namespace
+
 bool solve_proximal_spd(const double* M, const double* rhs, const double* p_prev, int n,
                         double ridge, double* p) {
   require(n > 0 && n <= 64, "solve_proximal_spd: size ", n, " out of range");
@@ -27,7 +61,7 @@ bool solve_proximal_spd(const double* M, const double* rhs, const double* p_prev
     double F[64 * 64], x[64];
     for (int i = 0; i < n * n; ++i) F[i] = A[i];
     for (int i = 0; i < n; ++i) x[i] = b[i];
-    if (LAPACKE_dposv(LAPACK_ROW_MAJOR, 'U', n, 1, F, n, x, 1) == 0) {
+    if (cholesky_solve(F, n, x)) {
       bool finite = true;
       for (int i = 0; i < n; ++i) finite = finite && std::isfinite(x[i]);
       if (finite) {

@@ -1,5 +1,6 @@
 // Small dense least-squares helpers for the quantizers: the (B+1)x(B+1) normal equations of an HLQ
-// group, the 2^B x 2^B codebook system of GANQ. Double precision, LAPACKE underneath.
+// group, the 2^B x 2^B codebook system of GANQ. Double precision; the proximal solve by its own
+// Cholesky, the pseudo-inverse by LAPACKE.
 #pragma once
 
 #include <cstdint>
