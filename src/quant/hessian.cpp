@@ -30,24 +30,40 @@ void mirror_upper(float* M, int64_t dim) {
 HessianAccumulator::HessianAccumulator(int64_t dim, int threads)
     : dim_(dim), threads_(std::max(1, threads)) {
   require(dim > 0, "Hessian: dimension must be positive");
+  cap_rows_ = std::clamp<int64_t>((int64_t(64) << 20) / (dim * int64_t(sizeof(float))), 256, 4096);
   sum_.assign(size_t(dim * dim), 0.0);
   tmp_.assign(size_t(dim * dim), 0.0f);
 }
 
 void HessianAccumulator::add(const float* X, int64_t n) {
-  if (n <= 0) return;
+  if (n > 0 && pending_.capacity() == 0) pending_.reserve(size_t(cap_rows_ * dim_));
+  while (n > 0) {
+    const int64_t have = int64_t(pending_.size()) / dim_;
+    const int64_t take = std::min(n, cap_rows_ - have);
+    pending_.insert(pending_.end(), X, X + take * dim_);
+    X += take * dim_;
+    n -= take;
+    if (have + take == cap_rows_) flush();
+  }
+}
+
+void HessianAccumulator::flush() {
+  const int64_t n = int64_t(pending_.size()) / dim_;
+  if (n == 0) return;
   // tmp = X^T X (upper triangle), X is (n, dim) row-major.
   const int blas_threads = openblas_get_num_threads();
   openblas_set_num_threads(threads_);
-  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(dim_), int(n), 1.0f, X, int(dim_), 0.0f,
-              tmp_.data(), int(dim_));
+  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(dim_), int(n), 1.0f, pending_.data(),
+              int(dim_), 0.0f, tmp_.data(), int(dim_));
   openblas_set_num_threads(blas_threads);
   for (int64_t i = 0; i < dim_; ++i)
     for (int64_t j = i; j < dim_; ++j) sum_[i * dim_ + j] += tmp_[i * dim_ + j];
   n_ += n;
+  pending_.clear();
 }
 
-std::vector<float> HessianAccumulator::hessian() const {
+std::vector<float> HessianAccumulator::hessian() {
+  flush();
   require(n_ > 0, "Hessian: no calibration inputs were added");
   std::vector<float> H(size_t(dim_ * dim_));
   const double s = 2.0 / double(n_);

@@ -14,19 +14,25 @@ class HessianAccumulator {
   // threads: OpenBLAS threads for the X^T X products (add() is called while the caller's pool
   // waits, so they may take its cores).
   explicit HessianAccumulator(int64_t dim, int threads = 1);
-  // Adds the n rows of X (n, dim), row-major.
+  // Adds the n rows of X (n, dim), row-major. Rows wait in a buffer (up to about 64 MiB) and go
+  // into the sums together: each flush adds a (dim, dim) product to the double sums, so few large
+  // flushes cost less than one per forward chunk.
   void add(const float* X, int64_t n);
   int64_t dim() const { return dim_; }
-  int64_t samples() const { return n_; }
+  int64_t samples() const { return n_ + int64_t(pending_.size()) / dim_; }
   // H = 2 X^T X / n, (dim, dim) row-major, symmetric. Throws if nothing was added.
-  std::vector<float> hessian() const;
+  std::vector<float> hessian();
 
  private:
+  void flush();
+
   int64_t dim_;
   int threads_;
   int64_t n_ = 0;
+  int64_t cap_rows_;           // rows the buffer holds
+  std::vector<float> pending_; // (rows waiting, dim)
   std::vector<double> sum_;  // (dim, dim) upper triangle of X^T X, in double to keep small terms
-  std::vector<float> tmp_;   // (dim, dim) per-batch ssyrk output
+  std::vector<float> tmp_;   // (dim, dim) per-flush ssyrk output
 };
 
 // Copies the upper triangle of M (dim, dim), row-major, onto the lower one.

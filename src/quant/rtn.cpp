@@ -27,13 +27,29 @@ double try_range(const float* w, int n, int bits, const GroupWeights& h, float l
 
 }  // namespace
 
+namespace {
+// nearbyint(x) (ties to even) for |x| <= 2^22, by the float adder: x + 1.5 * 2^23 lies where the
+// float spacing is 1, so the sum is rounded to an integer as nearbyint rounds. Outside that range
+// the result keeps its sign and stays beyond 2^21 in magnitude, and NaN and infinities pass through:
+// after uniform_assign's clamps every code is what nearbyint gives. Unlike the libm call (no
+// SSE4.1 in the baseline build), the loop below vectorizes.
+inline float round_half_even(float x) {
+  constexpr float kShift = 12582912.0f;  // 1.5 * 2^23
+  return (x + kShift) - kShift;
+}
+}  // namespace
+
 void uniform_assign(const float* w, int n, int bits, const float* params, uint8_t* codes) {
-  const int levels = (1 << bits) - 1;
+  const float levels = float((1 << bits) - 1);
   const float scale = params[0], zero = params[1];
+  if (!(scale > 0)) {
+    std::fill(codes, codes + n, uint8_t(0));
+    return;
+  }
   for (int i = 0; i < n; ++i) {
-    float c = scale > 0 ? std::nearbyint((w[i] - zero) / scale) : 0.0f;
-    if (!(c >= 0)) c = 0;  // also catches NaN
-    if (c > levels) c = float(levels);
+    float c = round_half_even((w[i] - zero) / scale);
+    c = c >= 0 ? c : 0.0f;  // also catches NaN
+    c = c > levels ? levels : c;
     codes[i] = uint8_t(c);
   }
 }

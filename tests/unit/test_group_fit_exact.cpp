@@ -13,6 +13,7 @@
 #include "kernels/gemv_kernels.h"
 #include "quant/group_fit.h"
 #include "quant/hlq_fit.h"
+#include "quant/rtn.h"
 #include "quant/small_lstsq.h"
 
 namespace elutq {
@@ -162,6 +163,36 @@ TEST(GroupFitExact, RefitEqualsThePlainNormalEquations) {
           EXPECT_TRUE(same_bits(p[k], ref[k])) << "bits " << bits << " kind " << kind << " k " << k;
       }
     }
+}
+
+// Uniform codes round by the float adder instead of nearbyint: the same codes for every float
+// input (random bit patterns: NaN, infinities, denormals, huge values), halfway points and scales.
+TEST(GroupFitExact, UniformAssignEqualsNearbyint) {
+  std::mt19937 rng(15);
+  for (int t = 0; t < 200000; ++t) {
+    float w[4];
+    const uint32_t u = rng();
+    std::memcpy(&w[0], &u, 4);
+    w[1] = float(int(rng() % 2000) - 500) * 0.5f;  // halfway points under scale 1, zero 0
+    w[2] = std::ldexp(float(rng() % 1000), int(rng() % 60) - 30);
+    w[3] = -w[2];
+    float p[2] = {std::ldexp(1.0f + float(rng() % 100) / 100, int(rng() % 40) - 20),
+                  float(int(rng() % 200) - 100) * 0.01f};
+    if (t % 4 == 1) p[0] = 1.0f, p[1] = 0.0f;
+    if (t % 1000 == 0) p[0] = -1.0f;  // no valid scale: all codes 0
+    for (int bits = 1; bits <= 8; ++bits) {
+      uint8_t codes[4];
+      uniform_assign(w, 4, bits, p, codes);
+      for (int i = 0; i < 4; ++i) {
+        const int levels = (1 << bits) - 1;
+        float c = p[0] > 0 ? std::nearbyint((w[i] - p[1]) / p[0]) : 0.0f;
+        if (!(c >= 0)) c = 0;
+        if (c > levels) c = float(levels);
+        ASSERT_EQ(int(codes[i]), int(c)) << "w " << w[i] << " scale " << p[0] << " zero " << p[1]
+                                         << " bits " << bits;
+      }
+    }
+  }
 }
 
 // Nearest codes, ties included (the first nearest value wins), on ragged lengths.
