@@ -267,8 +267,9 @@ std::unique_ptr<ActivationStore> calibrate(const QuantizeJob& job, const ModelSo
   const uint64_t act_bytes = uint64_t(co.nsamples) * co.seqlen * cfg.dim * 4;
   if (budget > 0) {
     const uint64_t work = estimate_block_working_bytes(cfg, co.seqlen, job.block_ap);
-    // The block inputs, o's inputs (scratch) and, with Block-AP, the fp targets share the rest.
-    act_budget = budget > work ? (budget - work) / (job.block_ap ? 3 : 2) : 0;
+    // Three stores share the rest: the block inputs, o's inputs (scratch) and either down's inputs
+    // (scratch, while down is quantized) or, with Block-AP, the fp targets.
+    act_budget = budget > work ? (budget - work) / 3 : 0;
     out.log(format_line("memory: budget %s, block working set ~%s, activations %s (%s)",
                         format_byte_size(budget).c_str(), format_byte_size(work).c_str(),
                         format_byte_size(act_bytes).c_str(),
