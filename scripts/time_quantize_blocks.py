@@ -2,6 +2,8 @@
 status with the seconds since the start, and stops the run once N blocks are done (the model's
 remaining blocks are not quantized). For measuring a change on a large model without a full run;
 the second block's start to the third's is one whole block (the first also pays for start-up).
+The stopped run leaves its resume folder OUT.elutq-work behind (--restart is passed, so a later
+run starts afresh); delete it when done.
 
 usage: python3 scripts/time_quantize_blocks.py N build/elutq quantize IN OUT [quantize options]
 e.g.   python3 scripts/time_quantize_blocks.py 2 build/elutq quantize qwen.gguf /tmp/q.gguf \\
