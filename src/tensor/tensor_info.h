@@ -23,7 +23,13 @@ struct TensorInfo {
     for (int64_t d : shape) n *= d;
     return n;
   }
-  int64_t rows() const { return shape.empty() ? 1 : numel() / shape.back(); }
+  // The product of every dimension but the last (1 for a scalar or a vector): as a product, not
+  // numel() / cols(), which divides by zero for a shape like [0, 0].
+  int64_t rows() const {
+    int64_t n = 1;
+    for (size_t i = 0; i + 1 < shape.size(); ++i) n *= shape[i];
+    return n;
+  }
   int64_t cols() const { return shape.empty() ? 1 : shape.back(); }
 };
 

@@ -14,6 +14,8 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "format/dequant.h"
+#include "format/safetensors_file.h"
 #include "tensor/quantized_matrix_codec.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer_files.h"
@@ -120,6 +122,40 @@ TEST(FuzzRegressions, TokenizerJsonIdPastTheEntriesIsRefusedAtOnce) {
       << regression_input("fuzz_hf_tokenizer", "regress-huge-token-id");
   const std::string msg = test::error_of([&] { load_hf_tokenizer(dir.path()); });
   EXPECT_NE(msg.find("has id 16777215 outside 0..0"), std::string::npos) << msg;
+}
+
+// A safetensors file with a [0, 0] tensor: rows() divided numel() by the last dimension, 0 / 0
+// (UBSan: division by zero); an empty matrix has 0 rows of 0 columns and converts to nothing.
+TEST(FuzzRegressions, ZeroByZeroSafetensorsTensorHasNoRows) {
+  const std::string bytes = regression_input("fuzz_safetensors", "regress-zero-by-zero-shape");
+  const test::TempDir dir;
+  const std::string path = dir.file("model.safetensors");
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << bytes;
+  }
+  try {
+    const SafetensorsFile f(path);
+    for (const TensorInfo& t : f.tensors()) {
+      if (t.numel() == 0) EXPECT_EQ(t.rows() * t.cols(), 0) << t.name;
+      std::vector<float> out(size_t(t.numel()) + 1);
+      tensor_to_f32(t, out.data());
+    }
+  } catch (const Error&) {
+    // refusing the file is fine too; only a crash or UB is not
+  }
+  TensorInfo t;
+  t.shape = {0, 0};
+  EXPECT_EQ(t.rows(), 0);
+  EXPECT_EQ(t.cols(), 0);
+  t.shape = {3, 0};
+  EXPECT_EQ(t.rows(), 3);
+  t.shape = {0};
+  EXPECT_EQ(t.rows(), 1);
+  t.shape = {};
+  EXPECT_EQ(t.rows(), 1);
+  t.shape = {2, 3, 4};
+  EXPECT_EQ(t.rows(), 6);
 }
 
 }  // namespace
