@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "core/fp16.h"
 
@@ -23,6 +24,16 @@ inline float half_row_dot(const uint8_t* row, const float* x, int64_t k0, int64_
     s += (kBf16 ? bf16_to_f32(v) : fp16_to_f32(v)) * x[k];
   }
   return s;
+}
+
+// V (n, m) row-major -> Vt (m, n) in this thread's buffer, each column contiguous for the vector
+// loads of block_product_f32_f64.
+inline const double* columns_of(const double* V, int64_t n, int m) {
+  thread_local std::vector<double> vt;
+  vt.resize(size_t(n) * size_t(m));
+  for (int64_t j = 0; j < n; ++j)
+    for (int c = 0; c < m; ++c) vt[size_t(c * n + j)] = V[j * m + c];
+  return vt.data();
 }
 }  // namespace
 

@@ -80,47 +80,16 @@ void gemv2_rows_f32_avx2(const float* W, const float* x0, const float* x1, int64
   }
 }
 
-void gemv_rows_q8_0_avx2(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
-                         float* y) {
-  const int64_t nb = n / 32;
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* row = W + r * nb * 34;
-    // Four 8-lane accumulators, one per quarter of a block: four independent FMA chains.
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* blk = row + b * 34;
-      uint16_t dh;
-      std::memcpy(&dh, blk, 2);
-      const __m256 d = _mm256_set1_ps(_cvtsh_ss(dh));
-      const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
-      const __m128i q2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 18));
-      // w = d * q in fp32 (exact: an 11-bit by 8-bit product), then w * x.
-      const __m256 w0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
-      const __m256 w1 =
-          _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8))));
-      const __m256 w2 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q2)));
-      const __m256 w3 =
-          _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q2, 8))));
-      const float* xb = x + b * 32;
-      s0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xb), s0);
-      s1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xb + 8), s1);
-      s2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xb + 16), s2);
-      s3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xb + 24), s3);
-    }
-    y[r] = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-  }
-}
-
 namespace {
-// gemv_rows_q8_0_avx2 for two tokens: each block widened once, then each token's four FMA chains
-// in the single-token kernel's order (so each token's result is that kernel's).
-void q8_0_rows_two_tokens(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
-                          float* y, int64_t y_stride) {
+// Q8_0 rows for T tokens (T = 1: the GEMV): each block widened once, then each token's four FMA
+// chains, one per quarter of a block, so each token's sums are the same whatever T.
+template <int T>
+void q8_0_rows_tokens(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
+                      float* y, int64_t y_stride) {
   const int64_t nb = n / 32;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = W + r * nb * 34;
-    __m256 s[2][4];
+    __m256 s[T][4];
     for (auto& st : s)
       for (__m256& v : st) v = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
@@ -130,28 +99,35 @@ void q8_0_rows_two_tokens(const uint8_t* W, const float* x, int64_t n, int64_t r
       const __m256 d = _mm256_set1_ps(_cvtsh_ss(dh));
       const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
       const __m128i q2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 18));
+      // w = d * q in fp32 (exact: an 11-bit by 8-bit product), then w * x.
       const __m256 w[4] = {
           _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))),
           _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)))),
           _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q2))),
           _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q2, 8))))};
-      for (int t = 0; t < 2; ++t) {
+      for (int t = 0; t < T; ++t) {
         const float* xb = x + t * n + b * 32;
         for (int k = 0; k < 4; ++k) s[t][k] = _mm256_fmadd_ps(w[k], _mm256_loadu_ps(xb + 8 * k), s[t][k]);
       }
     }
-    for (int t = 0; t < 2; ++t)
+    for (int t = 0; t < T; ++t)
       y[t * y_stride + r] =
           hsum(_mm256_add_ps(_mm256_add_ps(s[t][0], s[t][1]), _mm256_add_ps(s[t][2], s[t][3])));
   }
 }
 }  // namespace
 
+void gemv_rows_q8_0_avx2(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
+                         float* y) {
+  q8_0_rows_tokens<1>(W, x, n, r0, r1, y, 0);
+}
+
 void gemv_rows_q8_0_tokens_avx2(const uint8_t* W, const float* x, int64_t n, int tokens,
                                 int64_t r0, int64_t r1, float* y, int64_t y_stride) {
+  // Two tokens a pass: 8 accumulators, 4 widened weight vectors and the scale in 16 registers.
   int t = 0;
-  for (; t + 2 <= tokens; t += 2) q8_0_rows_two_tokens(W, x + t * n, n, r0, r1, y + t * y_stride, y_stride);
-  if (t < tokens) gemv_rows_q8_0_avx2(W, x + t * n, n, r0, r1, y + t * y_stride);
+  for (; t + 2 <= tokens; t += 2) q8_0_rows_tokens<2>(W, x + t * n, n, r0, r1, y + t * y_stride, y_stride);
+  if (t < tokens) q8_0_rows_tokens<1>(W, x + t * n, n, r0, r1, y + t * y_stride, y_stride);
 }
 
 // Half-width rows: 8 weights per 128-bit load widened exactly to fp32 (vcvtph2ps for F16, a
@@ -195,14 +171,6 @@ void gemv_rows_bf16_avx2(const uint8_t* W, const float* x, int64_t n, int64_t r0
 
 
 namespace {
-// V (n, m) row-major -> Vt (m, n): each column contiguous for the vector loads.
-inline const double* columns_of(const double* V, int64_t n, int m) {
-  thread_local std::vector<double> vt;
-  vt.resize(size_t(n) * size_t(m));
-  for (int64_t j = 0; j < n; ++j)
-    for (int c = 0; c < m; ++c) vt[size_t(c * n + j)] = V[j * m + c];
-  return vt.data();
-}
 
 // Row i of H widened to double 4 at a time, two FMA chains per column (8 weights a step), the rest
 // added in order after the vector sum.

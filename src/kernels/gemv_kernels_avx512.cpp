@@ -18,44 +18,15 @@
 
 namespace elutq::kern {
 
-void gemv_rows_q8_0_avx512(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
-                           float* y) {
-  const int64_t nb = n / 32;
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* row = W + r * nb * 34;
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    __m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
-    int64_t b = 0;
-    // Two blocks per step: four independent FMA chains.
-    auto block = [&](int64_t i, __m512& lo, __m512& hi) {
-      const uint8_t* blk = row + i * 34;
-      uint16_t dh;
-      std::memcpy(&dh, blk, 2);
-      const __m512 d = _mm512_set1_ps(_cvtsh_ss(dh));
-      const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
-      const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 18));
-      // w = d * q in fp32 (exact: an 11-bit by 8-bit product), then w * x.
-      const __m512 w0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)));
-      const __m512 w1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)));
-      lo = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + i * 32), lo);
-      hi = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + i * 32 + 16), hi);
-    };
-    for (; b + 2 <= nb; b += 2) {
-      block(b, s0, s1);
-      block(b + 1, s2, s3);
-    }
-    if (b < nb) block(b, s0, s1);
-    y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-  }
-}
-
 namespace {
-// gemv_rows_q8_0_avx512 for T tokens: each pair of blocks widened once, then every token's four
-// FMA chains in the single-token kernel's order (so each token's result is that kernel's).
+// Q8_0 rows for T tokens (T = 1: the GEMV): each pair of blocks widened once, then every token's
+// four FMA chains (even blocks into chains 0 and 1, odd into 2 and 3), so each token's sums are
+// the same whatever T.
 template <int T>
 void q8_0_rows_tokens(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
                       float* y, int64_t y_stride) {
   const int64_t nb = n / 32;
+  // w = d * q in fp32 (exact: an 11-bit by 8-bit product), before it meets x.
   auto widen = [](const uint8_t* blk, __m512& w0, __m512& w1) {
     uint16_t dh;
     std::memcpy(&dh, blk, 2);
@@ -98,6 +69,14 @@ void q8_0_rows_tokens(const uint8_t* W, const float* x, int64_t n, int64_t r0, i
   }
 }
 
+}  // namespace
+
+void gemv_rows_q8_0_avx512(const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,
+                           float* y) {
+  q8_0_rows_tokens<1>(W, x, n, r0, r1, y, 0);
+}
+
+namespace {
 // Half-width rows: 16 weights per 256-bit load widened exactly to fp32 (vcvtph2ps for F16, a
 // 16-bit shift for BF16), four FMA chains.
 template <bool kBf16>
@@ -148,21 +127,13 @@ void gemv_rows_q8_0_tokens_avx512(const uint8_t* W, const float* x, int64_t n, i
       case 4: q8_0_rows_tokens<4>(W, xt, n, r0, r1, yt, y_stride); t += 4; break;
       case 3: q8_0_rows_tokens<3>(W, xt, n, r0, r1, yt, y_stride); t += 3; break;
       case 2: q8_0_rows_tokens<2>(W, xt, n, r0, r1, yt, y_stride); t += 2; break;
-      default: gemv_rows_q8_0_avx512(W, xt, n, r0, r1, yt); t += 1; break;
+      default: q8_0_rows_tokens<1>(W, xt, n, r0, r1, yt, y_stride); t += 1; break;
     }
   }
 }
 
 
 namespace {
-// V (n, m) row-major -> Vt (m, n): each column contiguous for the vector loads.
-inline const double* columns_of(const double* V, int64_t n, int m) {
-  thread_local std::vector<double> vt;
-  vt.resize(size_t(n) * size_t(m));
-  for (int64_t j = 0; j < n; ++j)
-    for (int c = 0; c < m; ++c) vt[size_t(c * n + j)] = V[j * m + c];
-  return vt.data();
-}
 
 // Row i of H widened to double 8 at a time, two FMA chains per column (16 weights a step), the rest
 // added in order after the vector sum.
