@@ -109,8 +109,13 @@ void DecoderBlock::ffn_half(float* x, const float* att, int n, BlockScratch& s, 
          s.up.data(), pool);
   if (observe) observe(BlockTap::DownIn, s.gate.data(), n, c.hidden_dim);
   if (stop_after == BlockTap::DownIn) return;
-  lin[int(LinearSlot::Down)]->forward(s.gate.data(), n, s.proj.data(), pool);
-  for (int64_t j = 0; j < int64_t(n) * dim; ++j) x[j] += s.proj[size_t(j)];
+  add_down(s.gate.data(), n, x, s, pool);
+}
+
+void DecoderBlock::add_down(const float* down_in, int n, float* x, BlockScratch& s,
+                            ThreadPool& pool) const {
+  lin[int(LinearSlot::Down)]->forward(down_in, n, s.proj.data(), pool);
+  for (int64_t j = 0; j < int64_t(n) * cfg_->dim; ++j) x[j] += s.proj[size_t(j)];
 }
 
 // s.att (n, q_dim): for each token i and head h, softmax(q k^T / sqrt(hd)) v over the cached

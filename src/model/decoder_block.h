@@ -89,6 +89,9 @@ class DecoderBlock {
   void ffn_half(float* x, const float* att, int n, BlockScratch& s, ThreadPool& pool,
                 const BlockObserver& observe = {},
                 std::optional<BlockTap> stop_after = std::nullopt);
+  // The feed-forward half's last step: x (n, dim) += down_in (n, hidden) Wdown^T. ffn_half ends
+  // with it; a pass that kept down's inputs (stop_after DownIn) finishes the block with it.
+  void add_down(const float* down_in, int n, float* x, BlockScratch& s, ThreadPool& pool) const;
 
   // xn (n, dim) = the attention half's input norm of x (n, dim), the AttnIn rows.
   void attn_input(const float* x, int64_t n, float* xn) const;

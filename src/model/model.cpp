@@ -217,6 +217,11 @@ void Model::ffn_half(int layer, float* x, const float* att, int n, const BlockOb
   L.ffn_half(x, att, n, *s_, *pool_, observe, stop_after);
 }
 
+void Model::add_down(int layer, const float* down_in, int n, float* x) {
+  require(n > 0 && n <= max_batch_, "add_down: ", n, " tokens; 1..", max_batch_, " allowed");
+  loaded_layer(layer).add_down(down_in, n, x, *s_, *pool_);
+}
+
 void Model::decode_sequences(const int* tokens, const int* pos, int n, int slot_len,
                              float* logits) {
   require(n > 0 && n <= max_batch_, "decode_sequences: ", n, " sequences; 1..", max_batch_,

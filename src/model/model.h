@@ -98,6 +98,9 @@ class Model {
                               const BlockObserver& observe = {});
   void ffn_half(int layer, float* x, const float* att, int n, const BlockObserver& observe = {},
                 std::optional<BlockTap> stop_after = std::nullopt);
+  // x (n, dim) += down_in (n, hidden) Wdown^T: the end of ffn_half, for a pass that kept down's
+  // inputs from ffn_half(..., BlockTap::DownIn) (DecoderBlock::add_down).
+  void add_down(int layer, const float* down_in, int n, float* x);
   // The loaded block itself (weights, KV cache).
   DecoderBlock& block(int layer) { return loaded_layer(layer); }
   // RMSNorm with the output norm, in place on x (n, dim).

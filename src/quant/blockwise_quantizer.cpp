@@ -219,23 +219,18 @@ struct BlockwiseQuantizer::Impl {
   }
 
   // Finishes the block from down_inputs_pass's results with down quantized: the outputs (the
-  // residual stream plus down's output, in the runtime's chunks, so they equal a full pass bit for
-  // bit) replace the store's rows.
+  // residual stream plus down's output, by the runtime's own last step in its chunks, so they equal
+  // a full pass bit for bit) replace the store's rows.
   void down_pass(CalibActivations& store, CalibActivations& down_in) {
     const int64_t T = store.tokens(), dim = store.dim(), hidden = down_in.dim(),
                   mb = model->max_batch();
-    const Linear& down = model->block(loaded).linear(LinearSlot::Down);
-    std::vector<float> d(size_t(T * hidden)), proj(size_t(mb * dim));  // (T, hidden), (mb, dim)
+    std::vector<float> d(size_t(T * hidden));  // (T, hidden)
     buf.resize(size_t(T * dim));
     for (int64_t i = 0; i < store.count(); ++i) {
       store.get(i, buf.data());
       down_in.get(i, d.data());
-      for (int64_t c = 0; c < T; c += mb) {
-        const int64_t m = std::min(mb, T - c);
-        down.forward(d.data() + c * hidden, m, proj.data(), model->pool());
-        float* x = buf.data() + c * dim;
-        for (int64_t j = 0; j < m * dim; ++j) x[j] += proj[size_t(j)];
-      }
+      for (int64_t c = 0; c < T; c += mb)
+        model->add_down(loaded, d.data() + c * hidden, int(std::min(mb, T - c)), buf.data() + c * dim);
       store.put(i, buf.data());
     }
   }
