@@ -17,6 +17,21 @@ namespace elutq {
 
 namespace {
 constexpr int64_t kTile = 64;  // square tiles for the strided copies below: both sides stay cached
+
+// OpenBLAS on n threads for one whole-matrix call made while the caller's pool waits (the pipeline
+// keeps OpenBLAS single-threaded otherwise, because the pool splits the rest); restored after.
+class BlasThreads {
+ public:
+  explicit BlasThreads(int n) : before_(openblas_get_num_threads()) {
+    openblas_set_num_threads(std::max(1, n));
+  }
+  ~BlasThreads() { openblas_set_num_threads(before_); }
+  BlasThreads(const BlasThreads&) = delete;
+  BlasThreads& operator=(const BlasThreads&) = delete;
+
+ private:
+  int before_;
+};
 }  // namespace
 
 void mirror_upper(float* M, int64_t dim) {
@@ -51,11 +66,11 @@ void HessianAccumulator::flush() {
   const int64_t n = int64_t(pending_.size()) / dim_;
   if (n == 0) return;
   // tmp = X^T X (upper triangle), X is (n, dim) row-major.
-  const int blas_threads = openblas_get_num_threads();
-  openblas_set_num_threads(threads_);
-  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(dim_), int(n), 1.0f, pending_.data(),
-              int(dim_), 0.0f, tmp_.data(), int(dim_));
-  openblas_set_num_threads(blas_threads);
+  {
+    const BlasThreads blas(threads_);
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(dim_), int(n), 1.0f, pending_.data(),
+                int(dim_), 0.0f, tmp_.data(), int(dim_));
+  }
   for (int64_t i = 0; i < dim_; ++i)
     for (int64_t j = i; j < dim_; ++j) sum_[i * dim_ + j] += tmp_[i * dim_ + j];
   n_ += n;
@@ -91,13 +106,12 @@ bool upper_factor_of_inverse(const std::vector<float>& H, int64_t dim, double da
     for (int64_t r = c; r < dim; ++r) a[r] = double(*(h - r));
     a[c] += damp;
   }
-  // Whole-matrix LAPACK calls from one thread while the pool waits: OpenBLAS gets the pool's
-  // threads for them (the pipeline keeps it single-threaded otherwise: our pool splits the rest).
-  const int blas_threads = openblas_get_num_threads();
-  openblas_set_num_threads(std::max(1, threads));
-  bool ok = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', n, A.data(), n) == 0 &&
-            LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'L', 'N', n, A.data(), n) == 0;
-  openblas_set_num_threads(blas_threads);
+  bool ok;
+  {
+    const BlasThreads blas(threads);
+    ok = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', n, A.data(), n) == 0 &&
+         LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'L', 'N', n, A.data(), n) == 0;
+  }
   if (!ok) return false;
   U.assign(size_t(dim * dim), 0.0f);
   // U[i][j] = Linv[dim-1-i][dim-1-j] for j >= i; Linv (lower) is column-major in A, so a row of U
