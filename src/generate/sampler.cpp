@@ -2,6 +2,7 @@
 #include "generate/sampler.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 
@@ -75,21 +76,88 @@ void Sampler::sort_by_logit() {
   for (size_t i = 0; i < cand_.size(); ++i)
     keys_[i] = uint64_t(~ordered_bits(cand_[i].second)) << 32 | uint32_t(cand_[i].first);
   radix_sort_high32(keys_, scratch_);
-  unsorted_.assign(cand_.begin(), cand_.end());  // cand_[i] is token i's (id, logit) here
-  for (size_t i = 0; i < keys_.size(); ++i) cand_[i] = unsorted_[uint32_t(keys_[i])];
+  for (size_t i = 0; i < keys_.size(); ++i) {
+    const uint32_t id = uint32_t(keys_[i]);
+    cand_[i] = {int(id), logits_[id]};
+  }
+}
+
+namespace {
+// Descending logit, then ascending id: a strict total order, so every sort of the same logits
+// yields the same sequence and a head sorted alone equals the head of the whole sorted list.
+struct ByLogit {  // a type, not a function pointer, so the sorts inline it
+  bool operator()(const std::pair<int, float>& a, const std::pair<int, float>& b) const {
+    return a.second > b.second || (a.second == b.second && a.first < b.first);
+  }
+};
+constexpr ByLogit by_logit;
+
+// No NaN and no +Inf among the logits (-Inf bans a token), tested on the bits so the loop
+// vectorizes.
+bool usable_logits(const float* l, size_t n) {
+  uint32_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, l + i, 4);
+    bad |= uint32_t((u & 0x7fffffffu) > 0x7f800000u) | uint32_t(u == 0x7f800000u);
+  }
+  return bad == 0;
+}
+
+float max_of(const float* l, size_t n) {
+  float m[8];
+  std::fill(m, m + 8, -INFINITY);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) m[j] = l[i + size_t(j)] > m[j] ? l[i + size_t(j)] : m[j];
+  for (; i < n; ++i) m[0] = l[i] > m[0] ? l[i] : m[0];
+  return *std::max_element(m, m + 8);
+}
+}  // namespace
+
+// e^x in plain arithmetic, so a loop of it vectorizes (the library's expf is a call per token):
+// 2^n * e^r with n = round(x / ln 2) and |r| <= ln(2) / 2, e^r by its degree-6 Taylor polynomial
+// (relative error below 2e-7 there). For -87 < x <= 0; x <= -87 gives exactly 0 (as a banned
+// token's -inf must). The clamp and the zeroing are written as two passes because GCC 12
+// vectorizes neither loop with both conditions in it.
+namespace {
+float exp_above_minus87(float x) {  // x in [-87, 0]
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float t = x * 1.44269504f + shifter;
+  const float nf = t - shifter;
+  const float r = (x - nf * 0.693145752f) - nf * 1.42860677e-6f;  // ln 2 in two parts
+  float p = 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t n = std::bit_cast<int32_t>(t) - 0x4B400000;  // the integer in t's low bits
+  return p * std::bit_cast<float>((n + 127) << 23);
+}
+
+void exp_into(float* x, size_t n) {  // x[i] = softmax_exp(x[i])
+  for (size_t i = 0; i < n; ++i) x[i] = x[i] < -87.0f ? -87.0f : x[i];
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t zero = 0u - uint32_t(x[i] == -87.0f);
+    x[i] = std::bit_cast<float>(std::bit_cast<uint32_t>(exp_above_minus87(x[i])) & ~zero);
+  }
+}
+}  // namespace
+
+float softmax_exp(float x) {
+  exp_into(&x, 1);
+  return x;
 }
 
 int Sampler::sample(const float* logits, int vocab) {
   require(vocab > 0, "sampler got an empty logit vector");
-  cand_.resize(size_t(vocab));
-  bool finite = true;
-  for (int i = 0; i < vocab; ++i) {
-    cand_[size_t(i)] = {i, logits[i]};
-    finite &= !std::isnan(logits[i]) && logits[i] != INFINITY;  // -inf: a banned token
-  }
+  logits_.assign(logits, logits + vocab);
   // NaN or Inf weights would otherwise turn into endless token 0 ("####...") and exit status 0.
-  require(finite, "the model's logits are NaN or +Inf: its weights are damaged or out of range "
+  require(usable_logits(logits, size_t(vocab)), "the model's logits are NaN or +Inf: its weights are damaged or out of range "
           "(look for non-finite values with 'elutq tensor -m MODEL NAME')");
+  head_only_ = false;
 
   // Repetition penalty (CTRL paper): divide positive logits, multiply negative ones.
   if (opt_.repeat_penalty != 1.0f && !history_.empty()) {
@@ -99,29 +167,23 @@ int Sampler::sample(const float* logits, int vocab) {
       const int t = history_[i];
       if (t < 0 || t >= vocab || seen[size_t(t)]) continue;
       seen[size_t(t)] = true;
-      float& l = cand_[size_t(t)].second;
+      float& l = logits_[size_t(t)];
       l = l > 0 ? l / opt_.repeat_penalty : l * opt_.repeat_penalty;
     }
   }
 
   int chosen;
   if (opt_.temperature <= 0.0f) {
-    chosen = 0;
-    for (int i = 1; i < vocab; ++i)
-      if (cand_[size_t(i)].second > cand_[size_t(chosen)].second) chosen = i;
+    chosen = argmax(logits_.data(), vocab);
     cand_.assign(1, {chosen, 1.0f});
+  } else if (opt_.top_k <= 0 || opt_.top_k >= vocab) {
+    chosen = draw_from_vocabulary(vocab);
   } else {
-    auto by_logit = [](const auto& a, const auto& b) {
-      return a.second > b.second || (a.second == b.second && a.first < b.first);
-    };
-    size_t k = cand_.size();
-    if (opt_.top_k > 0 && size_t(opt_.top_k) < k) {
-      k = size_t(opt_.top_k);
-      std::partial_sort(cand_.begin(), cand_.begin() + long(k), cand_.end(), by_logit);
-      cand_.resize(k);
-    } else {
-      sort_by_logit();
-    }
+    const size_t k = size_t(opt_.top_k);
+    cand_.resize(size_t(vocab));
+    for (int i = 0; i < vocab; ++i) cand_[size_t(i)] = {i, logits_[size_t(i)]};
+    std::partial_sort(cand_.begin(), cand_.begin() + long(k), cand_.end(), by_logit);
+    cand_.resize(k);
     // Softmax of logit / T, stably from the maximum.
     const float mx = cand_[0].second;
     double sum = 0;
@@ -153,21 +215,113 @@ int Sampler::sample(const float* logits, int vocab) {
     double total = 0;
     for (const auto& c : cand_) total += c.second;
     for (auto& c : cand_) c.second = float(c.second / total);
-    // Draw: uniform in [0,1) against the cumulative mass (our own, so results do not depend on
-    // the standard library's distribution implementations).
-    const double u = double(rng_() >> 11) * 0x1.0p-53;
-    double acc = 0;
-    chosen = cand_.back().first;
-    for (const auto& c : cand_) {
-      acc += c.second;
-      if (u < acc) {
-        chosen = c.first;
-        break;
-      }
-    }
+    const int at = draw(uniform01());
+    chosen = at >= 0 ? cand_[size_t(at)].first : cand_.back().first;
   }
   accept(chosen);
   return chosen;
+}
+
+// Temperature sampling over the whole vocabulary, truncated by top-p and min-p only. Defined as:
+// sort every token by descending logit (ties: ascending id), p = softmax_exp((logit - max) / T) /
+// sum_of_weights, cut top-p's smallest prefix reaching top_p and min-p's floor, renormalise if
+// anything was cut, and take the token where the cumulative mass passes a uniform u. Each of those
+// steps reads only a prefix of the sorted list, and at a sampling temperature the tokens within a
+// factor 2^14 of the most likely one nearly always hold what is needed; so this sorts only those
+// (a weight threshold selects an exact prefix of the order, as the weight grows with the logit)
+// and sorts the whole vocabulary only when a step runs off their end: the same token as the full
+// sort, at a fraction of its cost (a full sort of 49152 logits was most of a draw).
+int Sampler::draw_from_vocabulary(int vocab) {
+  const float mx = max_of(logits_.data(), logits_.size());
+  const float inv_t = 1.0f / opt_.temperature;
+  weights_.resize(size_t(vocab));
+  for (size_t i = 0; i < weights_.size(); ++i) weights_[i] = (logits_[i] - mx) * inv_t;
+  exp_into(weights_.data(), weights_.size());
+  weight_sum_ = sum_of_weights(weights_);
+  const double u = uniform01();
+  const size_t n = size_t(vocab);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (attempt == 1 || !sorted_head_above(0x1.0p-14f)) sorted_head(n);
+    const size_t head = cand_.size();
+    const bool whole = head == n;
+    size_t keep = n;  // n: nothing cut (so far as the head tells)
+    if (opt_.top_p < 1.0f) {
+      double mass = 0;
+      for (size_t i = 0; i < head && keep == n; ++i)
+        if ((mass += cand_[i].second) >= opt_.top_p) keep = i + 1;
+      if (keep == n && !whole) continue;  // the prefix reaching top_p is longer than the head
+    }
+    if (opt_.min_p > 0.0f) {
+      const float floor = opt_.min_p * cand_[0].second;
+      size_t k = 1;
+      while (k < std::min(keep, head) && cand_[k].second >= floor) ++k;
+      if (k == head && head < keep) continue;  // the floor lies past the head
+      keep = k;
+    }
+    if (keep < n) {  // renormalise what is left
+      double total = 0;
+      for (size_t i = 0; i < keep; ++i) total += cand_[i].second;
+      for (size_t i = 0; i < keep; ++i) cand_[i].second = float(cand_[i].second / total);
+    }
+    cand_.resize(std::min(keep, head));
+    const int at = draw(u);
+    if (at < 0 && keep > head) continue;  // u lies past the head's mass
+    head_only_ = keep > head;
+    return at >= 0 ? cand_[size_t(at)].first : cand_.back().first;
+  }
+  fail("sampler: internal error, the whole vocabulary did not decide the draw");
+}
+
+bool Sampler::sorted_head_above(float min_weight) {
+  const size_t n = logits_.size();
+  cand_.clear();
+  for (size_t i = 0; i < n; ++i)
+    if (weights_[i] >= min_weight) cand_.push_back({int(i), logits_[i]});
+  if (cand_.size() > n / 8) return false;  // not a head: the radix sort of everything is cheaper
+  std::sort(cand_.begin(), cand_.end(), by_logit);
+  for (auto& c : cand_) c.second = float(weights_[size_t(c.first)] / weight_sum_);
+  return true;
+}
+
+void Sampler::sorted_head(size_t head) {
+  const size_t n = logits_.size();
+  cand_.resize(n);
+  for (size_t i = 0; i < n; ++i) cand_[i] = {int(i), logits_[i]};
+  if (head == n)
+    sort_by_logit();
+  else
+    std::partial_sort(cand_.begin(), cand_.begin() + long(head), cand_.end(), by_logit);
+  cand_.resize(head);
+  for (auto& c : cand_) c.second = float(weights_[size_t(c.first)] / weight_sum_);
+}
+
+double sum_of_weights(const std::vector<float>& w) {
+  double part[8] = {};
+  size_t i = 0;
+  for (; i + 8 <= w.size(); i += 8)
+    for (int j = 0; j < 8; ++j) part[j] += w[i + size_t(j)];
+  for (; i < w.size(); ++i) part[i % 8] += w[i];
+  double sum = 0;
+  for (double p : part) sum += p;
+  return sum;
+}
+
+int Sampler::draw(double u) const {
+  // Our own inverse-CDF draw, so results do not depend on the standard library's distributions.
+  double acc = 0;
+  for (size_t i = 0; i < cand_.size(); ++i)
+    if (u < (acc += cand_[i].second)) return int(i);
+  return -1;
+}
+
+double Sampler::uniform01() { return double(rng_() >> 11) * 0x1.0p-53; }
+
+const std::vector<std::pair<int, float>>& Sampler::last_candidates() {
+  if (head_only_) {  // nothing was cut, so the candidates are the whole sorted vocabulary
+    sorted_head(logits_.size());
+    head_only_ = false;
+  }
+  return cand_;
 }
 
 }  // namespace elutq

@@ -37,8 +37,9 @@ class Sampler {
   void reset_history() { history_.clear(); }
 
   // The probabilities (after penalty, temperature and truncation) of the candidates the last
-  // sample() drew from, as (id, p) sorted by descending p; for tests and diagnostics.
-  const std::vector<std::pair<int, float>>& last_candidates() const { return cand_; }
+  // sample() drew from, as (id, p) sorted by descending p; for tests and diagnostics. (A draw
+  // sorts only the head of the vocabulary it needs; this sorts the rest on demand.)
+  const std::vector<std::pair<int, float>>& last_candidates();
 
   const SamplerOptions& options() const { return opt_; }
 
@@ -48,10 +49,30 @@ class Sampler {
   std::vector<int> history_;                 // recent tokens, oldest first
   std::vector<std::pair<int, float>> cand_;  // (id, logit then probability), reused
   std::vector<uint64_t> keys_, scratch_;              // sort scratch, reused
-  std::vector<std::pair<int, float>> unsorted_;       // sort scratch, reused
+  std::vector<float> logits_;                         // after the penalty, by id (reused)
+  std::vector<float> weights_;                        // exp((logit - max) / T), by id (reused)
+  double weight_sum_ = 0;                             // of weights_, added in id order
+  bool head_only_ = false;  // cand_ holds only the sorted head of the candidates (none cut)
 
   void sort_by_logit();  // cand_ (token i at i) by descending logit, then ascending id
+  int draw_from_vocabulary(int vocab);  // temperature sampling without a top-k limit
+  // cand_ = the `head` best tokens (descending logit, then ascending id) with probabilities
+  // weights_ / weight_sum_.
+  void sorted_head(size_t head);
+  // cand_ = the tokens of weight >= min_weight, sorted, with probabilities; false (cand_ unusable)
+  // if they are more than an eighth of the vocabulary.
+  bool sorted_head_above(float min_weight);
+  int draw(double u) const;  // the candidate where cand_'s cumulative mass passes u; -1 if none
+  double uniform01();        // the one random number a draw uses, in [0, 1)
 };
+
+// e^x for x <= 0 within 3e-7 relative (0 at -87 and below): a whole-vocabulary draw's token
+// weights.
+float softmax_exp(float x);
+
+// The softmax denominator of a whole-vocabulary draw: w[i] added into eight partial sums by
+// i mod 8 (so the additions overlap), which are then added in order.
+double sum_of_weights(const std::vector<float>& w);
 
 // Index of the largest logit (lowest index on ties).
 int argmax(const float* logits, int vocab);

@@ -48,6 +48,78 @@ TEST(Sampler, UntruncatedCandidatesAreInDescendingLogitThenIdOrder) {
   for (size_t i = 0; i < c.size(); ++i) ASSERT_EQ(c[i].first, want[i]) << "rank " << i;
 }
 
+// The whole-vocabulary draw sorts only the head it needs; its tokens must be those of the rule
+// it implements written out plainly: sort everything, softmax (softmax_exp, sum_of_weights), cut top-p and
+// min-p, renormalise after a cut, inverse CDF of the one uniform per draw. Peaked and flat
+// logits, so draws end inside the first head and far past it.
+int full_sort_draw(const std::vector<float>& l, float T, float top_p, float min_p, double u) {
+  const float mx = *std::max_element(l.begin(), l.end());
+  std::vector<float> w(l.size());
+  for (size_t i = 0; i < l.size(); ++i) w[i] = softmax_exp((l[i] - mx) * (1.0f / T));
+  const double sum = sum_of_weights(w);
+  const std::vector<int> order = ranking(l);
+  std::vector<float> p(l.size());
+  for (size_t i = 0; i < l.size(); ++i) p[i] = float(w[size_t(order[i])] / sum);
+  size_t keep = p.size();
+  double mass = 0;
+  if (top_p < 1.0f)
+    for (size_t i = 0; i < p.size(); ++i)
+      if ((mass += p[i]) >= top_p) {
+        keep = i + 1;
+        break;
+      }
+  if (min_p > 0.0f) {
+    size_t k = 1;
+    while (k < keep && p[k] >= min_p * p[0]) ++k;
+    keep = k;
+  }
+  if (keep < p.size()) {
+    double total = 0;
+    for (size_t i = 0; i < keep; ++i) total += p[i];
+    for (size_t i = 0; i < keep; ++i) p[i] = float(p[i] / total);
+  }
+  double acc = 0;
+  for (size_t i = 0; i < keep; ++i)
+    if (u < (acc += p[i])) return order[i];
+  return order[keep - 1];
+}
+
+TEST(Sampler, WholeVocabularyDrawEqualsTheFullSortRule) {
+  struct Case {
+    float spread, T, top_p, min_p;
+  };
+  const Case cases[] = {{3.f, 0.7f, 1.f, 0.f},  {0.2f, 1.f, 1.f, 0.f},  {3.f, 1.f, 0.95f, 0.f},
+                        {0.2f, 1.f, 0.99f, 0.f}, {3.f, 1.f, 1.f, 0.05f}, {0.05f, 1.f, 1.f, 0.5f},
+                        {1.f, 1.5f, 0.9f, 0.01f}};
+  int c_index = 0;
+  for (const Case& c : cases) {
+    std::mt19937 g(uint32_t(100 + c_index));
+    std::normal_distribution<float> d(0.f, c.spread);
+    std::vector<float> l(20000);
+    for (auto& x : l) x = d(g);
+    l[17] = -INFINITY;
+    const uint64_t seed = uint64_t(c_index++);
+    Sampler smp({.temperature = c.T, .top_k = 0, .top_p = c.top_p, .min_p = c.min_p, .seed = seed});
+    std::mt19937_64 rng(seed);
+    for (int draw = 0; draw < 24; ++draw) {
+      const double u = double(rng() >> 11) * 0x1.0p-53;
+      ASSERT_EQ(smp.sample(l.data(), int(l.size())), full_sort_draw(l, c.T, c.top_p, c.min_p, u))
+          << "case " << c_index - 1 << " draw " << draw;
+      l[size_t(g() % l.size())] += 1.0f;  // a new distribution each draw
+    }
+  }
+}
+
+TEST(Sampler, SoftmaxExpIsCloseToExp) {
+  for (float x = -86.9f; x <= 0.0f; x += 0.0137f) {
+    const double want = std::exp(double(x));
+    ASSERT_NEAR(softmax_exp(x), want, 3e-7 * want) << x;
+  }
+  EXPECT_EQ(softmax_exp(0.0f), 1.0f);
+  EXPECT_EQ(softmax_exp(-100.0f), 0.0f);
+  EXPECT_EQ(softmax_exp(-INFINITY), 0.0f);
+}
+
 TEST(Sampler, GreedyIsArgmax) {
   for (uint32_t s = 0; s < 20; ++s) {
     auto l = random_logits(1000, s);
