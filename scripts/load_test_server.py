@@ -1,7 +1,7 @@
 """Load test of `elutq serve` on loopback: C concurrent clients each send R streamed chat requests
 of mixed lengths through the openai client; reports failures, the server's peak RSS, p50/p95
-time to first token and inter-token latency, and aggregate generated tokens per second, for each
---parallel given. Bounded in count (C x R requests) and time (--timeout per request).
+time to first token and inter-token latency, aggregate generated tokens per second and the
+server's own counts from /metrics, for each --parallel given. Bounded in count (C x R requests) and time (--timeout per request).
 
 usage: ~/.cache/elutq/venv/bin/python scripts/load_test_server.py --cli build/elutq \
            --model MODEL.gguf [--clients 8] [--requests 25] [--parallel 4 1] [--threads 2]
@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import threading
 import time
+import urllib.request
 
 import openai
 
@@ -86,6 +87,12 @@ def run(cli, model, parallel, clients, requests, threads, timeout):
         t.join()
     wall = time.time() - t0
     rss = peak_rss_mib(proc.pid)
+    metrics = {}
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.split()
+                metrics[name] = float(value)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
     print(f"--parallel {parallel}: {clients} clients x {requests} requests, "
@@ -94,6 +101,11 @@ def run(cli, model, parallel, clients, requests, threads, timeout):
     print(f"  time to first token p50 {percentile(ttft, .5):.3f} s p95 {percentile(ttft, .95):.3f} s;"
           f" inter-token p50 {percentile(itl, .5) * 1000:.1f} ms p95 "
           f"{percentile(itl, .95) * 1000:.1f} ms")
+    print(f"  server: {metrics['elutq_prompt_tokens_total']:.0f} prompt tokens read, "
+          f"{metrics['elutq_completion_tokens_total']:.0f} generated; decode "
+          f"{metrics['elutq_decode_tokens_per_second']:.1f} tok/s over its decoding steps; "
+          f"{metrics['elutq_steps_total']:.0f} steps, {metrics['elutq_forward_seconds_total']:.1f} s "
+          f"in the model, {metrics['elutq_sampling_seconds_total']:.1f} s drawing tokens")
     for f in failures[:5]:
         print("  failure:", f)
     return tokens[0] / wall

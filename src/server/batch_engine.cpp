@@ -243,6 +243,7 @@ bool BatchEngine::step() {
   // Out rows must ascend: decode rows come first, then prompt ends in batch order.
   model_.forward_batch(tokens.data(), pos.data(), row0.data(), int(tokens.size()),
                        out_rows.data(), int(out_rows.size()), logits_.data());
+  const auto t1 = std::chrono::steady_clock::now();
   for (int i = 0; i < n_decode; ++i) ++out_slot[size_t(i)]->n_past;
   for (auto& [s, n] : read) s->n_past += n;
   // Each slot draws from its own logits with its own sampler, so the draws run on the pool: one
@@ -259,6 +260,7 @@ bool BatchEngine::step() {
   });
   for (const auto& e : failed)
     if (e) std::rethrow_exception(e);
+  const auto t2 = std::chrono::steady_clock::now();
   int64_t sampled = 0;
   for (size_t r = 0; r < out_slot.size(); ++r) {
     Slot& s = *out_slot[r];
@@ -294,6 +296,9 @@ bool BatchEngine::step() {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::lock_guard<std::mutex> lock(mu_);
   stats_.completion_tokens += sampled;
+  stats_.forward_seconds += std::chrono::duration<double>(t1 - t0).count();
+  stats_.sampling_seconds += std::chrono::duration<double>(t2 - t1).count();
+  ++stats_.steps;
   for (auto& [s, n] : read) stats_.prompt_tokens += n;
   if (n_decode > 0) {
     stats_.decode_seconds += secs;

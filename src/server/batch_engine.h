@@ -57,6 +57,9 @@ struct EngineStats {
   int queue_depth = 0, active = 0;
   double decode_seconds = 0;  // time in steps that decoded at least one token
   int64_t decode_tokens = 0;  // tokens sampled in those steps
+  double forward_seconds = 0;   // in the model, all steps
+  double sampling_seconds = 0;  // drawing tokens, all steps
+  int64_t steps = 0;
 };
 
 class BatchEngine {

@@ -164,6 +164,11 @@ struct OpenAiServer::Impl {
         double(s.completion_tokens));
     add("elutq_queue_depth", "gauge", "Requests waiting for a slot.", double(s.queue_depth));
     add("elutq_active_slots", "gauge", "Slots generating.", double(s.active));
+    add("elutq_steps_total", "counter", "Batches run through the model.", double(s.steps));
+    add("elutq_forward_seconds_total", "counter", "Time in the model's forward passes.",
+        s.forward_seconds);
+    add("elutq_sampling_seconds_total", "counter", "Time drawing tokens from the logits.",
+        s.sampling_seconds);
     add("elutq_decode_tokens_per_second", "gauge",
         "Tokens decoded per second of decoding steps, over the server's life.",
         s.decode_seconds > 0 ? double(s.decode_tokens) / s.decode_seconds : 0.0);

@@ -151,7 +151,24 @@ TEST(BatchEngine, ConcurrentRequestsEqualEachGeneratedAlone) {
     while (again->next(&piece)) text += piece;
     EXPECT_EQ(text, want[3]);
     EXPECT_EQ(again->cached_tokens, int(again->prompt.size()) - 1);
+    // The counters /metrics reports add up: every generated token and prompt token counted once,
+    // every step timed (read once the engine has stopped: a job is answered before its step's
+    // counts are added).
     engine.stop();
+    const EngineStats st = engine.stats();
+    int64_t generated = 0, read = 0;
+    jobs.push_back(again);
+    for (const auto& j : jobs) {
+      generated += j->completion_tokens;
+      read += int64_t(j->prompt.size()) - j->cached_tokens;
+    }
+    EXPECT_EQ(st.requests, 5);
+    EXPECT_EQ(st.prompt_tokens, read);
+    EXPECT_GE(st.completion_tokens, generated);  // + one end-of-text token per "stop"
+    EXPECT_LE(st.completion_tokens, generated + 5);
+    EXPECT_GE(st.steps, n);
+    EXPECT_GT(st.forward_seconds, 0.0);
+    EXPECT_GT(st.sampling_seconds, 0.0);
   }
 }
 
