@@ -2,11 +2,11 @@
 #include "generate/sampler.h"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstring>
 
 #include "core/error.h"
+#include "kernels/vec_math.h"
 
 namespace elutq {
 
@@ -115,42 +115,6 @@ float max_of(const float* l, size_t n) {
 }
 }  // namespace
 
-// e^x in plain arithmetic, so a loop of it vectorizes (the library's expf is a call per token):
-// 2^n * e^r with n = round(x / ln 2) and |r| <= ln(2) / 2, e^r by its degree-6 Taylor polynomial
-// (relative error below 2e-7 there). For -87 < x <= 0; x <= -87 gives exactly 0 (as a banned
-// token's -inf must). The clamp and the zeroing are written as two passes because GCC 12
-// vectorizes neither loop with both conditions in it.
-namespace {
-float exp_above_minus87(float x) {  // x in [-87, 0]
-  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float t = x * 1.44269504f + shifter;
-  const float nf = t - shifter;
-  const float r = (x - nf * 0.693145752f) - nf * 1.42860677e-6f;  // ln 2 in two parts
-  float p = 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const int32_t n = std::bit_cast<int32_t>(t) - 0x4B400000;  // the integer in t's low bits
-  return p * std::bit_cast<float>((n + 127) << 23);
-}
-
-void exp_into(float* x, size_t n) {  // x[i] = softmax_exp(x[i])
-  for (size_t i = 0; i < n; ++i) x[i] = x[i] < -87.0f ? -87.0f : x[i];
-  for (size_t i = 0; i < n; ++i) {
-    const uint32_t zero = 0u - uint32_t(x[i] == -87.0f);
-    x[i] = std::bit_cast<float>(std::bit_cast<uint32_t>(exp_above_minus87(x[i])) & ~zero);
-  }
-}
-}  // namespace
-
-float softmax_exp(float x) {
-  exp_into(&x, 1);
-  return x;
-}
-
 int Sampler::sample(const float* logits, int vocab) {
   require(vocab > 0, "sampler got an empty logit vector");
   logits_.assign(logits, logits + vocab);
@@ -223,20 +187,21 @@ int Sampler::sample(const float* logits, int vocab) {
 }
 
 // Temperature sampling over the whole vocabulary, truncated by top-p and min-p only. Defined as:
-// sort every token by descending logit (ties: ascending id), p = softmax_exp((logit - max) / T) /
-// sum_of_weights, cut top-p's smallest prefix reaching top_p and min-p's floor, renormalise if
-// anything was cut, and take the token where the cumulative mass passes a uniform u. Each of those
-// steps reads only a prefix of the sorted list, and at a sampling temperature the tokens within a
-// factor 2^14 of the most likely one nearly always hold what is needed; so this sorts only those
-// (a weight threshold selects an exact prefix of the order, as the weight grows with the logit)
-// and sorts the whole vocabulary only when a step runs off their end: the same token as the full
-// sort, at a fraction of its cost (a full sort of 49152 logits was most of a draw).
+// sort every token by descending logit (ties: ascending id), p = exp((logit - max) / T) (by
+// exp_nonpositive_inplace) / sum_of_weights, cut top-p's smallest prefix reaching top_p and
+// min-p's floor, renormalise if anything was cut, and take the token where the cumulative mass
+// passes a uniform u. Each of those steps reads only a prefix of the sorted list, and at a
+// sampling temperature the tokens within a factor 2^14 of the most likely one nearly always hold
+// what is needed; so this sorts only those (a weight threshold selects an exact prefix of the
+// order, as the weight grows with the logit) and sorts the whole vocabulary only when a step runs
+// off their end: the same token as the full sort, at a fraction of its cost (a full sort of 49152
+// logits was most of a draw).
 int Sampler::draw_from_vocabulary(int vocab) {
   const float mx = max_of(logits_.data(), logits_.size());
   const float inv_t = 1.0f / opt_.temperature;
   weights_.resize(size_t(vocab));
   for (size_t i = 0; i < weights_.size(); ++i) weights_[i] = (logits_[i] - mx) * inv_t;
-  exp_into(weights_.data(), weights_.size());
+  exp_nonpositive_inplace(weights_.data(), int64_t(weights_.size()));
   weight_sum_ = sum_of_weights(weights_);
   const double u = uniform01();
   const size_t n = size_t(vocab);

@@ -66,10 +66,6 @@ class Sampler {
   double uniform01();        // the one random number a draw uses, in [0, 1)
 };
 
-// e^x for x <= 0 within 3e-7 relative (0 at -87 and below): a whole-vocabulary draw's token
-// weights.
-float softmax_exp(float x);
-
 // The softmax denominator of a whole-vocabulary draw: w[i] added into eight partial sums by
 // i mod 8 (so the additions overlap), which are then added in order.
 double sum_of_weights(const std::vector<float>& w);

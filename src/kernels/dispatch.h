@@ -33,6 +33,12 @@ struct IsaKernels {
   // widened once for all of them; each token's result bit-identical to gemv_rows_q8_0.
   void (*gemv_rows_q8_0_tokens)(const uint8_t* W, const float* x, int64_t n, int tokens,
                                 int64_t r0, int64_t r1, float* y, int64_t y_stride) = nullptr;
+  // Attention over cached rows (attention_kernels.h): scores out[j] = scale * q . k_j, and
+  // out = sum_j w[j] v_j, for rows j < count at the given stride.
+  void (*attention_scores)(const float* q, const float* k, int64_t stride, int64_t count, int hd,
+                           float scale, float* out) = nullptr;
+  void (*attention_weighted_sum)(const float* w, const float* v, int64_t stride, int64_t count,
+                                 int hd, float* out) = nullptr;
   // out (n, m) = H (n, n, float) V (n, m, double), sums in double: the group fits' products.
   void (*block_product_f32_f64)(const float* H, int64_t n, const double* V, int m,
                                 double* out) = nullptr;

@@ -1,7 +1,8 @@
-// The GEMV entry points: the active ISA's kernels (see gemv.h).
+// The GEMV and attention entry points: the active ISA's kernels (gemv.h, attention_kernels.h).
 #include "kernels/gemv.h"
 
 #include "core/error.h"
+#include "kernels/attention_kernels.h"
 #include "kernels/dispatch.h"
 
 namespace elutq {
@@ -21,6 +22,16 @@ void block_product_f32_f64(const float* H, int64_t n, const double* V, int m, do
 
 float dot_f32(const float* a, const float* b, int64_t n) {
   return active_kernels().dot_f32(a, b, n);
+}
+
+void attention_scores(const float* q, const float* k, int64_t stride, int64_t count, int hd,
+                      float scale, float* out) {
+  active_kernels().attention_scores(q, k, stride, count, hd, scale, out);
+}
+
+void attention_weighted_sum(const float* w, const float* v, int64_t stride, int64_t count, int hd,
+                            float* out) {
+  active_kernels().attention_weighted_sum(w, v, stride, count, hd, out);
 }
 
 void gemv_rows_stored(DType t, const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,

@@ -2,6 +2,7 @@
 // -mavx2 -mfma -mf16c; chosen at run time).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -35,6 +36,60 @@ float dot_f32_avx2(const float* a, const float* b, int64_t n) {
   float s = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
+}
+
+// Four rows at a time: four accumulators over the head's dimensions, then one transposing
+// reduction (three horizontal adds and a 128-bit add) for all four instead of one each.
+void attention_scores_avx2(const float* q, const float* k, int64_t stride, int64_t count, int hd,
+                           float scale, float* out) {
+  if (hd % 8 != 0) return attention_scores_scalar(q, k, stride, count, hd, scale, out);
+  int64_t j = 0;
+  for (; j + 4 <= count; j += 4) {
+    const float* k0 = k + j * stride;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    for (int d = 0; d < hd; d += 8) {
+      const __m256 qv = _mm256_loadu_ps(q + d);
+      a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d), a0);
+      a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + stride + d), a1);
+      a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * stride + d), a2);
+      a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * stride + d), a3);
+    }
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    _mm_storeu_ps(out + j, _mm_mul_ps(s, _mm_set1_ps(scale)));
+  }
+  for (; j < count; ++j) {
+    __m256 a = _mm256_setzero_ps();
+    for (int d = 0; d < hd; d += 8)
+      a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + j * stride + d), a);
+    out[j] = hsum(a) * scale;
+  }
+}
+
+// The output in registers, 64 dimensions (eight vectors) at a time, every row added into them.
+void attention_weighted_sum_avx2(const float* w, const float* v, int64_t stride, int64_t count,
+                                 int hd, float* out) {
+  if (hd % 8 != 0) return attention_weighted_sum_scalar(w, v, stride, count, hd, out);
+  for (int d0 = 0; d0 < hd; d0 += 64) {
+    const int vecs = std::min(64, hd - d0) / 8;
+    __m256 acc[8];
+    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
+    if (vecs == 8) {
+      for (int64_t j = 0; j < count; ++j) {
+        const __m256 wj = _mm256_set1_ps(w[j]);
+        const float* vj = v + j * stride + d0;
+        for (int i = 0; i < 8; ++i) acc[i] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8 * i), acc[i]);
+      }
+    } else {
+      for (int64_t j = 0; j < count; ++j) {
+        const __m256 wj = _mm256_set1_ps(w[j]);
+        const float* vj = v + j * stride + d0;
+        for (int i = 0; i < vecs; ++i) acc[i] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8 * i), acc[i]);
+      }
+    }
+    for (int i = 0; i < vecs; ++i) _mm256_storeu_ps(out + d0 + 8 * i, acc[i]);
+  }
 }
 
 void gemv_rows_f32_avx2(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y) {

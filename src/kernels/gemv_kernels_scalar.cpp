@@ -23,6 +23,18 @@ float dot_f32_scalar(const float* a, const float* b, int64_t n) {
   for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
   return s;
 }
+void attention_scores_scalar(const float* q, const float* k, int64_t stride, int64_t count, int hd,
+                             float scale, float* out) {
+  for (int64_t j = 0; j < count; ++j) out[j] = dot_f32_scalar(q, k + j * stride, hd) * scale;
+}
+
+void attention_weighted_sum_scalar(const float* w, const float* v, int64_t stride, int64_t count,
+                                   int hd, float* out) {
+  for (int d = 0; d < hd; ++d) out[d] = 0.0f;
+  for (int64_t j = 0; j < count; ++j)
+    for (int d = 0; d < hd; ++d) out[d] += w[j] * v[j * stride + d];
+}
+
 void gemv_rows_f32_scalar(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y) {
   for (int64_t r = r0; r < r1; ++r) y[r] = dot_f32_scalar(W + r * n, x, n);
 }

@@ -5,7 +5,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/gemv.h"
+#include "kernels/attention_kernels.h"
+#include "kernels/vec_math.h"
 #include "model/block_ops.h"
 #include "model/rope.h"
 
@@ -137,24 +138,19 @@ void DecoderBlock::attention(int n, BlockScratch& s, ThreadPool& pool) {
       const int64_t row0 = s.tok_row0[size_t(i)];
       const float* kc = k_cache.data() + row0 * kv_dim + kvh * hd;
       const float* vc = v_cache.data() + row0 * kv_dim + kvh * hd;
+      const int64_t count = p - start + 1;
+      float* w = sc + start;
+      attention_scores(q, kc + int64_t(start) * kv_dim, kv_dim, count, hd, scale, w);
       float mx = -INFINITY;
-      for (int j = start; j <= p; ++j) {
-        sc[j] = dot_f32(q, kc + int64_t(j) * kv_dim, hd) * scale;
-        mx = std::max(mx, sc[j]);
-      }
+      for (int64_t j = 0; j < count; ++j) mx = std::max(mx, w[j]);
+      for (int64_t j = 0; j < count; ++j) w[j] -= mx;
+      exp_nonpositive_inplace(w, count);
       float sum = 0.0f;
-      for (int j = start; j <= p; ++j) {
-        sc[j] = std::exp(sc[j] - mx);
-        sum += sc[j];
-      }
+      for (int64_t j = 0; j < count; ++j) sum += w[j];
       const float inv = 1.0f / sum;
-      float* out = s.att.data() + int64_t(i) * q_dim + h * hd;
-      std::fill(out, out + hd, 0.0f);
-      for (int j = start; j <= p; ++j) {
-        const float w = sc[j] * inv;
-        const float* v = vc + int64_t(j) * kv_dim;
-        for (int d = 0; d < hd; ++d) out[d] += w * v[d];
-      }
+      for (int64_t j = 0; j < count; ++j) w[j] *= inv;
+      attention_weighted_sum(w, vc + int64_t(start) * kv_dim, kv_dim, count, hd,
+                             s.att.data() + int64_t(i) * q_dim + h * hd);
     }
   });
 }

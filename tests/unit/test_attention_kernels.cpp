@@ -1,0 +1,80 @@
+// The attention inner loops (kernels/attention_kernels.h) on every ISA this CPU runs, against sums
+// in double; and the vectorizable exp of kernels/vec_math.h against std::exp.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "core/cpu_features.h"
+#include "kernels/dispatch.h"
+#include "kernels/vec_math.h"
+
+namespace elutq {
+namespace {
+
+std::vector<Isa> runnable_isas() {
+  std::vector<Isa> v;
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon})
+    if (isa_available(isa)) v.push_back(isa);
+  return v;
+}
+
+TEST(AttentionKernels, ScoresAndWeightedSumsMatchDoubleSumsOnEveryIsa) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (Isa isa : runnable_isas()) {
+    const IsaKernels& k = isa_kernels(isa);
+    for (int hd : {8, 12, 64, 80, 128, 136}) {
+      for (int64_t count : {1, 3, 4, 5, 8, 33}) {
+        SCOPED_TRACE(testing::Message() << "isa " << int(isa) << " hd " << hd << " count " << count);
+        const int64_t stride = 3 * hd + 5;  // rows of a cache holding other heads between them
+        std::vector<float> q(static_cast<size_t>(hd)), kv(static_cast<size_t>(stride * count)),
+            w(static_cast<size_t>(count));
+        for (auto& x : q) x = nd(rng);
+        for (auto& x : kv) x = nd(rng);
+        for (auto& x : w) x = std::abs(nd(rng));
+        std::vector<float> scores(size_t(count) + 1, -7.0f), out(size_t(hd) + 1, -7.0f);
+        k.attention_scores(q.data(), kv.data(), stride, count, hd, 0.125f, scores.data());
+        k.attention_weighted_sum(w.data(), kv.data(), stride, count, hd, out.data());
+        for (int64_t j = 0; j < count; ++j) {
+          double want = 0, mag = 0;
+          for (int d = 0; d < hd; ++d) {
+            want += double(q[size_t(d)]) * kv[size_t(j * stride + d)];
+            mag += std::abs(double(q[size_t(d)]) * kv[size_t(j * stride + d)]);
+          }
+          ASSERT_NEAR(scores[size_t(j)], 0.125 * want, 1e-6 * mag) << "row " << j;
+        }
+        EXPECT_EQ(scores[size_t(count)], -7.0f) << "wrote past count";
+        for (int d = 0; d < hd; ++d) {
+          double want = 0, mag = 0;
+          for (int64_t j = 0; j < count; ++j) {
+            want += double(w[size_t(j)]) * kv[size_t(j * stride + d)];
+            mag += std::abs(double(w[size_t(j)]) * kv[size_t(j * stride + d)]);
+          }
+          ASSERT_NEAR(out[size_t(d)], want, 1e-6 * mag) << "dim " << d;
+        }
+        EXPECT_EQ(out[size_t(hd)], -7.0f) << "wrote past hd";
+      }
+    }
+  }
+}
+
+TEST(VecMath, ExpOfNonPositiveValuesIsCloseToExp) {
+  std::vector<float> x;
+  for (float v = -86.9f; v <= 0.0f; v += 0.0137f) x.push_back(v);
+  x.push_back(0.0f);
+  std::vector<float> e = x;
+  exp_nonpositive_inplace(e.data(), int64_t(e.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double want = std::exp(double(x[i]));
+    ASSERT_NEAR(e[i], want, 3e-7 * want) << x[i];
+  }
+  EXPECT_EQ(e.back(), 1.0f);
+  std::vector<float> low = {-87.0f, -100.0f, -INFINITY};
+  exp_nonpositive_inplace(low.data(), 3);
+  for (float v : low) EXPECT_EQ(v, 0.0f);
+}
+
+}  // namespace
+}  // namespace elutq
