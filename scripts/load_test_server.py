@@ -1,14 +1,17 @@
 """Load test of `elutq serve` on loopback: C concurrent clients each send R streamed chat requests
 of mixed lengths through the openai client; reports failures, the server's peak RSS, p50/p95
-time to first token and inter-token latency, aggregate generated tokens per second and the
-server's own counts from /metrics, for each --parallel given. Bounded in count (C x R requests) and time (--timeout per request).
+time to first token and inter-token latency, aggregate generated tokens per second, the
+server's own counts from /metrics and the CPU time of the server and of the clients, for each
+--parallel given. Bounded in count (C x R requests) and time (--timeout per request).
 
 usage: ~/.cache/elutq/venv/bin/python scripts/load_test_server.py --cli build/elutq \
            --model MODEL.gguf [--clients 8] [--requests 25] [--parallel 4 1] [--threads 2]
 """
 import argparse
+import os
 import random
 import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -38,6 +41,12 @@ def peak_rss_mib(pid):
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def run(cli, model, parallel, clients, requests, threads, timeout):
@@ -80,12 +89,17 @@ def run(cli, model, parallel, clients, requests, threads, timeout):
                 tokens[0] += n
 
     t0 = time.time()
+    server_cpu0 = cpu_seconds(proc.pid)
+    client_cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     ts = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
     wall = time.time() - t0
+    server_cpu = cpu_seconds(proc.pid) - server_cpu0
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = ru.ru_utime + ru.ru_stime - client_cpu0.ru_utime - client_cpu0.ru_stime
     rss = peak_rss_mib(proc.pid)
     metrics = {}
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
@@ -101,11 +115,15 @@ def run(cli, model, parallel, clients, requests, threads, timeout):
     print(f"  time to first token p50 {percentile(ttft, .5):.3f} s p95 {percentile(ttft, .95):.3f} s;"
           f" inter-token p50 {percentile(itl, .5) * 1000:.1f} ms p95 "
           f"{percentile(itl, .95) * 1000:.1f} ms")
-    print(f"  server: {metrics['elutq_prompt_tokens_total']:.0f} prompt tokens read, "
-          f"{metrics['elutq_completion_tokens_total']:.0f} generated; decode "
-          f"{metrics['elutq_decode_tokens_per_second']:.1f} tok/s over its decoding steps; "
-          f"{metrics['elutq_steps_total']:.0f} steps, {metrics['elutq_forward_seconds_total']:.1f} s "
-          f"in the model, {metrics['elutq_sampling_seconds_total']:.1f} s drawing tokens")
+    if "elutq_steps_total" in metrics:  # servers before these counters lack them
+        print(f"  server: {metrics['elutq_prompt_tokens_total']:.0f} prompt tokens read, "
+              f"{metrics['elutq_completion_tokens_total']:.0f} generated; decode "
+              f"{metrics['elutq_decode_tokens_per_second']:.1f} tok/s over its decoding steps; "
+              f"{metrics['elutq_steps_total']:.0f} steps, "
+              f"{metrics['elutq_forward_seconds_total']:.1f} s in the model, "
+              f"{metrics['elutq_sampling_seconds_total']:.1f} s drawing tokens")
+    print(f"  CPU time: server {server_cpu:.1f} s, the clients (this process) {client_cpu:.1f} s "
+          f"(of {2 * wall:.0f} s on 2 cores)")
     for f in failures[:5]:
         print("  failure:", f)
     return tokens[0] / wall
