@@ -20,19 +20,42 @@ namespace elutq {
 
 namespace {
 
-// Nearest code of x under one group's params, and the value it stands for.
-inline uint8_t nearest_code(const QuantSpec& spec, const float* p, float x, float* value) {
-  uint8_t code;
-  if (spec.kind == QuantKind::Uniform) {
-    uniform_assign(&x, 1, spec.bits, p, &code);
-  } else if (spec.kind == QuantKind::HLQ) {
-    hlq_assign(&x, 1, spec.bits, p, &code);
-  } else {
-    assign_nearest(spec, p, &x, 1, &code);
+// One group's representable values under its params, made once for the group's sweep: the nearest
+// code of a weight (the lowest of the nearest, as hlq_assign and assign_nearest pick it) and the
+// value it stands for (dequant_code's, bit for bit). Uniform codes round instead (uniform_assign).
+class GroupLevels {
+ public:
+  GroupLevels(const QuantSpec& spec, const float* p) : spec_(spec), p_(p) {
+    if (spec.kind == QuantKind::Uniform) return;
+    nv_ = 1 << spec.bits;
+    for (int c = 0; c < nv_; ++c) vals_[c] = dequant_code(spec, p, uint8_t(c));
   }
-  *value = dequant_code(spec, p, code);
-  return code;
-}
+  uint8_t nearest(float x, float* value) const {
+    if (nv_ == 0) {
+      uint8_t code;
+      uniform_assign(&x, 1, spec_.bits, p_, &code);
+      *value = dequant_code(spec_, p_, code);
+      return code;
+    }
+    float bd = std::fabs(x - vals_[0]);
+    int best = 0;
+    for (int c = 1; c < nv_; ++c) {
+      const float d = std::fabs(x - vals_[c]);
+      if (d < bd) {
+        bd = d;
+        best = c;
+      }
+    }
+    *value = vals_[best];
+    return uint8_t(best);
+  }
+
+ private:
+  const QuantSpec& spec_;
+  const float* p_;
+  int nv_ = 0;  // 0: uniform
+  float vals_[16] = {};
+};
 
 // Effective Hessian of a group at the head of the unquantized columns: (U_gg^T U_gg)^{-1} =
 // U_gg^{-1} U_gg^{-T}, where U_gg (n, n) is the group's diagonal block of the upper factor U.
@@ -192,9 +215,9 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
         float* e = E.data() + r * bs;     // (bs) this row's scaled errors
         double loss = 0;
         // Quantizes sweep column i with params P, pushing the error onto columns (i, i2).
-        auto sweep_col = [&](int64_t i, const float* P) {
+        auto sweep_col = [&](int64_t i, const GroupLevels& levels) {
           float v;
-          uint8_t code = nearest_code(spec, P, w[i], &v);
+          const uint8_t code = levels.nearest(w[i], &v);
           float err = (w[i] - v) / U[i * cols + i];
           const float* Ui = U.data() + i * cols;
           for (int64_t j = i + 1; j < i2; ++j) w[j] -= err * Ui[j];
@@ -204,7 +227,7 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
         };
         for (int64_t c = i1; c < i2;) {
           if (static_groups) {
-            sweep_col(c, q.params.data() + (r * gpr + perm[c] / g) * ppg);
+            sweep_col(c, GroupLevels(spec, q.params.data() + (r * gpr + perm[c] / g) * ppg));
             ++c;
             continue;
           }
@@ -219,7 +242,8 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
           }
           if (!ours) {
             const int64_t seg_end = std::min(b, i2);
-            for (int64_t i = c; i < seg_end; ++i) sweep_col(i, P);
+            const GroupLevels levels(spec, P);
+            for (int64_t i = c; i < seg_end; ++i) sweep_col(i, levels);
             c = seg_end;
             continue;
           }
@@ -256,9 +280,10 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
             }
             std::copy(w0.begin(), w0.end(), wt.begin());
             double l = 0;
+            const GroupLevels levels(spec, P2.data());
             for (int i = 0; i < n; ++i) {
               float v;
-              ct[i] = nearest_code(spec, P2.data(), wt[i], &v);
+              ct[i] = levels.nearest(wt[i], &v);
               const float* Ui = U.data() + (a + i) * cols + a;
               float err = (wt[i] - v) / Ui[i];
               for (int j = i + 1; j < n; ++j) wt[j] -= err * Ui[j];
