@@ -26,6 +26,7 @@ IsaKernels scalar_table() {
   k.gemv_rows_q8_0 = kern::gemv_rows_q8_0_scalar;
   k.gemv_rows_q8_0_tokens = kern::gemv_rows_q8_0_tokens_scalar;
   k.block_product_f32_f64 = kern::block_product_f32_f64_scalar;
+  k.sub_scaled_f32 = kern::sub_scaled_f32_scalar;
   k.gemv_rows_f16 = kern::gemv_rows_f16_scalar;
   k.gemv_rows_bf16 = kern::gemv_rows_bf16_scalar;
   k.stream_read = stream_read_portable;
@@ -45,6 +46,7 @@ IsaKernels avx2_table() {
   k.gemv_rows_q8_0 = kern::gemv_rows_q8_0_avx2;
   k.gemv_rows_q8_0_tokens = kern::gemv_rows_q8_0_tokens_avx2;
   k.block_product_f32_f64 = kern::block_product_f32_f64_avx2;
+  k.sub_scaled_f32 = kern::sub_scaled_f32_avx2;
   k.gemv_rows_f16 = kern::gemv_rows_f16_avx2;
   k.gemv_rows_bf16 = kern::gemv_rows_bf16_avx2;
   k.stream_read = stream_read_avx2;
@@ -59,6 +61,7 @@ IsaKernels avx512_table() {
   k.gemv_rows_q8_0 = kern::gemv_rows_q8_0_avx512;
   k.gemv_rows_q8_0_tokens = kern::gemv_rows_q8_0_tokens_avx512;
   k.block_product_f32_f64 = kern::block_product_f32_f64_avx512;
+  k.sub_scaled_f32 = kern::sub_scaled_f32_avx512;
   k.gemv_rows_f16 = kern::gemv_rows_f16_avx512;
   k.gemv_rows_bf16 = kern::gemv_rows_bf16_avx512;
   k.stream_read = stream_read_avx512;

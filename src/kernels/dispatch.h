@@ -39,6 +39,9 @@ struct IsaKernels {
                            float scale, float* out) = nullptr;
   void (*attention_weighted_sum)(const float* w, const float* v, int64_t stride, int64_t count,
                                  int hd, float* out) = nullptr;
+  // y[j] = y[j] - a * x[j] for j < n, the product rounded before the subtraction (no fused
+  // multiply-add), so every ISA gives the scalar loop's result: GPTQ's error propagation.
+  void (*sub_scaled_f32)(float* y, const float* x, float a, int64_t n) = nullptr;
   // out (n, m) = H (n, n, float) V (n, m, double), sums in double: the group fits' products.
   void (*block_product_f32_f64)(const float* H, int64_t n, const double* V, int m,
                                 double* out) = nullptr;

@@ -20,6 +20,10 @@ void block_product_f32_f64(const float* H, int64_t n, const double* V, int m, do
   active_kernels().block_product_f32_f64(H, n, V, m, out);
 }
 
+void sub_scaled_f32(float* y, const float* x, float a, int64_t n) {
+  active_kernels().sub_scaled_f32(y, x, a, n);
+}
+
 float dot_f32(const float* a, const float* b, int64_t n) {
   return active_kernels().dot_f32(a, b, n);
 }

@@ -46,6 +46,7 @@ void attention_weighted_sum_scalar(const float* w, const float* v, int64_t strid
 // sum in double (the group fits' products with a Hessian block). The SIMD versions add in another
 // order: equal to the scalar sums within double rounding, and each column's sums independent of m.
 void block_product_f32_f64_scalar(const float* H, int64_t n, const double* V, int m, double* out);
+void sub_scaled_f32_scalar(float* y, const float* x, float a, int64_t n);
 void gemv_rows_f32_scalar(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y);
 // Two tokens over the same rows: y0 = W x0 and y1 = W x1 for rows [r0, r1), each equal bit for bit
 // to gemv_rows_f32 of the same ISA (one pass over the rows for both).
@@ -88,7 +89,9 @@ void attention_scores_avx2(const float* q, const float* k, int64_t stride, int64
 void attention_weighted_sum_avx2(const float* w, const float* v, int64_t stride, int64_t count,
                                  int hd, float* out);
 void block_product_f32_f64_avx2(const float* H, int64_t n, const double* V, int m, double* out);
+void sub_scaled_f32_avx2(float* y, const float* x, float a, int64_t n);
 void block_product_f32_f64_avx512(const float* H, int64_t n, const double* V, int m, double* out);
+void sub_scaled_f32_avx512(float* y, const float* x, float a, int64_t n);
 void gemv_rows_f32_avx2(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y);
 void gemv2_rows_f32_avx2(const float* W, const float* x0, const float* x1, int64_t n, int64_t r0,
                          int64_t r1, float* y0, float* y1);

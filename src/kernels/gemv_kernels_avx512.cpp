@@ -167,6 +167,19 @@ void block_product(const float* H, int64_t n, const double* vt, double* out) {
 }
 }  // namespace
 
+// The product is kept out of a fused multiply-add by an empty asm the compiler cannot see
+// through, so the result is the scalar loop's (a rounded product, then the subtraction).
+void sub_scaled_f32_avx512(float* y, const float* x, float a, int64_t n) {
+  const __m512 av = _mm512_set1_ps(a);
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    __m512 t = _mm512_mul_ps(av, _mm512_loadu_ps(x + j));
+    asm("" : "+v"(t));
+    _mm512_storeu_ps(y + j, _mm512_sub_ps(_mm512_loadu_ps(y + j), t));
+  }
+  sub_scaled_f32_scalar(y + j, x + j, a, n - j);
+}
+
 void block_product_f32_f64_avx512(const float* H, int64_t n, const double* V, int m, double* out) {
   const double* vt = columns_of(V, n, m);
   switch (m) {

@@ -35,6 +35,13 @@ void attention_weighted_sum_scalar(const float* w, const float* v, int64_t strid
     for (int d = 0; d < hd; ++d) out[d] += w[j] * v[j * stride + d];
 }
 
+void sub_scaled_f32_scalar(float* y, const float* x, float a, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float t = a * x[j];
+    y[j] -= t;
+  }
+}
+
 void gemv_rows_f32_scalar(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y) {
   for (int64_t r = r0; r < r1; ++r) y[r] = dot_f32_scalar(W + r * n, x, n);
 }

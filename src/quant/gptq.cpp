@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "kernels/gemv.h"
 #include "quant/group_fit.h"
 #include "quant/hessian.h"
 #include "quant/hlqc_fit.h"
@@ -220,7 +221,7 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
           const uint8_t code = levels.nearest(w[i], &v);
           float err = (w[i] - v) / U[i * cols + i];
           const float* Ui = U.data() + i * cols;
-          for (int64_t j = i + 1; j < i2; ++j) w[j] -= err * Ui[j];
+          sub_scaled_f32(w + i + 1, Ui + i + 1, err, i2 - i - 1);
           e[i - i1] = err;
           loss += double(err) * err;
           q.codes[r * cols + perm[i]] = code;
@@ -286,7 +287,7 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
               ct[i] = levels.nearest(wt[i], &v);
               const float* Ui = U.data() + (a + i) * cols + a;
               float err = (wt[i] - v) / Ui[i];
-              for (int j = i + 1; j < n; ++j) wt[j] -= err * Ui[j];
+              sub_scaled_f32(wt.data() + i + 1, Ui + i + 1, err, n - i - 1);
               et[i] = err;
               l += double(err) * err;
             }
@@ -304,7 +305,7 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
             q.codes[r * cols + perm[a + i]] = cbest[i];
             e[a + i - i1] = ebest[i];
             const float* Ui = U.data() + (a + i) * cols;
-            for (int64_t j = b; j < i2; ++j) w[j] -= ebest[i] * Ui[j];
+            sub_scaled_f32(w + b, Ui + b, ebest[i], i2 - b);
           }
           loss += best;
           c = b;

@@ -1,8 +1,11 @@
-// The attention inner loops (kernels/attention_kernels.h) on every ISA this CPU runs, against sums
-// in double; and the vectorizable exp of kernels/vec_math.h against std::exp.
+// Small vector kernels on every ISA this CPU runs: the attention inner loops
+// (kernels/attention_kernels.h) against sums in double, GPTQ's y -= a x against the scalar loop bit
+// for bit; and the vectorizable exp of kernels/vec_math.h against std::exp.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <random>
 #include <vector>
 
@@ -56,6 +59,28 @@ TEST(AttentionKernels, ScoresAndWeightedSumsMatchDoubleSumsOnEveryIsa) {
         }
         EXPECT_EQ(out[size_t(hd)], -7.0f) << "wrote past hd";
       }
+    }
+  }
+}
+
+TEST(VectorKernels, SubScaledEqualsTheScalarLoopBitForBit) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (Isa isa : runnable_isas()) {
+    for (int64_t n : {0, 1, 7, 8, 15, 16, 17, 127, 1000}) {
+      std::vector<float> x(static_cast<size_t>(n) + 1), y(x.size());
+      for (auto& v : x) v = nd(rng);
+      for (auto& v : y) v = nd(rng);
+      const float a = nd(rng);
+      std::vector<float> want = y, got = y;
+      for (int64_t j = 0; j < n; ++j) {
+        const float t = a * x[size_t(j)];  // rounded, then subtracted
+        want[size_t(j)] = want[size_t(j)] - t;
+      }
+      isa_kernels(isa).sub_scaled_f32(got.data(), x.data(), a, n);
+      for (size_t j = 0; j < got.size(); ++j)
+        ASSERT_EQ(std::bit_cast<uint32_t>(got[j]), std::bit_cast<uint32_t>(want[j]))
+            << "isa " << int(isa) << " n " << n << " at " << j;
     }
   }
 }
