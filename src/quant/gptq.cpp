@@ -313,7 +313,9 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
         row_loss[r] += loss;
       }
     };
-    if (pool) pool->run(rows, do_rows);
+    // Rows in small pieces claimed on demand: a row's fits take longer or shorter as they converge,
+    // and halves fixed in advance left one thread waiting for the other.
+    if (pool) pool->parallel_chunks(rows, 8, [&](int64_t r0, int64_t r1) { do_rows(0, r0, r1); });
     else do_rows(0, 0, rows);
     // Lazy update of the later columns: W[:, i2:] -= E (rows, bs) * U[i1:i2, i2:] (bs, cols - i2),
     // rows split over the pool (OpenBLAS runs single-threaded inside the pipeline).
