@@ -67,18 +67,19 @@ void radix_sort_high32(std::vector<uint64_t>& keys, std::vector<uint64_t>& tmp) 
 }
 }  // namespace
 
-// The same order as sorting (id, logit) by descending logit, then ascending id, as one stable radix
-// sort of keys with the descending logit in the high half and the id in the low half (the ids go
-// in ascending, so equal logits stay in id order): a sort of a whole vocabulary per token is most
-// of a draw from the untruncated distribution (data-free calibration, the server's default).
-void Sampler::sort_by_logit() {
-  keys_.resize(cand_.size());
-  for (size_t i = 0; i < cand_.size(); ++i)
-    keys_[i] = uint64_t(~ordered_bits(cand_[i].second)) << 32 | uint32_t(cand_[i].first);
+// cand_ = every token by descending logit, then ascending id, with probabilities weights_ /
+// weight_sum_. One stable radix sort of keys with the descending logit in the high half and the id
+// in the low half (the ids go in ascending, so equal logits stay in id order): the fallback of a
+// whole-vocabulary draw whose steps run past the head it sorted first.
+void Sampler::sort_vocabulary() {
+  keys_.resize(logits_.size());
+  for (size_t i = 0; i < logits_.size(); ++i)
+    keys_[i] = uint64_t(~ordered_bits(logits_[i])) << 32 | uint32_t(i);
   radix_sort_high32(keys_, scratch_);
+  cand_.resize(keys_.size());
   for (size_t i = 0; i < keys_.size(); ++i) {
     const uint32_t id = uint32_t(keys_[i]);
-    cand_[i] = {int(id), logits_[id]};
+    cand_[i] = {int(id), float(weights_[id] / weight_sum_)};
   }
 }
 
@@ -119,7 +120,8 @@ int Sampler::sample(const float* logits, int vocab) {
   require(vocab > 0, "sampler got an empty logit vector");
   logits_.assign(logits, logits + vocab);
   // NaN or Inf weights would otherwise turn into endless token 0 ("####...") and exit status 0.
-  require(usable_logits(logits, size_t(vocab)), "the model's logits are NaN or +Inf: its weights are damaged or out of range "
+  require(usable_logits(logits, size_t(vocab)),
+          "the model's logits are NaN or +Inf: its weights are damaged or out of range "
           "(look for non-finite values with 'elutq tensor -m MODEL NAME')");
   head_only_ = false;
 
@@ -156,29 +158,9 @@ int Sampler::sample(const float* logits, int vocab) {
       sum += c.second;
     }
     for (auto& c : cand_) c.second = float(c.second / sum);
-    // Top-p: the smallest prefix whose mass reaches top_p.
-    if (opt_.top_p < 1.0f) {
-      double mass = 0;
-      size_t keep = cand_.size();
-      for (size_t i = 0; i < cand_.size(); ++i) {
-        mass += cand_[i].second;
-        if (mass >= opt_.top_p) {
-          keep = i + 1;
-          break;
-        }
-      }
-      cand_.resize(keep);
-    }
-    // Min-p: drop tokens far less likely than the best one.
-    if (opt_.min_p > 0.0f) {
-      const float floor = opt_.min_p * cand_[0].second;
-      size_t keep = 1;
-      while (keep < cand_.size() && cand_[keep].second >= floor) ++keep;
-      cand_.resize(keep);
-    }
-    double total = 0;
-    for (const auto& c : cand_) total += c.second;
-    for (auto& c : cand_) c.second = float(c.second / total);
+    const size_t keep = kept_after_cuts(k, k);
+    cand_.resize(keep);
+    renormalize(keep);
     const int at = draw(uniform01());
     chosen = at >= 0 ? cand_[size_t(at)].first : cand_.back().first;
   }
@@ -206,28 +188,11 @@ int Sampler::draw_from_vocabulary(int vocab) {
   const double u = uniform01();
   const size_t n = size_t(vocab);
   for (int attempt = 0; attempt < 2; ++attempt) {
-    if (attempt == 1 || !sorted_head_above(0x1.0p-14f)) sorted_head(n);
+    if (attempt == 1 || !sorted_head_above(0x1.0p-14f)) sort_vocabulary();
     const size_t head = cand_.size();
-    const bool whole = head == n;
-    size_t keep = n;  // n: nothing cut (so far as the head tells)
-    if (opt_.top_p < 1.0f) {
-      double mass = 0;
-      for (size_t i = 0; i < head && keep == n; ++i)
-        if ((mass += cand_[i].second) >= opt_.top_p) keep = i + 1;
-      if (keep == n && !whole) continue;  // the prefix reaching top_p is longer than the head
-    }
-    if (opt_.min_p > 0.0f) {
-      const float floor = opt_.min_p * cand_[0].second;
-      size_t k = 1;
-      while (k < std::min(keep, head) && cand_[k].second >= floor) ++k;
-      if (k == head && head < keep) continue;  // the floor lies past the head
-      keep = k;
-    }
-    if (keep < n) {  // renormalise what is left
-      double total = 0;
-      for (size_t i = 0; i < keep; ++i) total += cand_[i].second;
-      for (size_t i = 0; i < keep; ++i) cand_[i].second = float(cand_[i].second / total);
-    }
+    const size_t keep = kept_after_cuts(head, n);
+    if (keep == 0) continue;            // a cut lies past the head
+    if (keep < n) renormalize(keep);    // what is left after a cut
     cand_.resize(std::min(keep, head));
     const int at = draw(u);
     if (at < 0 && keep > head) continue;  // u lies past the head's mass
@@ -248,16 +213,28 @@ bool Sampler::sorted_head_above(float min_weight) {
   return true;
 }
 
-void Sampler::sorted_head(size_t head) {
-  const size_t n = logits_.size();
-  cand_.resize(n);
-  for (size_t i = 0; i < n; ++i) cand_[i] = {int(i), logits_[i]};
-  if (head == n)
-    sort_by_logit();
-  else
-    std::partial_sort(cand_.begin(), cand_.begin() + long(head), cand_.end(), by_logit);
-  cand_.resize(head);
-  for (auto& c : cand_) c.second = float(weights_[size_t(c.first)] / weight_sum_);
+size_t Sampler::kept_after_cuts(size_t head, size_t n) const {
+  size_t keep = n;  // n: nothing cut (so far as the head tells)
+  if (opt_.top_p < 1.0f) {  // the smallest prefix whose mass reaches top_p
+    double mass = 0;
+    for (size_t i = 0; i < head && keep == n; ++i)
+      if ((mass += cand_[i].second) >= opt_.top_p) keep = i + 1;
+    if (keep == n && head < n) return 0;  // that prefix is longer than the head
+  }
+  if (opt_.min_p > 0.0f) {  // drop tokens far less likely than the best one
+    const float floor = opt_.min_p * cand_[0].second;
+    size_t k = 1;
+    while (k < std::min(keep, head) && cand_[k].second >= floor) ++k;
+    if (k == head && head < keep) return 0;  // the floor lies past the head
+    keep = k;
+  }
+  return keep;
+}
+
+void Sampler::renormalize(size_t keep) {
+  double total = 0;
+  for (size_t i = 0; i < keep; ++i) total += cand_[i].second;
+  for (size_t i = 0; i < keep; ++i) cand_[i].second = float(cand_[i].second / total);
 }
 
 double sum_of_weights(const std::vector<float>& w) {
@@ -283,7 +260,7 @@ double Sampler::uniform01() { return double(rng_() >> 11) * 0x1.0p-53; }
 
 const std::vector<std::pair<int, float>>& Sampler::last_candidates() {
   if (head_only_) {  // nothing was cut, so the candidates are the whole sorted vocabulary
-    sorted_head(logits_.size());
+    sort_vocabulary();
     head_only_ = false;
   }
   return cand_;

@@ -51,17 +51,20 @@ class Sampler {
   std::vector<uint64_t> keys_, scratch_;              // sort scratch, reused
   std::vector<float> logits_;                         // after the penalty, by id (reused)
   std::vector<float> weights_;                        // exp((logit - max) / T), by id (reused)
-  double weight_sum_ = 0;                             // of weights_, added in id order
+  double weight_sum_ = 0;                             // sum_of_weights(weights_)
   bool head_only_ = false;  // cand_ holds only the sorted head of the candidates (none cut)
 
-  void sort_by_logit();  // cand_ (token i at i) by descending logit, then ascending id
   int draw_from_vocabulary(int vocab);  // temperature sampling without a top-k limit
-  // cand_ = the `head` best tokens (descending logit, then ascending id) with probabilities
+  // cand_ = every token (descending logit, then ascending id) with probabilities
   // weights_ / weight_sum_.
-  void sorted_head(size_t head);
+  void sort_vocabulary();
   // cand_ = the tokens of weight >= min_weight, sorted, with probabilities; false (cand_ unusable)
   // if they are more than an eighth of the vocabulary.
   bool sorted_head_above(float min_weight);
+  // How many of n sorted candidates top-p and min-p keep, read from the first `head` of them in
+  // cand_ (probabilities); 0 if the head does not decide it.
+  size_t kept_after_cuts(size_t head, size_t n) const;
+  void renormalize(size_t keep);  // cand_[0, keep) divided by its sum
   int draw(double u) const;  // the candidate where cand_'s cumulative mass passes u; -1 if none
   double uniform01();        // the one random number a draw uses, in [0, 1)
 };

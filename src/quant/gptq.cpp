@@ -22,7 +22,7 @@ namespace elutq {
 namespace {
 
 // One group's representable values under its params, made once for the group's sweep: the nearest
-// code of a weight (the lowest of the nearest, as hlq_assign and assign_nearest pick it) and the
+// code of a weight (nearest_level, as hlq_assign and assign_nearest pick it) and the
 // value it stands for (dequant_code's, bit for bit). Uniform codes round instead (uniform_assign).
 class GroupLevels {
  public:
@@ -38,15 +38,7 @@ class GroupLevels {
       *value = dequant_code(spec_, p_, code);
       return code;
     }
-    float bd = std::fabs(x - vals_[0]);
-    int best = 0;
-    for (int c = 1; c < nv_; ++c) {
-      const float d = std::fabs(x - vals_[c]);
-      if (d < bd) {
-        bd = d;
-        best = c;
-      }
-    }
+    const int best = nearest_level(vals_, nv_, x);
     *value = vals_[best];
     return uint8_t(best);
   }

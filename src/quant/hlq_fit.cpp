@@ -137,7 +137,7 @@ Fitted run_gradient(const float* w, int n, int bits, const GroupWeights& h,
 }  // namespace
 
 namespace {
-// The lowest code among the nearest levels, as the plain loop over codes with a strict "<" picks
+// The lowest code among the nearest levels, as nearest_level (tensor/qformat.h) picks
 // it; written as selects over a compile-time level count, so the loop over weights vectorizes
 // (with -fno-trapping-math) instead of branching on every comparison.
 template <int kLevels>

@@ -127,18 +127,7 @@ void assign_nearest(const QuantSpec& spec, const float* params, const float* w, 
   const int nv = 1 << spec.bits;
   float vals[256];  // B <= 8
   for (int c = 0; c < nv; ++c) vals[c] = dequant_code(spec, params, uint8_t(c));
-  for (int i = 0; i < n; ++i) {
-    int best = 0;
-    float bd = std::fabs(w[i] - vals[0]);
-    for (int c = 1; c < nv; ++c) {
-      const float d = std::fabs(w[i] - vals[c]);
-      if (d < bd) {
-        bd = d;
-        best = c;
-      }
-    }
-    codes[i] = uint8_t(best);
-  }
+  for (int i = 0; i < n; ++i) codes[i] = uint8_t(nearest_level(vals, nv, w[i]));
 }
 
 void dequantize(const QuantizedMatrix& q, float* dst) {

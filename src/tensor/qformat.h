@@ -20,6 +20,7 @@
 // round trip is bit-exact and what was fitted is what runs).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -94,6 +95,20 @@ struct QuantizedMatrix {
 
   const float* group_params(int64_t row, int64_t group_index) const;
 };
+
+// The lowest code c among those whose vals[c] (c < nv) is nearest x.
+inline int nearest_level(const float* vals, int nv, float x) {
+  int best = 0;
+  float bd = std::fabs(x - vals[0]);
+  for (int c = 1; c < nv; ++c) {
+    const float d = std::fabs(x - vals[c]);
+    if (d < bd) {
+      bd = d;
+      best = c;
+    }
+  }
+  return best;
+}
 
 // The value a code stands for, with the parameters of its group (or row, for Codebook).
 float dequant_code(const QuantSpec& spec, const float* params, uint8_t code);
