@@ -137,7 +137,9 @@ TEST(FuzzRegressions, ZeroByZeroSafetensorsTensorHasNoRows) {
   try {
     const SafetensorsFile f(path);
     for (const TensorInfo& t : f.tensors()) {
-      if (t.numel() == 0) EXPECT_EQ(t.rows() * t.cols(), 0) << t.name;
+      if (t.numel() == 0) {
+        EXPECT_EQ(t.rows() * t.cols(), 0) << t.name;
+      }
       std::vector<float> out(size_t(t.numel()) + 1);
       tensor_to_f32(t, out.data());
     }
