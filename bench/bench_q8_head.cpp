@@ -9,6 +9,7 @@
 #include "core/cpu_features.h"
 #include "core/fp16.h"
 #include "kernels/dispatch.h"
+#include "kernels/q8_rows16.h"
 
 namespace elutq {
 namespace {
@@ -40,9 +41,39 @@ void run(benchmark::State& state, Isa isa, int tokens) {
   state.SetItemsProcessed(state.iterations() * kRows);
 }
 
+// The same head re-laid for the int16-activation kernel (what StoredLinear runs where it exists);
+// the activations' rounding is counted too.
+void run_rows16(benchmark::State& state, Isa isa, int tokens) {
+  if (!isa_available(isa) || !isa_kernels(isa).q8_rows16_i16)
+    return state.SkipWithError("no rows16 kernel for this ISA on this CPU");
+  static const std::vector<uint8_t> packed = [] {
+    std::vector<uint8_t> p(size_t(q8_rows16_bytes(kRows, kCols)));
+    q8_rows16_pack(head().data(), kRows, kCols, p.data());
+    return p;
+  }();
+  std::vector<float> x(size_t(tokens * kCols), 0.5f), y(size_t(tokens * kRows));
+  std::vector<int16_t> xq(x.size());
+  std::vector<float> dx(x.size() / 32);
+  for (auto _ : state) {
+    for (int t = 0; t < tokens; ++t)
+      quantize_activations_i16(x.data() + t * kCols, kCols, xq.data() + t * kCols,
+                               dx.data() + t * kCols / 32);
+    isa_kernels(isa).q8_rows16_i16(packed.data(), kRows, kCols, xq.data(), dx.data(), tokens, 0,
+                                   kRows / 16, y.data(), kRows);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetItemsProcessed(state.iterations() * kRows);
+}
+
 void BM_Q8HeadAvx512T1(benchmark::State& s) { run(s, Isa::Avx512, 1); }
 void BM_Q8HeadAvx512T4(benchmark::State& s) { run(s, Isa::Avx512, 4); }
 void BM_Q8HeadAvx2T4(benchmark::State& s) { run(s, Isa::Avx2, 4); }
+void BM_Q8HeadRows16Avx512T1(benchmark::State& s) { run_rows16(s, Isa::Avx512, 1); }
+void BM_Q8HeadRows16Avx512T4(benchmark::State& s) { run_rows16(s, Isa::Avx512, 4); }
+void BM_Q8HeadRows16Avx512T8(benchmark::State& s) { run_rows16(s, Isa::Avx512, 8); }
+BENCHMARK(BM_Q8HeadRows16Avx512T1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Q8HeadRows16Avx512T4)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Q8HeadRows16Avx512T8)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Q8HeadAvx512T1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Q8HeadAvx512T4)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Q8HeadAvx2T4)->Unit(benchmark::kMillisecond);

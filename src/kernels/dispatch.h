@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "core/cpu_features.h"
+#include "kernels/q8_rows16.h"
 
 namespace elutq {
 
@@ -33,6 +34,9 @@ struct IsaKernels {
   // widened once for all of them; each token's result bit-identical to gemv_rows_q8_0.
   void (*gemv_rows_q8_0_tokens)(const uint8_t* W, const float* x, int64_t n, int tokens,
                                 int64_t r0, int64_t r1, float* y, int64_t y_stride) = nullptr;
+  // Q8_0 re-laid in 16-row groups against int16 activations (q8_rows16.h): only where the ISA has
+  // integer dot products that pay (AVX-512 VNNI); null elsewhere, and callers keep the GEMV above.
+  kern::Rows16Fn q8_rows16_i16 = nullptr;
   // Attention over cached rows (attention_kernels.h): scores out[j] = scale * q . k_j, and
   // out = sum_j w[j] v_j, for rows j < count at the given stride.
   void (*attention_scores)(const float* q, const float* k, int64_t stride, int64_t count, int hd,

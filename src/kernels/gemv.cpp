@@ -55,4 +55,6 @@ void gemv_rows_stored_tokens(DType t, const uint8_t* W, const float* x, int64_t 
   for (int k = 0; k < tokens; ++k) gemv_rows_stored(t, W, x + k * n, n, r0, r1, y + k * y_stride);
 }
 
+kern::Rows16Fn active_q8_rows16_kernel() { return active_kernels().q8_rows16_i16; }
+
 }  // namespace elutq

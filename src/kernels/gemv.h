@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "kernels/q8_rows16.h"
 #include "tensor/dtype.h"
 
 namespace elutq {
@@ -28,5 +29,8 @@ void gemv_rows_stored(DType t, const uint8_t* W, const float* x, int64_t n, int6
 // for bit to gemv_rows_stored of that token alone; Q8_0 widens each row once for all of them.
 void gemv_rows_stored_tokens(DType t, const uint8_t* W, const float* x, int64_t n, int tokens,
                              int64_t r0, int64_t r1, float* y, int64_t y_stride);
+// The active ISA's kernel for Q8_0 re-laid in 16-row groups against int16 activations
+// (q8_rows16.h), or null where the ISA has none worth using (then the Q8_0 GEMV above).
+kern::Rows16Fn active_q8_rows16_kernel();
 
 }  // namespace elutq

@@ -36,16 +36,42 @@ StoredLinear::StoredLinear(const TensorInfo& w)
   require(w.data != nullptr && w.nbytes >= row_bytes_ * uint64_t(out_), "tensor '", w.name,
           "' holds ", w.nbytes, " bytes, less than its ", out_, "x", in_, " ", dtype_name(w.dtype),
           " shape needs (truncated or corrupt file?)");
+  if (w.dtype == DType::Q8_0) rows16_kernel_ = active_q8_rows16_kernel();
+  if (rows16_kernel_) {
+    rows16_.resize(size_t(q8_rows16_bytes(out_, in_)));
+    q8_rows16_pack(w.data, out_, in_, rows16_.data());
+  }
 }
 
 std::string StoredLinear::describe() const {
   std::string t = dtype_name(w_.dtype);
   std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-  return t + " " + std::to_string(out_) + "x" + std::to_string(in_);
+  return t + " " + std::to_string(out_) + "x" + std::to_string(in_) +
+         (rows16_kernel_ ? " (int16 activations)" : "");
 }
 
 void StoredLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool) const {
   const int64_t in = in_, out = out_;
+  if (rows16_kernel_) {
+    const int64_t nb = in / 32;
+    thread_local std::vector<int16_t> xq;
+    thread_local std::vector<float> dx;
+    xq.resize(size_t(n * in));
+    dx.resize(size_t(n * nb));
+    for (int64_t t = 0; t < n; ++t)
+      quantize_activations_i16(x + t * in, in, xq.data() + t * in, dx.data() + t * nb);
+    const int16_t* q = xq.data();
+    const float* d = dx.data();
+    // Tokens in blocks of kGemvTokens, whose activations stay in cache while the rows stream by.
+    pool.run((out + kRows16 - 1) / kRows16, [&](int, int64_t g0, int64_t g1) {
+      for (int64_t t0 = 0; t0 < n; t0 += kGemvTokens) {
+        const int tn = int(std::min(kGemvTokens, n - t0));
+        rows16_kernel_(rows16_.data(), out, in, q + t0 * in, d + t0 * nb, tn, g0, g1, y + t0 * out,
+                       out);
+      }
+    });
+    return;
+  }
   // Up to kGemvTokens tokens: GEMV rows (each token's result that of a GEMV alone); converting
   // slabs pays off only when many tokens share them (see docs/RESULTS.md, section "LUT kernels",
   // "SmolLM2's output head on its Q8_0 blocks").
