@@ -127,10 +127,12 @@ void DecoderBlock::attention(int n, BlockScratch& s, ThreadPool& pool) {
   const int hd = c.head_dim, q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
   const int group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(float(hd));
+  // Items head-major: a thread's share holds every token of its heads, so tokens at different
+  // positions (a server step's slots, prompt chunks beside decode tokens) split evenly.
   pool.run(int64_t(n) * c.n_heads, [&](int t, int64_t b, int64_t e) {
     float* sc = s.scores.data() + int64_t(t) * s.max_ctx;
     for (int64_t item = b; item < e; ++item) {
-      const int i = int(item / c.n_heads), h = int(item % c.n_heads), kvh = h / group;
+      const int i = int(item % n), h = int(item / n), kvh = h / group;
       const int p = s.tok_pos[size_t(i)];
       const int start = c.sliding_window > 0 ? std::max(0, p - c.sliding_window + 1) : 0;
       const float* q = s.q.data() + int64_t(i) * q_dim + h * hd;
