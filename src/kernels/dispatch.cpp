@@ -20,7 +20,7 @@ IsaKernels scalar_table() {
   k.lut = &lut_kernels_scalar();
   k.dot_f32 = kern::dot_f32_scalar;
   k.attention_scores = kern::attention_scores_scalar;
-  k.attention_weighted_sum = kern::attention_weighted_sum_scalar;
+  k.attention_weighted_sum_add = kern::attention_weighted_sum_add_scalar;
   k.gemv_rows_f32 = kern::gemv_rows_f32_scalar;
   k.gemv2_rows_f32 = kern::gemv2_rows_f32_scalar;
   k.gemv_rows_q8_0 = kern::gemv_rows_q8_0_scalar;
@@ -40,7 +40,7 @@ IsaKernels avx2_table() {
   k.lut = &lut_kernels_avx2();
   k.dot_f32 = kern::dot_f32_avx2;
   k.attention_scores = kern::attention_scores_avx2;
-  k.attention_weighted_sum = kern::attention_weighted_sum_avx2;
+  k.attention_weighted_sum_add = kern::attention_weighted_sum_add_avx2;
   k.gemv_rows_f32 = kern::gemv_rows_f32_avx2;
   k.gemv2_rows_f32 = kern::gemv2_rows_f32_avx2;
   k.gemv_rows_q8_0 = kern::gemv_rows_q8_0_avx2;

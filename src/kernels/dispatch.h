@@ -38,11 +38,11 @@ struct IsaKernels {
   // integer dot products that pay (AVX-512 VNNI); null elsewhere, and callers keep the GEMV above.
   kern::Rows16Fn q8_rows16_i16 = nullptr;
   // Attention over cached rows (attention_kernels.h): scores out[j] = scale * q . k_j, and
-  // out = sum_j w[j] v_j, for rows j < count at the given stride.
+  // out += sum_j w[j] v_j in row order, for rows j < count at the given stride.
   void (*attention_scores)(const float* q, const float* k, int64_t stride, int64_t count, int hd,
                            float scale, float* out) = nullptr;
-  void (*attention_weighted_sum)(const float* w, const float* v, int64_t stride, int64_t count,
-                                 int hd, float* out) = nullptr;
+  void (*attention_weighted_sum_add)(const float* w, const float* v, int64_t stride,
+                                     int64_t count, int hd, float* out) = nullptr;
   // y[j] = y[j] - a * x[j] for j < n, the product rounded before the subtraction (no fused
   // multiply-add), so every ISA gives the scalar loop's result: GPTQ's error propagation.
   void (*sub_scaled_f32)(float* y, const float* x, float a, int64_t n) = nullptr;

@@ -33,9 +33,9 @@ void attention_scores(const float* q, const float* k, int64_t stride, int64_t co
   active_kernels().attention_scores(q, k, stride, count, hd, scale, out);
 }
 
-void attention_weighted_sum(const float* w, const float* v, int64_t stride, int64_t count, int hd,
+void attention_weighted_sum_add(const float* w, const float* v, int64_t stride, int64_t count, int hd,
                             float* out) {
-  active_kernels().attention_weighted_sum(w, v, stride, count, hd, out);
+  active_kernels().attention_weighted_sum_add(w, v, stride, count, hd, out);
 }
 
 void gemv_rows_stored(DType t, const uint8_t* W, const float* x, int64_t n, int64_t r0, int64_t r1,

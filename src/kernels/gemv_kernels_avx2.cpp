@@ -67,14 +67,15 @@ void attention_scores_avx2(const float* q, const float* k, int64_t stride, int64
   }
 }
 
-// The output in registers, 64 dimensions (eight vectors) at a time, every row added into them.
-void attention_weighted_sum_avx2(const float* w, const float* v, int64_t stride, int64_t count,
+// The output in registers, 64 dimensions (eight vectors) at a time, every row added into them
+// (starting from out's values, so a sum over rows can be taken in pieces).
+void attention_weighted_sum_add_avx2(const float* w, const float* v, int64_t stride, int64_t count,
                                  int hd, float* out) {
-  if (hd % 8 != 0) return attention_weighted_sum_scalar(w, v, stride, count, hd, out);
+  if (hd % 8 != 0) return attention_weighted_sum_add_scalar(w, v, stride, count, hd, out);
   for (int d0 = 0; d0 < hd; d0 += 64) {
     const int vecs = std::min(64, hd - d0) / 8;
     __m256 acc[8];
-    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
+    for (int i = 0; i < vecs; ++i) acc[i] = _mm256_loadu_ps(out + d0 + 8 * i);
     if (vecs == 8) {
       for (int64_t j = 0; j < count; ++j) {
         const __m256 wj = _mm256_set1_ps(w[j]);

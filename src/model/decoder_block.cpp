@@ -40,7 +40,8 @@ BlockScratch::BlockScratch(const ModelConfig& c, int max_batch_, int max_ctx_, i
   up.resize(B * hidden);
   cos_t.resize(B * (hd / 2));
   sin_t.resize(B * (hd / 2));
-  scores.resize(size_t(n_threads) * size_t(max_ctx));
+  scores.resize(size_t(n_threads) * kAttentionTile * size_t(max_ctx));
+  tiles.resize(B + 1);
   tok_pos.resize(B);
   tok_row0.resize(B);
 }
@@ -122,37 +123,71 @@ void DecoderBlock::add_down(const float* down_in, int n, float* x, BlockScratch&
 // s.att (n, q_dim): for each token i and head h, softmax(q k^T / sqrt(hd)) v over the cached
 // positions of its sequence it may see (causal, and within the sliding window if the model has
 // one).
+//
+// Tokens go in tiles: runs of up to kAttentionTile consecutive tokens of one sequence (a prompt's
+// tokens; each token of a decode step over several sequences is a tile of its own). A tile's
+// queries take the key rows, and then the value rows, kAttentionKeyBlock at a time, each block for
+// all of them while it is in L1: a 512-token prompt otherwise reads each head's cache once per
+// query. Each query's arithmetic is that of one call over all its rows (blocks start at multiples
+// of 4 rows from its first, as the kernels group rows; sums continue in row order), so its output
+// does not depend on the tiling. Items (head, tile) go head-major, so a thread's share holds every
+// tile of its heads and tokens at different positions split evenly (the pool hands out equal
+// contiguous ranges).
 void DecoderBlock::attention(int n, BlockScratch& s, ThreadPool& pool) {
   const ModelConfig& c = *cfg_;
   const int hd = c.head_dim, q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
   const int group = c.n_heads / c.n_kv_heads;
   const float scale = 1.0f / std::sqrt(float(hd));
-  // Items head-major: a thread's share holds every token of its heads, so tokens at different
-  // positions (a server step's slots, prompt chunks beside decode tokens) split evenly.
-  pool.run(int64_t(n) * c.n_heads, [&](int t, int64_t b, int64_t e) {
-    float* sc = s.scores.data() + int64_t(t) * s.max_ctx;
+  int n_tiles = 0;
+  for (int i = 0; i < n; ++i)
+    if (i == 0 || s.tok_row0[size_t(i)] != s.tok_row0[size_t(i - 1)] ||
+        i - s.tiles[size_t(n_tiles - 1)] == kAttentionTile)
+      s.tiles[size_t(n_tiles++)] = i;
+  s.tiles[size_t(n_tiles)] = n;
+  pool.run(int64_t(n_tiles) * c.n_heads, [&](int t, int64_t b, int64_t e) {
+    float* sc = s.scores.data() + int64_t(t) * kAttentionTile * s.max_ctx;
     for (int64_t item = b; item < e; ++item) {
-      const int i = int(item % n), h = int(item / n), kvh = h / group;
-      const int p = s.tok_pos[size_t(i)];
-      const int start = c.sliding_window > 0 ? std::max(0, p - c.sliding_window + 1) : 0;
-      const float* q = s.q.data() + int64_t(i) * q_dim + h * hd;
-      // The sequence's cache rows; j below counts positions within them.
-      const int64_t row0 = s.tok_row0[size_t(i)];
+      const int tile = int(item % n_tiles), h = int(item / n_tiles), kvh = h / group;
+      const int i0 = s.tiles[size_t(tile)], nq = s.tiles[size_t(tile) + 1] - i0;
+      // The sequence's cache rows; a query's rows run from start[a] to its own position.
+      const int64_t row0 = s.tok_row0[size_t(i0)];
       const float* kc = k_cache.data() + row0 * kv_dim + kvh * hd;
       const float* vc = v_cache.data() + row0 * kv_dim + kvh * hd;
-      const int64_t count = p - start + 1;
-      float* w = sc + start;
-      attention_scores(q, kc + int64_t(start) * kv_dim, kv_dim, count, hd, scale, w);
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < count; ++j) mx = std::max(mx, w[j]);
-      for (int64_t j = 0; j < count; ++j) w[j] -= mx;
-      exp_nonpositive_inplace(w, count);
-      float sum = 0.0f;
-      for (int64_t j = 0; j < count; ++j) sum += w[j];
-      const float inv = 1.0f / sum;
-      for (int64_t j = 0; j < count; ++j) w[j] *= inv;
-      attention_weighted_sum(w, vc + int64_t(start) * kv_dim, kv_dim, count, hd,
-                             s.att.data() + int64_t(i) * q_dim + h * hd);
+      int start[kAttentionTile];
+      int64_t count[kAttentionTile], most = 0;
+      for (int a = 0; a < nq; ++a) {
+        const int p = s.tok_pos[size_t(i0 + a)];
+        start[a] = c.sliding_window > 0 ? std::max(0, p - c.sliding_window + 1) : 0;
+        count[a] = p - start[a] + 1;
+        most = std::max(most, count[a]);
+      }
+      auto query = [&](int a) { return s.q.data() + int64_t(i0 + a) * q_dim + h * hd; };
+      auto out = [&](int a) { return s.att.data() + int64_t(i0 + a) * q_dim + h * hd; };
+      for (int64_t j0 = 0; j0 < most; j0 += kAttentionKeyBlock)
+        for (int a = 0; a < nq; ++a)
+          if (j0 < count[a])
+            attention_scores(query(a), kc + (start[a] + j0) * kv_dim, kv_dim,
+                             std::min<int64_t>(kAttentionKeyBlock, count[a] - j0), hd, scale,
+                             sc + a * int64_t(s.max_ctx) + j0);
+      for (int a = 0; a < nq; ++a) {
+        float* w = sc + a * int64_t(s.max_ctx);
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < count[a]; ++j) mx = std::max(mx, w[j]);
+        for (int64_t j = 0; j < count[a]; ++j) w[j] -= mx;
+        exp_nonpositive_inplace(w, count[a]);
+        float sum = 0.0f;
+        for (int64_t j = 0; j < count[a]; ++j) sum += w[j];
+        const float inv = 1.0f / sum;
+        for (int64_t j = 0; j < count[a]; ++j) w[j] *= inv;
+        std::fill(out(a), out(a) + hd, 0.0f);
+      }
+      for (int64_t j0 = 0; j0 < most; j0 += kAttentionKeyBlock)
+        for (int a = 0; a < nq; ++a)
+          if (j0 < count[a])
+            attention_weighted_sum_add(sc + a * int64_t(s.max_ctx) + j0,
+                                       vc + (start[a] + j0) * kv_dim, kv_dim,
+                                       std::min<int64_t>(kAttentionKeyBlock, count[a] - j0), hd,
+                                       out(a));
     }
   });
 }

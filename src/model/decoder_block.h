@@ -39,6 +39,11 @@ void rmsnorm(const float* x, const float* w, int dim, float eps, float* out);
 void swiglu(const Linear& gate, const Linear& up, const float* xn, int64_t n, float* g, float* u,
             ThreadPool& pool);
 
+// Attention runs on tiles of up to this many consecutive tokens of one sequence, reading the
+// shared key and value rows kAttentionKeyBlock at a time for all of them (DecoderBlock::attention).
+constexpr int kAttentionTile = 8;
+constexpr int kAttentionKeyBlock = 64;  // a multiple of 4: the scores kernels' row groups
+
 // Working memory of a block's forward pass, sized once for batches of up to max_batch tokens and
 // a KV cache of max_ctx rows, shared by all blocks of a model.
 struct BlockScratch {
@@ -51,7 +56,8 @@ struct BlockScratch {
   std::vector<float> proj;         // (max_batch, dim) o / down output
   std::vector<float> gate, up;     // (max_batch, hidden_dim)
   std::vector<float> cos_t, sin_t; // (max_batch, head_dim / 2)
-  std::vector<float> scores;       // (n_threads, max_ctx) one attention row per thread
+  std::vector<float> scores;       // (n_threads, kAttentionTile, max_ctx) a tile's rows per thread
+  std::vector<int> tiles;          // (max_batch + 1) first token of each attention tile
   // Where each token of the batch sits: position tok_pos[i] (RoPE, causal extent) of a sequence
   // whose KV cache rows start at row tok_row0[i]. One sequence at pos: pos + i and 0.
   std::vector<int> tok_pos, tok_row0;  // (max_batch) each

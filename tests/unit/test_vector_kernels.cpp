@@ -3,9 +3,11 @@
 // for bit; and the vectorizable exp of kernels/vec_math.h against std::exp.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -29,7 +31,7 @@ TEST(AttentionKernels, ScoresAndWeightedSumsMatchDoubleSumsOnEveryIsa) {
   for (Isa isa : runnable_isas()) {
     const IsaKernels& k = isa_kernels(isa);
     for (int hd : {8, 12, 64, 80, 128, 136}) {
-      for (int64_t count : {1, 3, 4, 5, 8, 33}) {
+      for (int64_t count : {1, 3, 4, 5, 8, 33, 70}) {
         SCOPED_TRACE(testing::Message() << "isa " << int(isa) << " hd " << hd << " count " << count);
         const int64_t stride = 3 * hd + 5;  // rows of a cache holding other heads between them
         std::vector<float> q(static_cast<size_t>(hd)), kv(static_cast<size_t>(stride * count)),
@@ -39,7 +41,22 @@ TEST(AttentionKernels, ScoresAndWeightedSumsMatchDoubleSumsOnEveryIsa) {
         for (auto& x : w) x = std::abs(nd(rng));
         std::vector<float> scores(size_t(count) + 1, -7.0f), out(size_t(hd) + 1, -7.0f);
         k.attention_scores(q.data(), kv.data(), stride, count, hd, 0.125f, scores.data());
-        k.attention_weighted_sum(w.data(), kv.data(), stride, count, hd, out.data());
+        std::fill(out.begin(), out.end() - 1, 0.5f);  // the sums are added to what out holds
+        k.attention_weighted_sum_add(w.data(), kv.data(), stride, count, hd, out.data());
+        // In two pieces, [0, m) then [m, count): the same bits (the runtime's key blocks), and
+        // scores of rows from a multiple of 4 on are those of the whole call.
+        for (int64_t m : {int64_t(4), count / 2 / 4 * 4}) {
+          if (m <= 0 || m >= count) continue;
+          std::vector<float> parts(size_t(hd), 0.5f), tail(size_t(count - m));
+          k.attention_weighted_sum_add(w.data(), kv.data(), stride, m, hd, parts.data());
+          k.attention_weighted_sum_add(w.data() + m, kv.data() + m * stride, stride, count - m, hd,
+                                       parts.data());
+          ASSERT_EQ(std::memcmp(parts.data(), out.data(), size_t(hd) * 4), 0) << "split at " << m;
+          k.attention_scores(q.data(), kv.data() + m * stride, stride, count - m, hd, 0.125f,
+                             tail.data());
+          ASSERT_EQ(std::memcmp(tail.data(), scores.data() + m, tail.size() * 4), 0)
+              << "scores from row " << m;
+        }
         for (int64_t j = 0; j < count; ++j) {
           double want = 0, mag = 0;
           for (int d = 0; d < hd; ++d) {
@@ -55,7 +72,7 @@ TEST(AttentionKernels, ScoresAndWeightedSumsMatchDoubleSumsOnEveryIsa) {
             want += double(w[size_t(j)]) * kv[size_t(j * stride + d)];
             mag += std::abs(double(w[size_t(j)]) * kv[size_t(j * stride + d)]);
           }
-          ASSERT_NEAR(out[size_t(d)], want, 1e-6 * mag) << "dim " << d;
+          ASSERT_NEAR(out[size_t(d)], 0.5 + want, 1e-6 * (mag + 0.5)) << "dim " << d;
         }
         EXPECT_EQ(out[size_t(hd)], -7.0f) << "wrote past hd";
       }
