@@ -61,6 +61,8 @@ IsaKernels avx512_table() {
   k.gemv_rows_q8_0 = kern::gemv_rows_q8_0_avx512;
   k.gemv_rows_q8_0_tokens = kern::gemv_rows_q8_0_tokens_avx512;
   k.q8_rows16_i16 = kern::q8_rows16_i16_avx512;
+  k.attention_scores = kern::attention_scores_avx512;
+  k.attention_weighted_sum_add = kern::attention_weighted_sum_add_avx512;
   k.block_product_f32_f64 = kern::block_product_f32_f64_avx512;
   k.sub_scaled_f32 = kern::sub_scaled_f32_avx512;
   k.gemv_rows_f16 = kern::gemv_rows_f16_avx512;

@@ -92,6 +92,12 @@ void block_product_f32_f64_avx2(const float* H, int64_t n, const double* V, int 
 void sub_scaled_f32_avx2(float* y, const float* x, float a, int64_t n);
 void block_product_f32_f64_avx512(const float* H, int64_t n, const double* V, int m, double* out);
 void sub_scaled_f32_avx512(float* y, const float* x, float a, int64_t n);
+// Attention at twice AVX2's width (head dimensions a multiple of 16; others go to the AVX2
+// kernels): scores in groups of four rows from the first, like every version.
+void attention_scores_avx512(const float* q, const float* k, int64_t stride, int64_t count, int hd,
+                             float scale, float* out);
+void attention_weighted_sum_add_avx512(const float* w, const float* v, int64_t stride,
+                                       int64_t count, int hd, float* out);
 void gemv_rows_f32_avx2(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y);
 void gemv2_rows_f32_avx2(const float* W, const float* x0, const float* x1, int64_t n, int64_t r0,
                          int64_t r1, float* y0, float* y1);

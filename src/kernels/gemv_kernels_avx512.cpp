@@ -117,6 +117,71 @@ void gemv_rows_bf16_avx512(const uint8_t* W, const float* x, int64_t n, int64_t 
   gemv_rows_half_avx512<true>(W, x, n, r0, r1, y);
 }
 
+// Four rows at a time: four accumulators over the head's dimensions, folded to 256 bits, then
+// one transposing reduction (three horizontal adds and a 128-bit add) for all four.
+void attention_scores_avx512(const float* q, const float* k, int64_t stride, int64_t count, int hd,
+                             float scale, float* out) {
+  if (hd % 16 != 0) return attention_scores_avx2(q, k, stride, count, hd, scale, out);
+  auto fold = [](__m512 v) {
+    return _mm256_add_ps(_mm512_castps512_ps256(v),
+                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  };
+  int64_t j = 0;
+  for (; j + 4 <= count; j += 4) {
+    const float* k0 = k + j * stride;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    for (int d = 0; d < hd; d += 16) {
+      const __m512 qv = _mm512_loadu_ps(q + d);
+      a0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + d), a0);
+      a1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + stride + d), a1);
+      a2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + 2 * stride + d), a2);
+      a3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + 3 * stride + d), a3);
+    }
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(fold(a0), fold(a1)),
+                                    _mm256_hadd_ps(fold(a2), fold(a3)));
+    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    _mm_storeu_ps(out + j, _mm_mul_ps(s, _mm_set1_ps(scale)));
+  }
+  for (; j < count; ++j) {
+    __m512 a = _mm512_setzero_ps();
+    for (int d = 0; d < hd; d += 16)
+      a = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), _mm512_loadu_ps(k + j * stride + d), a);
+    out[j] = _mm512_reduce_add_ps(a) * scale;
+  }
+}
+
+// The output in registers, 128 dimensions (eight vectors) at a time, every row added into them.
+void attention_weighted_sum_add_avx512(const float* w, const float* v, int64_t stride,
+                                       int64_t count, int hd, float* out) {
+  if (hd % 16 != 0) return attention_weighted_sum_add_avx2(w, v, stride, count, hd, out);
+  for (int d0 = 0; d0 < hd; d0 += 128) {
+    const int vecs = std::min(128, hd - d0) / 16;
+    __m512 acc[8];
+    for (int i = 0; i < 8; ++i) acc[i] = i < vecs ? _mm512_loadu_ps(out + d0 + 16 * i) : _mm512_setzero_ps();
+    if (vecs == 8) {
+      for (int64_t j = 0; j < count; ++j) {
+        const __m512 wj = _mm512_set1_ps(w[j]);
+        const float* vj = v + j * stride + d0;
+        for (int i = 0; i < 8; ++i) acc[i] = _mm512_fmadd_ps(wj, _mm512_loadu_ps(vj + 16 * i), acc[i]);
+      }
+    } else if (vecs == 4) {  // 64-dimension heads (SmolLM2)
+      for (int64_t j = 0; j < count; ++j) {
+        const __m512 wj = _mm512_set1_ps(w[j]);
+        const float* vj = v + j * stride + d0;
+        for (int i = 0; i < 4; ++i) acc[i] = _mm512_fmadd_ps(wj, _mm512_loadu_ps(vj + 16 * i), acc[i]);
+      }
+    } else {
+      for (int64_t j = 0; j < count; ++j) {
+        const __m512 wj = _mm512_set1_ps(w[j]);
+        const float* vj = v + j * stride + d0;
+        for (int i = 0; i < vecs; ++i) acc[i] = _mm512_fmadd_ps(wj, _mm512_loadu_ps(vj + 16 * i), acc[i]);
+      }
+    }
+    for (int i = 0; i < vecs; ++i) _mm512_storeu_ps(out + d0 + 16 * i, acc[i]);
+  }
+}
+
 void gemv_rows_q8_0_tokens_avx512(const uint8_t* W, const float* x, int64_t n, int tokens,
                                   int64_t r0, int64_t r1, float* y, int64_t y_stride) {
   // Four tokens a pass: 16 accumulators and 4 widened weight vectors stay in registers.
