@@ -11,7 +11,7 @@ void attention_scores(const float* q, const float* k, int64_t stride, int64_t co
                       float scale, float* out);
 // out[d] += sum_j w[j] * v[j * stride + d] for d < hd, the rows added in order j = 0, 1, ...: one
 // call over rows [0, m) then one over [m, count) gives the bits of one call over [0, count).
-void attention_weighted_sum_add(const float* w, const float* v, int64_t stride, int64_t count, int hd,
-                            float* out);
+void attention_weighted_sum_add(const float* w, const float* v, int64_t stride, int64_t count,
+                                int hd, float* out);
 
 }  // namespace elutq

@@ -33,8 +33,8 @@ void attention_scores(const float* q, const float* k, int64_t stride, int64_t co
   active_kernels().attention_scores(q, k, stride, count, hd, scale, out);
 }
 
-void attention_weighted_sum_add(const float* w, const float* v, int64_t stride, int64_t count, int hd,
-                            float* out) {
+void attention_weighted_sum_add(const float* w, const float* v, int64_t stride, int64_t count,
+                                int hd, float* out) {
   active_kernels().attention_weighted_sum_add(w, v, stride, count, hd, out);
 }
 

@@ -40,8 +40,8 @@ inline const double* columns_of(const double* V, int64_t n, int m) {
 float dot_f32_scalar(const float* a, const float* b, int64_t n);
 void attention_scores_scalar(const float* q, const float* k, int64_t stride, int64_t count, int hd,
                              float scale, float* out);
-void attention_weighted_sum_add_scalar(const float* w, const float* v, int64_t stride, int64_t count,
-                                   int hd, float* out);
+void attention_weighted_sum_add_scalar(const float* w, const float* v, int64_t stride,
+                                       int64_t count, int hd, float* out);
 // out (n, m) = H V for H (n, n) of floats and V (n, m) of doubles, both row-major, m = 1..6, each
 // sum in double (the group fits' products with a Hessian block). The SIMD versions add in another
 // order: equal to the scalar sums within double rounding, and each column's sums independent of m.
@@ -86,8 +86,8 @@ void gemv_rows_bf16_avx512(const uint8_t* W, const float* x, int64_t n, int64_t 
 float dot_f32_avx2(const float* a, const float* b, int64_t n);
 void attention_scores_avx2(const float* q, const float* k, int64_t stride, int64_t count, int hd,
                            float scale, float* out);
-void attention_weighted_sum_add_avx2(const float* w, const float* v, int64_t stride, int64_t count,
-                                 int hd, float* out);
+void attention_weighted_sum_add_avx2(const float* w, const float* v, int64_t stride,
+                                     int64_t count, int hd, float* out);
 void block_product_f32_f64_avx2(const float* H, int64_t n, const double* V, int m, double* out);
 void sub_scaled_f32_avx2(float* y, const float* x, float a, int64_t n);
 void block_product_f32_f64_avx512(const float* H, int64_t n, const double* V, int m, double* out);

@@ -67,28 +67,34 @@ void attention_scores_avx2(const float* q, const float* k, int64_t stride, int64
   }
 }
 
+namespace {
+// acc[i] += w[j] * v_j[8 i .. 8 i + 8) for rows j in order, i < vecs; a fixed kVecs (0: vecs at
+// run time) lets the compiler keep the accumulators in registers.
+template <int kVecs>
+inline void add_weighted_rows_avx2(const float* w, const float* v, int64_t stride, int64_t count,
+                                   int vecs, __m256* acc) {
+  const int m = kVecs > 0 ? kVecs : vecs;
+  for (int64_t j = 0; j < count; ++j) {
+    const __m256 wj = _mm256_set1_ps(w[j]);
+    const float* vj = v + j * stride;
+    for (int i = 0; i < m; ++i) acc[i] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8 * i), acc[i]);
+  }
+}
+}  // namespace
+
 // The output in registers, 64 dimensions (eight vectors) at a time, every row added into them
 // (starting from out's values, so a sum over rows can be taken in pieces).
-void attention_weighted_sum_add_avx2(const float* w, const float* v, int64_t stride, int64_t count,
-                                 int hd, float* out) {
+void attention_weighted_sum_add_avx2(const float* w, const float* v, int64_t stride,
+                                     int64_t count, int hd, float* out) {
   if (hd % 8 != 0) return attention_weighted_sum_add_scalar(w, v, stride, count, hd, out);
   for (int d0 = 0; d0 < hd; d0 += 64) {
     const int vecs = std::min(64, hd - d0) / 8;
     __m256 acc[8];
     for (int i = 0; i < vecs; ++i) acc[i] = _mm256_loadu_ps(out + d0 + 8 * i);
-    if (vecs == 8) {
-      for (int64_t j = 0; j < count; ++j) {
-        const __m256 wj = _mm256_set1_ps(w[j]);
-        const float* vj = v + j * stride + d0;
-        for (int i = 0; i < 8; ++i) acc[i] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8 * i), acc[i]);
-      }
-    } else {
-      for (int64_t j = 0; j < count; ++j) {
-        const __m256 wj = _mm256_set1_ps(w[j]);
-        const float* vj = v + j * stride + d0;
-        for (int i = 0; i < vecs; ++i) acc[i] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8 * i), acc[i]);
-      }
-    }
+    if (vecs == 8)
+      add_weighted_rows_avx2<8>(w, v + d0, stride, count, vecs, acc);
+    else
+      add_weighted_rows_avx2<0>(w, v + d0, stride, count, vecs, acc);
     for (int i = 0; i < vecs; ++i) _mm256_storeu_ps(out + d0 + 8 * i, acc[i]);
   }
 }

@@ -151,6 +151,21 @@ void attention_scores_avx512(const float* q, const float* k, int64_t stride, int
   }
 }
 
+namespace {
+// acc[i] += w[j] * v_j[16 i .. 16 i + 16) for rows j in order, i < vecs; a fixed kVecs (0: vecs at
+// run time) lets the compiler keep the accumulators in registers.
+template <int kVecs>
+inline void add_weighted_rows_avx512(const float* w, const float* v, int64_t stride,
+                                     int64_t count, int vecs, __m512* acc) {
+  const int m = kVecs > 0 ? kVecs : vecs;
+  for (int64_t j = 0; j < count; ++j) {
+    const __m512 wj = _mm512_set1_ps(w[j]);
+    const float* vj = v + j * stride;
+    for (int i = 0; i < m; ++i) acc[i] = _mm512_fmadd_ps(wj, _mm512_loadu_ps(vj + 16 * i), acc[i]);
+  }
+}
+}  // namespace
+
 // The output in registers, 128 dimensions (eight vectors) at a time, every row added into them.
 void attention_weighted_sum_add_avx512(const float* w, const float* v, int64_t stride,
                                        int64_t count, int hd, float* out) {
@@ -158,25 +173,11 @@ void attention_weighted_sum_add_avx512(const float* w, const float* v, int64_t s
   for (int d0 = 0; d0 < hd; d0 += 128) {
     const int vecs = std::min(128, hd - d0) / 16;
     __m512 acc[8];
-    for (int i = 0; i < 8; ++i) acc[i] = i < vecs ? _mm512_loadu_ps(out + d0 + 16 * i) : _mm512_setzero_ps();
-    if (vecs == 8) {
-      for (int64_t j = 0; j < count; ++j) {
-        const __m512 wj = _mm512_set1_ps(w[j]);
-        const float* vj = v + j * stride + d0;
-        for (int i = 0; i < 8; ++i) acc[i] = _mm512_fmadd_ps(wj, _mm512_loadu_ps(vj + 16 * i), acc[i]);
-      }
-    } else if (vecs == 4) {  // 64-dimension heads (SmolLM2)
-      for (int64_t j = 0; j < count; ++j) {
-        const __m512 wj = _mm512_set1_ps(w[j]);
-        const float* vj = v + j * stride + d0;
-        for (int i = 0; i < 4; ++i) acc[i] = _mm512_fmadd_ps(wj, _mm512_loadu_ps(vj + 16 * i), acc[i]);
-      }
-    } else {
-      for (int64_t j = 0; j < count; ++j) {
-        const __m512 wj = _mm512_set1_ps(w[j]);
-        const float* vj = v + j * stride + d0;
-        for (int i = 0; i < vecs; ++i) acc[i] = _mm512_fmadd_ps(wj, _mm512_loadu_ps(vj + 16 * i), acc[i]);
-      }
+    for (int i = 0; i < vecs; ++i) acc[i] = _mm512_loadu_ps(out + d0 + 16 * i);
+    switch (vecs) {
+      case 8: add_weighted_rows_avx512<8>(w, v + d0, stride, count, vecs, acc); break;
+      case 4: add_weighted_rows_avx512<4>(w, v + d0, stride, count, vecs, acc); break;  // hd 64
+      default: add_weighted_rows_avx512<0>(w, v + d0, stride, count, vecs, acc); break;
     }
     for (int i = 0; i < vecs; ++i) _mm512_storeu_ps(out + d0 + 16 * i, acc[i]);
   }

@@ -28,8 +28,8 @@ void attention_scores_scalar(const float* q, const float* k, int64_t stride, int
   for (int64_t j = 0; j < count; ++j) out[j] = dot_f32_scalar(q, k + j * stride, hd) * scale;
 }
 
-void attention_weighted_sum_add_scalar(const float* w, const float* v, int64_t stride, int64_t count,
-                                   int hd, float* out) {
+void attention_weighted_sum_add_scalar(const float* w, const float* v, int64_t stride,
+                                       int64_t count, int hd, float* out) {
   for (int64_t j = 0; j < count; ++j)
     for (int d = 0; d < hd; ++d) out[d] += w[j] * v[j * stride + d];
 }
