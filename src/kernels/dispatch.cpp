@@ -29,6 +29,9 @@ IsaKernels scalar_table() {
   k.sub_scaled_f32 = kern::sub_scaled_f32_scalar;
   k.gemv_rows_f16 = kern::gemv_rows_f16_scalar;
   k.gemv_rows_bf16 = kern::gemv_rows_bf16_scalar;
+  k.gemm_rows_q4_k = kern::gemm_rows_q4_k_scalar;
+  k.gemm_rows_q5_k = kern::gemm_rows_q5_k_scalar;
+  k.gemm_rows_q6_k = kern::gemm_rows_q6_k_scalar;
   k.stream_read = stream_read_portable;
   return k;
 }
@@ -49,6 +52,9 @@ IsaKernels avx2_table() {
   k.sub_scaled_f32 = kern::sub_scaled_f32_avx2;
   k.gemv_rows_f16 = kern::gemv_rows_f16_avx2;
   k.gemv_rows_bf16 = kern::gemv_rows_bf16_avx2;
+  k.gemm_rows_q4_k = kern::gemm_rows_q4_k_avx2;  // AVX-512 hosts keep these too
+  k.gemm_rows_q5_k = kern::gemm_rows_q5_k_avx2;
+  k.gemm_rows_q6_k = kern::gemm_rows_q6_k_avx2;
   k.stream_read = stream_read_avx2;
   return k;
 }

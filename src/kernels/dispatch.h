@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "core/cpu_features.h"
+#include "kernels/kquant_gemm.h"
 #include "kernels/q8_rows16.h"
 
 namespace elutq {
@@ -37,6 +38,10 @@ struct IsaKernels {
   // Q8_0 re-laid in 16-row groups against int16 activations (q8_rows16.h): only where the ISA has
   // integer dot products that pay (AVX-512 VNNI); null elsewhere, and callers keep the GEMV above.
   kern::Rows16Fn q8_rows16_i16 = nullptr;
+  // GGML K-quant rows as stored (Q4_K, Q5_K, Q6_K) against int8 activations (kquant_gemm.h).
+  kern::KQuantGemmFn gemm_rows_q4_k = nullptr;
+  kern::KQuantGemmFn gemm_rows_q5_k = nullptr;
+  kern::KQuantGemmFn gemm_rows_q6_k = nullptr;
   // Attention over cached rows (attention_kernels.h): scores out[j] = scale * q . k_j, and
   // out += sum_j w[j] v_j in row order, for rows j < count at the given stride.
   void (*attention_scores)(const float* q, const float* k, int64_t stride, int64_t count, int hd,

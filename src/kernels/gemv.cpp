@@ -57,4 +57,14 @@ void gemv_rows_stored_tokens(DType t, const uint8_t* W, const float* x, int64_t 
 
 kern::Rows16Fn active_q8_rows16_kernel() { return active_kernels().q8_rows16_i16; }
 
+kern::KQuantGemmFn active_kquant_kernel(DType t) {
+  const IsaKernels& k = active_kernels();
+  switch (t) {
+    case DType::Q4_K: return k.gemm_rows_q4_k;
+    case DType::Q5_K: return k.gemm_rows_q5_k;
+    case DType::Q6_K: return k.gemm_rows_q6_k;
+    default: return nullptr;
+  }
+}
+
 }  // namespace elutq

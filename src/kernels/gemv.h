@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "kernels/kquant_gemm.h"
 #include "kernels/q8_rows16.h"
 #include "tensor/dtype.h"
 
@@ -32,5 +33,8 @@ void gemv_rows_stored_tokens(DType t, const uint8_t* W, const float* x, int64_t 
 // The active ISA's kernel for Q8_0 re-laid in 16-row groups against int16 activations
 // (q8_rows16.h), or null where the ISA has none worth using (then the Q8_0 GEMV above).
 kern::Rows16Fn active_q8_rows16_kernel();
+// The active ISA's integer kernel for rows of K-quant type t (Q4_K, Q5_K, Q6_K; kquant_gemm.h), or
+// null for any other type.
+kern::KQuantGemmFn active_kquant_kernel(DType t);
 
 }  // namespace elutq

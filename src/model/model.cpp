@@ -28,7 +28,10 @@ Model::Model(const ModelSource& src, const ModelOptions& opt) : cfg_(src.config(
   const LinearFactory factory = opt.linear_factory ? opt.linear_factory : make_dense_linear;
 
   const TensorInfo& emb = src.get(kTokenEmbdName, {vocab, dim});
-  if (opt.lazy_blocks) {
+  if (opt.lazy_blocks || opt.linear_factory) {
+    // Embedding rows come from the source on demand, in their stored type: a factory's layers may
+    // view the source's mapping, so it outlives the model anyway (ModelOptions), and a widened
+    // copy of a GGUF model's embedding is often the largest thing in memory.
     src_ = &src;
     factory_ = factory;
   } else {

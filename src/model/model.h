@@ -35,7 +35,9 @@ struct ModelOptions {
   int n_threads = 0;   // <= 0: one per hardware core
   int max_ctx = 0;     // KV cache length in tokens; 0: the config's max_seq_len, capped at 4096
   int max_batch = 256; // tokens per batched pass; longer prefills are split into chunks of this
-  LinearFactory linear_factory;  // empty: make_dense_linear (fp32)
+  // Empty: make_dense_linear (fp32). Otherwise the source must outlive the model (the layers it
+  // makes may view the source's mapping) and the embedding's rows are read from it on demand.
+  LinearFactory linear_factory;
   // Streaming (quantizing models larger than memory): no block's projections or KV cache are
   // loaded at construction; load_block(l) / release_block(l) bring one block in and out, the
   // embedding rows are read from the source on demand and the output head is built on the first
@@ -137,9 +139,9 @@ class Model {
   int max_ctx_ = 0;
   int max_batch_ = 0;
   std::unique_ptr<ThreadPool> pool_;
-  const ModelSource* src_ = nullptr;  // lazy models only
+  const ModelSource* src_ = nullptr;  // lazy models and models with a linear factory
   LinearFactory factory_;             // lazy models only
-  std::shared_ptr<std::vector<float>> token_embd_;  // (vocab, dim); empty in lazy models
+  std::shared_ptr<std::vector<float>> token_embd_;  // (vocab, dim); only without src_
   std::vector<float> output_norm_;                  // (dim)
   std::unique_ptr<Linear> output_;                  // (vocab, dim)
   std::vector<float> inv_freq_;                     // (head_dim / 2)

@@ -23,6 +23,7 @@ constexpr int64_t kGemvChunkBytes = 32 << 10;  // rows a GEMV pass reads for all
 
 bool StoredLinear::supports(const TensorInfo& w) {
   if (w.shape.size() != 2 || w.shape[0] <= 0 || w.shape[1] <= 0) return false;
+  if (active_kquant_kernel(w.dtype) != nullptr) return w.shape[1] % kQK == 0;
   return (w.dtype == DType::Q8_0 && w.shape[1] % 32 == 0) || w.dtype == DType::F16 ||
          w.dtype == DType::BF16;
 }
@@ -30,12 +31,13 @@ bool StoredLinear::supports(const TensorInfo& w) {
 StoredLinear::StoredLinear(const TensorInfo& w)
     : w_(w), out_(w.shape.size() == 2 ? w.shape[0] : 0), in_(w.shape.size() == 2 ? w.shape[1] : 0) {
   require(supports(w), "tensor '", w.name, "' (", dtype_name(w.dtype),
-          ") cannot run as a stored-type layer: expected a Q8_0 (rows a multiple of 32), F16 or "
-          "BF16 matrix");
+          ") cannot run as a stored-type layer: expected a Q8_0 (rows a multiple of 32), F16, "
+          "BF16, or Q4_K / Q5_K / Q6_K (rows a multiple of 256) matrix");
   row_bytes_ = dtype_row_bytes(w.dtype, in_);
   require(w.data != nullptr && w.nbytes >= row_bytes_ * uint64_t(out_), "tensor '", w.name,
           "' holds ", w.nbytes, " bytes, less than its ", out_, "x", in_, " ", dtype_name(w.dtype),
           " shape needs (truncated or corrupt file?)");
+  kquant_kernel_ = active_kquant_kernel(w.dtype);
   if (w.dtype == DType::Q8_0) rows16_kernel_ = active_q8_rows16_kernel();
   if (rows16_kernel_) {
     rows16_.resize(size_t(q8_rows16_bytes(out_, in_)));
@@ -47,11 +49,33 @@ std::string StoredLinear::describe() const {
   std::string t = dtype_name(w_.dtype);
   std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return char(std::tolower(c)); });
   return t + " " + std::to_string(out_) + "x" + std::to_string(in_) +
-         (rows16_kernel_ ? " (int16 activations)" : "");
+         (rows16_kernel_ ? " (int16 activations)" : kquant_kernel_ ? " (int8 activations)" : "");
 }
 
 void StoredLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool) const {
   const int64_t in = in_, out = out_;
+  if (kquant_kernel_) {
+    const int64_t nb = in / kQK;
+    thread_local std::vector<int8_t> xq;
+    thread_local std::vector<float> xd;
+    thread_local std::vector<int16_t> xs;
+    xq.resize(size_t(n * in));
+    xd.resize(size_t(n * nb));
+    xs.resize(size_t(n * in / 16));
+    int8_t* q = xq.data();
+    float* d = xd.data();
+    int16_t* s = xs.data();
+    pool.run(n, [&](int, int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t)
+        quantize_activations_q8k(x + t * in, in, q + t * in, d + t * nb, s + t * (in / 16));
+    });
+    const Q8KActivations a{q, d, s, in, int(n)};
+    // Four rows a unit: the kernels' tile.
+    pool.run((out + 3) / 4, [&](int, int64_t u0, int64_t u1) {
+      kquant_kernel_(w_.data, a, u0 * 4, std::min(out, u1 * 4), y, out);
+    });
+    return;
+  }
   if (rows16_kernel_) {
     const int64_t nb = in / 32;
     thread_local std::vector<int16_t> xq;

@@ -15,6 +15,10 @@
 // value): a server step of four tokens then costs about what one token's does (bound by memory),
 // where the fp32 form spends an FMA per weight per token. Each token's outputs are the same
 // whatever else shares its forward.
+// GGML's K-quants (Q4_K, Q5_K, Q6_K, rows a multiple of 256 long: a standard GGUF model's own
+// tensors) run on integer kernels too (kernels/kquant_gemm.h), in place in the mapping, against the
+// activations rounded to int8 per 256 columns, as llama.cpp runs them; each token's outputs again
+// independent of the others.
 // The tensor is viewed, not copied: the ModelSource that maps it must outlive this.
 #pragma once
 
@@ -22,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/kquant_gemm.h"
 #include "kernels/q8_rows16.h"
 #include "model/linear.h"
 #include "tensor/dtype.h"
@@ -31,7 +36,8 @@ namespace elutq {
 
 class StoredLinear : public Linear {
  public:
-  // True for the stored types this runs on (Q8_0 with rows a multiple of 32 long, F16, BF16).
+  // True for the stored types this runs on (Q8_0 with rows a multiple of 32 long, F16, BF16, and
+  // Q4_K, Q5_K, Q6_K with rows a multiple of 256 long).
   static bool supports(const TensorInfo& w);
   // Throws Error unless supports(w) and w holds the bytes its shape needs.
   explicit StoredLinear(const TensorInfo& w);
@@ -50,6 +56,8 @@ class StoredLinear : public Linear {
   // (kernels/q8_rows16.h), every token of every forward on it; empty otherwise.
   std::vector<uint8_t> rows16_;
   kern::Rows16Fn rows16_kernel_ = nullptr;
+  // The K-quant kernel for this tensor's type; null for the other types.
+  kern::KQuantGemmFn kquant_kernel_ = nullptr;
 };
 
 }  // namespace elutq

@@ -2,11 +2,13 @@
 #include "runtime/quantized_linear_factory.h"
 
 #include "core/error.h"
+#include "kernels/gemv.h"
 #include "model/lut_linear.h"
 #include "model/stored_linear.h"
 #include "tensor/model_source.h"
 #include "tensor/quantized_matrix_codec.h"
 #include "tensor/tensor_info.h"
+#include "tensor/tensor_names.h"
 
 namespace elutq {
 
@@ -25,8 +27,9 @@ LinearFactory make_linear_factory(KernelChoice kernel, LutTables tables) {
                                          tables);
     }
     if (kernel == KernelChoice::Lut && StoredLinear::supports(w)) {
-      // A tensor kept as it was (Q8_0 / F16 / BF16; above all a tied output head): run on its
-      // stored bytes in the mapping rather than on a widened fp32 copy.
+      // A tensor kept as it was (Q8_0 / F16 / BF16; above all a tied output head) or a GGUF
+      // file's K-quant tensor: run on its stored bytes in the mapping rather than on a widened
+      // fp32 copy.
       return std::make_unique<StoredLinear>(w);
     }
     return make_dense_linear(src, w);  // dequantizes ELUTQ blobs exactly, widens the rest
@@ -36,7 +39,11 @@ LinearFactory make_linear_factory(KernelChoice kernel, LutTables tables) {
 LinearFactory linear_factory_for(const ModelSource& src, KernelChoice kernel, LutTables tables) {
   for (const std::string& name : src.tensor_names()) {
     const TensorInfo* t = src.find(name);
-    if (t != nullptr && t->dtype == DType::ELUTQ) return make_linear_factory(kernel, tables);
+    if (t == nullptr) continue;
+    if (t->dtype == DType::ELUTQ) return make_linear_factory(kernel, tables);
+    if (kernel == KernelChoice::Lut && block_index(name) >= 0 && StoredLinear::supports(*t) &&
+        active_kquant_kernel(t->dtype) != nullptr)
+      return make_linear_factory(kernel, tables);
   }
   return {};
 }
