@@ -84,11 +84,17 @@ constexpr TableMaker kAvx512 = nullptr;
 #endif
 
 #if defined(ELUTQ_ARM)
-// Only the LUT kernels have NEON versions; the compiler vectorizes the portable read loop itself.
+// The LUT and K-quant kernels have NEON versions; the compiler vectorizes the portable read loop
+// itself.
 IsaKernels neon_table() {
   IsaKernels k = scalar_table();
   k.isa = Isa::Neon;
   k.lut = &lut_kernels_neon();
+  if (cpu_features().neon_dotprod) {  // without SDOT the scalar K-quant kernels stay
+    k.gemm_rows_q4_k = kern::gemm_rows_q4_k_neon;
+    k.gemm_rows_q5_k = kern::gemm_rows_q5_k_neon;
+    k.gemm_rows_q6_k = kern::gemm_rows_q6_k_neon;
+  }
   return k;
 }
 constexpr TableMaker kNeon = neon_table;

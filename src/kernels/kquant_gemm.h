@@ -66,6 +66,15 @@ void gemm_rows_q5_k_avx2(const uint8_t* W, const Q8KActivations& x, int64_t r0, 
 void gemm_rows_q6_k_avx2(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
                          float* y, int64_t y_stride);
 #endif
+#if defined(ELUTQ_ARM)
+// One row and up to four tokens at a time on SDOT (CPUs with the dot-product extension).
+void gemm_rows_q4_k_neon(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
+                         float* y, int64_t y_stride);
+void gemm_rows_q5_k_neon(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
+                         float* y, int64_t y_stride);
+void gemm_rows_q6_k_neon(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
+                         float* y, int64_t y_stride);
+#endif
 
 }  // namespace kern
 }  // namespace elutq

@@ -135,7 +135,7 @@ inline __m128 add_block(const __m256i* a, const __m256i* o, float xd, const floa
 
 // Up to kGroup tokens (t0 ..) against four rows (rt ..): each row's super-block is read straight
 // from its bytes into the sums of every token, nothing stored in between.
-constexpr int kGroup = 4;
+constexpr int kGroup = 8;
 
 template <class F, int T>
 void tile(const uint8_t* W, const Q8KActivations& x, int t0, int64_t rt, int rows, float* y,
@@ -198,7 +198,11 @@ void gemm_rows(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1
         case 1: tile<F, 1>(W, x, t0, rt, rows, y, y_stride); break;
         case 2: tile<F, 2>(W, x, t0, rt, rows, y, y_stride); break;
         case 3: tile<F, 3>(W, x, t0, rt, rows, y, y_stride); break;
-        default: tile<F, 4>(W, x, t0, rt, rows, y, y_stride); break;
+        case 4: tile<F, 4>(W, x, t0, rt, rows, y, y_stride); break;
+        case 5: tile<F, 5>(W, x, t0, rt, rows, y, y_stride); break;
+        case 6: tile<F, 6>(W, x, t0, rt, rows, y, y_stride); break;
+        case 7: tile<F, 7>(W, x, t0, rt, rows, y, y_stride); break;
+        default: tile<F, 8>(W, x, t0, rt, rows, y, y_stride); break;
       }
     }
   }
