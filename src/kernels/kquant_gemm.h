@@ -58,7 +58,7 @@ void gemm_rows_q5_k_scalar(const uint8_t* W, const Q8KActivations& x, int64_t r0
 void gemm_rows_q6_k_scalar(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
                            float* y, int64_t y_stride);
 #if defined(ELUTQ_X86)
-// Four rows at a time, unpacked once for every token.
+// Four rows and up to eight tokens at a time, each super-block decoded in registers.
 void gemm_rows_q4_k_avx2(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
                          float* y, int64_t y_stride);
 void gemm_rows_q5_k_avx2(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,

@@ -2,7 +2,7 @@
 // sums are exact in any order, and each (row, token) pair then meets the same fp32 operations in
 // the same order, four rows side by side in one 128-bit vector.
 //
-// Four rows and up to four tokens at a time: each row's super-block is decoded in registers, 32
+// Four rows and up to eight tokens at a time: each row's super-block is decoded in registers, 32
 // weights a piece (unsigned codes, and the int16 scales of its two 16-weight halves), and meets
 // every token of the group: vpmaddubsw (codes x int8 activations, pairs in int16: at most
 // 2 x 63 x 127, no saturation), vpmaddwd with the scales (int32), added across the super-block;
@@ -62,6 +62,7 @@ struct K4Format {
     // Scales as int16 in both halves, then scale j broadcast to every lane.
     const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
     const __m256i qh = kFifthBit ? load(b + 16) : _mm256_setzero_si256();
+#pragma GCC unroll 8
     for (int j = 0; j < 8; ++j) {
       const __m256i v = load(qs + 32 * (j / 2));
       __m256i codes = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, low4);
@@ -92,8 +93,10 @@ struct Q6KFormat {
     // Piece c: scale 2c broadcast in the low half, 2c+1 in the high half (from sc16's half c / 4).
     const __m256i halves[2] = {_mm256_permute4x64_epi64(sc16, 0x44),
                                _mm256_permute4x64_epi64(sc16, 0xEE)};
+#pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
       const __m256i qh = load(b + 128 + 32 * h);
+#pragma GCC unroll 4
       for (int k = 0; k < 4; ++k) {
         const __m256i low = load(b + 64 * h + 32 * (k % 2));
         const __m256i lo = _mm256_and_si256(k < 2 ? low : _mm256_srli_epi16(low, 4), low4);
@@ -186,23 +189,31 @@ void tile(const uint8_t* W, const Q8KActivations& x, int t0, int64_t rt, int row
   }
 }
 
-// Row tiles outside (each row's bytes come from memory once), token groups inside (their
-// activations from cache).
+// Tokens in chunks whose activations fit in L2 (kChunkBytes), row tiles inside them (a thread's
+// rows come from memory on the first chunk and from L3 after), token groups inside each tile. With
+// every token inside the row loop, a long prompt's activations would stream from L3 once per
+// four rows.
+constexpr int64_t kChunkBytes = 256 << 10;
+
 template <class F>
 void gemm_rows(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1, float* y,
                int64_t y_stride) {
-  for (int64_t rt = r0; rt < r1; rt += kTileRows) {
-    const int rows = int(std::min<int64_t>(kTileRows, r1 - rt));
-    for (int t0 = 0; t0 < x.tokens; t0 += kGroup) {
-      switch (std::min(kGroup, x.tokens - t0)) {
-        case 1: tile<F, 1>(W, x, t0, rt, rows, y, y_stride); break;
-        case 2: tile<F, 2>(W, x, t0, rt, rows, y, y_stride); break;
-        case 3: tile<F, 3>(W, x, t0, rt, rows, y, y_stride); break;
-        case 4: tile<F, 4>(W, x, t0, rt, rows, y, y_stride); break;
-        case 5: tile<F, 5>(W, x, t0, rt, rows, y, y_stride); break;
-        case 6: tile<F, 6>(W, x, t0, rt, rows, y, y_stride); break;
-        case 7: tile<F, 7>(W, x, t0, rt, rows, y, y_stride); break;
-        default: tile<F, 8>(W, x, t0, rt, rows, y, y_stride); break;
+  const int chunk = int(std::max<int64_t>(kGroup, kChunkBytes / x.n / kGroup * kGroup));
+  for (int c0 = 0; c0 < x.tokens; c0 += chunk) {
+    const int c1 = std::min(x.tokens, c0 + chunk);
+    for (int64_t rt = r0; rt < r1; rt += kTileRows) {
+      const int rows = int(std::min<int64_t>(kTileRows, r1 - rt));
+      for (int t0 = c0; t0 < c1; t0 += kGroup) {
+        switch (std::min(kGroup, c1 - t0)) {
+          case 1: tile<F, 1>(W, x, t0, rt, rows, y, y_stride); break;
+          case 2: tile<F, 2>(W, x, t0, rt, rows, y, y_stride); break;
+          case 3: tile<F, 3>(W, x, t0, rt, rows, y, y_stride); break;
+          case 4: tile<F, 4>(W, x, t0, rt, rows, y, y_stride); break;
+          case 5: tile<F, 5>(W, x, t0, rt, rows, y, y_stride); break;
+          case 6: tile<F, 6>(W, x, t0, rt, rows, y, y_stride); break;
+          case 7: tile<F, 7>(W, x, t0, rt, rows, y, y_stride); break;
+          default: tile<F, 8>(W, x, t0, rt, rows, y, y_stride); break;
+        }
       }
     }
   }

@@ -69,8 +69,10 @@ TEST(KQuantGemm, EverySimdKernelEqualsTheScalarOneBitForBit) {
     for (DType t : kTypes) {
       if (kernel_of(*k, t) == kernel_of(ref, t)) continue;  // this ISA runs the scalar one
       for (int64_t rows : {int64_t(1), int64_t(4), int64_t(9)})
-        for (int tokens : {1, 2, 5, 11}) {  // 11: past the few-token path
-          const int64_t n = 512;
+        for (int tokens : {1, 2, 5, 11, 70}) {
+          // 11: more than one token group; 70 tokens of 4096 columns: more than one chunk of
+          // tokens whose activations fit in a core's L2 (the AVX2 kernel's outer loop).
+          const int64_t n = tokens == 70 ? 4096 : 512;
           const std::vector<uint8_t> w = random_rows(t, rows, n, uint32_t(rows * 13 + tokens));
           const std::vector<float> x = random_x(tokens, n, uint32_t(tokens));
           const Acts a = quantize(x, tokens, n);
