@@ -32,6 +32,7 @@ IsaKernels scalar_table() {
   k.gemm_rows_q4_k = kern::gemm_rows_q4_k_scalar;
   k.gemm_rows_q5_k = kern::gemm_rows_q5_k_scalar;
   k.gemm_rows_q6_k = kern::gemm_rows_q6_k_scalar;
+  k.quantize_activations_q8k = kern::quantize_activations_q8k_scalar;
   k.stream_read = stream_read_portable;
   return k;
 }
@@ -55,6 +56,7 @@ IsaKernels avx2_table() {
   k.gemm_rows_q4_k = kern::gemm_rows_q4_k_avx2;  // AVX-512 hosts keep these too
   k.gemm_rows_q5_k = kern::gemm_rows_q5_k_avx2;
   k.gemm_rows_q6_k = kern::gemm_rows_q6_k_avx2;
+  k.quantize_activations_q8k = kern::quantize_activations_q8k_avx2;
   k.stream_read = stream_read_avx2;
   return k;
 }

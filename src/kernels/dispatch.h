@@ -42,6 +42,7 @@ struct IsaKernels {
   kern::KQuantGemmFn gemm_rows_q4_k = nullptr;
   kern::KQuantGemmFn gemm_rows_q5_k = nullptr;
   kern::KQuantGemmFn gemm_rows_q6_k = nullptr;
+  kern::QuantizeQ8KFn quantize_activations_q8k = nullptr;  // their activations, same bytes on every ISA
   // Attention over cached rows (attention_kernels.h): scores out[j] = scale * q . k_j, and
   // out += sum_j w[j] v_j in row order, for rows j < count at the given stride.
   void (*attention_scores)(const float* q, const float* k, int64_t stride, int64_t count, int hd,

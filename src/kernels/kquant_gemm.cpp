@@ -6,10 +6,18 @@
 #include <cstring>
 
 #include "core/fp16.h"
+#include "kernels/dispatch.h"
 
 namespace elutq {
 
 void quantize_activations_q8k(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsum) {
+  active_kernels().quantize_activations_q8k(x, n, q, d, bsum);
+}
+
+namespace kern {
+
+void quantize_activations_q8k_scalar(const float* x, int64_t n, int8_t* q, float* d,
+                                     int16_t* bsum) {
   for (int64_t b = 0; b < n / kQK; ++b) {
     const float* xb = x + b * kQK;
     int8_t* qb = q + b * kQK;
@@ -40,7 +48,6 @@ void quantize_activations_q8k(const float* x, int64_t n, int8_t* q, float* d, in
   }
 }
 
-namespace kern {
 namespace {
 
 float half(const uint8_t* p) {

@@ -42,9 +42,17 @@ struct Q8KActivations {
 // One token's x[0..n) (n % 256 == 0) -> q[0..n), d[0..n/256), bsum[0..n/16) as above. A block of
 // zeros gets d = 0, q = 0; a block holding Inf or NaN gets d = NaN (the outputs then turn NaN, as
 // the fp32 product would).
+// Runs on the active ISA's kernel; every version gives the same bytes.
 void quantize_activations_q8k(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsum);
 
 namespace kern {
+
+using QuantizeQ8KFn = void (*)(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsum);
+void quantize_activations_q8k_scalar(const float* x, int64_t n, int8_t* q, float* d,
+                                     int16_t* bsum);
+#if defined(ELUTQ_X86)
+void quantize_activations_q8k_avx2(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsum);
+#endif
 
 // y[t * y_stride + r] = row r of the (rows, x.n) matrix W times token t, for rows [r0, r1) and
 // every token of x.

@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "kernels/kquant_gemm.h"
@@ -219,7 +220,57 @@ void gemm_rows(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1
   }
 }
 
+inline int hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_hadd_epi32(s, s);
+  return _mm_cvtsi128_si32(_mm_hadd_epi32(s, s));
+}
+
 }  // namespace
+
+// As the scalar version: the same maximum (exact), the same d and 127 / amax in scalar, and
+// vroundps's nearest-even where the scalar one calls nearbyint.
+void quantize_activations_q8k_avx2(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsum) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  const __m256 big = _mm256_set1_ps(3.40282347e38f);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    const float* xb = x + b * kQK;
+    __m256 amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+    for (int k = 0; k < kQK; k += 8) {
+      const __m256 a = _mm256_and_ps(_mm256_loadu_ps(xb + k), abs_mask);
+      bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, big, _CMP_NLE_UQ));  // Inf or NaN
+      amax = _mm256_max_ps(amax, a);
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float amax_s = _mm_cvtss_f32(m);
+    const bool finite = _mm256_movemask_ps(bad) == 0;
+    if (!finite || amax_s == 0.0f) {
+      d[b] = finite ? 0.0f : NAN;
+      std::memset(q + b * kQK, 0, kQK);
+      std::memset(bsum + b * 16, 0, 16 * sizeof(int16_t));
+      continue;
+    }
+    d[b] = amax_s / 127.0f;
+    const __m256 inv = _mm256_set1_ps(127.0f / amax_s);
+    const __m256i lim = _mm256_set1_epi32(127), neg = _mm256_set1_epi32(-127);
+    for (int k = 0; k < kQK; k += 32) {
+      __m256i v[4];
+      for (int e = 0; e < 4; ++e) {
+        const __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xb + k + 8 * e), inv),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v[e] = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(r), lim), neg);
+      }
+      const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]),
+                                               _mm256_packs_epi32(v[2], v[3]));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * kQK + k),
+                          _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+      bsum[b * 16 + k / 16] = int16_t(hsum_i32(_mm256_add_epi32(v[0], v[1])));
+      bsum[b * 16 + k / 16 + 1] = int16_t(hsum_i32(_mm256_add_epi32(v[2], v[3])));
+    }
+  }
+}
 
 void gemm_rows_q4_k_avx2(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
                          float* y, int64_t y_stride) {

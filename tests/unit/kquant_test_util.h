@@ -59,7 +59,7 @@ inline Acts quantize(const std::vector<float>& x, int tokens, int64_t n) {
   Acts a{std::vector<int8_t>(x.size()), std::vector<float>(x.size() / kQK),
          std::vector<int16_t>(x.size() / 16)};
   for (int t = 0; t < tokens; ++t)
-    quantize_activations_q8k(x.data() + t * n, n, a.q.data() + t * n, a.d.data() + t * n / kQK,
+    kern::quantize_activations_q8k_scalar(x.data() + t * n, n, a.q.data() + t * n, a.d.data() + t * n / kQK,
                              a.bsum.data() + t * n / 16);
   return a;
 }

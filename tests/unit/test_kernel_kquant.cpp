@@ -55,6 +55,31 @@ TEST(KQuantGemm, ActivationsRoundWithinHalfAStepWithTheirSixteenSums) {
   }
 }
 
+TEST(KQuantGemm, EveryIsasActivationQuantizerGivesTheScalarOnesBytes) {
+  std::vector<float> x = random_x(3, 768, 6);
+  x[1000] = NAN;       // token 1, block 0
+  x[1900] = INFINITY;  // token 2, block 1
+  for (size_t i = 0; i < x.size(); i += 37) x[i] = std::nearbyint(x[i] * 4) / 4;  // ties
+  const Acts want = quantize(x, 3, 768);
+  for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::Neon}) {
+    if (!isa_available(isa)) continue;
+    const IsaKernels* k = nullptr;
+    try {
+      k = &isa_kernels(isa);
+    } catch (const std::exception&) {
+      continue;
+    }
+    Acts got{std::vector<int8_t>(x.size()), std::vector<float>(x.size() / kQK),
+             std::vector<int16_t>(x.size() / 16)};
+    for (int t = 0; t < 3; ++t)
+      k->quantize_activations_q8k(x.data() + t * 768, 768, got.q.data() + t * 768,
+                                  got.d.data() + t * 3, got.bsum.data() + t * 48);
+    EXPECT_EQ(got.q, want.q) << isa_name(isa);
+    EXPECT_EQ(got.bsum, want.bsum) << isa_name(isa);
+    ASSERT_EQ(std::memcmp(got.d.data(), want.d.data(), got.d.size() * 4), 0) << isa_name(isa);
+  }
+}
+
 TEST(KQuantGemm, EverySimdKernelEqualsTheScalarOneBitForBit) {
   const IsaKernels& ref = isa_kernels(Isa::Scalar);
   int compared = 0;
