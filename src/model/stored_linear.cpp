@@ -55,25 +55,9 @@ std::string StoredLinear::describe() const {
 void StoredLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool) const {
   const int64_t in = in_, out = out_;
   if (kquant_kernel_) {
-    const int64_t nb = in / kQK;
-    thread_local std::vector<int8_t> xq;
-    thread_local std::vector<float> xd;
-    thread_local std::vector<int16_t> xs;
-    xq.resize(size_t(n * in));
-    xd.resize(size_t(n * nb));
-    xs.resize(size_t(n * in / 16));
-    int8_t* q = xq.data();
-    float* d = xd.data();
-    int16_t* s = xs.data();
-    pool.run(n, [&](int, int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t)
-        quantize_activations_q8k(x + t * in, in, q + t * in, d + t * nb, s + t * (in / 16));
-    });
-    const Q8KActivations a{q, d, s, in, int(n)};
-    // Four rows a unit: the kernels' tile.
-    pool.run((out + 3) / 4, [&](int, int64_t u0, int64_t u1) {
-      kquant_kernel_(w_.data, a, u0 * 4, std::min(out, u1 * 4), y, out);
-    });
+    const Linear* self = this;
+    float* out[1] = {y};
+    forward_together(std::span(&self, 1), x, n, std::span(out), pool);
     return;
   }
   if (rows16_kernel_) {
@@ -124,6 +108,46 @@ void StoredLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool
                   int(in), slab.data(), int(in), 0.0f, y + r0, int(out));
     }
   });
+}
+
+bool StoredLinear::forward_together(std::span<const Linear* const> layers, const float* x,
+                                    int64_t n, std::span<float* const> ys,
+                                    ThreadPool& pool) const {
+  constexpr size_t kMaxLayers = 4;
+  if (!kquant_kernel_ || layers.size() > kMaxLayers || layers.size() != ys.size()) return false;
+  const StoredLinear* ls[kMaxLayers];
+  int64_t first_unit[kMaxLayers + 1] = {0};  // units of four rows, layer after layer
+  for (size_t i = 0; i < layers.size(); ++i) {
+    ls[i] = dynamic_cast<const StoredLinear*>(layers[i]);
+    if (!ls[i] || !ls[i]->kquant_kernel_ || ls[i]->in_ != in_) return false;
+    first_unit[i + 1] = first_unit[i] + (ls[i]->out_ + 3) / 4;
+  }
+  const int64_t in = in_, nb = in / kQK;
+  thread_local std::vector<int8_t> xq;
+  thread_local std::vector<float> xd;
+  thread_local std::vector<int16_t> xs;
+  xq.resize(size_t(n * in));
+  xd.resize(size_t(n * nb));
+  xs.resize(size_t(n * in / 16));
+  int8_t* q = xq.data();
+  float* d = xd.data();
+  int16_t* s = xs.data();
+  pool.run(n, [&](int, int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      quantize_activations_q8k(x + t * in, in, q + t * in, d + t * nb, s + t * (in / 16));
+  });
+  const Q8KActivations a{q, d, s, in, int(n)};
+  const size_t count = layers.size();
+  pool.run(first_unit[count], [&](int, int64_t u0, int64_t u1) {
+    for (size_t i = 0; i < count; ++i) {
+      const int64_t b = std::max(u0, first_unit[i]), e = std::min(u1, first_unit[i + 1]);
+      if (b >= e) continue;
+      const StoredLinear& l = *ls[i];
+      const int64_t r0 = (b - first_unit[i]) * 4, r1 = std::min(l.out_, (e - first_unit[i]) * 4);
+      l.kquant_kernel_(l.w_.data, a, r0, r1, ys[i], l.out_);
+    }
+  });
+  return true;
 }
 
 }  // namespace elutq

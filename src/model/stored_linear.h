@@ -45,6 +45,10 @@ class StoredLinear : public Linear {
   int64_t in_features() const override { return in_; }
   int64_t out_features() const override { return out_; }
   void forward(const float* x, int64_t n, float* y, ThreadPool& pool) const override;
+  // K-quant layers on one input (a block's Q/K/V, its gate/up): the activations quantized once,
+  // every layer's rows in one dispatch. False for other types (or a mix).
+  bool forward_together(std::span<const Linear* const> layers, const float* x, int64_t n,
+                        std::span<float* const> ys, ThreadPool& pool) const override;
   std::string describe() const override;
   uint64_t weight_bytes() const override { return row_bytes_ * uint64_t(out_); }
 

@@ -109,6 +109,35 @@ TEST(KQuantGemm, StoredLinearRunsKQuantsNearTheFp32LayerEachTokenAlone) {
   EXPECT_FALSE(StoredLinear::supports(odd));
 }
 
+TEST(KQuantGemm, LayersOnOneInputRunTogetherAsEachAlone) {
+  const int64_t n = 512;
+  const int tokens = 3;
+  const std::vector<float> x = random_x(tokens, n, 12);
+  const std::vector<uint8_t> w0 = random_rows(DType::Q4_K, 37, n, 1), w1 = random_rows(DType::Q6_K, 8, n, 2),
+                             w2 = random_rows(DType::Q5_K, 5, n, 3);
+  const StoredLinear l0(view_tensor(DType::Q4_K, w0, 37, n)), l1(view_tensor(DType::Q6_K, w1, 8, n)),
+      l2(view_tensor(DType::Q5_K, w2, 5, n));
+  ThreadPool pool(2);
+  const Linear* layers[] = {&l0, &l1, &l2};
+  std::vector<float> y0(size_t(tokens * 37)), y1(size_t(tokens * 8)), y2(size_t(tokens * 5));
+  float* ys[] = {y0.data(), y1.data(), y2.data()};
+  ASSERT_TRUE(l0.forward_together(layers, x.data(), tokens, ys, pool));
+  for (int i = 0; i < 3; ++i) {
+    const Linear& l = *layers[i];
+    std::vector<float> alone(size_t(tokens * l.out_features()));
+    l.forward(x.data(), tokens, alone.data(), pool);
+    EXPECT_EQ(std::memcmp(alone.data(), ys[i], alone.size() * 4), 0) << i;
+  }
+  // A layer of another stored type cannot join them.
+  std::vector<uint8_t> q8(size_t(4 * n / 32 * 34), 0);
+  TensorInfo t8 = view_tensor(DType::Q8_0, q8, 4, n);
+  const StoredLinear l8(t8);
+  const Linear* mixed[] = {&l0, &l8};
+  std::vector<float> y8(size_t(tokens * 4));
+  float* ys8[] = {y0.data(), y8.data()};
+  EXPECT_FALSE(l0.forward_together(mixed, x.data(), tokens, ys8, pool));
+}
+
 // A tiny model whose projections and embedding are stored as a llama.cpp file would store them
 // (Q4_K, ffn_down Q6_K, random blocks), norms and biases fp32.
 class KQuantSource : public ModelSource {
