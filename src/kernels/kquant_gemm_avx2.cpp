@@ -190,6 +190,56 @@ void tile(const uint8_t* W, const Q8KActivations& x, int t0, int64_t rt, int row
   }
 }
 
+// A full group of eight tokens against one row (the prefill's steady state): the eight tokens'
+// sums of each super-block fold into two four-token vectors, so everything stays in registers.
+template <class F>
+void row8(const uint8_t* W, const Q8KActivations& x, int t0, int64_t r, float* y,
+          int64_t y_stride) {
+  constexpr int T = 8;
+  const int64_t nb = x.n / kQK;
+  const int8_t* xq[T];
+  const int16_t* bs[T];
+  const float* xd[T];
+  for (int t = 0; t < T; ++t) {
+    xq[t] = x.q + (t0 + t) * x.n;
+    bs[t] = x.bsum + (t0 + t) * (x.n / 16);
+    xd[t] = x.d + (t0 + t) * nb;
+  }
+  __m128 acc[2] = {_mm_setzero_ps(), _mm_setzero_ps()};
+  for (int64_t i = 0; i < nb; ++i) {
+    __m256i sums[T];
+    for (int t = 0; t < T; ++t) sums[t] = _mm256_setzero_si256();
+    float d, dmin;
+    const __m256i off = F::visit(W + (r * nb + i) * F::kBytes, &d, &dmin,
+                                 [&](int c, __m256i codes, __m256i scales) {
+      for (int t = 0; t < T; ++t)
+        sums[t] = _mm256_add_epi32(
+            sums[t], _mm256_madd_epi16(_mm256_maddubs_epi16(codes, load(xq[t] + i * kQK + 32 * c)),
+                                       scales));
+    });
+    for (int h = 0; h < 2; ++h) {
+      const int u = 4 * h;
+      __m256i o[4];
+      for (int t = 0; t < 4; ++t) o[t] = _mm256_madd_epi16(off, load(bs[u + t] + i * 16));
+      const __m128 dx = _mm_setr_ps(xd[u][i], xd[u + 1][i], xd[u + 2][i], xd[u + 3][i]);
+      if constexpr (F::kHasMin) {
+        const __m128i S = sum4(sums[u], sums[u + 1], sums[u + 2], sums[u + 3]);
+        const __m128i M = sum4(o[0], o[1], o[2], o[3]);
+        acc[h] = _mm_fmadd_ps(_mm_mul_ps(dx, _mm_set1_ps(d)), _mm_cvtepi32_ps(S), acc[h]);
+        acc[h] = _mm_fnmadd_ps(_mm_mul_ps(dx, _mm_set1_ps(dmin)), _mm_cvtepi32_ps(M), acc[h]);
+      } else {
+        const __m128i S = sum4(_mm256_sub_epi32(sums[u], o[0]), _mm256_sub_epi32(sums[u + 1], o[1]),
+                               _mm256_sub_epi32(sums[u + 2], o[2]), _mm256_sub_epi32(sums[u + 3], o[3]));
+        acc[h] = _mm_fmadd_ps(_mm_mul_ps(dx, _mm_set1_ps(d)), _mm_cvtepi32_ps(S), acc[h]);
+      }
+    }
+  }
+  alignas(16) float out[T];
+  _mm_store_ps(out, acc[0]);
+  _mm_store_ps(out + 4, acc[1]);
+  for (int t = 0; t < T; ++t) y[(t0 + t) * y_stride + r] = out[t];
+}
+
 // Tokens in chunks whose activations fit in L2 (kChunkBytes), row tiles inside them (a thread's
 // rows come from memory on the first chunk and from L3 after), token groups inside each tile. With
 // every token inside the row loop, a long prompt's activations would stream from L3 once per
@@ -213,7 +263,9 @@ void gemm_rows(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1
           case 5: tile<F, 5>(W, x, t0, rt, rows, y, y_stride); break;
           case 6: tile<F, 6>(W, x, t0, rt, rows, y, y_stride); break;
           case 7: tile<F, 7>(W, x, t0, rt, rows, y, y_stride); break;
-          default: tile<F, 8>(W, x, t0, rt, rows, y, y_stride); break;
+          default:
+            for (int r = 0; r < rows; ++r) row8<F>(W, x, t0, rt + r, y, y_stride);
+            break;
         }
       }
     }
