@@ -56,8 +56,8 @@ void StoredLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool
   const int64_t in = in_, out = out_;
   if (kquant_kernel_) {
     const Linear* self = this;
-    float* out[1] = {y};
-    forward_together(std::span(&self, 1), x, n, std::span(out), pool);
+    float* ys[1] = {y};
+    forward_together(std::span(&self, 1), x, n, std::span(ys), pool);
     return;
   }
   if (rows16_kernel_) {

@@ -41,8 +41,9 @@ LinearFactory linear_factory_for(const ModelSource& src, KernelChoice kernel, Lu
     const TensorInfo* t = src.find(name);
     if (t == nullptr) continue;
     if (t->dtype == DType::ELUTQ) return make_linear_factory(kernel, tables);
-    if (kernel == KernelChoice::Lut && block_index(name) >= 0 && StoredLinear::supports(*t) &&
-        active_kquant_kernel(t->dtype) != nullptr)
+    // A llama.cpp file's K-quant projections run in place (StoredLinear).
+    if (kernel == KernelChoice::Lut && block_index(name) >= 0 &&
+        active_kquant_kernel(t->dtype) != nullptr && StoredLinear::supports(*t))
       return make_linear_factory(kernel, tables);
   }
   return {};
