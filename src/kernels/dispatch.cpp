@@ -33,6 +33,10 @@ IsaKernels scalar_table() {
   k.gemm_rows_q5_k = kern::gemm_rows_q5_k_scalar;
   k.gemm_rows_q6_k = kern::gemm_rows_q6_k_scalar;
   k.quantize_activations_q8k = kern::quantize_activations_q8k_scalar;
+  k.gemm_rows_q4_0 = kern::gemm_rows_q4_0_scalar;
+  k.gemm_rows_q4_1 = kern::gemm_rows_q4_1_scalar;
+  k.gemm_rows_q5_0 = kern::gemm_rows_q5_0_scalar;
+  k.gemm_rows_q5_1 = kern::gemm_rows_q5_1_scalar;
   k.stream_read = stream_read_portable;
   return k;
 }
@@ -57,6 +61,10 @@ IsaKernels avx2_table() {
   k.gemm_rows_q5_k = kern::gemm_rows_q5_k_avx2;
   k.gemm_rows_q6_k = kern::gemm_rows_q6_k_avx2;
   k.quantize_activations_q8k = kern::quantize_activations_q8k_avx2;
+  k.gemm_rows_q4_0 = kern::gemm_rows_q4_0_avx2;
+  k.gemm_rows_q4_1 = kern::gemm_rows_q4_1_avx2;
+  k.gemm_rows_q5_0 = kern::gemm_rows_q5_0_avx2;
+  k.gemm_rows_q5_1 = kern::gemm_rows_q5_1_avx2;
   k.stream_read = stream_read_avx2;
   return k;
 }

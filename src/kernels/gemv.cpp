@@ -67,4 +67,15 @@ kern::KQuantGemmFn active_kquant_kernel(DType t) {
   }
 }
 
+kern::Block32GemmFn active_block32_kernel(DType t) {
+  const IsaKernels& k = active_kernels();
+  switch (t) {
+    case DType::Q4_0: return k.gemm_rows_q4_0;
+    case DType::Q4_1: return k.gemm_rows_q4_1;
+    case DType::Q5_0: return k.gemm_rows_q5_0;
+    case DType::Q5_1: return k.gemm_rows_q5_1;
+    default: return nullptr;
+  }
+}
+
 }  // namespace elutq

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "format/dequant.h"
 #include "kernels/gemv.h"
+#include "model/gemm.h"
 
 namespace elutq {
 
@@ -19,11 +20,27 @@ namespace {
 constexpr int64_t kSlabRows = 256;  // rows converted per sgemm: 256 x 576 fp32 = 576 KiB
 constexpr int64_t kGemvTokens = 64;  // up to this many tokens: a GEMV per token (see forward)
 constexpr int64_t kGemvChunkBytes = 32 << 10;  // rows a GEMV pass reads for all tokens (in L1/L2)
+
+// Layers' rows in units of four, layer after layer (layer i's are first_unit[i] .. first_unit[i+1]),
+// over the pool: run(layer, r0, r1, its output) for each part of a thread's range.
+template <class Run>
+void run_units(ThreadPool& pool, const StoredLinear* const* ls, size_t count,
+               const int64_t* first_unit, Run&& run, std::span<float* const> ys) {
+  pool.run(first_unit[count], [&](int, int64_t u0, int64_t u1) {
+    for (size_t i = 0; i < count; ++i) {
+      const int64_t b = std::max(u0, first_unit[i]), e = std::min(u1, first_unit[i + 1]);
+      if (b >= e) continue;
+      const int64_t out = ls[i]->out_features();
+      run(*ls[i], (b - first_unit[i]) * 4, std::min(out, (e - first_unit[i]) * 4), ys[i]);
+    }
+  });
+}
 }  // namespace
 
 bool StoredLinear::supports(const TensorInfo& w) {
   if (w.shape.size() != 2 || w.shape[0] <= 0 || w.shape[1] <= 0) return false;
   if (active_kquant_kernel(w.dtype) != nullptr) return w.shape[1] % kQK == 0;
+  if (active_block32_kernel(w.dtype) != nullptr) return w.shape[1] % 32 == 0;
   return (w.dtype == DType::Q8_0 && w.shape[1] % 32 == 0) || w.dtype == DType::F16 ||
          w.dtype == DType::BF16;
 }
@@ -31,13 +48,17 @@ bool StoredLinear::supports(const TensorInfo& w) {
 StoredLinear::StoredLinear(const TensorInfo& w)
     : w_(w), out_(w.shape.size() == 2 ? w.shape[0] : 0), in_(w.shape.size() == 2 ? w.shape[1] : 0) {
   require(supports(w), "tensor '", w.name, "' (", dtype_name(w.dtype),
-          ") cannot run as a stored-type layer: expected a Q8_0 (rows a multiple of 32), F16, "
-          "BF16, or Q4_K / Q5_K / Q6_K (rows a multiple of 256) matrix");
+          ") cannot run as a stored-type layer: expected a Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 (rows a "
+          "multiple of 32), F16, BF16, or Q4_K / Q5_K / Q6_K (rows a multiple of 256) matrix");
   row_bytes_ = dtype_row_bytes(w.dtype, in_);
   require(w.data != nullptr && w.nbytes >= row_bytes_ * uint64_t(out_), "tensor '", w.name,
           "' holds ", w.nbytes, " bytes, less than its ", out_, "x", in_, " ", dtype_name(w.dtype),
           " shape needs (truncated or corrupt file?)");
+  // The slab path calls sgemm from every pool thread: OpenBLAS must not thread inside them (with
+  // no DenseLinear in the model nothing else would have said so).
+  blas_single_threaded();
   kquant_kernel_ = active_kquant_kernel(w.dtype);
+  block32_kernel_ = active_block32_kernel(w.dtype);
   if (w.dtype == DType::Q8_0) rows16_kernel_ = active_q8_rows16_kernel();
   if (rows16_kernel_) {
     rows16_.resize(size_t(q8_rows16_bytes(out_, in_)));
@@ -49,12 +70,15 @@ std::string StoredLinear::describe() const {
   std::string t = dtype_name(w_.dtype);
   std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return char(std::tolower(c)); });
   return t + " " + std::to_string(out_) + "x" + std::to_string(in_) +
-         (rows16_kernel_ ? " (int16 activations)" : kquant_kernel_ ? " (int8 activations)" : "");
+         (rows16_kernel_ ? " (int16 activations)" : (kquant_kernel_ || block32_kernel_) ? " (int8 activations)" : "");
 }
 
 void StoredLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool) const {
   const int64_t in = in_, out = out_;
-  if (kquant_kernel_) {
+  // The 32-weight block types take the integer kernel up to kGemvTokens tokens (decode, a server
+  // step) and the converted slabs + sgemm below for a prompt, where OpenBLAS's fp32 product is the
+  // faster of the two on 576-wide rows (docs/notes/2026-12-07-kquant-native.md).
+  if (kquant_kernel_ || (block32_kernel_ && n <= kGemvTokens)) {
     const Linear* self = this;
     float* ys[1] = {y};
     forward_together(std::span(&self, 1), x, n, std::span(ys), pool);
@@ -114,39 +138,63 @@ bool StoredLinear::forward_together(std::span<const Linear* const> layers, const
                                     int64_t n, std::span<float* const> ys,
                                     ThreadPool& pool) const {
   constexpr size_t kMaxLayers = 4;
-  if (!kquant_kernel_ || layers.size() > kMaxLayers || layers.size() != ys.size()) return false;
+  const bool k256 = kquant_kernel_ != nullptr;
+  if ((!k256 && !block32_kernel_) || layers.size() > kMaxLayers || layers.size() != ys.size())
+    return false;
+  if (!k256 && n > kGemvTokens) return false;  // a prompt: each on its slabs + sgemm (forward)
   const StoredLinear* ls[kMaxLayers];
   int64_t first_unit[kMaxLayers + 1] = {0};  // units of four rows, layer after layer
   for (size_t i = 0; i < layers.size(); ++i) {
     ls[i] = dynamic_cast<const StoredLinear*>(layers[i]);
-    if (!ls[i] || !ls[i]->kquant_kernel_ || ls[i]->in_ != in_) return false;
+    if (!ls[i] || (k256 ? !ls[i]->kquant_kernel_ : !ls[i]->block32_kernel_) || ls[i]->in_ != in_)
+      return false;
     first_unit[i + 1] = first_unit[i] + (ls[i]->out_ + 3) / 4;
   }
-  const int64_t in = in_, nb = in / kQK;
-  thread_local std::vector<int8_t> xq;
-  thread_local std::vector<float> xd;
-  thread_local std::vector<int16_t> xs;
-  xq.resize(size_t(n * in));
-  xd.resize(size_t(n * nb));
-  xs.resize(size_t(n * in / 16));
-  int8_t* q = xq.data();
-  float* d = xd.data();
-  int16_t* s = xs.data();
-  pool.run(n, [&](int, int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t)
-      quantize_activations_q8k(x + t * in, in, q + t * in, d + t * nb, s + t * (in / 16));
-  });
-  const Q8KActivations a{q, d, s, in, int(n)};
+  const int64_t in = in_;
   const size_t count = layers.size();
-  pool.run(first_unit[count], [&](int, int64_t u0, int64_t u1) {
-    for (size_t i = 0; i < count; ++i) {
-      const int64_t b = std::max(u0, first_unit[i]), e = std::min(u1, first_unit[i + 1]);
-      if (b >= e) continue;
-      const StoredLinear& l = *ls[i];
-      const int64_t r0 = (b - first_unit[i]) * 4, r1 = std::min(l.out_, (e - first_unit[i]) * 4);
-      l.kquant_kernel_(l.w_.data, a, r0, r1, ys[i], l.out_);
-    }
-  });
+  if (k256) {
+    // The activations rounded to int8 per 256 columns, with their scales and 16-sums.
+    const int64_t nb = in / kQK;
+    thread_local std::vector<int8_t> xq;
+    thread_local std::vector<float> xd;
+    thread_local std::vector<int16_t> xs;
+    xq.resize(size_t(n * in));
+    xd.resize(size_t(n * nb));
+    xs.resize(size_t(n * in / 16));
+    int8_t* q = xq.data();
+    float* d = xd.data();
+    int16_t* s = xs.data();
+    pool.run(n, [&](int, int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t)
+        quantize_activations_q8k(x + t * in, in, q + t * in, d + t * nb, s + t * (in / 16));
+    });
+    const Q8KActivations a{q, d, s, in, int(n)};
+    run_units(pool, ls, count, first_unit, [&](const StoredLinear& l, int64_t r0, int64_t r1, float* y) {
+      l.kquant_kernel_(l.w_.data, a, r0, r1, y, l.out_);
+    }, ys);
+  } else {
+    // The activations rounded to int16 per 32 columns, with their scales and block sums.
+    const int64_t nb = in / 32;
+    thread_local std::vector<int16_t> xq;
+    thread_local std::vector<float> xd;
+    thread_local std::vector<int32_t> xs;
+    xq.resize(size_t(n * in));
+    xd.resize(size_t(n * nb));
+    xs.resize(size_t(n * nb));
+    int16_t* q = xq.data();
+    float* d = xd.data();
+    int32_t* s = xs.data();
+    pool.run(n, [&](int, int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        quantize_activations_i16(x + t * in, in, q + t * in, d + t * nb);
+        block_sums_i16(q + t * in, in, s + t * nb);
+      }
+    });
+    const BlockActivations16 a{q, d, s, in, int(n)};
+    run_units(pool, ls, count, first_unit, [&](const StoredLinear& l, int64_t r0, int64_t r1, float* y) {
+      l.block32_kernel_(l.w_.data, a, r0, r1, y, l.out_);
+    }, ys);
+  }
   return true;
 }
 

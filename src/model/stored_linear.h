@@ -15,10 +15,12 @@
 // value): a server step of four tokens then costs about what one token's does (bound by memory),
 // where the fp32 form spends an FMA per weight per token. Each token's outputs are the same
 // whatever else shares its forward.
-// GGML's K-quants (Q4_K, Q5_K, Q6_K, rows a multiple of 256 long: a standard GGUF model's own
-// tensors) run on integer kernels too (kernels/kquant_gemm.h), in place in the mapping, against the
-// activations rounded to int8 per 256 columns, as llama.cpp runs them; each token's outputs again
-// independent of the others.
+// GGML's K-quants (Q4_K, Q5_K, Q6_K, rows a multiple of 256 long) and 32-weight block types (Q4_0,
+// Q4_1, Q5_0, Q5_1): a standard GGUF model's own tensors, run on integer kernels too
+// (kernels/kquant_gemm.h, kernels/block32_gemm.h), in place in the mapping, against the
+// activations rounded to int8 per 256 or per 32 columns; each token's outputs again independent of
+// the others. (The 32-weight types do so up to 64 tokens; a longer prompt takes the fp32 slabs +
+// sgemm path, the faster one there.)
 // The tensor is viewed, not copied: the ModelSource that maps it must outlive this.
 #pragma once
 
@@ -26,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/block32_gemm.h"
 #include "kernels/kquant_gemm.h"
 #include "kernels/q8_rows16.h"
 #include "model/linear.h"
@@ -36,8 +39,8 @@ namespace elutq {
 
 class StoredLinear : public Linear {
  public:
-  // True for the stored types this runs on (Q8_0 with rows a multiple of 32 long, F16, BF16, and
-  // Q4_K, Q5_K, Q6_K with rows a multiple of 256 long).
+  // True for the stored types this runs on (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 with rows a multiple of 32
+  // long, F16, BF16, and Q4_K, Q5_K, Q6_K with rows a multiple of 256 long).
   static bool supports(const TensorInfo& w);
   // Throws Error unless supports(w) and w holds the bytes its shape needs.
   explicit StoredLinear(const TensorInfo& w);
@@ -45,8 +48,9 @@ class StoredLinear : public Linear {
   int64_t in_features() const override { return in_; }
   int64_t out_features() const override { return out_; }
   void forward(const float* x, int64_t n, float* y, ThreadPool& pool) const override;
-  // K-quant layers on one input (a block's Q/K/V, its gate/up): the activations quantized once,
-  // every layer's rows in one dispatch. False for other types (or a mix).
+  // Integer-kernel layers on one input (a block's Q/K/V, its gate/up): the activations quantized
+  // once, every layer's rows in one dispatch. False for other types, or a mix of K-quants and
+  // 32-weight block types (their activations differ).
   bool forward_together(std::span<const Linear* const> layers, const float* x, int64_t n,
                         std::span<float* const> ys, ThreadPool& pool) const override;
   std::string describe() const override;
@@ -60,8 +64,9 @@ class StoredLinear : public Linear {
   // (kernels/q8_rows16.h), every token of every forward on it; empty otherwise.
   std::vector<uint8_t> rows16_;
   kern::Rows16Fn rows16_kernel_ = nullptr;
-  // The K-quant kernel for this tensor's type; null for the other types.
+  // The integer kernel for this tensor's type (at most one is set); null for the other types.
   kern::KQuantGemmFn kquant_kernel_ = nullptr;
+  kern::Block32GemmFn block32_kernel_ = nullptr;
 };
 
 }  // namespace elutq

@@ -41,9 +41,10 @@ LinearFactory linear_factory_for(const ModelSource& src, KernelChoice kernel, Lu
     const TensorInfo* t = src.find(name);
     if (t == nullptr) continue;
     if (t->dtype == DType::ELUTQ) return make_linear_factory(kernel, tables);
-    // A llama.cpp file's K-quant projections run in place (StoredLinear).
+    // A llama.cpp file's K-quant or 32-weight block projections run in place (StoredLinear).
     if (kernel == KernelChoice::Lut && block_index(name) >= 0 &&
-        active_kquant_kernel(t->dtype) != nullptr && StoredLinear::supports(*t))
+        (active_kquant_kernel(t->dtype) || active_block32_kernel(t->dtype)) &&
+        StoredLinear::supports(*t))
       return make_linear_factory(kernel, tables);
   }
   return {};
