@@ -12,6 +12,7 @@
 #include "block32_test_util.h"
 #include "core/thread_pool.h"
 #include "format/dequant.h"
+#include "isa_test_util.h"
 #include "model/stored_linear.h"
 #include "tensor/tensor_info.h"
 
@@ -25,15 +26,7 @@ using test::quantize32;
 using test::random_block32_rows;
 using test::random_x32;
 
-TensorInfo view_tensor(DType t, const std::vector<uint8_t>& w, int64_t rows, int64_t n) {
-  TensorInfo ti;
-  ti.name = "blk.0.ffn_up.weight";
-  ti.dtype = t;
-  ti.shape = {rows, n};
-  ti.data = w.data();
-  ti.nbytes = w.size();
-  return ti;
-}
+using test::view_tensor;
 
 TEST(Block32Gemm, ScalarEqualsDequantizedWeightsTimesDequantizedActivations) {
   const int64_t rows = 5, n = 576;

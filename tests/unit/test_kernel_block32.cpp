@@ -11,6 +11,7 @@
 
 #include "block32_test_util.h"
 #include "core/cpu_features.h"
+#include "isa_test_util.h"
 
 namespace elutq {
 namespace {
@@ -48,14 +49,8 @@ TEST(Block32Gemm, NonFiniteActivationsReachTheOutputs) {
 TEST(Block32Gemm, EverySimdKernelEqualsTheScalarOneBitForBit) {
   const IsaKernels& ref = isa_kernels(Isa::Scalar);
   int compared = 0;
-  for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::Neon}) {
-    if (!isa_available(isa)) continue;
-    const IsaKernels* k = nullptr;
-    try {
-      k = &isa_kernels(isa);
-    } catch (const std::exception&) {
-      continue;
-    }
+  for (const IsaKernels* k : test::simd_kernel_tables()) {
+    const Isa isa = k->isa;
     for (DType t : kBlock32Types) {
       if (block32_kernel_of(*k, t) == block32_kernel_of(ref, t)) continue;
       for (int64_t rows : {int64_t(1), int64_t(4), int64_t(7)})

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/cpu_features.h"
+#include "isa_test_util.h"
 #include "kquant_test_util.h"
 
 namespace elutq {
@@ -61,14 +62,8 @@ TEST(KQuantGemm, EveryIsasActivationQuantizerGivesTheScalarOnesBytes) {
   x[1900] = INFINITY;  // token 2, block 1
   for (size_t i = 0; i < x.size(); i += 37) x[i] = std::nearbyint(x[i] * 4) / 4;  // ties
   const Acts want = quantize(x, 3, 768);
-  for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::Neon}) {
-    if (!isa_available(isa)) continue;
-    const IsaKernels* k = nullptr;
-    try {
-      k = &isa_kernels(isa);
-    } catch (const std::exception&) {
-      continue;
-    }
+  for (const IsaKernels* k : test::simd_kernel_tables()) {
+    const Isa isa = k->isa;
     Acts got{std::vector<int8_t>(x.size()), std::vector<float>(x.size() / kQK),
              std::vector<int16_t>(x.size() / 16)};
     for (int t = 0; t < 3; ++t)
@@ -83,14 +78,8 @@ TEST(KQuantGemm, EveryIsasActivationQuantizerGivesTheScalarOnesBytes) {
 TEST(KQuantGemm, EverySimdKernelEqualsTheScalarOneBitForBit) {
   const IsaKernels& ref = isa_kernels(Isa::Scalar);
   int compared = 0;
-  for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::Neon}) {
-    if (!isa_available(isa)) continue;
-    const IsaKernels* k = nullptr;
-    try {
-      k = &isa_kernels(isa);
-    } catch (const std::exception&) {
-      continue;  // not compiled into this build
-    }
+  for (const IsaKernels* k : test::simd_kernel_tables()) {
+    const Isa isa = k->isa;
     for (DType t : kTypes) {
       if (kernel_of(*k, t) == kernel_of(ref, t)) continue;  // this ISA runs the scalar one
       for (int64_t rows : {int64_t(1), int64_t(4), int64_t(9)})

@@ -15,6 +15,7 @@
 
 #include "core/thread_pool.h"
 #include "format/dequant.h"
+#include "isa_test_util.h"
 #include "kquant_test_util.h"
 #include "model/model.h"
 #include "model/stored_linear.h"
@@ -32,15 +33,7 @@ using test::quantize;
 using test::random_rows;
 using test::random_x;
 
-TensorInfo view_tensor(DType t, const std::vector<uint8_t>& w, int64_t rows, int64_t n) {
-  TensorInfo ti;
-  ti.name = "blk.0.ffn_up.weight";
-  ti.dtype = t;
-  ti.shape = {rows, n};
-  ti.data = w.data();
-  ti.nbytes = w.size();
-  return ti;
-}
+using test::view_tensor;
 
 TEST(KQuantGemm, ScalarEqualsDequantizedWeightsTimesDequantizedActivations) {
   const int64_t rows = 7, n = 768;
