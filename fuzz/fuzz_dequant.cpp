@@ -2,13 +2,20 @@
 // bytes choose the tensor: [type index][blocks per row][flags][row_begin][row_end]; the rest are
 // the tensor's rows (as many whole rows as fit, at most 64), placed at an odd address when
 // flags & 1 (blocks in a file are not aligned). Checks that the rows a partial conversion gives
-// are bit-identical to those of the whole tensor.
+// are bit-identical to those of the whole tensor, and, for the types with integer kernels
+// (kernels/kquant_gemm.h, kernels/block32_gemm.h), that the active ISA's kernel gives the scalar
+// reference's outputs on these rows (NaN where it gives NaN) for 1..9 tokens of activations cut
+// from the same bytes.
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <vector>
 
 #include "core/error.h"
 #include "format/dequant.h"
+#include "kernels/dispatch.h"
+#include "kernels/gemv.h"
+#include "kernels/q8_rows16.h"
 #include "fuzz_util.h"
 
 using namespace elutq;
@@ -23,6 +30,62 @@ constexpr DType kTypes[] = {
     DType::IQ3_S, DType::IQ1_S, DType::IQ1_M,   DType::IQ4_NL, DType::IQ4_XS, DType::TQ1_0,
     DType::TQ2_0, DType::MXFP4, DType::NVFP4,   DType::I8,     DType::I32,
 };
+
+// Equal bit for bit, or both NaN (a NaN's payload is not part of the kernels' contract).
+bool same_outputs(const std::vector<float>& a, const std::vector<float>& b) {
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!(std::isnan(a[i]) && std::isnan(b[i])) && !fuzz::same_bits(&a[i], &b[i], 1)) return false;
+  return true;
+}
+
+// The integer kernels on the fuzzed rows: the active ISA's against the scalar reference.
+void check_integer_kernels(DType type, const uint8_t* rows_at, int64_t rows, int64_t cols,
+                           uint8_t flags) {
+  const IsaKernels& ref = isa_kernels(Isa::Scalar);
+  const int tokens = 1 + flags % 9;
+  // Activations: the tensor's own bytes read as small signed values, every 7th scaled up, so
+  // blocks of mixed magnitude, zeros and repeats all occur.
+  std::vector<float> x(size_t(tokens * cols));
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = float(int8_t(rows_at[i % size_t(rows * dtype_row_bytes(type, cols))])) *
+           (i % 7 == 0 ? 64.0f : 0.25f);
+  std::vector<float> want(size_t(tokens * rows)), got(want.size());
+  if (const kern::KQuantGemmFn k = active_kquant_kernel(type)) {
+    if (cols % kQK != 0) return;
+    std::vector<int8_t> q(x.size());
+    std::vector<float> d(x.size() / kQK);
+    std::vector<int16_t> s(x.size() / 16);
+    for (int t = 0; t < tokens; ++t)
+      quantize_activations_q8k(x.data() + t * cols, cols, q.data() + t * cols,
+                               d.data() + t * cols / kQK, s.data() + t * cols / 16);
+    const Q8KActivations a{q.data(), d.data(), s.data(), cols, tokens};
+    const kern::KQuantGemmFn scalar = type == DType::Q4_K   ? ref.gemm_rows_q4_k
+                                      : type == DType::Q5_K ? ref.gemm_rows_q5_k
+                                                            : ref.gemm_rows_q6_k;
+    scalar(rows_at, a, 0, rows, want.data(), rows);
+    k(rows_at, a, 0, rows, got.data(), rows);
+  } else if (const kern::Block32GemmFn k = active_block32_kernel(type)) {
+    std::vector<int16_t> q(x.size());
+    std::vector<float> d(x.size() / 32);
+    std::vector<int32_t> s(x.size() / 32);
+    for (int t = 0; t < tokens; ++t) {
+      quantize_activations_i16(x.data() + t * cols, cols, q.data() + t * cols,
+                               d.data() + t * cols / 32);
+      block_sums_i16(q.data() + t * cols, cols, s.data() + t * cols / 32);
+    }
+    const BlockActivations16 a{q.data(), d.data(), s.data(), cols, tokens};
+    const kern::Block32GemmFn scalar = type == DType::Q4_0   ? ref.gemm_rows_q4_0
+                                       : type == DType::Q4_1 ? ref.gemm_rows_q4_1
+                                       : type == DType::Q5_0 ? ref.gemm_rows_q5_0
+                                                             : ref.gemm_rows_q5_1;
+    scalar(rows_at, a, 0, rows, want.data(), rows);
+    k(rows_at, a, 0, rows, got.data(), rows);
+  } else {
+    return;
+  }
+  if (!same_outputs(want, got))
+    fuzz::property_failed("an integer kernel differs from the scalar reference on the same rows");
+}
 
 }  // namespace
 
@@ -58,6 +121,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     tensor_rows_to_f32(t, b, e, part.data());
     if (!fuzz::same_bits(part.data(), all.data() + b * cols, part.size()))
       fuzz::property_failed("tensor_rows_to_f32 differs from tensor_to_f32 on the same rows");
+    check_integer_kernels(type, at, rows, cols, flags);
   } catch (const Error& e) {
     fuzz::expected(e);
   }
