@@ -63,6 +63,17 @@ void gemm_rows_q5_0_avx2(const uint8_t* W, const BlockActivations16& x, int64_t 
 void gemm_rows_q5_1_avx2(const uint8_t* W, const BlockActivations16& x, int64_t r0, int64_t r1,
                          float* y, int64_t y_stride);
 #endif
+#if defined(ELUTQ_ARM)
+// One row and up to four tokens at a time (SMLAL on int16).
+void gemm_rows_q4_0_neon(const uint8_t* W, const BlockActivations16& x, int64_t r0, int64_t r1,
+                         float* y, int64_t y_stride);
+void gemm_rows_q4_1_neon(const uint8_t* W, const BlockActivations16& x, int64_t r0, int64_t r1,
+                         float* y, int64_t y_stride);
+void gemm_rows_q5_0_neon(const uint8_t* W, const BlockActivations16& x, int64_t r0, int64_t r1,
+                         float* y, int64_t y_stride);
+void gemm_rows_q5_1_neon(const uint8_t* W, const BlockActivations16& x, int64_t r0, int64_t r1,
+                         float* y, int64_t y_stride);
+#endif
 
 }  // namespace kern
 }  // namespace elutq

@@ -100,6 +100,10 @@ IsaKernels neon_table() {
   IsaKernels k = scalar_table();
   k.isa = Isa::Neon;
   k.lut = &lut_kernels_neon();
+  k.gemm_rows_q4_0 = kern::gemm_rows_q4_0_neon;
+  k.gemm_rows_q4_1 = kern::gemm_rows_q4_1_neon;
+  k.gemm_rows_q5_0 = kern::gemm_rows_q5_0_neon;
+  k.gemm_rows_q5_1 = kern::gemm_rows_q5_1_neon;
   if (cpu_features().neon_dotprod) {  // without SDOT the scalar K-quant kernels stay
     k.gemm_rows_q4_k = kern::gemm_rows_q4_k_neon;
     k.gemm_rows_q5_k = kern::gemm_rows_q5_k_neon;
