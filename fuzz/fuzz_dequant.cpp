@@ -13,10 +13,10 @@
 
 #include "core/error.h"
 #include "format/dequant.h"
+#include "fuzz_util.h"
 #include "kernels/dispatch.h"
 #include "kernels/gemv.h"
 #include "kernels/q8_rows16.h"
-#include "fuzz_util.h"
 
 using namespace elutq;
 

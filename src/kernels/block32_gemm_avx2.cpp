@@ -35,8 +35,10 @@ struct Format {
       const __m128i bit = _mm_set1_epi64x(int64_t(0x8040201008040201ULL));
       const __m128i sixteen = _mm_set1_epi8(16);
       const __m128i q = _mm_set1_epi32(int(qh));
-      const __m128i s_lo = _mm_shuffle_epi8(q, _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
-      const __m128i s_hi = _mm_shuffle_epi8(q, _mm_setr_epi8(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+      const __m128i s_lo =
+          _mm_shuffle_epi8(q, _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+      const __m128i s_hi =
+          _mm_shuffle_epi8(q, _mm_setr_epi8(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
       lo = _mm_or_si128(lo, _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(s_lo, bit), bit), sixteen));
       hi = _mm_or_si128(hi, _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(s_hi, bit), bit), sixteen));
     }
@@ -48,7 +50,8 @@ inline __m256i load(const void* p) { return _mm256_loadu_si256(static_cast<const
 
 template <class C>
 inline __m256i dot(const C& c, const int16_t* xq) {
-  return _mm256_add_epi32(_mm256_madd_epi16(c.lo, load(xq)), _mm256_madd_epi16(c.hi, load(xq + 16)));
+  return _mm256_add_epi32(_mm256_madd_epi16(c.lo, load(xq)),
+                          _mm256_madd_epi16(c.hi, load(xq + 16)));
 }
 
 inline __m128i sum4(__m256i a0, __m256i a1, __m256i a2, __m256i a3) {

@@ -86,10 +86,18 @@ void gemm_rows(const uint8_t* W, const BlockActivations16& x, int64_t r0, int64_
   for (int64_t r = r0; r < r1; ++r)
     for (int t0 = 0; t0 < x.tokens; t0 += kGroup) {
       switch (std::min(kGroup, x.tokens - t0)) {
-        case 1: tile<F, 1>(W, x, t0, r, y, y_stride); break;
-        case 2: tile<F, 2>(W, x, t0, r, y, y_stride); break;
-        case 3: tile<F, 3>(W, x, t0, r, y, y_stride); break;
-        default: tile<F, 4>(W, x, t0, r, y, y_stride); break;
+        case 1:
+          tile<F, 1>(W, x, t0, r, y, y_stride);
+          break;
+        case 2:
+          tile<F, 2>(W, x, t0, r, y, y_stride);
+          break;
+        case 3:
+          tile<F, 3>(W, x, t0, r, y, y_stride);
+          break;
+        default:
+          tile<F, 4>(W, x, t0, r, y, y_stride);
+          break;
       }
     }
 }

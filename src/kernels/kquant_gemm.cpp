@@ -138,7 +138,8 @@ void gemm_rows_q6_k_scalar(const uint8_t* W, const Q8KActivations& x, int64_t r0
           for (int k = 0; k < 4; ++k)
             for (int l = 0; l < 32; ++l) {
               const uint8_t low = ql[64 * h + 32 * (k % 2) + l];
-              const int q = (k < 2 ? low & 0xF : low >> 4) | (((qh[32 * h + l] >> (2 * k)) & 3) << 4);
+              const int q =
+                  (k < 2 ? low & 0xF : low >> 4) | (((qh[32 * h + l] >> (2 * k)) & 3) << 4);
               const int pos = 128 * h + 32 * k + l;
               sub[pos / 16] += q * xq[pos];
             }

@@ -4,8 +4,8 @@
 // widened fp32 copy (32 bits a weight, read again for every token).
 //
 // Activations (quantize_activations_q8k): per 256 columns of a token, d = max|x| / 127 and
-// q = round(x / d) in [-127, 127]; bsum holds the sum of each 16 consecutive q's (the types' offsets
-// and minimums meet the activations only through those sums).
+// q = round(x / d) in [-127, 127]; bsum holds the sum of each 16 consecutive q's (the types'
+// offsets and minimums meet the activations only through those sums).
 //
 // Arithmetic, the same in every version (each SIMD kernel equals the scalar reference bit for bit):
 // per row and token, y starts at 0 and takes, for each super-block in order, with its exact int32
@@ -48,8 +48,7 @@ void quantize_activations_q8k(const float* x, int64_t n, int8_t* q, float* d, in
 namespace kern {
 
 using QuantizeQ8KFn = void (*)(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsum);
-void quantize_activations_q8k_scalar(const float* x, int64_t n, int8_t* q, float* d,
-                                     int16_t* bsum);
+void quantize_activations_q8k_scalar(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsum);
 #if defined(ELUTQ_X86)
 void quantize_activations_q8k_avx2(const float* x, int64_t n, int8_t* q, float* d, int16_t* bsum);
 #endif
@@ -66,7 +65,8 @@ void gemm_rows_q5_k_scalar(const uint8_t* W, const Q8KActivations& x, int64_t r0
 void gemm_rows_q6_k_scalar(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
                            float* y, int64_t y_stride);
 #if defined(ELUTQ_X86)
-// Four rows and up to eight tokens at a time, each super-block decoded in registers.
+// Four rows and up to seven tokens, or one row and eight, at a time; super-blocks decoded in
+// registers.
 void gemm_rows_q4_k_avx2(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
                          float* y, int64_t y_stride);
 void gemm_rows_q5_k_avx2(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,

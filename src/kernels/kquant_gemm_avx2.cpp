@@ -1,8 +1,9 @@
 // AVX2 K-quant matmuls (kquant_gemm.h), equal to the scalar reference bit for bit: the integer
 // sums are exact in any order, and each (row, token) pair then meets the same fp32 operations in
-// the same order, four rows side by side in one 128-bit vector.
+// the same order, four (row, token) pairs side by side in one 128-bit vector.
 //
-// Four rows and up to eight tokens at a time: each row's super-block is decoded in registers, 32
+// Four rows and up to seven tokens, or one row and a full group of eight, at a time (decode and
+// a prompt's tail; a prompt's body): each row's super-block is decoded in registers, 32
 // weights a piece (unsigned codes, and the int16 scales of its two 16-weight halves), and meets
 // every token of the group: vpmaddubsw (codes x int8 activations, pairs in int16: at most
 // 2 x 63 x 127, no saturation), vpmaddwd with the scales (int32), added across the super-block;
@@ -173,7 +174,8 @@ void tile(const uint8_t* W, const Q8KActivations& x, int t0, int64_t rt, int row
       const __m256i off = F::visit(b, &d4[r], &dmin4[r], [&](int c, __m256i codes, __m256i scales) {
         for (int t = 0; t < T; ++t)
           sums[t] = _mm256_add_epi32(
-              sums[t], _mm256_madd_epi16(_mm256_maddubs_epi16(codes, load(xq[t] + 32 * c)), scales));
+              sums[t],
+              _mm256_madd_epi16(_mm256_maddubs_epi16(codes, load(xq[t] + 32 * c)), scales));
       });
       for (int t = 0; t < T; ++t) {
         a[t][r] = sums[t];
@@ -210,13 +212,13 @@ void row8(const uint8_t* W, const Q8KActivations& x, int t0, int64_t r, float* y
     __m256i sums[T];
     for (int t = 0; t < T; ++t) sums[t] = _mm256_setzero_si256();
     float d, dmin;
-    const __m256i off = F::visit(W + (r * nb + i) * F::kBytes, &d, &dmin,
-                                 [&](int c, __m256i codes, __m256i scales) {
-      for (int t = 0; t < T; ++t)
-        sums[t] = _mm256_add_epi32(
-            sums[t], _mm256_madd_epi16(_mm256_maddubs_epi16(codes, load(xq[t] + i * kQK + 32 * c)),
-                                       scales));
-    });
+    const __m256i off = F::visit(
+        W + (r * nb + i) * F::kBytes, &d, &dmin, [&](int c, __m256i codes, __m256i scales) {
+          for (int t = 0; t < T; ++t)
+            sums[t] = _mm256_add_epi32(
+                sums[t], _mm256_madd_epi16(
+                             _mm256_maddubs_epi16(codes, load(xq[t] + i * kQK + 32 * c)), scales));
+        });
     for (int h = 0; h < 2; ++h) {
       const int u = 4 * h;
       __m256i o[4];
@@ -228,8 +230,9 @@ void row8(const uint8_t* W, const Q8KActivations& x, int t0, int64_t r, float* y
         acc[h] = _mm_fmadd_ps(_mm_mul_ps(dx, _mm_set1_ps(d)), _mm_cvtepi32_ps(S), acc[h]);
         acc[h] = _mm_fnmadd_ps(_mm_mul_ps(dx, _mm_set1_ps(dmin)), _mm_cvtepi32_ps(M), acc[h]);
       } else {
-        const __m128i S = sum4(_mm256_sub_epi32(sums[u], o[0]), _mm256_sub_epi32(sums[u + 1], o[1]),
-                               _mm256_sub_epi32(sums[u + 2], o[2]), _mm256_sub_epi32(sums[u + 3], o[3]));
+        const __m128i S =
+            sum4(_mm256_sub_epi32(sums[u], o[0]), _mm256_sub_epi32(sums[u + 1], o[1]),
+                 _mm256_sub_epi32(sums[u + 2], o[2]), _mm256_sub_epi32(sums[u + 3], o[3]));
         acc[h] = _mm_fmadd_ps(_mm_mul_ps(dx, _mm_set1_ps(d)), _mm_cvtepi32_ps(S), acc[h]);
       }
     }
@@ -256,13 +259,27 @@ void gemm_rows(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1
       const int rows = int(std::min<int64_t>(kTileRows, r1 - rt));
       for (int t0 = c0; t0 < c1; t0 += kGroup) {
         switch (std::min(kGroup, c1 - t0)) {
-          case 1: tile<F, 1>(W, x, t0, rt, rows, y, y_stride); break;
-          case 2: tile<F, 2>(W, x, t0, rt, rows, y, y_stride); break;
-          case 3: tile<F, 3>(W, x, t0, rt, rows, y, y_stride); break;
-          case 4: tile<F, 4>(W, x, t0, rt, rows, y, y_stride); break;
-          case 5: tile<F, 5>(W, x, t0, rt, rows, y, y_stride); break;
-          case 6: tile<F, 6>(W, x, t0, rt, rows, y, y_stride); break;
-          case 7: tile<F, 7>(W, x, t0, rt, rows, y, y_stride); break;
+          case 1:
+            tile<F, 1>(W, x, t0, rt, rows, y, y_stride);
+            break;
+          case 2:
+            tile<F, 2>(W, x, t0, rt, rows, y, y_stride);
+            break;
+          case 3:
+            tile<F, 3>(W, x, t0, rt, rows, y, y_stride);
+            break;
+          case 4:
+            tile<F, 4>(W, x, t0, rt, rows, y, y_stride);
+            break;
+          case 5:
+            tile<F, 5>(W, x, t0, rt, rows, y, y_stride);
+            break;
+          case 6:
+            tile<F, 6>(W, x, t0, rt, rows, y, y_stride);
+            break;
+          case 7:
+            tile<F, 7>(W, x, t0, rt, rows, y, y_stride);
+            break;
           default:
             for (int r = 0; r < rows; ++r) row8<F>(W, x, t0, rt + r, y, y_stride);
             break;
@@ -314,10 +331,11 @@ void quantize_activations_q8k_avx2(const float* x, int64_t n, int8_t* q, float* 
                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         v[e] = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(r), lim), neg);
       }
-      const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]),
-                                               _mm256_packs_epi32(v[2], v[3]));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * kQK + k),
-                          _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+      const __m256i bytes =
+          _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+      _mm256_storeu_si256(
+          reinterpret_cast<__m256i*>(q + b * kQK + k),
+          _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
       bsum[b * 16 + k / 16] = int16_t(hsum_i32(_mm256_add_epi32(v[0], v[1])));
       bsum[b * 16 + k / 16 + 1] = int16_t(hsum_i32(_mm256_add_epi32(v[2], v[3])));
     }

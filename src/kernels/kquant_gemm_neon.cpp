@@ -42,7 +42,8 @@ void scale_min_k4(int j, const uint8_t* s, int* sc, int* m) {
   }
 }
 
-// Q4_K / Q5_K: piece j is sub-block j (one scale); offset g = m_{g/2}, so sum_g offset_g bsum_g = M.
+// Q4_K / Q5_K: piece j is sub-block j (one scale); offset g = m_{g/2}, so sum_g offset_g bsum_g =
+// M.
 template <bool kFifthBit>
 struct K4Format {
   static constexpr int64_t kBytes = kFifthBit ? kQ5KBlockBytes : kQ4KBlockBytes;
@@ -90,10 +91,18 @@ struct Q6KFormat {
           const uint8x16_t lo = k < 2 ? vandq_u8(low, low4) : vshrq_n_u8(low, 4);
           uint8x16_t hi;
           switch (k) {  // the shift must be a constant
-            case 0: hi = vandq_u8(qh, three); break;
-            case 1: hi = vandq_u8(vshrq_n_u8(qh, 2), three); break;
-            case 2: hi = vandq_u8(vshrq_n_u8(qh, 4), three); break;
-            default: hi = vshrq_n_u8(qh, 6); break;
+            case 0:
+              hi = vandq_u8(qh, three);
+              break;
+            case 1:
+              hi = vandq_u8(vshrq_n_u8(qh, 2), three);
+              break;
+            case 2:
+              hi = vandq_u8(vshrq_n_u8(qh, 4), three);
+              break;
+            default:
+              hi = vshrq_n_u8(qh, 6);
+              break;
           }
           u->codes[4 * h + k][e] = vreinterpretq_s8_u8(vorrq_u8(lo, vshlq_n_u8(hi, 4)));
         }
@@ -144,10 +153,18 @@ void gemm_rows(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1
   for (int64_t r = r0; r < r1; ++r)
     for (int t0 = 0; t0 < x.tokens; t0 += kGroup) {
       switch (std::min(kGroup, x.tokens - t0)) {
-        case 1: tile<F, 1>(W, x, t0, r, y, y_stride); break;
-        case 2: tile<F, 2>(W, x, t0, r, y, y_stride); break;
-        case 3: tile<F, 3>(W, x, t0, r, y, y_stride); break;
-        default: tile<F, 4>(W, x, t0, r, y, y_stride); break;
+        case 1:
+          tile<F, 1>(W, x, t0, r, y, y_stride);
+          break;
+        case 2:
+          tile<F, 2>(W, x, t0, r, y, y_stride);
+          break;
+        case 3:
+          tile<F, 3>(W, x, t0, r, y, y_stride);
+          break;
+        default:
+          tile<F, 4>(W, x, t0, r, y, y_stride);
+          break;
       }
     }
 }

@@ -17,12 +17,13 @@
 namespace elutq {
 
 namespace {
-constexpr int64_t kSlabRows = 256;  // rows converted per sgemm: 256 x 576 fp32 = 576 KiB
+constexpr int64_t kSlabRows = 256;   // rows converted per sgemm: 256 x 576 fp32 = 576 KiB
 constexpr int64_t kGemvTokens = 64;  // up to this many tokens: a GEMV per token (see forward)
 constexpr int64_t kGemvChunkBytes = 32 << 10;  // rows a GEMV pass reads for all tokens (in L1/L2)
 
-// Layers' rows in units of four, layer after layer (layer i's are first_unit[i] .. first_unit[i+1]),
-// over the pool: run(layer, r0, r1, its output) for each part of a thread's range.
+// Layers' rows in units of four, layer after layer (layer i's are first_unit[i] ..
+// first_unit[i+1]), over the pool: run(layer, r0, r1, its output) for each part of a thread's
+// range.
 template <class Run>
 void run_units(ThreadPool& pool, const StoredLinear* const* ls, size_t count,
                const int64_t* first_unit, Run&& run, std::span<float* const> ys) {
@@ -47,9 +48,10 @@ bool StoredLinear::supports(const TensorInfo& w) {
 
 StoredLinear::StoredLinear(const TensorInfo& w)
     : w_(w), out_(w.shape.size() == 2 ? w.shape[0] : 0), in_(w.shape.size() == 2 ? w.shape[1] : 0) {
-  require(supports(w), "tensor '", w.name, "' (", dtype_name(w.dtype),
-          ") cannot run as a stored-type layer: expected a Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 (rows a "
-          "multiple of 32), F16, BF16, or Q4_K / Q5_K / Q6_K (rows a multiple of 256) matrix");
+  require(
+      supports(w), "tensor '", w.name, "' (", dtype_name(w.dtype),
+      ") cannot run as a stored-type layer: expected a Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 (rows a "
+      "multiple of 32), F16, BF16, or Q4_K / Q5_K / Q6_K (rows a multiple of 256) matrix");
   row_bytes_ = dtype_row_bytes(w.dtype, in_);
   require(w.data != nullptr && w.nbytes >= row_bytes_ * uint64_t(out_), "tensor '", w.name,
           "' holds ", w.nbytes, " bytes, less than its ", out_, "x", in_, " ", dtype_name(w.dtype),
@@ -68,9 +70,12 @@ StoredLinear::StoredLinear(const TensorInfo& w)
 
 std::string StoredLinear::describe() const {
   std::string t = dtype_name(w_.dtype);
-  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  std::transform(t.begin(), t.end(), t.begin(),
+                 [](unsigned char c) { return char(std::tolower(c)); });
   return t + " " + std::to_string(out_) + "x" + std::to_string(in_) +
-         (rows16_kernel_ ? " (int16 activations)" : (kquant_kernel_ || block32_kernel_) ? " (int8 activations)" : "");
+         (rows16_kernel_                        ? " (int16 activations)"
+          : (kquant_kernel_ || block32_kernel_) ? " (int8 activations)"
+                                                : "");
 }
 
 void StoredLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool) const {
@@ -135,8 +140,7 @@ void StoredLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool
 }
 
 bool StoredLinear::forward_together(std::span<const Linear* const> layers, const float* x,
-                                    int64_t n, std::span<float* const> ys,
-                                    ThreadPool& pool) const {
+                                    int64_t n, std::span<float* const> ys, ThreadPool& pool) const {
   constexpr size_t kMaxLayers = 4;
   const bool k256 = kquant_kernel_ != nullptr;
   if ((!k256 && !block32_kernel_) || layers.size() > kMaxLayers || layers.size() != ys.size())
@@ -169,9 +173,12 @@ bool StoredLinear::forward_together(std::span<const Linear* const> layers, const
         quantize_activations_q8k(x + t * in, in, q + t * in, d + t * nb, s + t * (in / 16));
     });
     const Q8KActivations a{q, d, s, in, int(n)};
-    run_units(pool, ls, count, first_unit, [&](const StoredLinear& l, int64_t r0, int64_t r1, float* y) {
-      l.kquant_kernel_(l.w_.data, a, r0, r1, y, l.out_);
-    }, ys);
+    run_units(
+        pool, ls, count, first_unit,
+        [&](const StoredLinear& l, int64_t r0, int64_t r1, float* y) {
+          l.kquant_kernel_(l.w_.data, a, r0, r1, y, l.out_);
+        },
+        ys);
   } else {
     // The activations rounded to int16 per 32 columns, with their scales and block sums.
     const int64_t nb = in / 32;
@@ -191,9 +198,12 @@ bool StoredLinear::forward_together(std::span<const Linear* const> layers, const
       }
     });
     const BlockActivations16 a{q, d, s, in, int(n)};
-    run_units(pool, ls, count, first_unit, [&](const StoredLinear& l, int64_t r0, int64_t r1, float* y) {
-      l.block32_kernel_(l.w_.data, a, r0, r1, y, l.out_);
-    }, ys);
+    run_units(
+        pool, ls, count, first_unit,
+        [&](const StoredLinear& l, int64_t r0, int64_t r1, float* y) {
+          l.block32_kernel_(l.w_.data, a, r0, r1, y, l.out_);
+        },
+        ys);
   }
   return true;
 }

@@ -17,8 +17,10 @@ namespace elutq::test {
 inline constexpr DType kBlock32Types[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1};
 
 inline int64_t block32_bytes(DType t) {
-  return t == DType::Q4_0 ? kQ4_0BlockBytes : t == DType::Q4_1 ? kQ4_1BlockBytes
-         : t == DType::Q5_0 ? kQ5_0BlockBytes : kQ5_1BlockBytes;
+  return t == DType::Q4_0   ? kQ4_0BlockBytes
+         : t == DType::Q4_1 ? kQ4_1BlockBytes
+         : t == DType::Q5_0 ? kQ5_0BlockBytes
+                            : kQ5_1BlockBytes;
 }
 
 // Every byte random except the fp16 d (and m for the _1 types): finite, mixed magnitude and sign.
@@ -69,8 +71,10 @@ inline B32Acts quantize32(const std::vector<float>& x, int tokens, int64_t n) {
 }
 
 inline const kern::Block32GemmFn& block32_kernel_of(const IsaKernels& k, DType t) {
-  return t == DType::Q4_0 ? k.gemm_rows_q4_0 : t == DType::Q4_1 ? k.gemm_rows_q4_1
-         : t == DType::Q5_0 ? k.gemm_rows_q5_0 : k.gemm_rows_q5_1;
+  return t == DType::Q4_0   ? k.gemm_rows_q4_0
+         : t == DType::Q4_1 ? k.gemm_rows_q4_1
+         : t == DType::Q5_0 ? k.gemm_rows_q5_0
+                            : k.gemm_rows_q5_1;
 }
 
 }  // namespace elutq::test

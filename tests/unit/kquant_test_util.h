@@ -52,22 +52,26 @@ struct Acts {
   std::vector<int8_t> q;
   std::vector<float> d;
   std::vector<int16_t> bsum;
-  Q8KActivations view(int64_t n, int tokens) const { return {q.data(), d.data(), bsum.data(), n, tokens}; }
+  Q8KActivations view(int64_t n, int tokens) const {
+    return {q.data(), d.data(), bsum.data(), n, tokens};
+  }
 };
 
 inline Acts quantize(const std::vector<float>& x, int tokens, int64_t n) {
   Acts a{std::vector<int8_t>(x.size()), std::vector<float>(x.size() / kQK),
          std::vector<int16_t>(x.size() / 16)};
   for (int t = 0; t < tokens; ++t)
-    kern::quantize_activations_q8k_scalar(x.data() + t * n, n, a.q.data() + t * n, a.d.data() + t * n / kQK,
-                             a.bsum.data() + t * n / 16);
+    kern::quantize_activations_q8k_scalar(x.data() + t * n, n, a.q.data() + t * n,
+                                          a.d.data() + t * n / kQK, a.bsum.data() + t * n / 16);
   return a;
 }
 
 inline constexpr DType kTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 inline const kern::KQuantGemmFn& kernel_of(const IsaKernels& k, DType t) {
-  return t == DType::Q4_K ? k.gemm_rows_q4_k : t == DType::Q5_K ? k.gemm_rows_q5_k : k.gemm_rows_q6_k;
+  return t == DType::Q4_K   ? k.gemm_rows_q4_k
+         : t == DType::Q5_K ? k.gemm_rows_q5_k
+                            : k.gemm_rows_q6_k;
 }
 
 }  // namespace elutq::test

@@ -62,8 +62,10 @@ TEST(Block32Gemm, StoredLinearRunsThemNearTheFp32LayerTogetherAsAlone) {
   std::vector<std::vector<uint8_t>> ws;
   std::vector<StoredLinear> ls;
   const int64_t rows[] = {37, 8, 5, 12};
-  for (int i = 0; i < 4; ++i) ws.push_back(random_block32_rows(kBlock32Types[i], rows[i], n, 30 + i));
-  for (int i = 0; i < 4; ++i) ls.emplace_back(view_tensor(kBlock32Types[i], ws[size_t(i)], rows[i], n));
+  for (int i = 0; i < 4; ++i)
+    ws.push_back(random_block32_rows(kBlock32Types[i], rows[i], n, 30 + i));
+  for (int i = 0; i < 4; ++i)
+    ls.emplace_back(view_tensor(kBlock32Types[i], ws[size_t(i)], rows[i], n));
   std::vector<std::vector<float>> ys(4);
   for (int i = 0; i < 4; ++i) {
     const StoredLinear& lin = ls[size_t(i)];
@@ -85,7 +87,8 @@ TEST(Block32Gemm, StoredLinearRunsThemNearTheFp32LayerTogetherAsAlone) {
           bound += std::fabs(double(wf[size_t(r * n + c)])) *
                    (amax / 65534.0 + 1e-6 * std::fabs(x[size_t(tk * n + c)]));
         }
-        EXPECT_NEAR(y[size_t(tk * rows[i] + r)], exact, bound) << dtype_name(t) << " " << tk << " " << r;
+        EXPECT_NEAR(y[size_t(tk * rows[i] + r)], exact, bound)
+            << dtype_name(t) << " " << tk << " " << r;
       }
   }
   const Linear* layers[] = {&ls[0], &ls[1], &ls[2], &ls[3]};

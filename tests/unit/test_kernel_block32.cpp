@@ -57,7 +57,8 @@ TEST(Block32Gemm, EverySimdKernelEqualsTheScalarOneBitForBit) {
         for (int tokens : {1, 3, 4, 9, 150}) {
           // 150 tokens of 2048 columns: several L2 chunks of tokens, quads and a remainder.
           const int64_t n = tokens == 150 ? 2048 : 576;
-          const std::vector<uint8_t> w = random_block32_rows(t, rows, n, uint32_t(rows * 7 + tokens));
+          const std::vector<uint8_t> w =
+              random_block32_rows(t, rows, n, uint32_t(rows * 7 + tokens));
           const std::vector<float> x = random_x32(tokens, n, uint32_t(tokens));
           const B32Acts a = quantize32(x, tokens, n);
           const int64_t stride = rows + 2;

@@ -96,8 +96,8 @@ TEST(KQuantGemm, EverySimdKernelEqualsTheScalarOneBitForBit) {
             kernel_of(ref, t)(w.data(), a.view(n, tokens), r0, rows, want.data(), stride);
             kernel_of(*k, t)(w.data(), a.view(n, tokens), r0, rows, got.data(), stride);
             ASSERT_EQ(std::memcmp(want.data(), got.data(), got.size() * 4), 0)
-                << isa_name(isa) << " " << dtype_name(t) << " rows " << rows << " tokens "
-                << tokens << " from row " << r0;
+                << isa_name(isa) << " " << dtype_name(t) << " rows " << rows << " tokens " << tokens
+                << " from row " << r0;
           }
           ++compared;
         }

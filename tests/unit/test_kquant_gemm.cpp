@@ -89,9 +89,11 @@ TEST(KQuantGemm, StoredLinearRunsKQuantsNearTheFp32LayerEachTokenAlone) {
           float amax = 0.0f;
           for (int k = 0; k < kQK; ++k) amax = std::max(amax, std::fabs(x[size_t(b0 + k)]));
           exact += double(wf[size_t(r * n + c)]) * x[size_t(tk * n + c)];
-          bound += std::fabs(double(wf[size_t(r * n + c)])) * (amax / 254.0 + 1e-6 * std::fabs(x[size_t(tk * n + c)]));
+          bound += std::fabs(double(wf[size_t(r * n + c)])) *
+                   (amax / 254.0 + 1e-6 * std::fabs(x[size_t(tk * n + c)]));
         }
-        EXPECT_NEAR(y[size_t(tk * rows + r)], exact, bound) << dtype_name(t) << " " << tk << " " << r;
+        EXPECT_NEAR(y[size_t(tk * rows + r)], exact, bound)
+            << dtype_name(t) << " " << tk << " " << r;
       }
     }
   }
@@ -106,10 +108,11 @@ TEST(KQuantGemm, LayersOnOneInputRunTogetherAsEachAlone) {
   const int64_t n = 512;
   const int tokens = 3;
   const std::vector<float> x = random_x(tokens, n, 12);
-  const std::vector<uint8_t> w0 = random_rows(DType::Q4_K, 37, n, 1), w1 = random_rows(DType::Q6_K, 8, n, 2),
+  const std::vector<uint8_t> w0 = random_rows(DType::Q4_K, 37, n, 1),
+                             w1 = random_rows(DType::Q6_K, 8, n, 2),
                              w2 = random_rows(DType::Q5_K, 5, n, 3);
-  const StoredLinear l0(view_tensor(DType::Q4_K, w0, 37, n)), l1(view_tensor(DType::Q6_K, w1, 8, n)),
-      l2(view_tensor(DType::Q5_K, w2, 5, n));
+  const StoredLinear l0(view_tensor(DType::Q4_K, w0, 37, n)),
+      l1(view_tensor(DType::Q6_K, w1, 8, n)), l2(view_tensor(DType::Q5_K, w2, 5, n));
   ThreadPool pool(2);
   const Linear* layers[] = {&l0, &l1, &l2};
   std::vector<float> y0(size_t(tokens * 37)), y1(size_t(tokens * 8)), y2(size_t(tokens * 5));
@@ -185,7 +188,8 @@ TEST(KQuantGemm, AModelStoredInKQuantsRunsOnThemNearItsWidenedFp32Form) {
   EXPECT_NE(a.output().describe().find("int8 activations"), std::string::npos);
   const std::vector<int> ids = {1, 7, 3, 60, 12, 5, 9, 33, 2, 41, 8, 19};
   const int n = int(ids.size());
-  std::vector<float> ha(size_t(n * c.dim)), hb(ha.size()), la(size_t(n * c.vocab_size)), lb(la.size());
+  std::vector<float> ha(size_t(n * c.dim)), hb(ha.size()), la(size_t(n * c.vocab_size)),
+      lb(la.size());
   a.forward(ids.data(), n, 0, ha.data());
   b.forward(ids.data(), n, 0, hb.data());
   a.logits(ha.data(), n, la.data());
