@@ -77,7 +77,8 @@ void check_integer_kernels(DType type, const uint8_t* rows_at, int64_t rows, int
     const kern::Block32GemmFn scalar = type == DType::Q4_0   ? ref.gemm_rows_q4_0
                                        : type == DType::Q4_1 ? ref.gemm_rows_q4_1
                                        : type == DType::Q5_0 ? ref.gemm_rows_q5_0
-                                                             : ref.gemm_rows_q5_1;
+                                       : type == DType::Q5_1 ? ref.gemm_rows_q5_1
+                                                             : ref.gemm_rows_iq4_nl;
     scalar(rows_at, a, 0, rows, want.data(), rows);
     k(rows_at, a, 0, rows, got.data(), rows);
   } else {

@@ -82,5 +82,26 @@ void gemm_rows_q5_1_scalar(const uint8_t* W, const BlockActivations16& x, int64_
   gemm_rows_scalar<5, true>(W, x, r0, r1, y, y_stride);
 }
 
+// IQ4_NL: weight l is level kIq4nlLevels[c] with c the low (l < 16) or high nibble of qs[l % 16].
+void gemm_rows_iq4_nl_scalar(const uint8_t* W, const BlockActivations16& x, int64_t r0, int64_t r1,
+                             float* y, int64_t y_stride) {
+  const int64_t nb = x.n / 32;
+  for (int64_t r = r0; r < r1; ++r)
+    for (int t = 0; t < x.tokens; ++t) {
+      float acc = 0.0f;
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* blk = W + (r * nb + b) * kIq4nlBlockBytes;
+        const int16_t* xq = x.q + t * x.n + b * 32;
+        int32_t S = 0;
+        for (int l = 0; l < 32; ++l) {
+          const int c = l < 16 ? blk[2 + l] & 0xF : blk[2 + l - 16] >> 4;
+          S += kIq4nlLevels[c] * xq[l];
+        }
+        acc = std::fma(x.d[t * nb + b] * half(blk), float(S), acc);
+      }
+      y[t * y_stride + r] = acc;
+    }
+}
+
 }  // namespace kern
 }  // namespace elutq

@@ -20,6 +20,7 @@ template <int kBits, bool kMin>
 struct Format {
   static constexpr int64_t kBytes = 2 + (kMin ? 2 : 0) + (kBits == 5 ? 4 : 0) + 16;
   static constexpr int kOffset = kMin ? 0 : (kBits == 5 ? 16 : 8);
+  static constexpr bool kHasMin = kMin;
   // The block's 32 codes as int16, weights 0..15 and 16..31.
   struct Codes {
     __m256i lo, hi;
@@ -43,6 +44,24 @@ struct Format {
       hi = _mm_or_si128(hi, _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(s_hi, bit), bit), sixteen));
     }
     return {_mm256_cvtepu8_epi16(lo), _mm256_cvtepu8_epi16(hi)};
+  }
+};
+
+// IQ4_NL: the nibbles index kIq4nlLevels (signed), looked up 16 at a time.
+struct Iq4nlFormat {
+  static constexpr int64_t kBytes = kIq4nlBlockBytes;
+  static constexpr int kOffset = 0;
+  static constexpr bool kHasMin = false;
+  struct Codes {
+    __m256i lo, hi;
+  };
+  static Codes codes(const uint8_t* b) {
+    const __m128i levels = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlLevels));
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2));
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    const __m128i lo = _mm_shuffle_epi8(levels, _mm_and_si128(v, low4));
+    const __m128i hi = _mm_shuffle_epi8(levels, _mm_and_si128(_mm_srli_epi16(v, 4), low4));
+    return {_mm256_cvtepi8_epi16(lo), _mm256_cvtepi8_epi16(hi)};
   }
 };
 
@@ -78,7 +97,8 @@ inline __m128 add_block(__m128 acc, __m128i S, __m128 dx, __m128 d, __m128 m, __
     return _mm_fmadd_ps(_mm_mul_ps(dx, d), _mm_cvtepi32_ps(S), acc);
   } else {
     acc = _mm_fmadd_ps(_mm_mul_ps(dx, d), _mm_cvtepi32_ps(S), acc);
-    return _mm_fmadd_ps(_mm_mul_ps(dx, m), _mm_cvtepi32_ps(s), acc);
+    if constexpr (F::kHasMin) acc = _mm_fmadd_ps(_mm_mul_ps(dx, m), _mm_cvtepi32_ps(s), acc);
+    return acc;
   }
 }
 
@@ -99,7 +119,7 @@ void rows4(const uint8_t* W, const BlockActivations16& x, int t, int64_t rt, int
     const __m128 d = halves4(bits16(row[0] + b * F::kBytes), bits16(row[1] + b * F::kBytes),
                              bits16(row[2] + b * F::kBytes), bits16(row[3] + b * F::kBytes));
     __m128 m = _mm_setzero_ps();
-    if constexpr (F::kOffset == 0)
+    if constexpr (F::kHasMin)
       m = halves4(bits16(row[0] + b * F::kBytes + 2), bits16(row[1] + b * F::kBytes + 2),
                   bits16(row[2] + b * F::kBytes + 2), bits16(row[3] + b * F::kBytes + 2));
     acc = add_block<F>(acc, sum4(p[0], p[1], p[2], p[3]), dx, d, m, s);
@@ -125,7 +145,7 @@ void row_quad(const uint8_t* W, const BlockActivations16& x, int t0, int64_t r, 
     const __m128i S = sum4(dot(c, xq[0] + b * 32), dot(c, xq[1] + b * 32), dot(c, xq[2] + b * 32),
                            dot(c, xq[3] + b * 32));
     const __m128 d = _mm_set1_ps(_cvtsh_ss(bits16(blk)));
-    const __m128 m = F::kOffset == 0 ? _mm_set1_ps(_cvtsh_ss(bits16(blk + 2))) : _mm_setzero_ps();
+    const __m128 m = F::kHasMin ? _mm_set1_ps(_cvtsh_ss(bits16(blk + 2))) : _mm_setzero_ps();
     acc = add_block<F>(acc, S, _mm_loadu_ps(dx4 + 4 * b), d, m,
                        _mm_loadu_si128(reinterpret_cast<const __m128i*>(s4 + 4 * b)));
   }
@@ -181,6 +201,10 @@ void gemm_rows_q5_0_avx2(const uint8_t* W, const BlockActivations16& x, int64_t 
 void gemm_rows_q5_1_avx2(const uint8_t* W, const BlockActivations16& x, int64_t r0, int64_t r1,
                          float* y, int64_t y_stride) {
   gemm_rows<Format<5, true>>(W, x, r0, r1, y, y_stride);
+}
+void gemm_rows_iq4_nl_avx2(const uint8_t* W, const BlockActivations16& x, int64_t r0, int64_t r1,
+                           float* y, int64_t y_stride) {
+  gemm_rows<Iq4nlFormat>(W, x, r0, r1, y, y_stride);
 }
 
 }  // namespace elutq::kern

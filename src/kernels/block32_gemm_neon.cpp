@@ -25,6 +25,7 @@ template <int kBits, bool kMin>
 struct Format {
   static constexpr int64_t kBytes = 2 + (kMin ? 2 : 0) + (kBits == 5 ? 4 : 0) + 16;
   static constexpr int kOffset = kMin ? 0 : (kBits == 5 ? 16 : 8);
+  static constexpr bool kHasMin = kMin;
   // The block's codes as int16, weights 8i .. 8i+7 in c[i].
   static void codes(const uint8_t* b, int16x8_t c[4]) {
     const uint8x16_t v = vld1q_u8(b + kBytes - 16);
@@ -49,6 +50,23 @@ struct Format {
   }
 };
 
+// IQ4_NL: the nibbles index kIq4nlLevels (signed), looked up 16 at a time (TBL).
+struct Iq4nlFormat {
+  static constexpr int64_t kBytes = kIq4nlBlockBytes;
+  static constexpr int kOffset = 0;
+  static constexpr bool kHasMin = false;
+  static void codes(const uint8_t* b, int16x8_t c[4]) {
+    const int8x16_t levels = vld1q_s8(kIq4nlLevels);
+    const uint8x16_t v = vld1q_u8(b + 2);
+    const int8x16_t lo = vqtbl1q_s8(levels, vandq_u8(v, vdupq_n_u8(0x0F)));
+    const int8x16_t hi = vqtbl1q_s8(levels, vshrq_n_u8(v, 4));
+    c[0] = vmovl_s8(vget_low_s8(lo));
+    c[1] = vmovl_s8(vget_high_s8(lo));
+    c[2] = vmovl_s8(vget_low_s8(hi));
+    c[3] = vmovl_s8(vget_high_s8(hi));
+  }
+};
+
 template <class F, int T>
 void tile(const uint8_t* W, const BlockActivations16& x, int t0, int64_t r, float* y,
           int64_t y_stride) {
@@ -58,7 +76,7 @@ void tile(const uint8_t* W, const BlockActivations16& x, int t0, int64_t r, floa
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = W + (r * nb + b) * F::kBytes;
     F::codes(blk, c);
-    const float d = half(blk), m = F::kOffset == 0 ? half(blk + 2) : 0.0f;
+    const float d = half(blk), m = F::kHasMin ? half(blk + 2) : 0.0f;
     for (int t = 0; t < T; ++t) {
       const int16_t* xq = x.q + (t0 + t) * x.n + b * 32;
       int32x4_t sum = vdupq_n_s32(0);
@@ -73,7 +91,7 @@ void tile(const uint8_t* W, const BlockActivations16& x, int t0, int64_t r, floa
         acc[t] = std::fma(dx * d, float(S - F::kOffset * s), acc[t]);
       } else {
         acc[t] = std::fma(dx * d, float(S), acc[t]);
-        acc[t] = std::fma(dx * m, float(s), acc[t]);
+        if constexpr (F::kHasMin) acc[t] = std::fma(dx * m, float(s), acc[t]);
       }
     }
   }
@@ -119,6 +137,10 @@ void gemm_rows_q5_0_neon(const uint8_t* W, const BlockActivations16& x, int64_t 
 void gemm_rows_q5_1_neon(const uint8_t* W, const BlockActivations16& x, int64_t r0, int64_t r1,
                          float* y, int64_t y_stride) {
   gemm_rows<Format<5, true>>(W, x, r0, r1, y, y_stride);
+}
+void gemm_rows_iq4_nl_neon(const uint8_t* W, const BlockActivations16& x, int64_t r0, int64_t r1,
+                           float* y, int64_t y_stride) {
+  gemm_rows<Iq4nlFormat>(W, x, r0, r1, y, y_stride);
 }
 
 }  // namespace elutq::kern

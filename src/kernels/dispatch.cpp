@@ -37,6 +37,7 @@ IsaKernels scalar_table() {
   k.gemm_rows_q4_1 = kern::gemm_rows_q4_1_scalar;
   k.gemm_rows_q5_0 = kern::gemm_rows_q5_0_scalar;
   k.gemm_rows_q5_1 = kern::gemm_rows_q5_1_scalar;
+  k.gemm_rows_iq4_nl = kern::gemm_rows_iq4_nl_scalar;
   k.stream_read = stream_read_portable;
   return k;
 }
@@ -65,6 +66,7 @@ IsaKernels avx2_table() {
   k.gemm_rows_q4_1 = kern::gemm_rows_q4_1_avx2;
   k.gemm_rows_q5_0 = kern::gemm_rows_q5_0_avx2;
   k.gemm_rows_q5_1 = kern::gemm_rows_q5_1_avx2;
+  k.gemm_rows_iq4_nl = kern::gemm_rows_iq4_nl_avx2;
   k.stream_read = stream_read_avx2;
   return k;
 }
@@ -104,6 +106,7 @@ IsaKernels neon_table() {
   k.gemm_rows_q4_1 = kern::gemm_rows_q4_1_neon;
   k.gemm_rows_q5_0 = kern::gemm_rows_q5_0_neon;
   k.gemm_rows_q5_1 = kern::gemm_rows_q5_1_neon;
+  k.gemm_rows_iq4_nl = kern::gemm_rows_iq4_nl_neon;
   if (cpu_features().neon_dotprod) {  // without SDOT the scalar K-quant kernels stay
     k.gemm_rows_q4_k = kern::gemm_rows_q4_k_neon;
     k.gemm_rows_q5_k = kern::gemm_rows_q5_k_neon;

@@ -44,12 +44,13 @@ struct IsaKernels {
   kern::KQuantGemmFn gemm_rows_q5_k = nullptr;
   kern::KQuantGemmFn gemm_rows_q6_k = nullptr;
   kern::QuantizeQ8KFn quantize_activations_q8k = nullptr;  // their activations, same bytes on every ISA
-  // GGML's 32-weight block types (Q4_0, Q4_1, Q5_0, Q5_1) against int16 activations per 32
+  // GGML's 32-weight block types (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) against int16 activations per 32
   // columns (block32_gemm.h).
   kern::Block32GemmFn gemm_rows_q4_0 = nullptr;
   kern::Block32GemmFn gemm_rows_q4_1 = nullptr;
   kern::Block32GemmFn gemm_rows_q5_0 = nullptr;
   kern::Block32GemmFn gemm_rows_q5_1 = nullptr;
+  kern::Block32GemmFn gemm_rows_iq4_nl = nullptr;
   // Attention over cached rows (attention_kernels.h): scores out[j] = scale * q . k_j, and
   // out += sum_j w[j] v_j in row order, for rows j < count at the given stride.
   void (*attention_scores)(const float* q, const float* k, int64_t stride, int64_t count, int hd,

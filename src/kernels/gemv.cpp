@@ -74,6 +74,7 @@ kern::Block32GemmFn active_block32_kernel(DType t) {
     case DType::Q4_1: return k.gemm_rows_q4_1;
     case DType::Q5_0: return k.gemm_rows_q5_0;
     case DType::Q5_1: return k.gemm_rows_q5_1;
+    case DType::IQ4_NL: return k.gemm_rows_iq4_nl;
     default: return nullptr;
   }
 }

@@ -37,7 +37,7 @@ kern::Rows16Fn active_q8_rows16_kernel();
 // The active ISA's integer kernel for rows of K-quant type t (Q4_K, Q5_K, Q6_K; kquant_gemm.h), or
 // null for any other type.
 kern::KQuantGemmFn active_kquant_kernel(DType t);
-// The same for GGML's 32-weight block types (Q4_0, Q4_1, Q5_0, Q5_1; block32_gemm.h).
+// The same for GGML's 32-weight block types (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL; block32_gemm.h).
 kern::Block32GemmFn active_block32_kernel(DType t);
 
 }  // namespace elutq

@@ -14,13 +14,15 @@
 
 namespace elutq::test {
 
-inline constexpr DType kBlock32Types[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1};
+inline constexpr DType kBlock32Types[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
+                                          DType::IQ4_NL};
 
 inline int64_t block32_bytes(DType t) {
   return t == DType::Q4_0   ? kQ4_0BlockBytes
          : t == DType::Q4_1 ? kQ4_1BlockBytes
          : t == DType::Q5_0 ? kQ5_0BlockBytes
-                            : kQ5_1BlockBytes;
+         : t == DType::Q5_1 ? kQ5_1BlockBytes
+                            : kIq4nlBlockBytes;
 }
 
 // Every byte random except the fp16 d (and m for the _1 types): finite, mixed magnitude and sign.
@@ -74,7 +76,8 @@ inline const kern::Block32GemmFn& block32_kernel_of(const IsaKernels& k, DType t
   return t == DType::Q4_0   ? k.gemm_rows_q4_0
          : t == DType::Q4_1 ? k.gemm_rows_q4_1
          : t == DType::Q5_0 ? k.gemm_rows_q5_0
-                            : k.gemm_rows_q5_1;
+         : t == DType::Q5_1 ? k.gemm_rows_q5_1
+                            : k.gemm_rows_iq4_nl;
 }
 
 }  // namespace elutq::test
