@@ -41,7 +41,7 @@ std::vector<uint8_t> random_rows(DType t, int64_t rows) {
 void run(benchmark::State& state, Isa isa, DType t, int tokens, int64_t stack) {
   if (!isa_available(isa)) return state.SkipWithError("ISA not available on this CPU");
   const IsaKernels& k = isa_kernels(isa);
-  const kern::KQuantGemmFn fn = t == DType::Q4_K ? k.gemm_rows_q4_k : k.gemm_rows_q6_k;
+  const kern::KQuantGemmFn fn = kquant_kernel(k, t);
   const std::vector<uint8_t> w = random_rows(t, kRows * stack);
   std::vector<float> x(size_t(tokens * kCols));
   std::mt19937 rng(2);

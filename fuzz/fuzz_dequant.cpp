@@ -59,9 +59,7 @@ void check_integer_kernels(DType type, const uint8_t* rows_at, int64_t rows, int
       quantize_activations_q8k(x.data() + t * cols, cols, q.data() + t * cols,
                                d.data() + t * cols / kQK, s.data() + t * cols / 16);
     const Q8KActivations a{q.data(), d.data(), s.data(), cols, tokens};
-    const kern::KQuantGemmFn scalar = type == DType::Q4_K   ? ref.gemm_rows_q4_k
-                                      : type == DType::Q5_K ? ref.gemm_rows_q5_k
-                                                            : ref.gemm_rows_q6_k;
+    const kern::KQuantGemmFn scalar = kquant_kernel(ref, type);
     scalar(rows_at, a, 0, rows, want.data(), rows);
     k(rows_at, a, 0, rows, got.data(), rows);
   } else if (const kern::Block32GemmFn k = active_block32_kernel(type)) {
@@ -74,11 +72,7 @@ void check_integer_kernels(DType type, const uint8_t* rows_at, int64_t rows, int
       block_sums_i16(q.data() + t * cols, cols, s.data() + t * cols / 32);
     }
     const BlockActivations16 a{q.data(), d.data(), s.data(), cols, tokens};
-    const kern::Block32GemmFn scalar = type == DType::Q4_0   ? ref.gemm_rows_q4_0
-                                       : type == DType::Q4_1 ? ref.gemm_rows_q4_1
-                                       : type == DType::Q5_0 ? ref.gemm_rows_q5_0
-                                       : type == DType::Q5_1 ? ref.gemm_rows_q5_1
-                                                             : ref.gemm_rows_iq4_nl;
+    const kern::Block32GemmFn scalar = block32_kernel(ref, type);
     scalar(rows_at, a, 0, rows, want.data(), rows);
     k(rows_at, a, 0, rows, got.data(), rows);
   } else {

@@ -143,4 +143,24 @@ const IsaKernels& active_kernels() {
   return k;
 }
 
+kern::KQuantGemmFn kquant_kernel(const IsaKernels& k, DType t) {
+  switch (t) {
+    case DType::Q4_K: return k.gemm_rows_q4_k;
+    case DType::Q5_K: return k.gemm_rows_q5_k;
+    case DType::Q6_K: return k.gemm_rows_q6_k;
+    default: return nullptr;
+  }
+}
+
+kern::Block32GemmFn block32_kernel(const IsaKernels& k, DType t) {
+  switch (t) {
+    case DType::Q4_0: return k.gemm_rows_q4_0;
+    case DType::Q4_1: return k.gemm_rows_q4_1;
+    case DType::Q5_0: return k.gemm_rows_q5_0;
+    case DType::Q5_1: return k.gemm_rows_q5_1;
+    case DType::IQ4_NL: return k.gemm_rows_iq4_nl;
+    default: return nullptr;
+  }
+}
+
 }  // namespace elutq

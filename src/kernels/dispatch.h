@@ -11,6 +11,7 @@
 #include "kernels/block32_gemm.h"
 #include "kernels/kquant_gemm.h"
 #include "kernels/q8_rows16.h"
+#include "tensor/dtype.h"
 
 namespace elutq {
 
@@ -71,5 +72,10 @@ struct IsaKernels {
 const IsaKernels& isa_kernels(Isa isa);
 // The kernels of active_isa(), looked up once.
 const IsaKernels& active_kernels();
+
+// k's integer kernel for rows of stored type t: K-quants (Q4_K, Q5_K, Q6_K; kquant_gemm.h) or
+// 32-weight block types (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL; block32_gemm.h); null for other types.
+kern::KQuantGemmFn kquant_kernel(const IsaKernels& k, DType t);
+kern::Block32GemmFn block32_kernel(const IsaKernels& k, DType t);
 
 }  // namespace elutq

@@ -57,26 +57,8 @@ void gemv_rows_stored_tokens(DType t, const uint8_t* W, const float* x, int64_t 
 
 kern::Rows16Fn active_q8_rows16_kernel() { return active_kernels().q8_rows16_i16; }
 
-kern::KQuantGemmFn active_kquant_kernel(DType t) {
-  const IsaKernels& k = active_kernels();
-  switch (t) {
-    case DType::Q4_K: return k.gemm_rows_q4_k;
-    case DType::Q5_K: return k.gemm_rows_q5_k;
-    case DType::Q6_K: return k.gemm_rows_q6_k;
-    default: return nullptr;
-  }
-}
+kern::KQuantGemmFn active_kquant_kernel(DType t) { return kquant_kernel(active_kernels(), t); }
 
-kern::Block32GemmFn active_block32_kernel(DType t) {
-  const IsaKernels& k = active_kernels();
-  switch (t) {
-    case DType::Q4_0: return k.gemm_rows_q4_0;
-    case DType::Q4_1: return k.gemm_rows_q4_1;
-    case DType::Q5_0: return k.gemm_rows_q5_0;
-    case DType::Q5_1: return k.gemm_rows_q5_1;
-    case DType::IQ4_NL: return k.gemm_rows_iq4_nl;
-    default: return nullptr;
-  }
-}
+kern::Block32GemmFn active_block32_kernel(DType t) { return block32_kernel(active_kernels(), t); }
 
 }  // namespace elutq

@@ -50,8 +50,8 @@ StoredLinear::StoredLinear(const TensorInfo& w)
     : w_(w), out_(w.shape.size() == 2 ? w.shape[0] : 0), in_(w.shape.size() == 2 ? w.shape[1] : 0) {
   require(
       supports(w), "tensor '", w.name, "' (", dtype_name(w.dtype),
-      ") cannot run as a stored-type layer: expected a Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 (rows a "
-      "multiple of 32), F16, BF16, or Q4_K / Q5_K / Q6_K (rows a multiple of 256) matrix");
+      ") cannot run as a stored-type layer: expected a Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / IQ4_NL "
+      "(rows a multiple of 32), F16, BF16, or Q4_K / Q5_K / Q6_K (rows a multiple of 256) matrix");
   row_bytes_ = dtype_row_bytes(w.dtype, in_);
   require(w.data != nullptr && w.nbytes >= row_bytes_ * uint64_t(out_), "tensor '", w.name,
           "' holds ", w.nbytes, " bytes, less than its ", out_, "x", in_, " ", dtype_name(w.dtype),
@@ -73,9 +73,9 @@ std::string StoredLinear::describe() const {
   std::transform(t.begin(), t.end(), t.begin(),
                  [](unsigned char c) { return char(std::tolower(c)); });
   return t + " " + std::to_string(out_) + "x" + std::to_string(in_) +
-         (rows16_kernel_                        ? " (int16 activations)"
-          : (kquant_kernel_ || block32_kernel_) ? " (int8 activations)"
-                                                : "");
+         ((rows16_kernel_ || block32_kernel_) ? " (int16 activations)"
+          : kquant_kernel_                    ? " (int8 activations)"
+                                              : "");
 }
 
 void StoredLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool) const {

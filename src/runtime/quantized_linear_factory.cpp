@@ -28,8 +28,8 @@ LinearFactory make_linear_factory(KernelChoice kernel, LutTables tables) {
     }
     if (kernel == KernelChoice::Lut && StoredLinear::supports(w)) {
       // A tensor kept as it was (Q8_0 / F16 / BF16; above all a tied output head) or a GGUF
-      // file's K-quant tensor: run on its stored bytes in the mapping rather than on a widened
-      // fp32 copy.
+      // file's K-quant or 32-weight block tensor: run on its stored bytes in the mapping rather
+      // than on a widened fp32 copy.
       return std::make_unique<StoredLinear>(w);
     }
     return make_dense_linear(src, w);  // dequantizes ELUTQ blobs exactly, widens the rest

@@ -72,12 +72,4 @@ inline B32Acts quantize32(const std::vector<float>& x, int tokens, int64_t n) {
   return a;
 }
 
-inline const kern::Block32GemmFn& block32_kernel_of(const IsaKernels& k, DType t) {
-  return t == DType::Q4_0   ? k.gemm_rows_q4_0
-         : t == DType::Q4_1 ? k.gemm_rows_q4_1
-         : t == DType::Q5_0 ? k.gemm_rows_q5_0
-         : t == DType::Q5_1 ? k.gemm_rows_q5_1
-                            : k.gemm_rows_iq4_nl;
-}
-
 }  // namespace elutq::test

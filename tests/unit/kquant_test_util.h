@@ -68,10 +68,4 @@ inline Acts quantize(const std::vector<float>& x, int tokens, int64_t n) {
 
 inline constexpr DType kTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
-inline const kern::KQuantGemmFn& kernel_of(const IsaKernels& k, DType t) {
-  return t == DType::Q4_K   ? k.gemm_rows_q4_k
-         : t == DType::Q5_K ? k.gemm_rows_q5_k
-                            : k.gemm_rows_q6_k;
-}
-
 }  // namespace elutq::test

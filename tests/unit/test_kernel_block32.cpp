@@ -1,4 +1,4 @@
-// GGML's 32-weight block types against int8 activations (kernels/block32_gemm.h) on their own, for
+// GGML's 32-weight block types against int16 activations (kernels/block32_gemm.h) on their own, for
 // every ISA this build has (also cross-compiled for ARM by scripts/test_arm.sh): the block sums,
 // every SIMD kernel equal to the scalar one bit for bit, and non-finite activations reaching the
 // outputs. (The int16 activations themselves: test_q8_rows16.cpp.)
@@ -17,7 +17,6 @@ namespace elutq {
 namespace {
 
 using test::B32Acts;
-using test::block32_kernel_of;
 using test::kBlock32Types;
 using test::quantize32;
 using test::random_block32_rows;
@@ -41,7 +40,7 @@ TEST(Block32Gemm, NonFiniteActivationsReachTheOutputs) {
   for (DType t : kBlock32Types) {
     const std::vector<uint8_t> w = random_block32_rows(t, 2, 64, 3);
     std::vector<float> y(2);
-    block32_kernel_of(isa_kernels(Isa::Scalar), t)(w.data(), a.view(64, 1), 0, 2, y.data(), 2);
+    block32_kernel(isa_kernels(Isa::Scalar), t)(w.data(), a.view(64, 1), 0, 2, y.data(), 2);
     for (float v : y) EXPECT_TRUE(std::isnan(v)) << dtype_name(t);
   }
 }
@@ -52,7 +51,7 @@ TEST(Block32Gemm, EverySimdKernelEqualsTheScalarOneBitForBit) {
   for (const IsaKernels* k : test::simd_kernel_tables()) {
     const Isa isa = k->isa;
     for (DType t : kBlock32Types) {
-      if (block32_kernel_of(*k, t) == block32_kernel_of(ref, t)) continue;
+      if (block32_kernel(*k, t) == block32_kernel(ref, t)) continue;
       for (int64_t rows : {int64_t(1), int64_t(4), int64_t(7)})
         for (int tokens : {1, 3, 4, 9, 150}) {
           // 150 tokens of 2048 columns: several L2 chunks of tokens, quads and a remainder.
@@ -64,8 +63,8 @@ TEST(Block32Gemm, EverySimdKernelEqualsTheScalarOneBitForBit) {
           const int64_t stride = rows + 2;
           for (int64_t r0 : {int64_t(0), rows / 2}) {
             std::vector<float> want(size_t(tokens * stride), -7.0f), got = want;
-            block32_kernel_of(ref, t)(w.data(), a.view(n, tokens), r0, rows, want.data(), stride);
-            block32_kernel_of(*k, t)(w.data(), a.view(n, tokens), r0, rows, got.data(), stride);
+            block32_kernel(ref, t)(w.data(), a.view(n, tokens), r0, rows, want.data(), stride);
+            block32_kernel(*k, t)(w.data(), a.view(n, tokens), r0, rows, got.data(), stride);
             ASSERT_EQ(std::memcmp(want.data(), got.data(), got.size() * 4), 0)
                 << isa_name(isa) << " " << dtype_name(t) << " rows " << rows << " tokens " << tokens
                 << " from row " << r0;

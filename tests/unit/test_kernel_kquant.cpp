@@ -16,7 +16,6 @@ namespace elutq {
 namespace {
 
 using test::Acts;
-using test::kernel_of;
 using test::kTypes;
 using test::quantize;
 using test::random_rows;
@@ -51,7 +50,7 @@ TEST(KQuantGemm, ActivationsRoundWithinHalfAStepWithTheirSixteenSums) {
   for (DType t : kTypes) {
     const std::vector<uint8_t> w = random_rows(t, 2, 768, 3);
     std::vector<float> y(2);
-    kernel_of(isa_kernels(Isa::Scalar), t)(w.data(), a.view(768, 1), 0, 2, y.data(), 2);
+    kquant_kernel(isa_kernels(Isa::Scalar), t)(w.data(), a.view(768, 1), 0, 2, y.data(), 2);
     for (float v : y) EXPECT_TRUE(std::isnan(v)) << dtype_name(t);
   }
 }
@@ -81,7 +80,7 @@ TEST(KQuantGemm, EverySimdKernelEqualsTheScalarOneBitForBit) {
   for (const IsaKernels* k : test::simd_kernel_tables()) {
     const Isa isa = k->isa;
     for (DType t : kTypes) {
-      if (kernel_of(*k, t) == kernel_of(ref, t)) continue;  // this ISA runs the scalar one
+      if (kquant_kernel(*k, t) == kquant_kernel(ref, t)) continue;  // this ISA runs the scalar one
       for (int64_t rows : {int64_t(1), int64_t(4), int64_t(9)})
         for (int tokens : {1, 2, 5, 11, 70}) {
           // 11: more than one token group; 70 tokens of 4096 columns: more than one chunk of
@@ -93,8 +92,8 @@ TEST(KQuantGemm, EverySimdKernelEqualsTheScalarOneBitForBit) {
           const int64_t stride = rows + 3;
           for (int64_t r0 : {int64_t(0), rows / 2}) {
             std::vector<float> want(size_t(tokens * stride), -7.0f), got = want;
-            kernel_of(ref, t)(w.data(), a.view(n, tokens), r0, rows, want.data(), stride);
-            kernel_of(*k, t)(w.data(), a.view(n, tokens), r0, rows, got.data(), stride);
+            kquant_kernel(ref, t)(w.data(), a.view(n, tokens), r0, rows, want.data(), stride);
+            kquant_kernel(*k, t)(w.data(), a.view(n, tokens), r0, rows, got.data(), stride);
             ASSERT_EQ(std::memcmp(want.data(), got.data(), got.size() * 4), 0)
                 << isa_name(isa) << " " << dtype_name(t) << " rows " << rows << " tokens " << tokens
                 << " from row " << r0;

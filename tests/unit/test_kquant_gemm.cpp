@@ -27,7 +27,6 @@ namespace elutq {
 namespace {
 
 using test::Acts;
-using test::kernel_of;
 using test::kTypes;
 using test::quantize;
 using test::random_rows;
@@ -45,7 +44,7 @@ TEST(KQuantGemm, ScalarEqualsDequantizedWeightsTimesDequantizedActivations) {
     std::vector<float> wf(size_t(rows * n));
     tensor_rows_to_f32(view_tensor(t, w, rows, n), 0, rows, wf.data());
     std::vector<float> y(size_t(tokens * rows));
-    kern::KQuantGemmFn k = kernel_of(isa_kernels(Isa::Scalar), t);
+    kern::KQuantGemmFn k = kquant_kernel(isa_kernels(Isa::Scalar), t);
     k(w.data(), a.view(n, tokens), 0, rows, y.data(), rows);
     for (int tk = 0; tk < tokens; ++tk)
       for (int64_t r = 0; r < rows; ++r) {
