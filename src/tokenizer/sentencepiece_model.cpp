@@ -25,7 +25,7 @@ class WireReader {
   uint64_t varint() {
     uint64_t v = 0;
     for (int shift = 0; shift < 64; shift += 7) {
-      require(pos_ < b_.size(), corrupt("a varint runs past the end"));
+      check(pos_ < b_.size(), "a varint runs past the end");
       const uint8_t c = static_cast<uint8_t>(b_[pos_++]);
       v |= static_cast<uint64_t>(c & 0x7F) << shift;
       if ((c & 0x80) == 0) return v;
@@ -40,13 +40,13 @@ class WireReader {
   }
   std::string_view bytes() {
     const uint64_t n = varint();
-    require(n <= b_.size() - pos_, corrupt("a length-delimited field runs past the end"));
+    check(n <= b_.size() - pos_, "a length-delimited field runs past the end");
     std::string_view r = b_.substr(pos_, n);
     pos_ += n;
     return r;
   }
   float fixed32_float() {
-    require(b_.size() - pos_ >= 4, corrupt("a 32-bit field runs past the end"));
+    check(b_.size() - pos_ >= 4, "a 32-bit field runs past the end");
     float f;
     std::memcpy(&f, b_.data() + pos_, 4);
     pos_ += 4;
@@ -55,11 +55,15 @@ class WireReader {
   void skip(uint32_t wire) {
     switch (wire) {
       case 0: varint(); break;
-      case 1: require(b_.size() - pos_ >= 8, corrupt("a 64-bit field runs past the end")); pos_ += 8; break;
+      case 1: check(b_.size() - pos_ >= 8, "a 64-bit field runs past the end"); pos_ += 8; break;
       case 2: bytes(); break;
       case 5: fixed32_float(); break;
       default: fail(corrupt("unsupported protobuf wire type " + std::to_string(wire)));
     }
+  }
+  // The message is built only on failure: these checks run for every byte of a 32k-piece model.
+  void check(bool ok, const char* what) const {
+    if (!ok) fail(corrupt(what));
   }
   std::string corrupt(const std::string& what) const {
     return "'" + path_ + "' is not a valid SentencePiece model (" + what + " at byte " +
@@ -105,8 +109,10 @@ TokenizerSpec load_sentencepiece_model(const std::string& path) {
           p.skip(w);
         }
       }
-      require(type >= 1 && type <= 6, p.corrupt("piece " + std::to_string(spec.tokens.size()) +
-                                                " has unknown type " + std::to_string(type)));
+      if (type < 1 || type > 6) {
+        fail(p.corrupt("piece " + std::to_string(spec.tokens.size()) + " has unknown type " +
+                       std::to_string(type)));
+      }
       spec.tokens.push_back(std::move(piece));
       spec.scores.push_back(score);
       spec.types.push_back(static_cast<TokenType>(type));
