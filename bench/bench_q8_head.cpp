@@ -67,7 +67,10 @@ void run_rows16(benchmark::State& state, Isa isa, int tokens) {
 
 void BM_Q8HeadAvx512T1(benchmark::State& s) { run(s, Isa::Avx512, 1); }
 void BM_Q8HeadAvx512T4(benchmark::State& s) { run(s, Isa::Avx512, 4); }
+void BM_Q8HeadAvx2T1(benchmark::State& s) { run(s, Isa::Avx2, 1); }
 void BM_Q8HeadAvx2T4(benchmark::State& s) { run(s, Isa::Avx2, 4); }
+void BM_Q8HeadRows16Avx2T1(benchmark::State& s) { run_rows16(s, Isa::Avx2, 1); }
+void BM_Q8HeadRows16Avx2T4(benchmark::State& s) { run_rows16(s, Isa::Avx2, 4); }
 void BM_Q8HeadRows16Avx512T1(benchmark::State& s) { run_rows16(s, Isa::Avx512, 1); }
 void BM_Q8HeadRows16Avx512T4(benchmark::State& s) { run_rows16(s, Isa::Avx512, 4); }
 void BM_Q8HeadRows16Avx512T8(benchmark::State& s) { run_rows16(s, Isa::Avx512, 8); }
@@ -76,7 +79,10 @@ BENCHMARK(BM_Q8HeadRows16Avx512T4)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Q8HeadRows16Avx512T8)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Q8HeadAvx512T1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Q8HeadAvx512T4)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Q8HeadAvx2T1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Q8HeadAvx2T4)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Q8HeadRows16Avx2T1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Q8HeadRows16Avx2T4)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace elutq

@@ -67,6 +67,7 @@ IsaKernels avx2_table() {
   k.gemm_rows_q5_0 = kern::gemm_rows_q5_0_avx2;
   k.gemm_rows_q5_1 = kern::gemm_rows_q5_1_avx2;
   k.gemm_rows_iq4_nl = kern::gemm_rows_iq4_nl_avx2;
+  k.q8_rows16_i16 = kern::q8_rows16_i16_avx2;
   k.stream_read = stream_read_avx2;
   return k;
 }
