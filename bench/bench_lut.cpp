@@ -2,7 +2,7 @@
 // (prefill, 64 and 512 tokens) for every ISA path this machine runs, HLQ w2/w3/w4 g128 and uniform w4g128,
 // on 1 and 2 threads; plus an fp32 OpenBLAS sgemv/sgemm baseline and a memory read bandwidth probe
 // (the roofline for GEMV: weight bytes / bandwidth). Counter "GB/s" = weight bytes read per second.
-// Names are gemv|gemm64|gemm512|gemv_dram|gemv_l2 / ISA / [int12/|int16/] format / shape / threads:
+// Names are gemv|gemm4|gemm64|gemm512|gemv_dram|gemv_l2 / ISA / [int12/|int16/] format / shape / threads:
 // the int12/ and int16/ ones run with those activation tables (LutTables::Int12, Int16), the
 // others with int8 tables, e.g.
 //   --benchmark_filter='^gemv/avx512/(int1[26]/)?hlq-w2g128/4096x4096/' compares the three.
@@ -191,6 +191,21 @@ const bool registered = [] {
                   ->UseRealTime()
                   ->Unit(benchmark::kMicrosecond);
             }
+  }
+  // A server step: four tokens (one per slot) against the weights, int8 tables; per token against
+  // gemv's one is what batched decode gains.
+  for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Neon}) {
+    if (!isa_available(isa)) continue;
+    for (const char* format : kFormats)
+      for (Shape s : kShapes)
+        for (int threads : {1, 2})
+          benchmark::RegisterBenchmark((std::string("gemm4/") + isa_name(isa) + "/" + format + "/" +
+                                        shape_name(s) + "/threads:" + std::to_string(threads))
+                                           .c_str(),
+                                       bench_lut, isa, std::string(format), s, int64_t(4), threads,
+                                       LutTables::Int8)
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
   }
   // Prefill at the end-to-end benchmark's length (512 tokens: several L2-sized token passes),
   // int8 tables.

@@ -41,9 +41,11 @@ LinearFactory linear_factory_for(const ModelSource& src, KernelChoice kernel, Lu
     const TensorInfo* t = src.find(name);
     if (t == nullptr) continue;
     if (t->dtype == DType::ELUTQ) return make_linear_factory(kernel, tables);
-    // A llama.cpp file's K-quant or 32-weight block projections run in place (StoredLinear).
-    if (kernel == KernelChoice::Lut && block_index(name) >= 0 &&
-        (active_kquant_kernel(t->dtype) || active_block32_kernel(t->dtype)) &&
+    // A llama.cpp file's K-quant, 32-weight block or Q8_0 projections run in place (StoredLinear)
+    // where this CPU has an integer kernel for them.
+    const bool integer_kernel = active_kquant_kernel(t->dtype) || active_block32_kernel(t->dtype) ||
+                                (t->dtype == DType::Q8_0 && active_q8_rows16_kernel());
+    if (kernel == KernelChoice::Lut && block_index(name) >= 0 && integer_kernel &&
         StoredLinear::supports(*t))
       return make_linear_factory(kernel, tables);
   }
