@@ -97,7 +97,7 @@ constexpr TableMaker kAvx512 = nullptr;
 #endif
 
 #if defined(ELUTQ_ARM)
-// The LUT and K-quant kernels have NEON versions; the compiler vectorizes the portable read loop
+// The LUT, K-quant, 32-weight block and Q8_0 rows16 kernels have NEON versions; the compiler vectorizes the portable read loop
 // itself.
 IsaKernels neon_table() {
   IsaKernels k = scalar_table();
@@ -108,6 +108,7 @@ IsaKernels neon_table() {
   k.gemm_rows_q5_0 = kern::gemm_rows_q5_0_neon;
   k.gemm_rows_q5_1 = kern::gemm_rows_q5_1_neon;
   k.gemm_rows_iq4_nl = kern::gemm_rows_iq4_nl_neon;
+  k.q8_rows16_i16 = kern::q8_rows16_i16_neon;
   if (cpu_features().neon_dotprod) {  // without SDOT the scalar K-quant kernels stay
     k.gemm_rows_q4_k = kern::gemm_rows_q4_k_neon;
     k.gemm_rows_q5_k = kern::gemm_rows_q5_k_neon;

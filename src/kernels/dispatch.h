@@ -38,8 +38,8 @@ struct IsaKernels {
   void (*gemv_rows_q8_0_tokens)(const uint8_t* W, const float* x, int64_t n, int tokens,
                                 int64_t r0, int64_t r1, float* y, int64_t y_stride) = nullptr;
   // Q8_0 re-laid in 16-row groups against int16 activations (q8_rows16.h): where the ISA has
-  // integer multiply-adds that pay (AVX2 vpmaddwd, AVX-512 VNNI); null elsewhere (NEON, scalar),
-  // and callers keep the GEMV above.
+  // integer multiply-adds that pay (AVX2 vpmaddwd, AVX-512 VNNI, NEON SMLAL); null for the scalar
+  // table, and callers keep the GEMV above.
   kern::Rows16Fn q8_rows16_i16 = nullptr;
   // GGML K-quant rows as stored (Q4_K, Q5_K, Q6_K) against int8 activations (kquant_gemm.h).
   kern::KQuantGemmFn gemm_rows_q4_k = nullptr;

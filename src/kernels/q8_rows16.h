@@ -1,10 +1,10 @@
 // GGML Q8_0 weights re-laid for integer dot products, and int16 activations to meet them: the
 // output head of a server step (a few tokens against one Q8_0 matrix) on VNNI's vpdpwssd or AVX2's
-// vpmaddwd instead of widening every weight to fp32 and spending one FMA per weight per token. At
-// four tokens the fp32 head is bound by arithmetic, not memory (SmolLM2's 49152 x 576 head: 3.96 ms
-// against 2.39 ms for one token on one core, docs/RESULTS.md "Serving"); this form reads the same
-// bytes and does a sixteenth (VNNI) or an eighth (AVX2, 8 rows per vector) of the vector
-// multiply-adds per token.
+// vpmaddwd (NEON: SMLAL) instead of widening every weight to fp32 and spending one FMA per weight
+// per token. At four tokens the fp32 head is bound by arithmetic, not memory (SmolLM2's 49152 x 576
+// head: 3.96 ms against 2.39 ms for one token on one core, docs/RESULTS.md "Serving"); this form
+// reads the same bytes and does a sixteenth (VNNI) or an eighth (AVX2, 8 rows per vector) of the
+// vector multiply-adds per token.
 //
 // Layout ("rows16"): rows in groups of 16 (the last padded with zero rows); per group, per 32-column
 // block b, 544 bytes: the 16 rows' fp16 scales d (32 bytes), then for each column pair p < 16 the
@@ -46,6 +46,9 @@ void q8_rows16_i16_scalar(const uint8_t* W, int64_t rows, int64_t n, const int16
                           const float* dx, int tokens, int64_t g0, int64_t g1, float* y,
                           int64_t y_stride);
 void q8_rows16_i16_avx2(const uint8_t* W, int64_t rows, int64_t n, const int16_t* xq,
+                        const float* dx, int tokens, int64_t g0, int64_t g1, float* y,
+                        int64_t y_stride);
+void q8_rows16_i16_neon(const uint8_t* W, int64_t rows, int64_t n, const int16_t* xq,
                         const float* dx, int tokens, int64_t g0, int64_t g1, float* y,
                         int64_t y_stride);
 void q8_rows16_i16_avx512(const uint8_t* W, int64_t rows, int64_t n, const int16_t* xq,

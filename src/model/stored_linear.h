@@ -9,7 +9,7 @@
 //   up to 64    threaded GEMV over rows per token, converting in registers (AVX-512 or AVX2)
 //   more        per thread, slabs of rows converted to fp32 (tensor_rows_to_f32), then OpenBLAS
 //               sgemm on each slab
-// Except Q8_0 on x86 (AVX2, or AVX-512 VNNI): there the rows are re-laid once (kernels/q8_rows16.h,
+// Except Q8_0 on AVX2, AVX-512 VNNI and NEON: the rows are re-laid once (kernels/q8_rows16.h,
 // as many bytes as the tensor) and every forward, any token count, runs integer dot products against
 // the activations rounded to int16 per 32 columns (a relative 1.5e-5 of each block's largest
 // value), where the fp32 form widens every weight and spends an FMA per weight per token: with

@@ -224,7 +224,7 @@ TEST(KQuantGemm, AModelStoredInKQuantsRunsOnThemNearItsWidenedFp32Form) {
 }
 
 // Q8_0 projections (a llama.cpp Q8_0 file) run on the rows16 kernel against int16 activations
-// where the CPU has one (x86), and are widened to fp32 elsewhere; either way near the widened form,
+// where the CPU has one (AVX2, AVX-512, NEON), and are widened to fp32 elsewhere; either way near the widened form,
 // and far closer than the int8 K-quant path (a relative 1.5e-5 per product).
 TEST(KQuantGemm, AModelStoredInQ8_0RunsOnTheRows16KernelWhereThereIsOne) {
   ModelConfig c = test::tiny("qwen2");

@@ -155,7 +155,7 @@ TEST(Q8Rows16, EverySimdKernelEqualsTheScalarOneBitForBit) {
   for (Isa isa : {Isa::Avx2, Isa::Avx512, Isa::Neon})
     if (isa_available(isa) && isa_kernels(isa).q8_rows16_i16)
       kernels.push_back({isa_name(isa), isa_kernels(isa).q8_rows16_i16});
-  if (kernels.empty()) GTEST_SKIP() << "no SIMD rows16 kernel on this CPU (AVX-512 VNNI has one)";
+  if (kernels.empty()) GTEST_SKIP() << "no SIMD rows16 kernel on this CPU (AVX2, AVX-512 and NEON have one)";
   for (int64_t rows : {int64_t(5), int64_t(48), int64_t(53)})
     for (int64_t n : {int64_t(32), int64_t(64), int64_t(576)}) {
       const std::vector<uint8_t> w = random_q8_0(rows, n, uint32_t(rows + n));
