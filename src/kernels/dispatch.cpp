@@ -32,6 +32,7 @@ IsaKernels scalar_table() {
   k.gemm_rows_q4_k = kern::gemm_rows_q4_k_scalar;
   k.gemm_rows_q5_k = kern::gemm_rows_q5_k_scalar;
   k.gemm_rows_q6_k = kern::gemm_rows_q6_k_scalar;
+  k.gemm_rows_iq4_xs = kern::gemm_rows_iq4_xs_scalar;
   k.quantize_activations_q8k = kern::quantize_activations_q8k_scalar;
   k.gemm_rows_q4_0 = kern::gemm_rows_q4_0_scalar;
   k.gemm_rows_q4_1 = kern::gemm_rows_q4_1_scalar;
@@ -61,6 +62,7 @@ IsaKernels avx2_table() {
   k.gemm_rows_q4_k = kern::gemm_rows_q4_k_avx2;  // AVX-512 hosts keep these too
   k.gemm_rows_q5_k = kern::gemm_rows_q5_k_avx2;
   k.gemm_rows_q6_k = kern::gemm_rows_q6_k_avx2;
+  k.gemm_rows_iq4_xs = kern::gemm_rows_iq4_xs_avx2;
   k.quantize_activations_q8k = kern::quantize_activations_q8k_avx2;
   k.gemm_rows_q4_0 = kern::gemm_rows_q4_0_avx2;
   k.gemm_rows_q4_1 = kern::gemm_rows_q4_1_avx2;
@@ -113,6 +115,7 @@ IsaKernels neon_table() {
     k.gemm_rows_q4_k = kern::gemm_rows_q4_k_neon;
     k.gemm_rows_q5_k = kern::gemm_rows_q5_k_neon;
     k.gemm_rows_q6_k = kern::gemm_rows_q6_k_neon;
+    k.gemm_rows_iq4_xs = kern::gemm_rows_iq4_xs_neon;
   }
   return k;
 }
@@ -150,6 +153,7 @@ kern::KQuantGemmFn kquant_kernel(const IsaKernels& k, DType t) {
     case DType::Q4_K: return k.gemm_rows_q4_k;
     case DType::Q5_K: return k.gemm_rows_q5_k;
     case DType::Q6_K: return k.gemm_rows_q6_k;
+    case DType::IQ4_XS: return k.gemm_rows_iq4_xs;
     default: return nullptr;
   }
 }

@@ -44,6 +44,7 @@ struct IsaKernels {
   // GGML K-quant rows as stored (Q4_K, Q5_K, Q6_K) against int8 activations (kquant_gemm.h).
   kern::KQuantGemmFn gemm_rows_q4_k = nullptr;
   kern::KQuantGemmFn gemm_rows_q5_k = nullptr;
+  kern::KQuantGemmFn gemm_rows_iq4_xs = nullptr;
   kern::KQuantGemmFn gemm_rows_q6_k = nullptr;
   kern::QuantizeQ8KFn quantize_activations_q8k = nullptr;  // their activations, same bytes on every ISA
   // GGML's 32-weight block types (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) against int16 activations per 32
@@ -74,7 +75,7 @@ const IsaKernels& isa_kernels(Isa isa);
 // The kernels of active_isa(), looked up once.
 const IsaKernels& active_kernels();
 
-// k's integer kernel for rows of stored type t: K-quants (Q4_K, Q5_K, Q6_K; kquant_gemm.h) or
+// k's integer kernel for rows of stored type t: K-quants (Q4_K, Q5_K, Q6_K, IQ4_XS; kquant_gemm.h) or
 // 32-weight block types (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL; block32_gemm.h); null for other types.
 kern::KQuantGemmFn kquant_kernel(const IsaKernels& k, DType t);
 kern::Block32GemmFn block32_kernel(const IsaKernels& k, DType t);

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/fp16.h"
+#include "kernels/block32_gemm.h"
 #include "kernels/dispatch.h"
 
 namespace elutq {
@@ -146,6 +147,40 @@ void gemm_rows_q6_k_scalar(const uint8_t* W, const Q8KActivations& x, int64_t r0
         int32_t S = 0;
         for (int g = 0; g < 16; ++g) S += sc[g] * (sub[g] - 32 * bs[g]);
         acc = std::fma(x.d[t * nb + i] * half(b + 208), float(S), acc);
+      }
+      y[t * y_stride + r] = acc;
+    }
+  }
+}
+
+// IQ4_XS: d, scales_h, scales_l[4], qs[128]. Sub-block j (weights 32j..32j+31) has the 6-bit
+// scale ls_j (low four bits: nibble j % 2 of scales_l[j / 2]; top two: bits 2j, 2j+1 of scales_h);
+// its weight l < 16 is the low nibble of qs[16j + l], weight 16 + l the high one, each an index
+// into kIq4nlLevels.
+void gemm_rows_iq4_xs_scalar(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
+                             float* y, int64_t y_stride) {
+  const int64_t nb = x.n / kQK;
+  for (int64_t r = r0; r < r1; ++r) {
+    for (int t = 0; t < x.tokens; ++t) {
+      float acc = 0.0f;
+      for (int64_t i = 0; i < nb; ++i) {
+        const uint8_t* b = W + (r * nb + i) * kIq4XsBlockBytes;
+        uint16_t scales_h;
+        std::memcpy(&scales_h, b + 2, 2);
+        const uint8_t* scales_l = b + 4;
+        const uint8_t* qs = b + 8;
+        const int8_t* xq = x.q + t * x.n + i * kQK;
+        int32_t S = 0;
+        for (int j = 0; j < 8; ++j) {
+          const int ls = ((scales_l[j / 2] >> (4 * (j % 2))) & 0xF) | (((scales_h >> (2 * j)) & 3) << 4);
+          int32_t s = 0;
+          for (int l = 0; l < 16; ++l) {
+            s += kIq4nlLevels[qs[16 * j + l] & 0xF] * xq[32 * j + l];
+            s += kIq4nlLevels[qs[16 * j + l] >> 4] * xq[32 * j + 16 + l];
+          }
+          S += (ls - 32) * s;
+        }
+        acc = std::fma(x.d[t * nb + i] * half(b), float(S), acc);
       }
       y[t * y_stride + r] = acc;
     }

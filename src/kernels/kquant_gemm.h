@@ -1,5 +1,6 @@
 // Integer matmuls on GGML's K-quant rows as a GGUF file stores them (Q4_K, Q5_K, Q6_K: super-blocks
-// of 256 weights with 6- or 8-bit sub-block scales), against activations rounded to int8 per 256
+// of 256 weights with 6- or 8-bit sub-block scales; IQ4_XS, the same shape with IQ4_NL's
+// non-uniform 4-bit levels), against activations rounded to int8 per 256
 // columns: a standard GGUF model then runs at its stored size (4.5-6.6 bits a weight) instead of a
 // widened fp32 copy (32 bits a weight, read again for every token).
 //
@@ -16,6 +17,9 @@
 //   Q6_K (w = d sc (q - 32), 16 sub-blocks of 16):
 //     S = sum_g sc_g (sum_l q x - 32 sum_l x)
 //     y = fma(dx * d, float(S), y)
+//   IQ4_XS (w = d (ls - 32) kIq4nlLevels[q], 8 sub-blocks of 32 with 6-bit ls):
+//     S = sum_j (ls_j - 32) sum_l level(q) x
+//     y = fma(dx * d, float(S), y)
 // The only rounding beyond fp32 accumulation is the activations' (at most dx / 2 per column).
 #pragma once
 
@@ -29,6 +33,7 @@ constexpr int64_t kQK = 256;  // weights per K-quant super-block (and per activa
 constexpr int64_t kQ4KBlockBytes = 144;
 constexpr int64_t kQ5KBlockBytes = 176;
 constexpr int64_t kQ6KBlockBytes = 210;
+constexpr int64_t kIq4XsBlockBytes = 136;  // block_iq4_xs: d, scales_h, scales_l[4], qs[128]
 
 // `tokens` tokens' activations quantized by quantize_activations_q8k, back to back.
 struct Q8KActivations {
@@ -64,6 +69,8 @@ void gemm_rows_q5_k_scalar(const uint8_t* W, const Q8KActivations& x, int64_t r0
                            float* y, int64_t y_stride);
 void gemm_rows_q6_k_scalar(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
                            float* y, int64_t y_stride);
+void gemm_rows_iq4_xs_scalar(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
+                             float* y, int64_t y_stride);
 #if defined(ELUTQ_X86)
 // Four rows and up to seven tokens, or one row and eight, at a time; super-blocks decoded in
 // registers.
@@ -73,6 +80,8 @@ void gemm_rows_q5_k_avx2(const uint8_t* W, const Q8KActivations& x, int64_t r0, 
                          float* y, int64_t y_stride);
 void gemm_rows_q6_k_avx2(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
                          float* y, int64_t y_stride);
+void gemm_rows_iq4_xs_avx2(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
+                           float* y, int64_t y_stride);
 #endif
 #if defined(ELUTQ_ARM)
 // One row and up to four tokens at a time on SDOT (CPUs with the dot-product extension).
@@ -82,6 +91,8 @@ void gemm_rows_q5_k_neon(const uint8_t* W, const Q8KActivations& x, int64_t r0, 
                          float* y, int64_t y_stride);
 void gemm_rows_q6_k_neon(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
                          float* y, int64_t y_stride);
+void gemm_rows_iq4_xs_neon(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
+                           float* y, int64_t y_stride);
 #endif
 
 }  // namespace kern

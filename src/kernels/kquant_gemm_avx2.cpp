@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/block32_gemm.h"
 #include "kernels/kquant_gemm.h"
 
 namespace elutq::kern {
@@ -47,13 +48,16 @@ inline __m128i k4_scales_mins(const uint8_t* p) {
 // Each format's visit(b, &d, &dmin, piece) reads super-block b: it calls piece(c, codes, scales)
 // for its eight 32-weight pieces in order (codes: unsigned bytes; scales: int16, the scale of
 // weights 32c..32c+15 in the low half and of 32c+16.. in the high half) and returns the offsets
-// (int16 per 16-weight sub-block, dotted with the activations' 16-sums).
+// (int16 per 16-weight sub-block, dotted with the activations' 16-sums). Codes are unsigned bytes,
+// or signed ones where kSignedCodes (vpmaddubsw then takes their magnitudes, and the activations
+// take their signs).
 
 // Q4_K / Q5_K: piece j is sub-block j; offsets: m_j at lanes 2j, 2j+1, so their dot product is M.
 template <bool kFifthBit>
 struct K4Format {
   static constexpr int64_t kBytes = kFifthBit ? kQ5KBlockBytes : kQ4KBlockBytes;
   static constexpr bool kHasMin = true;
+  static constexpr bool kSignedCodes = false;
   template <class Piece>
   static __m256i visit(const uint8_t* b, float* d, float* dmin, Piece&& piece) {
     *d = half(b);
@@ -85,6 +89,7 @@ struct K4Format {
 struct Q6KFormat {
   static constexpr int64_t kBytes = kQ6KBlockBytes;
   static constexpr bool kHasMin = false;
+  static constexpr bool kSignedCodes = false;
   template <class Piece>
   static __m256i visit(const uint8_t* b, float* d, float* dmin, Piece&& piece) {
     *d = half(b + 208);
@@ -112,6 +117,50 @@ struct Q6KFormat {
     return _mm256_slli_epi16(sc16, 5);
   }
 };
+
+// IQ4_XS: piece j is sub-block j, its nibbles looked up in kIq4nlLevels (signed codes, |code| <=
+// 127: vpmaddubsw's pairs stay within 2 x 127 x 127), one scale ls_j - 32; no offsets.
+struct Iq4XsFormat {
+  static constexpr int64_t kBytes = kIq4XsBlockBytes;
+  static constexpr bool kHasMin = false;
+  static constexpr bool kSignedCodes = true;
+  template <class Piece>
+  static __m256i visit(const uint8_t* b, float* d, float* dmin, Piece&& piece) {
+    *d = half(b);
+    *dmin = 0.0f;
+    const __m256i levels = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlLevels)));
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    uint16_t scales_h;
+    std::memcpy(&scales_h, b + 2, 2);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 8 + 16 * j));
+      const __m256i idx = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), low4),
+                                           _mm_and_si128(v, low4));
+      const int ls = ((b[4 + j / 2] >> (4 * (j % 2))) & 0xF) | (((scales_h >> (2 * j)) & 3) << 4);
+      piece(j, _mm256_shuffle_epi8(levels, idx), _mm256_set1_epi16(int16_t(ls - 32)));
+    }
+    return _mm256_setzero_si256();
+  }
+};
+
+// One piece's products with a token's 32 activations, pairs summed in int16.
+template <class F>
+inline __m256i piece_products(__m256i codes, __m256i magnitudes, const int8_t* xq) {
+  if constexpr (F::kSignedCodes)
+    return _mm256_maddubs_epi16(magnitudes, _mm256_sign_epi8(load(xq), codes));
+  else
+    return _mm256_maddubs_epi16(codes, load(xq));
+}
+
+template <class F>
+inline __m256i piece_magnitudes(__m256i codes) {
+  if constexpr (F::kSignedCodes)
+    return _mm256_sign_epi8(codes, codes);
+  else
+    return codes;
+}
 
 // The four int32 sums of a0..a3's lanes, in one vector.
 inline __m128i sum4(__m256i a0, __m256i a1, __m256i a2, __m256i a3) {
@@ -172,10 +221,11 @@ void tile(const uint8_t* W, const Q8KActivations& x, int t0, int64_t rt, int row
       __m256i sums[T];
       for (int t = 0; t < T; ++t) sums[t] = _mm256_setzero_si256();
       const __m256i off = F::visit(b, &d4[r], &dmin4[r], [&](int c, __m256i codes, __m256i scales) {
+        const __m256i mag = piece_magnitudes<F>(codes);
         for (int t = 0; t < T; ++t)
           sums[t] = _mm256_add_epi32(
               sums[t],
-              _mm256_madd_epi16(_mm256_maddubs_epi16(codes, load(xq[t] + 32 * c)), scales));
+              _mm256_madd_epi16(piece_products<F>(codes, mag, xq[t] + 32 * c), scales));
       });
       for (int t = 0; t < T; ++t) {
         a[t][r] = sums[t];
@@ -214,10 +264,11 @@ void row8(const uint8_t* W, const Q8KActivations& x, int t0, int64_t r, float* y
     float d, dmin;
     const __m256i off = F::visit(
         W + (r * nb + i) * F::kBytes, &d, &dmin, [&](int c, __m256i codes, __m256i scales) {
+          const __m256i mag = piece_magnitudes<F>(codes);
           for (int t = 0; t < T; ++t)
             sums[t] = _mm256_add_epi32(
                 sums[t], _mm256_madd_epi16(
-                             _mm256_maddubs_epi16(codes, load(xq[t] + i * kQK + 32 * c)), scales));
+                             piece_products<F>(codes, mag, xq[t] + i * kQK + 32 * c), scales));
         });
     for (int h = 0; h < 2; ++h) {
       const int u = 4 * h;
@@ -355,6 +406,11 @@ void gemm_rows_q5_k_avx2(const uint8_t* W, const Q8KActivations& x, int64_t r0, 
 void gemm_rows_q6_k_avx2(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
                          float* y, int64_t y_stride) {
   gemm_rows<Q6KFormat>(W, x, r0, r1, y, y_stride);
+}
+
+void gemm_rows_iq4_xs_avx2(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
+                           float* y, int64_t y_stride) {
+  gemm_rows<Iq4XsFormat>(W, x, r0, r1, y, y_stride);
 }
 
 }  // namespace elutq::kern

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "core/fp16.h"
+#include "kernels/block32_gemm.h"
 #include "kernels/kquant_gemm.h"
 
 namespace elutq::kern {
@@ -114,6 +115,29 @@ struct Q6KFormat {
   }
 };
 
+// IQ4_XS: piece j is sub-block j, its nibbles looked up in kIq4nlLevels (TBL; signed codes, as SDOT
+// takes them), one scale ls_j - 32 for both halves; no offsets.
+struct Iq4XsFormat {
+  static constexpr int64_t kBytes = kIq4XsBlockBytes;
+  static constexpr bool kHasMin = false;
+  static void decode(const uint8_t* b, Decoded* u) {
+    u->d = half(b);
+    u->dmin = 0.0f;
+    const int8x16_t levels = vld1q_s8(kIq4nlLevels);
+    const uint8x16_t low4 = vdupq_n_u8(0x0F);
+    uint16_t scales_h;
+    std::memcpy(&scales_h, b + 2, 2);
+    for (int j = 0; j < 8; ++j) {
+      const uint8x16_t v = vld1q_u8(b + 8 + 16 * j);
+      u->codes[j][0] = vqtbl1q_s8(levels, vandq_u8(v, low4));
+      u->codes[j][1] = vqtbl1q_s8(levels, vshrq_n_u8(v, 4));
+      const int ls = ((b[4 + j / 2] >> (4 * (j % 2))) & 0xF) | (((scales_h >> (2 * j)) & 3) << 4);
+      u->scale[j][0] = u->scale[j][1] = ls - 32;
+    }
+    for (int g = 0; g < 16; ++g) u->offset[g] = 0;
+  }
+};
+
 template <class F, int T>
 void tile(const uint8_t* W, const Q8KActivations& x, int t0, int64_t r, float* y,
           int64_t y_stride) {
@@ -184,6 +208,11 @@ void gemm_rows_q5_k_neon(const uint8_t* W, const Q8KActivations& x, int64_t r0, 
 void gemm_rows_q6_k_neon(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
                          float* y, int64_t y_stride) {
   gemm_rows<Q6KFormat>(W, x, r0, r1, y, y_stride);
+}
+
+void gemm_rows_iq4_xs_neon(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1,
+                           float* y, int64_t y_stride) {
+  gemm_rows<Iq4XsFormat>(W, x, r0, r1, y, y_stride);
 }
 
 }  // namespace elutq::kern

@@ -51,7 +51,7 @@ StoredLinear::StoredLinear(const TensorInfo& w)
   require(
       supports(w), "tensor '", w.name, "' (", dtype_name(w.dtype),
       ") cannot run as a stored-type layer: expected a Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / IQ4_NL "
-      "(rows a multiple of 32), F16, BF16, or Q4_K / Q5_K / Q6_K (rows a multiple of 256) matrix");
+      "(rows a multiple of 32), F16, BF16, or Q4_K / Q5_K / Q6_K / IQ4_XS (rows a multiple of 256) matrix");
   row_bytes_ = dtype_row_bytes(w.dtype, in_);
   require(w.data != nullptr && w.nbytes >= row_bytes_ * uint64_t(out_), "tensor '", w.name,
           "' holds ", w.nbytes, " bytes, less than its ", out_, "x", in_, " ", dtype_name(w.dtype),

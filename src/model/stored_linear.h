@@ -14,14 +14,14 @@
 // the activations rounded to int16 per 32 columns (a relative 1.5e-5 of each block's largest
 // value), where the fp32 form widens every weight and spends an FMA per weight per token: with
 // VNNI a server step of four tokens costs about what one token's does (bound by memory); on AVX2
-// the head of SmolLM2 runs 1.8x faster for one token and 2.2x for four. Each token's outputs are the same
-// whatever else shares its forward.
-// GGML's K-quants (Q4_K, Q5_K, Q6_K, rows a multiple of 256 long) and 32-weight block types (Q4_0,
-// Q4_1, Q5_0, Q5_1, IQ4_NL): a standard GGUF model's own tensors, run on integer kernels too
-// (kernels/kquant_gemm.h, kernels/block32_gemm.h), in place in the mapping, against the
-// activations rounded to int8 per 256 columns (K-quants) or int16 per 32 (the others); each
-// token's outputs again independent of the others. (The 32-weight types do so up to 64 tokens; a longer prompt takes the fp32 slabs +
-// sgemm path, the faster one there.)
+// the head of SmolLM2 runs 1.8x faster for one token and 2.2x for four. Each token's outputs are
+// the same whatever else shares its forward.
+// GGML's K-quants (Q4_K, Q5_K, Q6_K, IQ4_XS: rows a multiple of 256 long) and 32-weight block
+// types (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL): a standard GGUF model's own tensors, run on integer
+// kernels too (kernels/kquant_gemm.h, kernels/block32_gemm.h), in place in the mapping, against
+// the activations rounded to int8 per 256 columns (K-quants) or int16 per 32 (the others); each
+// token's outputs again independent of the others. (The 32-weight types do so up to 64 tokens; a
+// longer prompt takes the fp32 slabs + sgemm path, the faster one there.)
 // The tensor is viewed, not copied: the ModelSource that maps it must outlive this.
 #pragma once
 
@@ -41,7 +41,7 @@ namespace elutq {
 class StoredLinear : public Linear {
  public:
   // True for the stored types this runs on (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL with rows a
-  // multiple of 32 long, F16, BF16, and Q4_K, Q5_K, Q6_K with rows a multiple of 256 long).
+  // multiple of 32 long, F16, BF16, and Q4_K, Q5_K, Q6_K, IQ4_XS with rows a multiple of 256 long).
   static bool supports(const TensorInfo& w);
   // Throws Error unless supports(w) and w holds the bytes its shape needs.
   explicit StoredLinear(const TensorInfo& w);

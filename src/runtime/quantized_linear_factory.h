@@ -4,9 +4,9 @@
 //            kernels straight from the mmap'ed file (no repacking, no copy); others (codebook,
 //            uniform B > 4) are dequantized as with `dequant`. Q8_0, F16 and BF16 tensors kept
 //            as they were (e.g. a tied output head) run on their stored bytes (StoredLinear), and
-//            so do the K-quant (Q4_K, Q5_K, Q6_K), 32-weight block (Q4_0, Q4_1, Q5_0, Q5_1,
-//            IQ4_NL) and Q8_0 (not on the scalar path) tensors of a standard GGUF file, on integer kernels
-//            against int8 (K-quants) or int16 activations. The default.
+//            so do the K-quant (Q4_K, Q5_K, Q6_K, IQ4_XS), 32-weight block (Q4_0, Q4_1, Q5_0,
+//            Q5_1, IQ4_NL) and Q8_0 (not on the scalar path) tensors of a standard GGUF file, on
+//            integer kernels against int8 (K-quants) or int16 activations. The default.
 //   dequant  every quantized tensor is dequantized exactly to fp32 at load and runs as a dense
 //            layer: the reference path.
 // With lut, `--lut-tables auto|int8|int16` picks the precision of the kernels' activation tables

@@ -14,7 +14,12 @@
 namespace elutq::test {
 
 inline int64_t block_bytes(DType t) {
-  return t == DType::Q4_K ? kQ4KBlockBytes : t == DType::Q5_K ? kQ5KBlockBytes : kQ6KBlockBytes;
+  switch (t) {
+    case DType::Q4_K: return kQ4KBlockBytes;
+    case DType::Q5_K: return kQ5KBlockBytes;
+    case DType::IQ4_XS: return kIq4XsBlockBytes;
+    default: return kQ6KBlockBytes;
+  }
 }
 
 // Random super-blocks: every byte random except the fp16 d / dmin, finite and of mixed magnitude.
@@ -66,6 +71,6 @@ inline Acts quantize(const std::vector<float>& x, int tokens, int64_t n) {
   return a;
 }
 
-inline constexpr DType kTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K};
+inline constexpr DType kTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS};
 
 }  // namespace elutq::test
