@@ -294,9 +294,9 @@ inline void add_block_result(const __m256 gacc[4], const BlockParams& lp, float 
 
 // One (tile, group) block for one token: y (rows 8k..8k+7 in y[k]) += the block's products.
 // kIdx: the block's unit indices were made beforehand (several tokens share them); else they are
-// made here from bits. B is a template parameter so the plane loop unrolls and a group of at most
-// kFlushQuads quads (all but whole-row groups) takes one flush straight into the registers the
-// float steps read.
+// made here from bits (the decode GEMV with wide tables). B is a template parameter so the plane
+// loop unrolls and a group of at most kFlushQuads quads (all but whole-row groups) takes one flush
+// straight into the registers the float steps read.
 template <int B, Tab kTab, bool kIdx>
 void block_token(const uint8_t* bits, const UnitIndices* idx, int64_t quads, const BlockParams& lp,
                  const int8_t* tab, int64_t quad_bytes, float sh, float sx, __m256 y[4]) {
@@ -345,6 +345,45 @@ inline void plane_sums_quads(const UnitIndices* idx, int64_t quads, const int8_t
     }
     for (int b = b0; b < b0 + P; ++b) acc[b].flush(q1 - q0);
   }
+}
+
+// As plane_sums_quads, the unit indices made here from the bits: the decode GEMV with int8 tables
+// (one token per block, so nothing to share them with). Quads outermost there too: on Zen 3 one
+// thread read hlq-w4g128 4096 x 4096 in 609-623 us against 655-666 plane by plane, hlq-w2g128 in
+// 308 against 437 (docs/notes/2026-12-07-q8-iq4xs-and-batched-decode.md); results unchanged.
+template <int B, int b0, int P>
+inline void plane_sums_quads_bits(const uint8_t* bits, int64_t quads, const int8_t* tab,
+                                  int64_t quad_bytes, PlaneAcc<Tab::I8>* acc) {
+  for (int64_t q0 = 0; q0 < quads; q0 += kFlushQuads) {
+    const int64_t q1 = std::min(quads, q0 + kFlushQuads);
+    for (int64_t q = q0; q < q1; ++q) {
+      const int8_t* tq = tab + q * quad_bytes;
+      __m256i table[4];
+      for (int t = 0; t < 4; ++t) table[t] = broadcast_table(tq + 16 * t);
+      for (int b = b0; b < b0 + P; ++b) {
+        const UnitIndices u = unit_indices(bits + (q * B + b) * 64);
+        for (int t = 0; t < 4; ++t) acc[b].s[0].add(_mm256_shuffle_epi8(table[t], u.t[t]));
+      }
+    }
+    for (int b = b0; b < b0 + P; ++b) acc[b].flush(q1 - q0);
+  }
+}
+
+template <int B>
+void block_token_quads_bits(const uint8_t* bits, int64_t quads, const BlockParams& lp,
+                            const int8_t* tab, int64_t quad_bytes, float sh, float sx, __m256 y[4]) {
+  PlaneAcc<Tab::I8> acc[B];
+  for (auto& a : acc) a.clear();
+  if constexpr (B == 4) {
+    plane_sums_quads_bits<B, 0, 2>(bits, quads, tab, quad_bytes, acc);
+    plane_sums_quads_bits<B, 2, 2>(bits, quads, tab, quad_bytes, acc);
+  } else {
+    plane_sums_quads_bits<B, 0, B>(bits, quads, tab, quad_bytes, acc);
+  }
+  __m256 gacc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                    _mm256_setzero_ps()};
+  for (int b = 0; b < B; ++b) add_plane(gacc, acc[b].a32, lp.s[b]);
+  add_block_result(gacc, lp, sh, sx, y);
 }
 
 // Prefill with int8 tables: block_token with the quads outermost, so each quad's four tables are
@@ -412,8 +451,12 @@ void gemv_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t til
           prefetch_weights(blk + kWeightPrefetchBytes, h.block_bytes, blob_end);
         }
         const BlockParams lp = block_params<B>(w, tiles[k], g);
-        block_token<B, kTab, false>(blk + h.params_per_group * 64, nullptr, a.quads_per_group, lp,
-                                     tab, a.quad_bytes, a.scale_half[g], a.sum_x[g], y[k]);
+        if constexpr (kTab == Tab::I8)
+          block_token_quads_bits<B>(blk + h.params_per_group * 64, a.quads_per_group, lp, tab,
+                                    a.quad_bytes, a.scale_half[g], a.sum_x[g], y[k]);
+        else
+          block_token<B, kTab, false>(blk + h.params_per_group * 64, nullptr, a.quads_per_group,
+                                      lp, tab, a.quad_bytes, a.scale_half[g], a.sum_x[g], y[k]);
       }
     }
     for (int k = 0; k < streams; ++k) {
