@@ -185,6 +185,38 @@ TEST(Gptq, DampingRetryOnSingularHessian) {
   EXPECT_THROW(prepare_hessian(bad, n, 0.01), Error);
 }
 
+// Hessians 4096 wide and more are factorised in single precision (double is the fallback): the
+// factor must still be that of the damped inverse, (H + damp I) U^T U v = v, to float accuracy.
+TEST(Gptq, WideHessianFactorIsTheFactorOfTheInverse) {
+  const int n = 4096, k = 96;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd;
+  std::vector<float> X(size_t(k) * n);  // k samples of n correlated inputs, unequal scales
+  for (int s = 0; s < k; ++s)
+    for (int i = 0; i < n; ++i)
+      X[size_t(s) * n + i] = nd(rng) * (1.0f + float(i % 7)) + (i > 0 ? 0.5f * X[size_t(s) * n + i - 1] : 0.0f);
+  HessianAccumulator acc(n, 2);
+  acc.add(X.data(), k);
+  const std::vector<float> H = acc.hessian();  // rank k < n: only the damping makes it definite
+  const PreparedHessian ph = prepare_hessian(H, n, 0.01, 2);
+  ASSERT_EQ(ph.U.size(), size_t(n) * n);
+  for (int trial = 0; trial < 3; ++trial) {
+    std::vector<double> v(n), w(n, 0.0), u(n, 0.0), r(n, 0.0);
+    for (double& e : v) e = nd(rng);
+    for (int i = 0; i < n; ++i)  // w = U v (U upper)
+      for (int j = i; j < n; ++j) w[i] += double(ph.U[size_t(i) * n + j]) * v[j];
+    for (int i = 0; i < n; ++i)  // u = U^T w
+      for (int j = i; j < n; ++j) u[j] += double(ph.U[size_t(i) * n + j]) * w[i];
+    double err = 0, norm = 0;
+    for (int i = 0; i < n; ++i) {  // r = (H + damp I) u, H as prepared (damping on its diagonal)
+      for (int j = 0; j < n; ++j) r[i] += double(ph.H[size_t(i) * n + j]) * u[j];
+      err += (r[i] - v[i]) * (r[i] - v[i]);
+      norm += v[i] * v[i];
+    }
+    EXPECT_LT(std::sqrt(err / norm), 2e-3) << "trial " << trial;
+  }
+}
+
 // An input that is always zero leaves a zero Hessian row; its weights quantize to about zero.
 TEST(Gptq, DeadInputs) {
   Layer L = make_layer(5);
