@@ -330,8 +330,10 @@ void block_token(const uint8_t* bits, const UnitIndices* idx, int64_t quads, con
 }
 
 // Planes [b0, b0 + P) of a block, quads outermost: their int32 sums per row into acc[b0..].
-template <int B, int b0, int P>
-inline void plane_sums_quads(const UnitIndices* idx, int64_t quads, const int8_t* tab,
+// units(q, b) gives unit (q, b)'s indices: made beforehand and shared by several tokens
+// (StoredUnits), or made from the bits as they are needed (BitsUnits).
+template <int B, int b0, int P, class Units>
+inline void plane_sums_quads(const Units& units, int64_t quads, const int8_t* tab,
                              int64_t quad_bytes, PlaneAcc<Tab::I8>* acc) {
   for (int64_t q0 = 0; q0 < quads; q0 += kFlushQuads) {
     const int64_t q1 = std::min(quads, q0 + kFlushQuads);
@@ -339,29 +341,8 @@ inline void plane_sums_quads(const UnitIndices* idx, int64_t quads, const int8_t
       const int8_t* tq = tab + q * quad_bytes;
       __m256i table[4];
       for (int t = 0; t < 4; ++t) table[t] = broadcast_table(tq + 16 * t);
-      for (int b = b0; b < b0 + P; ++b)
-        for (int t = 0; t < 4; ++t)
-          acc[b].s[0].add(_mm256_shuffle_epi8(table[t], idx[q * B + b].t[t]));
-    }
-    for (int b = b0; b < b0 + P; ++b) acc[b].flush(q1 - q0);
-  }
-}
-
-// As plane_sums_quads, the unit indices made here from the bits: the decode GEMV with int8 tables
-// (one token per block, so nothing to share them with). Quads outermost there too: on Zen 3 one
-// thread read hlq-w4g128 4096 x 4096 in 609-623 us against 655-666 plane by plane, hlq-w2g128 in
-// 308 against 437 (docs/notes/2026-12-07-q8-iq4xs-and-batched-decode.md); results unchanged.
-template <int B, int b0, int P>
-inline void plane_sums_quads_bits(const uint8_t* bits, int64_t quads, const int8_t* tab,
-                                  int64_t quad_bytes, PlaneAcc<Tab::I8>* acc) {
-  for (int64_t q0 = 0; q0 < quads; q0 += kFlushQuads) {
-    const int64_t q1 = std::min(quads, q0 + kFlushQuads);
-    for (int64_t q = q0; q < q1; ++q) {
-      const int8_t* tq = tab + q * quad_bytes;
-      __m256i table[4];
-      for (int t = 0; t < 4; ++t) table[t] = broadcast_table(tq + 16 * t);
       for (int b = b0; b < b0 + P; ++b) {
-        const UnitIndices u = unit_indices(bits + (q * B + b) * 64);
+        decltype(auto) u = units(q, b);
         for (int t = 0; t < 4; ++t) acc[b].s[0].add(_mm256_shuffle_epi8(table[t], u.t[t]));
       }
     }
@@ -370,40 +351,38 @@ inline void plane_sums_quads_bits(const uint8_t* bits, int64_t quads, const int8
 }
 
 template <int B>
-void block_token_quads_bits(const uint8_t* bits, int64_t quads, const BlockParams& lp,
-                            const int8_t* tab, int64_t quad_bytes, float sh, float sx, __m256 y[4]) {
-  PlaneAcc<Tab::I8> acc[B];
-  for (auto& a : acc) a.clear();
-  if constexpr (B == 4) {
-    plane_sums_quads_bits<B, 0, 2>(bits, quads, tab, quad_bytes, acc);
-    plane_sums_quads_bits<B, 2, 2>(bits, quads, tab, quad_bytes, acc);
-  } else {
-    plane_sums_quads_bits<B, 0, B>(bits, quads, tab, quad_bytes, acc);
-  }
-  __m256 gacc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                    _mm256_setzero_ps()};
-  for (int b = 0; b < B; ++b) add_plane(gacc, acc[b].a32, lp.s[b]);
-  add_block_result(gacc, lp, sh, sx, y);
-}
+struct StoredUnits {
+  const UnitIndices* idx;
+  const UnitIndices& operator()(int64_t q, int b) const { return idx[q * B + b]; }
+};
+template <int B>
+struct BitsUnits {
+  const uint8_t* bits;
+  UnitIndices operator()(int64_t q, int b) const { return unit_indices(bits + (q * B + b) * 64); }
+};
 
-// Prefill with int8 tables: block_token with the quads outermost, so each quad's four tables are
-// loaded once for all B planes' units (plane by plane they were loaded B times: with the units'
-// indices that made 8 loads per unit, and Zen 3 takes two 256-bit loads a cycle). The integer
-// sums are exact in any order, and the float steps are block_token's, in its order, so results
-// are unchanged. (Wide tables would need twice the table registers; they keep block_token.)
+// Int8 tables: block_token with the quads outermost, so each quad's four tables are loaded once
+// for all B planes' units (plane by plane they were loaded B times: with the units' indices that
+// made 8 loads per unit, and Zen 3 takes two 256-bit loads a cycle). The integer sums are exact in
+// any order, and the float steps are block_token's, in its order, so results are unchanged. (Wide
+// tables would need twice the table registers; they keep block_token.) Prefill (StoredUnits) and
+// the decode GEMV (BitsUnits: one token per block, nothing to share the indices with) both walk
+// this way; for the GEMV it measured on Zen 3, one thread, hlq-w4g128 4096 x 4096 609-623 us
+// against 655-666 plane by plane, hlq-w2g128 308 against 437
+// (docs/notes/2026-12-07-q8-iq4xs-and-batched-decode.md).
 // Four planes go two per pass: four planes' sums and four tables left GCC too few of AVX2's 16
 // registers, and it kept three sums on the stack (b0 and P are template parameters: a pass loop
 // over b0 at run time made acc[] an array in memory).
-template <int B>
-void block_token_quads(const UnitIndices* idx, int64_t quads, const BlockParams& lp,
+template <int B, class Units>
+void block_token_quads(const Units& units, int64_t quads, const BlockParams& lp,
                        const int8_t* tab, int64_t quad_bytes, float sh, float sx, __m256 y[4]) {
   PlaneAcc<Tab::I8> acc[B];
   for (auto& a : acc) a.clear();
   if constexpr (B == 4) {
-    plane_sums_quads<B, 0, 2>(idx, quads, tab, quad_bytes, acc);
-    plane_sums_quads<B, 2, 2>(idx, quads, tab, quad_bytes, acc);
+    plane_sums_quads<B, 0, 2>(units, quads, tab, quad_bytes, acc);
+    plane_sums_quads<B, 2, 2>(units, quads, tab, quad_bytes, acc);
   } else {
-    plane_sums_quads<B, 0, B>(idx, quads, tab, quad_bytes, acc);
+    plane_sums_quads<B, 0, B>(units, quads, tab, quad_bytes, acc);
   }
   __m256 gacc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                     _mm256_setzero_ps()};
@@ -452,8 +431,8 @@ void gemv_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t til
         }
         const BlockParams lp = block_params<B>(w, tiles[k], g);
         if constexpr (kTab == Tab::I8)
-          block_token_quads_bits<B>(blk + h.params_per_group * 64, a.quads_per_group, lp, tab,
-                                    a.quad_bytes, a.scale_half[g], a.sum_x[g], y[k]);
+          block_token_quads<B>(BitsUnits<B>{blk + h.params_per_group * 64}, a.quads_per_group, lp,
+                               tab, a.quad_bytes, a.scale_half[g], a.sum_x[g], y[k]);
         else
           block_token<B, kTab, false>(blk + h.params_per_group * 64, nullptr, a.quads_per_group,
                                       lp, tab, a.quad_bytes, a.scale_half[g], a.sum_x[g], y[k]);
@@ -496,7 +475,7 @@ void matmul_tiles_avx2(const PackedMatrix& w, const LutActivations& a, int64_t t
         if constexpr (kTab != Tab::I8)
           block_token<B, kTab, true>(bits, idx.data(), quads, lp, tab, a.quad_bytes, sh, sx, y);
         else
-          block_token_quads<B>(idx.data(), quads, lp, tab, a.quad_bytes, sh, sx, y);
+          block_token_quads<B>(StoredUnits<B>{idx.data()}, quads, lp, tab, a.quad_bytes, sh, sx, y);
         for (int k = 0; k < 4; ++k) _mm256_storeu_ps(yt + 8 * k, y[k]);
       }
     }

@@ -183,13 +183,19 @@ class KQuantSource : public ModelSource {
   std::map<std::string, TensorInfo> info_;
 };
 
-TEST(KQuantGemm, AModelStoredInKQuantsRunsOnThemNearItsWidenedFp32Form) {
+// A Qwen2-shaped model (biases on q/k/v) whose rows are 256 and 512 long, as the K-quants need.
+ModelConfig small_qwen2() {
   ModelConfig c = test::tiny("qwen2");
   c.dim = 256;
   c.hidden_dim = 512;
   c.head_dim = 64;
   c.vocab_size = 64;
   c.attn_bias = true;
+  return c;
+}
+
+TEST(KQuantGemm, AModelStoredInKQuantsRunsOnThemNearItsWidenedFp32Form) {
+  const ModelConfig c = small_qwen2();
   const KQuantSource src(c);
   const LinearFactory native = linear_factory_for(src, KernelChoice::Lut);
   ASSERT_TRUE(native) << "a file with K-quant projections gets the stored-type factory";
@@ -227,12 +233,7 @@ TEST(KQuantGemm, AModelStoredInKQuantsRunsOnThemNearItsWidenedFp32Form) {
 // where the CPU has one (AVX2, AVX-512, NEON), and are widened to fp32 elsewhere; either way near the widened form,
 // and far closer than the int8 K-quant path (a relative 1.5e-5 per product).
 TEST(KQuantGemm, AModelStoredInQ8_0RunsOnTheRows16KernelWhereThereIsOne) {
-  ModelConfig c = test::tiny("qwen2");
-  c.dim = 256;
-  c.hidden_dim = 512;
-  c.head_dim = 64;
-  c.vocab_size = 64;
-  c.attn_bias = true;
+  const ModelConfig c = small_qwen2();
   const KQuantSource src(c, DType::Q8_0, DType::Q8_0);
   const LinearFactory native = linear_factory_for(src, KernelChoice::Lut);
   if (!active_q8_rows16_kernel()) {
