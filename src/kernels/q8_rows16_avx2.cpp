@@ -80,10 +80,22 @@ void q8_rows16_i16_avx2(const uint8_t* W, int64_t rows, int64_t n, const int16_t
         const float* dt = dx + t * nb;
         float* yt = yg + t * y_stride;
         switch (std::min(tokens - t, 4)) {
-          case 4: rows8_half<4>(G, nb, n, xt, dt, half, live_half, yt, y_stride); t += 4; break;
-          case 3: rows8_half<3>(G, nb, n, xt, dt, half, live_half, yt, y_stride); t += 3; break;
-          case 2: rows8_half<2>(G, nb, n, xt, dt, half, live_half, yt, y_stride); t += 2; break;
-          default: rows8_half<1>(G, nb, n, xt, dt, half, live_half, yt, y_stride); t += 1; break;
+          case 4:
+            rows8_half<4>(G, nb, n, xt, dt, half, live_half, yt, y_stride);
+            t += 4;
+            break;
+          case 3:
+            rows8_half<3>(G, nb, n, xt, dt, half, live_half, yt, y_stride);
+            t += 3;
+            break;
+          case 2:
+            rows8_half<2>(G, nb, n, xt, dt, half, live_half, yt, y_stride);
+            t += 2;
+            break;
+          default:
+            rows8_half<1>(G, nb, n, xt, dt, half, live_half, yt, y_stride);
+            t += 1;
+            break;
         }
       }
     }
