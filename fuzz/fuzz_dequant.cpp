@@ -3,7 +3,8 @@
 // the tensor's rows (as many whole rows as fit, at most 64), placed at an odd address when
 // flags & 1 (blocks in a file are not aligned). Checks that the rows a partial conversion gives
 // are bit-identical to those of the whole tensor, and, for the types with integer kernels
-// (kernels/kquant_gemm.h, kernels/block32_gemm.h), that the active ISA's kernel gives the scalar
+// (kernels/kquant_gemm.h, kernels/block32_gemm.h, and Q8_0 in the rows16 layout of
+// kernels/q8_rows16.h where the CPU has that kernel), that the active ISA's kernel gives the scalar
 // reference's outputs on these rows (NaN where it gives NaN) for 1..9 tokens of activations cut
 // from the same bytes.
 #include <algorithm>
@@ -75,6 +76,20 @@ void check_integer_kernels(DType type, const uint8_t* rows_at, int64_t rows, int
     const kern::Block32GemmFn scalar = block32_kernel(ref, type);
     scalar(rows_at, a, 0, rows, want.data(), rows);
     k(rows_at, a, 0, rows, got.data(), rows);
+  } else if (type == DType::Q8_0 && active_q8_rows16_kernel()) {
+    // Q8_0 re-laid in 16-row groups, as StoredLinear runs it.
+    std::vector<uint8_t> packed(size_t(q8_rows16_bytes(rows, cols)));
+    q8_rows16_pack(rows_at, rows, cols, packed.data());
+    std::vector<int16_t> q(x.size());
+    std::vector<float> d(x.size() / 32);
+    for (int t = 0; t < tokens; ++t)
+      quantize_activations_i16(x.data() + t * cols, cols, q.data() + t * cols,
+                               d.data() + t * cols / 32);
+    const int64_t groups = (rows + kRows16 - 1) / kRows16;
+    kern::q8_rows16_i16_scalar(packed.data(), rows, cols, q.data(), d.data(), tokens, 0, groups,
+                               want.data(), rows);
+    active_q8_rows16_kernel()(packed.data(), rows, cols, q.data(), d.data(), tokens, 0, groups,
+                              got.data(), rows);
   } else {
     return;
   }
