@@ -217,6 +217,17 @@ TEST(Gptq, WideHessianFactorIsTheFactorOfTheInverse) {
   }
 }
 
+// A wide singular Hessian with no damping: float and double Cholesky both fail, the retry adds
+// damping, and whichever precision then succeeds gives a finite factor.
+TEST(Gptq, WideSingularHessianRetriesWithDamping) {
+  const int n = 4096;
+  std::vector<float> H(size_t(n) * n, 1.0f);  // rank one: all ones
+  const PreparedHessian ph = prepare_hessian(H, n, 0.0, 2);
+  EXPECT_NE(ph.log.find("retrying"), std::string::npos) << ph.log;
+  EXPECT_GT(ph.damp, 0.0);
+  for (size_t i = 0; i < ph.U.size(); i += 4097) EXPECT_TRUE(std::isfinite(ph.U[i])) << i;
+}
+
 // An input that is always zero leaves a zero Hessian row; its weights quantize to about zero.
 TEST(Gptq, DeadInputs) {
   Layer L = make_layer(5);
