@@ -45,6 +45,9 @@ class StoredLinear : public Linear {
   static bool supports(const TensorInfo& w);
   // Throws Error unless supports(w) and w holds the bytes its shape needs.
   explicit StoredLinear(const TensorInfo& w);
+  // True where forward reads only its own re-laid copy (Q8_0 in the rows16 layout), so the
+  // tensor's bytes in the source need not stay resident.
+  bool holds_copy() const { return rows16_kernel_ != nullptr; }
 
   int64_t in_features() const override { return in_; }
   int64_t out_features() const override { return out_; }

@@ -29,8 +29,12 @@ LinearFactory make_linear_factory(KernelChoice kernel, LutTables tables) {
     if (kernel == KernelChoice::Lut && StoredLinear::supports(w)) {
       // A tensor kept as it was (Q8_0 / F16 / BF16; above all a tied output head) or a GGUF
       // file's K-quant or 32-weight block tensor: run on its stored bytes in the mapping rather
-      // than on a widened fp32 copy.
-      return std::make_unique<StoredLinear>(w);
+      // than on a widened fp32 copy. Where a block projection was re-laid into a copy of its own
+      // (Q8_0), the mapped pages it read are let go (not the output head's: it may be the tied
+      // embedding, whose rows are read from the mapping every token).
+      auto l = std::make_unique<StoredLinear>(w);
+      if (l->holds_copy() && block_index(w.name) >= 0) src.release_pages(w);
+      return l;
     }
     return make_dense_linear(src, w);  // dequantizes ELUTQ blobs exactly, widens the rest
   };
