@@ -51,6 +51,16 @@ void check_integer_kernels(DType type, const uint8_t* rows_at, int64_t rows, int
     x[i] = float(int8_t(rows_at[i % size_t(rows * dtype_row_bytes(type, cols))])) *
            (i % 7 == 0 ? 64.0f : 0.25f);
   std::vector<float> want(size_t(tokens * rows)), got(want.size());
+  // The int16 activations of the 32-weight and rows16 kernels.
+  std::vector<int16_t> q16;
+  std::vector<float> d16;
+  auto quantize16 = [&] {
+    q16.resize(x.size());
+    d16.resize(x.size() / 32);
+    for (int t = 0; t < tokens; ++t)
+      quantize_activations_i16(x.data() + t * cols, cols, q16.data() + t * cols,
+                               d16.data() + t * cols / 32);
+  };
   if (const kern::KQuantGemmFn k = active_kquant_kernel(type)) {
     if (cols % kQK != 0) return;
     std::vector<int8_t> q(x.size());
@@ -64,15 +74,11 @@ void check_integer_kernels(DType type, const uint8_t* rows_at, int64_t rows, int
     scalar(rows_at, a, 0, rows, want.data(), rows);
     k(rows_at, a, 0, rows, got.data(), rows);
   } else if (const kern::Block32GemmFn k = active_block32_kernel(type)) {
-    std::vector<int16_t> q(x.size());
-    std::vector<float> d(x.size() / 32);
+    quantize16();
     std::vector<int32_t> s(x.size() / 32);
-    for (int t = 0; t < tokens; ++t) {
-      quantize_activations_i16(x.data() + t * cols, cols, q.data() + t * cols,
-                               d.data() + t * cols / 32);
-      block_sums_i16(q.data() + t * cols, cols, s.data() + t * cols / 32);
-    }
-    const BlockActivations16 a{q.data(), d.data(), s.data(), cols, tokens};
+    for (int t = 0; t < tokens; ++t)
+      block_sums_i16(q16.data() + t * cols, cols, s.data() + t * cols / 32);
+    const BlockActivations16 a{q16.data(), d16.data(), s.data(), cols, tokens};
     const kern::Block32GemmFn scalar = block32_kernel(ref, type);
     scalar(rows_at, a, 0, rows, want.data(), rows);
     k(rows_at, a, 0, rows, got.data(), rows);
@@ -80,15 +86,11 @@ void check_integer_kernels(DType type, const uint8_t* rows_at, int64_t rows, int
     // Q8_0 re-laid in 16-row groups, as StoredLinear runs it.
     std::vector<uint8_t> packed(size_t(q8_rows16_bytes(rows, cols)));
     q8_rows16_pack(rows_at, rows, cols, packed.data());
-    std::vector<int16_t> q(x.size());
-    std::vector<float> d(x.size() / 32);
-    for (int t = 0; t < tokens; ++t)
-      quantize_activations_i16(x.data() + t * cols, cols, q.data() + t * cols,
-                               d.data() + t * cols / 32);
+    quantize16();
     const int64_t groups = (rows + kRows16 - 1) / kRows16;
-    kern::q8_rows16_i16_scalar(packed.data(), rows, cols, q.data(), d.data(), tokens, 0, groups,
-                               want.data(), rows);
-    active_q8_rows16_kernel()(packed.data(), rows, cols, q.data(), d.data(), tokens, 0, groups,
+    kern::q8_rows16_i16_scalar(packed.data(), rows, cols, q16.data(), d16.data(), tokens, 0,
+                               groups, want.data(), rows);
+    active_q8_rows16_kernel()(packed.data(), rows, cols, q16.data(), d16.data(), tokens, 0, groups,
                               got.data(), rows);
   } else {
     return;

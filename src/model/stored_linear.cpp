@@ -36,6 +36,30 @@ void run_units(ThreadPool& pool, const StoredLinear* const* ls, size_t count,
     }
   });
 }
+
+// n tokens' activations x (n, in) rounded to int16 per 32 columns (quantize_activations_i16),
+// with each block's sum where with_sums (the 32-weight kernels need them, rows16 does not), one
+// token per pool item, into buffers of the calling thread's own.
+BlockActivations16 int16_activations(const float* x, int64_t n, int64_t in, bool with_sums,
+                                     ThreadPool& pool) {
+  const int64_t nb = in / 32;
+  thread_local std::vector<int16_t> xq;
+  thread_local std::vector<float> xd;
+  thread_local std::vector<int32_t> xs;
+  xq.resize(size_t(n * in));
+  xd.resize(size_t(n * nb));
+  xs.resize(with_sums ? size_t(n * nb) : 0);
+  int16_t* q = xq.data();
+  float* d = xd.data();
+  int32_t* s = with_sums ? xs.data() : nullptr;
+  pool.run(n, [&](int, int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      quantize_activations_i16(x + t * in, in, q + t * in, d + t * nb);
+      if (s) block_sums_i16(q + t * in, in, s + t * nb);
+    }
+  });
+  return {q, d, s, in, int(n)};
+}
 }  // namespace
 
 bool StoredLinear::supports(const TensorInfo& w) {
@@ -91,14 +115,9 @@ void StoredLinear::forward(const float* x, int64_t n, float* y, ThreadPool& pool
   }
   if (rows16_kernel_) {
     const int64_t nb = in / 32;
-    thread_local std::vector<int16_t> xq;
-    thread_local std::vector<float> dx;
-    xq.resize(size_t(n * in));
-    dx.resize(size_t(n * nb));
-    for (int64_t t = 0; t < n; ++t)
-      quantize_activations_i16(x + t * in, in, xq.data() + t * in, dx.data() + t * nb);
-    const int16_t* q = xq.data();
-    const float* d = dx.data();
+    const BlockActivations16 a = int16_activations(x, n, in, false, pool);
+    const int16_t* q = a.q;
+    const float* d = a.d;
     // Tokens in blocks of kGemvTokens, whose activations stay in cache while the rows stream by.
     pool.run((out + kRows16 - 1) / kRows16, [&](int, int64_t g0, int64_t g1) {
       for (int64_t t0 = 0; t0 < n; t0 += kGemvTokens) {
@@ -181,23 +200,7 @@ bool StoredLinear::forward_together(std::span<const Linear* const> layers, const
         ys);
   } else {
     // The activations rounded to int16 per 32 columns, with their scales and block sums.
-    const int64_t nb = in / 32;
-    thread_local std::vector<int16_t> xq;
-    thread_local std::vector<float> xd;
-    thread_local std::vector<int32_t> xs;
-    xq.resize(size_t(n * in));
-    xd.resize(size_t(n * nb));
-    xs.resize(size_t(n * nb));
-    int16_t* q = xq.data();
-    float* d = xd.data();
-    int32_t* s = xs.data();
-    pool.run(n, [&](int, int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        quantize_activations_i16(x + t * in, in, q + t * in, d + t * nb);
-        block_sums_i16(q + t * in, in, s + t * nb);
-      }
-    });
-    const BlockActivations16 a{q, d, s, in, int(n)};
+    const BlockActivations16 a = int16_activations(x, n, in, true, pool);
     run_units(
         pool, ls, count, first_unit,
         [&](const StoredLinear& l, int64_t r0, int64_t r1, float* y) {
