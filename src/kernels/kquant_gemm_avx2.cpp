@@ -16,6 +16,7 @@
 
 #include "kernels/block32_gemm.h"
 #include "kernels/kquant_gemm.h"
+#include "kernels/token_groups.h"
 
 namespace elutq::kern {
 namespace {
@@ -308,34 +309,13 @@ void gemm_rows(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1
     const int c1 = std::min(x.tokens, c0 + chunk);
     for (int64_t rt = r0; rt < r1; rt += kTileRows) {
       const int rows = int(std::min<int64_t>(kTileRows, r1 - rt));
-      for (int t0 = c0; t0 < c1; t0 += kGroup) {
-        switch (std::min(kGroup, c1 - t0)) {
-          case 1:
-            tile<F, 1>(W, x, t0, rt, rows, y, y_stride);
-            break;
-          case 2:
-            tile<F, 2>(W, x, t0, rt, rows, y, y_stride);
-            break;
-          case 3:
-            tile<F, 3>(W, x, t0, rt, rows, y, y_stride);
-            break;
-          case 4:
-            tile<F, 4>(W, x, t0, rt, rows, y, y_stride);
-            break;
-          case 5:
-            tile<F, 5>(W, x, t0, rt, rows, y, y_stride);
-            break;
-          case 6:
-            tile<F, 6>(W, x, t0, rt, rows, y, y_stride);
-            break;
-          case 7:
-            tile<F, 7>(W, x, t0, rt, rows, y, y_stride);
-            break;
-          default:
-            for (int r = 0; r < rows; ++r) row8<F>(W, x, t0, rt + r, y, y_stride);
-            break;
+      for_token_groups<kGroup>(c0, c1, [&](auto T, int t0) {
+        if constexpr (T == kGroup) {
+          for (int r = 0; r < rows; ++r) row8<F>(W, x, t0, rt + r, y, y_stride);
+        } else {
+          tile<F, T>(W, x, t0, rt, rows, y, y_stride);
         }
-      }
+      });
     }
   }
 }

@@ -12,6 +12,7 @@
 #include "core/fp16.h"
 #include "kernels/block32_gemm.h"
 #include "kernels/kquant_gemm.h"
+#include "kernels/token_groups.h"
 
 namespace elutq::kern {
 namespace {
@@ -175,22 +176,8 @@ template <class F>
 void gemm_rows(const uint8_t* W, const Q8KActivations& x, int64_t r0, int64_t r1, float* y,
                int64_t y_stride) {
   for (int64_t r = r0; r < r1; ++r)
-    for (int t0 = 0; t0 < x.tokens; t0 += kGroup) {
-      switch (std::min(kGroup, x.tokens - t0)) {
-        case 1:
-          tile<F, 1>(W, x, t0, r, y, y_stride);
-          break;
-        case 2:
-          tile<F, 2>(W, x, t0, r, y, y_stride);
-          break;
-        case 3:
-          tile<F, 3>(W, x, t0, r, y, y_stride);
-          break;
-        default:
-          tile<F, 4>(W, x, t0, r, y, y_stride);
-          break;
-      }
-    }
+    for_token_groups<kGroup>(0, x.tokens,
+                             [&](auto T, int t0) { tile<F, T>(W, x, t0, r, y, y_stride); });
 }
 
 }  // namespace

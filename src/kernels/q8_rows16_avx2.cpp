@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "kernels/q8_rows16.h"
+#include "kernels/token_groups.h"
 
 namespace elutq::kern {
 
@@ -75,29 +76,10 @@ void q8_rows16_i16_avx2(const uint8_t* W, int64_t rows, int64_t n, const int16_t
       const int live_half = int(std::clamp<int64_t>(live - 8 * half, 0, 8));
       if (live_half == 0) break;
       // Four tokens a pass while the group's blocks stay in L1.
-      for (int t = 0; t < tokens;) {
-        const int16_t* xt = xq + t * n;
-        const float* dt = dx + t * nb;
-        float* yt = yg + t * y_stride;
-        switch (std::min(tokens - t, 4)) {
-          case 4:
-            rows8_half<4>(G, nb, n, xt, dt, half, live_half, yt, y_stride);
-            t += 4;
-            break;
-          case 3:
-            rows8_half<3>(G, nb, n, xt, dt, half, live_half, yt, y_stride);
-            t += 3;
-            break;
-          case 2:
-            rows8_half<2>(G, nb, n, xt, dt, half, live_half, yt, y_stride);
-            t += 2;
-            break;
-          default:
-            rows8_half<1>(G, nb, n, xt, dt, half, live_half, yt, y_stride);
-            t += 1;
-            break;
-        }
-      }
+      for_token_groups<4>(0, tokens, [&](auto T, int t) {
+        rows8_half<T>(G, nb, n, xq + t * n, dx + t * nb, half, live_half, yg + t * y_stride,
+                      y_stride);
+      });
     }
   }
 }

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "kernels/q8_rows16.h"
+#include "kernels/token_groups.h"
 
 // GCC 12 reports the self-initialised placeholder inside avx512fintrin.h's _mm512_cvtph_ps /
 // _mm512_cvtepi32_ps as maybe-uninitialized once they are inlined here; it is not.
@@ -65,17 +66,9 @@ void q8_rows16_i16_avx512(const uint8_t* W, int64_t rows, int64_t n, const int16
     const __mmask16 keep = __mmask16((1u << live) - 1u);
     float* yg = y + g * kRows16;
     // Four tokens a pass while the group's blocks stay in L1.
-    for (int t = 0; t < tokens;) {
-      const int16_t* xt = xq + t * n;
-      const float* dt = dx + t * nb;
-      float* yt = yg + t * y_stride;
-      switch (std::min(tokens - t, 4)) {
-        case 4: rows16_group<4>(G, nb, n, xt, dt, yt, y_stride, keep); t += 4; break;
-        case 3: rows16_group<3>(G, nb, n, xt, dt, yt, y_stride, keep); t += 3; break;
-        case 2: rows16_group<2>(G, nb, n, xt, dt, yt, y_stride, keep); t += 2; break;
-        default: rows16_group<1>(G, nb, n, xt, dt, yt, y_stride, keep); t += 1; break;
-      }
-    }
+    for_token_groups<4>(0, tokens, [&](auto T, int t) {
+      rows16_group<T>(G, nb, n, xq + t * n, dx + t * nb, yg + t * y_stride, y_stride, keep);
+    });
   }
 }
 

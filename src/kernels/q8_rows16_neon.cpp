@@ -11,6 +11,7 @@
 
 #include "core/fp16.h"
 #include "kernels/q8_rows16.h"
+#include "kernels/token_groups.h"
 
 namespace elutq::kern {
 
@@ -76,18 +77,9 @@ void q8_rows16_i16_neon(const uint8_t* W, int64_t rows, int64_t n, const int16_t
     const uint8_t* G = W + g * nb * kRows16BlockBytes;
     const int live = int(std::min<int64_t>(kRows16, rows - g * kRows16));
     float* yg = y + g * kRows16;
-    for (int t = 0; t < tokens;) {
-      const int16_t* xt = xq + t * n;
-      const float* dt = dx + t * nb;
-      float* yt = yg + t * y_stride;
-      if (tokens - t >= 2) {
-        rows16_group<2>(G, nb, n, xt, dt, yt, y_stride, live);
-        t += 2;
-      } else {
-        rows16_group<1>(G, nb, n, xt, dt, yt, y_stride, live);
-        t += 1;
-      }
-    }
+    for_token_groups<2>(0, tokens, [&](auto T, int t) {
+      rows16_group<T>(G, nb, n, xq + t * n, dx + t * nb, yg + t * y_stride, y_stride, live);
+    });
   }
 }
 
