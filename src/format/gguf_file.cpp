@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "core/error.h"
 
@@ -13,6 +14,17 @@ namespace {
 constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF" read as a little-endian u32
 constexpr int kMaxDims = 4;
 
+// What a read is for, as its error names it: a string, or a callable that builds one only when
+// the read fails (a vocabulary array has one string per token; labelling each up front was most
+// of the cost of reading the header).
+template <typename What>
+std::string describe(const What& what) {
+  if constexpr (std::is_invocable_v<const What&>)
+    return what();
+  else
+    return std::string(what);
+}
+
 // Reads little-endian fields from the mapping; every read is checked against the file size.
 class Cursor {
  public:
@@ -20,25 +32,28 @@ class Cursor {
   uint64_t pos() const { return pos_; }
   uint64_t left() const { return f_.size() - pos_; }
 
-  void need(uint64_t n, const std::string& what) const {
+  template <typename What>
+  void need(uint64_t n, const What& what) const {
     if (n > left())
-      fail("'", f_.path(), "': truncated GGUF file: ", what, " needs ", n, " bytes at offset ", pos_,
-           " but only ", left(), " remain");
+      fail("'", f_.path(), "': truncated GGUF file: ", describe(what), " needs ", n,
+           " bytes at offset ", pos_, " but only ", left(), " remain");
   }
-  const uint8_t* take(uint64_t n, const std::string& what) {
+  template <typename What>
+  const uint8_t* take(uint64_t n, const What& what) {
     need(n, what);
     const uint8_t* p = f_.data() + pos_;
     pos_ += n;
     return p;
   }
-  template <typename T>
-  T read(const std::string& what) {
+  template <typename T, typename What>
+  T read(const What& what) {
     T v;
     std::memcpy(&v, take(sizeof(T), what), sizeof(T));
     return v;
   }
-  std::string_view string(const std::string& what) {
-    const uint64_t n = read<uint64_t>(what + " length");
+  template <typename What>
+  std::string_view string(const What& what) {
+    const uint64_t n = read<uint64_t>([&] { return describe(what) + " length"; });
     const uint8_t* p = take(n, what);
     return {reinterpret_cast<const char*>(p), n};
   }
@@ -126,11 +141,10 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>
   // ---- metadata ----
   keys_.reserve(n_kv);
   for (uint64_t i = 0; i < n_kv; ++i) {
-    const std::string where = "metadata entry " + std::to_string(i);
-    std::string key(c.string(where + " key"));
+    std::string key(c.string([i] { return "metadata entry " + std::to_string(i) + " key"; }));
     const std::string kw = "metadata '" + key + "'";
     GgufValue v;
-    const uint32_t type = c.read<uint32_t>(kw + " type");
+    const uint32_t type = c.read<uint32_t>([&] { return kw + " type"; });
     require(type_known(type), "'", path, "': ", kw, " has unknown value type ", type);
     v.type = static_cast<GgufType>(type);
     if (v.type == GgufType::STRING) {
@@ -138,17 +152,18 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>
       v.count = s.size();
       v.data = reinterpret_cast<const uint8_t*>(s.data());
     } else if (v.type == GgufType::ARRAY) {
-      const uint32_t et = c.read<uint32_t>(kw + " element type");
+      const uint32_t et = c.read<uint32_t>([&] { return kw + " element type"; });
       require(type_known(et), "'", path, "': ", kw, " is an array of unknown value type ", et);
       v.elem_type = static_cast<GgufType>(et);
       require(v.elem_type != GgufType::ARRAY, "'", path, "': ", kw,
               " is an array of arrays, which elutq does not read");
-      v.count = c.read<uint64_t>(kw + " array length");
+      v.count = c.read<uint64_t>([&] { return kw + " array length"; });
       v.data = f.data() + c.pos();
       if (v.elem_type == GgufType::STRING) {
         require(v.count <= c.left() / 8, "'", path, "': ", kw, " array length ", v.count,
                 " cannot fit in the file; it is corrupt");
-        for (uint64_t j = 0; j < v.count; ++j) c.string(kw + " element " + std::to_string(j));
+        for (uint64_t j = 0; j < v.count; ++j)
+          c.string([&] { return kw + " element " + std::to_string(j); });
       } else {
         const uint64_t es = gguf_scalar_size(v.elem_type);
         require(v.count <= c.left() / es, "'", path, "': truncated GGUF file: ", kw, " array of ",
@@ -180,31 +195,32 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>
   offsets.reserve(n_tensors);
   for (uint64_t i = 0; i < n_tensors; ++i) {
     TensorInfo t;
-    t.name = std::string(c.string("tensor " + std::to_string(i) + " name"));
+    t.name = std::string(c.string([i] { return "tensor " + std::to_string(i) + " name"; }));
     const std::string tw = "tensor '" + t.name + "'";
-    const uint32_t n_dims = c.read<uint32_t>(tw + " dimension count");
+    const uint32_t n_dims = c.read<uint32_t>([&] { return tw + " dimension count"; });
     require(n_dims >= 1 && n_dims <= kMaxDims, "'", path, "': ", tw, " has ", n_dims,
             " dimensions; expected 1 to ", kMaxDims);
     std::vector<uint64_t> dims(n_dims);  // innermost first, as stored
     uint64_t numel = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
-      dims[d] = c.read<uint64_t>(tw + " dimensions");
+      dims[d] = c.read<uint64_t>([&] { return tw + " dimensions"; });
       require(dims[d] > 0 && dims[d] <= (uint64_t{1} << 40), "'", path, "': ", tw, " dimension ",
               d, " is ", static_cast<int64_t>(dims[d]), "; expected a positive size");
       require(numel <= (uint64_t{1} << 50) / dims[d], "'", path, "': ", tw,
               " has too many elements; the file is corrupt");
       numel *= dims[d];
     }
-    const uint32_t type = c.read<uint32_t>(tw + " type");
-    require(dtype_known(type), "'", path, "': ", tw, " has tensor type ", type,
-            ", which elutq does not support (supported: ", dtype_known_names(), ")");
+    const uint32_t type = c.read<uint32_t>([&] { return tw + " type"; });
+    if (!dtype_known(type))
+      fail("'", path, "': ", tw, " has tensor type ", type,
+           ", which elutq does not support (supported: ", dtype_known_names(), ")");
     t.dtype = static_cast<DType>(type);
     const int64_t bs = dtype_block_elems(t.dtype);
     require(static_cast<int64_t>(dims[0]) % bs == 0, "'", path, "': ", tw, " rows of ", dims[0],
             " elements are not a whole number of ", dtype_name(t.dtype), " blocks (", bs, ")");
     t.nbytes = dtype_row_bytes(t.dtype, static_cast<int64_t>(dims[0])) * (numel / dims[0]);
     for (uint32_t d = n_dims; d-- > 0;) t.shape.push_back(static_cast<int64_t>(dims[d]));
-    const uint64_t off = c.read<uint64_t>(tw + " offset");
+    const uint64_t off = c.read<uint64_t>([&] { return tw + " offset"; });
     require(off % alignment_ == 0, "'", path, "': ", tw, " data offset ", off,
             " is not a multiple of the alignment ", alignment_);
     require(tensor_index_.emplace(t.name, tensors_.size()).second, "'", path, "': tensor '", t.name,

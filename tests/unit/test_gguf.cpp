@@ -150,6 +150,20 @@ TEST(Gguf, EveryTruncationIsAnError) {
   EXPECT_GT(checked, 200u);
 }
 
+// A cut inside a string array names the element (those labels are built only on failure).
+TEST(Gguf, TruncatedArrayElementIsNamed) {
+  const std::string full = tiny_llama().build();
+  const std::string tok = std::string("\x0a\0\0\0\0\0\0\0", 8) + "<|im_end|>";
+  const size_t at = full.find(tok);
+  ASSERT_NE(at, std::string::npos);
+  expect_error(full.substr(0, at + 8 + 3), "metadata 'tokenizer.ggml.tokens' element 2 needs 10 bytes",
+               [](const std::string& p) { GgufFile f(p); });
+  const size_t at5 = full.find(std::string("\x02\0\0\0\0\0\0\0", 8) + "ab", at);
+  ASSERT_NE(at5, std::string::npos);
+  expect_error(full.substr(0, at5 + 4), "metadata 'tokenizer.ggml.tokens' element 5 length needs 8",
+               [](const std::string& p) { GgufFile f(p); });
+}
+
 TEST(Gguf, BadHeaderFields) {
   std::string b = tiny_llama().build();
   b[0] = 'X';
