@@ -197,28 +197,36 @@ ModelConfig small_qwen2() {
   return c;
 }
 
+// Options of the two models each test compares: projections on `factory` (none: widened to fp32).
+ModelOptions two_threads(LinearFactory factory = nullptr) {
+  ModelOptions o;
+  o.n_threads = 2;
+  o.max_ctx = 32;
+  o.linear_factory = std::move(factory);
+  return o;
+}
+
+// The logits of every position of one 12-token prompt.
+std::vector<float> prompt_logits(Model& m, const ModelConfig& c) {
+  const std::vector<int> ids = {1, 7, 3, 60, 12, 5, 9, 33, 2, 41, 8, 19};
+  const int n = int(ids.size());
+  std::vector<float> h(size_t(n * c.dim)), logits(size_t(n * c.vocab_size));
+  m.forward(ids.data(), n, 0, h.data());
+  m.logits(h.data(), n, logits.data());
+  return logits;
+}
+
 TEST(KQuantGemm, AModelStoredInKQuantsRunsOnThemNearItsWidenedFp32Form) {
   const ModelConfig c = small_qwen2();
   const KQuantSource src(c);
   const LinearFactory native = linear_factory_for(src, KernelChoice::Lut);
   ASSERT_TRUE(native) << "a file with K-quant projections gets the stored-type factory";
   EXPECT_FALSE(linear_factory_for(src, KernelChoice::Dequant)) << "--kernel dequant widens it";
-  ModelOptions on, widened;
-  on.n_threads = widened.n_threads = 2;
-  on.max_ctx = widened.max_ctx = 32;
-  on.linear_factory = native;
-  Model a(src, on), b(src, widened);
+  Model a(src, two_threads(native)), b(src, two_threads());
   EXPECT_NE(a.linear(0, LinearSlot::Down).describe().find("q6_k"), std::string::npos);
   EXPECT_NE(a.linear(1, LinearSlot::Q).describe().find("q4_k"), std::string::npos);
   EXPECT_NE(a.output().describe().find("int8 activations"), std::string::npos);
-  const std::vector<int> ids = {1, 7, 3, 60, 12, 5, 9, 33, 2, 41, 8, 19};
-  const int n = int(ids.size());
-  std::vector<float> ha(size_t(n * c.dim)), hb(ha.size()), la(size_t(n * c.vocab_size)),
-      lb(la.size());
-  a.forward(ids.data(), n, 0, ha.data());
-  b.forward(ids.data(), n, 0, hb.data());
-  a.logits(ha.data(), n, la.data());
-  b.logits(hb.data(), n, lb.data());
+  const std::vector<float> la = prompt_logits(a, c), lb = prompt_logits(b, c);
   // Every product rounds its activations to int8 (a relative error near 0.3 % per product, more
   // through 2 blocks and the head): close in direction, far from exact.
   double dot = 0, na = 0, nb2 = 0, maxdiff = 0;
@@ -244,25 +252,14 @@ TEST(KQuantGemm, AModelStoredInQ8_0RunsOnTheRows16KernelWhereThereIsOne) {
     GTEST_SKIP() << "no rows16 Q8_0 kernel on this CPU (" << isa_name(active_isa()) << ")";
   }
   ASSERT_TRUE(native) << "a file with Q8_0 projections gets the stored-type factory";
-  ModelOptions on, widened;
-  on.n_threads = widened.n_threads = 2;
-  on.max_ctx = widened.max_ctx = 32;
-  on.linear_factory = native;
-  Model a(src, on);
+  Model a(src, two_threads(native));
   // Each block projection ran on its re-laid copy, so its mapped bytes were let go; nothing else.
   EXPECT_EQ(src.released.size(), size_t(c.n_layers) * 7);
   for (const std::string& name : src.released) EXPECT_EQ(name.rfind("blk.", 0), 0u) << name;
-  Model b(src, widened);
+  Model b(src, two_threads());
   EXPECT_NE(a.linear(1, LinearSlot::Down).describe().find("int16 activations"), std::string::npos)
       << a.linear(1, LinearSlot::Down).describe();
-  const std::vector<int> ids = {1, 7, 3, 60, 12, 5, 9, 33, 2, 41, 8, 19};
-  const int n = int(ids.size());
-  std::vector<float> ha(size_t(n * c.dim)), hb(ha.size()), la(size_t(n * c.vocab_size)),
-      lb(la.size());
-  a.forward(ids.data(), n, 0, ha.data());
-  b.forward(ids.data(), n, 0, hb.data());
-  a.logits(ha.data(), n, la.data());
-  b.logits(hb.data(), n, lb.data());
+  const std::vector<float> la = prompt_logits(a, c), lb = prompt_logits(b, c);
   double maxdiff = 0, maxabs = 0;
   for (size_t i = 0; i < la.size(); ++i) {
     maxdiff = std::max(maxdiff, std::fabs(double(la[i]) - lb[i]));
