@@ -17,25 +17,38 @@ namespace elutq {
 
 namespace {
 
-// tr(A H A^T) for A (rows, cols), H (cols, cols): a (rows, cols, cols) product, as large as the
-// layer's GPTQ sweep, so each pool thread takes a share of the rows as one sgemm (OpenBLAS being
-// single-threaded in the pipeline; one call per thread, as each call packs all of H) and the
-// threads' sums are added in slot order.
+// tr(A H A^T) = <H, A^T A> for A (rows, cols) and H (cols, cols) symmetric. Only the upper triangle
+// of A^T A is needed: half the multiply-adds of forming A H (which was as large as the layer's GPTQ
+// sweep, twice per layer for the report). The triangle is made a block of kTraceCols columns at a
+// time, G = A[:, :j1]^T A[:, j0:j1], one sgemm per block on whichever pool thread is free (OpenBLAS
+// is single-threaded in the pipeline; the largest blocks go first), and dotted with H at once, so
+// no (cols, cols) product is ever held. The blocks' sums are added in block order: the result does
+// not depend on which thread made which block.
 double quad_trace(const float* A, int64_t rows, int64_t cols, const std::vector<float>& H,
                   ThreadPool* pool) {
-  const int slots = pool ? pool->size() : 1;
-  std::vector<double> part(size_t(slots), 0.0);
-  auto rows_of = [&](int slot, int64_t r0, int64_t r1) {
-    if (r1 <= r0) return;
-    std::vector<float> AH(size_t((r1 - r0) * cols));  // (r1 - r0, cols)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(r1 - r0), int(cols), int(cols), 1.0f,
-                A + r0 * cols, int(cols), H.data(), int(cols), 0.0f, AH.data(), int(cols));
+  constexpr int64_t kTraceCols = 256;
+  const int64_t blocks = (cols + kTraceCols - 1) / kTraceCols;
+  std::vector<double> part(size_t(blocks), 0.0);
+  auto block = [&](int64_t b) {
+    const int64_t j0 = b * kTraceCols, j1 = std::min(cols, j0 + kTraceCols), nb = j1 - j0;
+    thread_local std::vector<float> G;  // (j1, nb)
+    G.resize(size_t(j1 * nb));
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(j1), int(nb), int(rows), 1.0f, A,
+                int(cols), A + j0, int(cols), 0.0f, G.data(), int(nb));
     double t = 0;
-    for (size_t i = 0; i < AH.size(); ++i) t += double(A[r0 * cols + int64_t(i)]) * AH[i];
-    part[size_t(slot)] = t;
+    for (int64_t i = 0; i < j1; ++i) {
+      const float* g = G.data() + i * nb;
+      const float* h = H.data() + i * cols + j0;
+      // Above the diagonal each term stands for itself and its mirror; on it, once; below, none.
+      for (int64_t j = std::max<int64_t>(0, i - j0); j < nb; ++j)
+        t += (i == j0 + j ? 1.0 : 2.0) * double(h[j]) * g[j];
+    }
+    part[size_t(b)] = t;
   };
-  if (pool) pool->run(rows, rows_of);
-  else rows_of(0, 0, rows);
+  if (pool)
+    pool->parallel_chunks(blocks, 1, [&](int64_t k, int64_t) { block(blocks - 1 - k); });
+  else
+    for (int64_t b = 0; b < blocks; ++b) block(b);
   double t = 0;
   for (double v : part) t += v;
   return t;

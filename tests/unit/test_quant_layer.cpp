@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "quant/hessian.h"
 #include "quant/quantize_layer.h"
 #include "quant_test_util.h"
@@ -75,6 +76,34 @@ TEST(QuantLayer, EveryMethodOnACorrelatedLayer) {
   EXPECT_LT(out["hlq-gptq"], out["hlq"]);
   EXPECT_LE(out["hlq"], out["rtn"] * 1.05);  // per-group guarantee is on weight error, not output
   EXPECT_LE(out["awq"], out["rtn"] * (1 + 1e-6));  // alpha = 0 is RTN itself
+}
+
+// The report's traces are made a block of 256 columns at a time on the pool's threads: a layer of
+// 600 inputs (two whole blocks and a part) gives the direct output error, with and without a pool.
+TEST(QuantLayer, OutputErrorOfAWideLayerOnThePool) {
+  std::mt19937 rng(5);
+  const int rows = 40, cols = 600, n = 700;
+  std::vector<float> X = test::correlated_inputs(rng, n, cols), W(rows * cols);
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  for (float& v : W) v = nd(rng);
+  HessianAccumulator acc(cols);
+  acc.add(X.data(), n);
+  const std::vector<float> H = acc.hessian();
+  const std::vector<float> zeros(rows * cols, 0.0f);
+  const double ref = test::output_error(W, zeros, X, rows, cols);
+  LayerQuantOptions o;
+  o.method = QuantMethod::Rtn;
+  o.bits = 2;
+  o.group = 40;
+  ThreadPool pool(2);
+  const LayerQuantResult alone = quantize_layer(W.data(), rows, cols, o, &H);
+  const LayerQuantResult pooled = quantize_layer(W.data(), rows, cols, o, &H, nullptr, &pool);
+  std::vector<float> D(rows * cols);
+  dequantize(alone.q, D.data());
+  const double direct = test::output_error(W, D, X, rows, cols) / ref;
+  EXPECT_GT(direct, 0.01);
+  EXPECT_NEAR(alone.rel_output_error, direct, 1e-3 * direct);
+  EXPECT_NEAR(pooled.rel_output_error, direct, 1e-3 * direct);
 }
 
 }  // namespace
