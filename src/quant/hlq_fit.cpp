@@ -185,9 +185,36 @@ inline double design_column(uint8_t code, int k, int bits) {
 // terms of the plain loops ((h_i a_ik) a_il, (h_i a_ik) w_i, a_ik (HA)_il) over i in order; the
 // plain diagonal loop skipped a_ik = 0, whose terms are +-0 and change no sum, so the results are
 // unchanged bit for bit.
+// Unweighted (no H): A^T A counts the weights whose codes set both bits (or one, with the zero's
+// column of ones), so it comes exactly from the codes' histogram, in 2^B terms instead of n; A^T w
+// keeps the plain loop's order of additions. Integer counts are exact in double in any order, so
+// the results equal the general loop's bit for bit.
+template <int kBits>
+void normal_equations_unweighted(const float* w, int n, const uint8_t* codes, double* M,
+                                 double* rhs) {
+  constexpr int np = kBits + 1;
+  int64_t count[1 << kBits] = {};
+  double r[np] = {};
+  for (int i = 0; i < n; ++i) {
+    ++count[codes[i]];
+    for (int k = 0; k < np; ++k) r[k] += design_column(codes[i], k, kBits) * w[i];
+  }
+  for (int k = 0; k < np; ++k) {
+    rhs[k] = r[k];
+    for (int l = 0; l < np; ++l) {
+      int64_t both = 0;
+      for (int c = 0; c < (1 << kBits); ++c)
+        if (design_column(uint8_t(c), k, kBits) != 0 && design_column(uint8_t(c), l, kBits) != 0)
+          both += count[c];
+      M[k * np + l] = double(both);
+    }
+  }
+}
+
 template <int kBits>
 void normal_equations(const float* w, int n, const uint8_t* codes, const float* diag,
                       const double* HAw, double* M, double* rhs) {
+  if (!HAw && !diag) return normal_equations_unweighted<kBits>(w, n, codes, M, rhs);
   constexpr int np = kBits + 1;
   double m[np][np] = {}, r[np] = {};
   for (int i = 0; i < n; ++i) {
