@@ -30,20 +30,35 @@ FullBlockProducts::FullBlockProducts(const float* w, int n, const GroupWeights& 
   }
 }
 
+// The sums run in four lanes (terms i mod 4), added at the end: one running sum made every term
+// wait for the one before (a double add's latency per weight), and the fits evaluate this error
+// dozens of times per group.
+namespace {
+constexpr int kLanes = 4;
+double lanes_total(const double (&e)[kLanes]) { return (e[0] + e[1]) + (e[2] + e[3]); }
+}  // namespace
+
 double weighted_error(const float* w, const float* q, int n, const GroupWeights& h) {
-  double e = 0;
+  double e[kLanes] = {};
   if (h.full) {
     std::vector<double> r(static_cast<size_t>(n)), Hr(r.size());  // (n) each
     for (int i = 0; i < n; ++i) r[size_t(i)] = double(w[i]) - q[i];
     full_block_product(h.full, n, r.data(), 1, Hr.data());
-    for (int i = 0; i < n; ++i) e += r[size_t(i)] * Hr[size_t(i)];
-    return e;
+    for (int i = 0; i < n; ++i) e[i % kLanes] += r[size_t(i)] * Hr[size_t(i)];
+    return lanes_total(e);
   }
-  for (int i = 0; i < n; ++i) {
-    double r = double(w[i]) - q[i];
-    e += (h.diag ? double(h.diag[i]) : 1.0) * r * r;
+  if (h.diag) {
+    for (int i = 0; i < n; ++i) {
+      const double r = double(w[i]) - q[i];
+      e[i % kLanes] += double(h.diag[i]) * r * r;
+    }
+  } else {
+    for (int i = 0; i < n; ++i) {
+      const double r = double(w[i]) - q[i];
+      e[i % kLanes] += r * r;
+    }
   }
-  return e;
+  return lanes_total(e);
 }
 
 QuantizedMatrix quantize_groupwise(const float* W, int64_t rows, int64_t cols,
