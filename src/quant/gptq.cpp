@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <vector>
@@ -198,11 +199,11 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
         if (a % g == 0) heff.push_back(effective_block(U, cols, a, int(std::min(g, cols - a))));
 
     auto do_rows = [&](int, int64_t r0, int64_t r1) {
-      std::vector<float> w0, wt, diag_buf, P2(ppg), Pbest(ppg);  // group scratch
+      std::vector<float> w0, wt, diag_buf, P2(ppg), Pbest(ppg), Pprev(ppg);  // group scratch
       std::vector<float> et, ebest;
       std::vector<uint8_t> ct, cbest, tmp_codes;
       float free_p[5];
-      uint8_t K2[3] = {}, Kbest[3] = {};  // HLQC ratio codes of the candidate and the best
+      uint8_t K2[3] = {}, Kbest[3] = {}, Kprev[3] = {};  // HLQC ratio codes: candidate, best, last
       for (int64_t r = r0; r < r1; ++r) {
         float* w = Wk.data() + r * cols;  // (cols) this row, sweep order
         float* e = E.data() + r * bs;     // (bs) this row's scaled errors
@@ -254,6 +255,11 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
           const FullBlockProducts fb(w0.data(), n, opt.refit_rounds > 0 ? gw : GroupWeights{});
           for (int round = 0; round <= opt.refit_rounds; ++round) {
             if (round > 0) {
+              // A round is a function of P2 (and K2) alone: the sweep from w0 gives its codes and
+              // loss. A refit that returns the parameters the last sweep used repeats that sweep,
+              // and so every later round: stop (the best is unchanged, bit for bit).
+              Pprev = P2;
+              if (hlqc) std::copy(K2, K2 + nk, Kprev);
               if (hlqc) {  // free refit (from the zero form of P2), then back onto the codebook
                 float pz[5];
                 std::copy(P2.begin(), P2.end(), pz);
@@ -270,6 +276,9 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
               bool finite = true;
               for (float x : P2) finite = finite && std::isfinite(x);
               if (!finite) break;
+              if (std::memcmp(P2.data(), Pprev.data(), sizeof(float) * size_t(ppg)) == 0 &&
+                  (!hlqc || std::equal(K2, K2 + nk, Kprev)))
+                break;
             }
             std::copy(w0.begin(), w0.end(), wt.begin());
             double l = 0;
