@@ -53,14 +53,14 @@ time_of() { sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$1" |
 rss_of() { sed -n 's/.*Maximum resident set size (kbytes): //p' "$1" | awk '{ printf "%.1f", $1 / 1024 }'; }
 
 # The importance matrix, from the calibration documents as plain text.
-imat="$WORK/imatrix.dat"
+imat="$WORK/imatrix.gguf"  # llama-imatrix writes GGUF
 if [[ ! -s "$imat" ]]; then
   python3 -c 'import json, sys
 print("\n\n".join(json.loads(l)["text"] for l in open(sys.argv[1]) if l.strip()))' \
     "$WORK/c4_calib.jsonl" > "$WORK/c4_calib.txt"
   echo "== importance matrix (32 x 512 tokens)" >&2
-  /usr/bin/time -v "$BIN/llama-imatrix" -m "$SRC" -f "$WORK/c4_calib.txt" -o "$imat.tmp" -c 512 \
-    --chunks 32 -t "$THREADS" > "$WORK/imatrix.log" 2>&1 && mv "$imat.tmp" "$imat" ||
+  /usr/bin/time -v "$BIN/llama-imatrix" -m "$SRC" -f "$WORK/c4_calib.txt" -o "$WORK/imatrix.tmp.gguf" \
+    -c 512 --chunks 32 -t "$THREADS" > "$WORK/imatrix.log" 2>&1 && mv "$WORK/imatrix.tmp.gguf" "$imat" ||
     { echo "llama-imatrix failed: $WORK/imatrix.log" >&2; tail -5 "$WORK/imatrix.log" >&2; exit 1; }
 fi
 
