@@ -82,7 +82,7 @@ for type in $TYPES; do
     tag="$type-$im-imatrix"
     out="$WORK/qwen-$tag.gguf"
     qlog="$WORK/$tag.quant.log"
-    if [[ ! -f "$out" ]] && ! grep -q 'importance matrix' "$qlog" 2>/dev/null; then
+    if [[ ! -f "$out" ]] && ! grep -q 'requires an importance matrix' "$qlog" 2>/dev/null; then
       echo "== llama-quantize $tag" >&2
       extra=()
       [[ $im == with ]] && extra=(--imatrix "$imat")
@@ -93,7 +93,7 @@ for type in $TYPES; do
     name="llama.cpp $type, $im importance matrix"
     if [[ ! -f "$out" ]]; then
       why="quantization failed ($qlog)"
-      grep -qi 'importance matrix' "$qlog" && why="llama-quantize needs an importance matrix for it"
+      grep -q 'requires an importance matrix' "$qlog" && why="llama-quantize needs an importance matrix for it"
       row "≈$(class_of "$type") | $name | - | $why | | | "
       continue
     fi
