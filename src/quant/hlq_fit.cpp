@@ -177,18 +177,10 @@ inline double design_column(uint8_t code, int k, int bits) {
   return k == bits ? 1.0 : double(code >> k & 1);
 }
 
-// The normal equations M p = rhs of the least squares, M = A^T H A and rhs = A^T H w with
-// A = [bit planes of the codes, 1] (n, B + 1); HAw (n, B + 2) = H [A w] for a full block H, else
-// nullptr. B is a template parameter so the sums stay in registers: as loops over a run-time
-// B + 1 they were additions to memory, each waiting on the one before, and most of a fit's time
-// with a diagonal H (with a branch per zero bit, mispredicted half the time). Each sum adds the
-// terms of the plain loops ((h_i a_ik) a_il, (h_i a_ik) w_i, a_ik (HA)_il) over i in order; the
-// plain diagonal loop skipped a_ik = 0, whose terms are +-0 and change no sum, so the results are
-// unchanged bit for bit.
 // Unweighted (no H): A^T A counts the weights whose codes set both bits (or one, with the zero's
 // column of ones), so it comes exactly from the codes' histogram, in 2^B terms instead of n; A^T w
 // keeps the plain loop's order of additions. Integer counts are exact in double in any order, so
-// the results equal the general loop's bit for bit.
+// the results equal those of the general loop below bit for bit.
 template <int kBits>
 void normal_equations_unweighted(const float* w, int n, const uint8_t* codes, double* M,
                                  double* rhs) {
@@ -211,6 +203,14 @@ void normal_equations_unweighted(const float* w, int n, const uint8_t* codes, do
   }
 }
 
+// The normal equations M p = rhs of the least squares, M = A^T H A and rhs = A^T H w with
+// A = [bit planes of the codes, 1] (n, B + 1); HAw (n, B + 2) = H [A w] for a full block H, else
+// nullptr. B is a template parameter so the sums stay in registers: as loops over a run-time
+// B + 1 they were additions to memory, each waiting on the one before, and most of a fit's time
+// with a diagonal H (with a branch per zero bit, mispredicted half the time). Each sum adds the
+// terms of the plain loops ((h_i a_ik) a_il, (h_i a_ik) w_i, a_ik (HA)_il) over i in order; the
+// plain diagonal loop skipped a_ik = 0, whose terms are +-0 and change no sum, so the results are
+// unchanged bit for bit.
 template <int kBits>
 void normal_equations(const float* w, int n, const uint8_t* codes, const float* diag,
                       const double* HAw, double* M, double* rhs) {
