@@ -110,35 +110,23 @@ cat "$table"
 [[ "$UPDATE_DOCS" == 1 ]] || exit 0
 # Rows this run measured replace those of the same file; the others stay, each row saying when and
 # where it was measured. Sorted by class, then bits per weight.
-python3 - "$ROOT/docs/RESULTS.md" "$table" "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" \
-  "$THREADS" "$WINDOWS" "$(git -C "$ROOT" rev-parse --short HEAD)" <<'PY'
-import sys, re, datetime
-doc, table, cpu, threads, windows, commit = sys.argv[1:]
-s = open(doc).read()
-def rows(text):
-    out = {}
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 7 and cells[0] not in ("class", "") and not cells[0].startswith("---"):
-            out[cells[1]] = cells
-    return out
-m = re.search(r"<!-- vs-llamacpp:begin -->\n(.*?)<!-- vs-llamacpp:end -->", s, flags=re.S)
-if not m:
-    sys.exit("RESULTS.md has no vs-llamacpp markers")
-kept = rows(m.group(1))
-when = f"{datetime.date.today()}, {cpu}, {threads} thr, {windows} windows, elutq {commit}"
-for key, cells in rows(open(table).read()).items():
-    kept[key] = cells[:7] + [when]
+python3 - "$ROOT/scripts/lib" "$ROOT/docs/RESULTS.md" "$table" \
+  "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" "$THREADS" "$WINDOWS" \
+  "$(git -C "$ROOT" rev-parse --short HEAD)" <<'PY'
+import sys, datetime
+sys.path.insert(0, sys.argv[1])
+from results_table import splice_rows
+doc, table, cpu, threads, windows, commit = sys.argv[2:]
 def order(c):
     try:
         bpw = float(c[2])
     except ValueError:
         bpw = 99.0
     return (c[0] != "source", c[0], bpw, c[1])
-lines = ["| class | file | bpw, linear layers | WikiText-2 ppl | C4 ppl | quantize wall s | peak RSS MiB | measured |",
-         "|---|---|---:|---:|---:|---:|---:|---|"]
-lines += ["| " + " | ".join(c) + " |" for c in sorted(kept.values(), key=order)]
-s = s[:m.start(1)] + "\n".join(lines) + "\n" + s[m.end(1):]
-open(doc, "w").write(s)
+splice_rows(doc, "vs-llamacpp", open(table).read(),
+            ["| class | file | bpw, linear layers | WikiText-2 ppl | C4 ppl | quantize wall s | peak RSS MiB | measured |",
+             "|---|---|---:|---:|---:|---:|---:|---|"],
+            7, key=lambda c: c[1], sort_key=order,
+            when=f"{datetime.date.today()}, {cpu}, {threads} thr, {windows} windows, elutq {commit}")
 PY
 echo "docs/RESULTS.md updated" >&2
