@@ -259,8 +259,8 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
               // loss. A refit that returns the parameters the last sweep used repeats that sweep,
               // and so every later round: stop (the best is unchanged, bit for bit).
               Pprev = P2;
-              if (hlqc) std::copy(K2, K2 + nk, Kprev);
               if (hlqc) {  // free refit (from the zero form of P2), then back onto the codebook
+                std::copy(K2, K2 + nk, Kprev);
                 float pz[5];
                 std::copy(P2.begin(), P2.end(), pz);
                 for (int b = 0; b < spec.bits; ++b) pz[spec.bits] -= 0.5f * P2[b];

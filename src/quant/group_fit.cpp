@@ -47,16 +47,9 @@ double weighted_error(const float* w, const float* q, int n, const GroupWeights&
     for (int i = 0; i < n; ++i) e[i % kLanes] += r[size_t(i)] * Hr[size_t(i)];
     return lanes_total(e);
   }
-  if (h.diag) {
-    for (int i = 0; i < n; ++i) {
-      const double r = double(w[i]) - q[i];
-      e[i % kLanes] += double(h.diag[i]) * r * r;
-    }
-  } else {
-    for (int i = 0; i < n; ++i) {
-      const double r = double(w[i]) - q[i];
-      e[i % kLanes] += r * r;
-    }
+  for (int i = 0; i < n; ++i) {
+    const double r = double(w[i]) - q[i];
+    e[i % kLanes] += (h.diag ? double(h.diag[i]) : 1.0) * r * r;
   }
   return lanes_total(e);
 }
