@@ -153,7 +153,7 @@ int run_quantize(int argc, char** argv) {
   app.add_option("--scratch-dir", job.scratch_dir,
                  "where activations over --mem-budget spill (default: beside OUT)");
   app.add_flag("--restart", job.restart,
-               "ignore an interrupted run's work directory (OUT.elutq-work) instead of resuming");
+               "ignore an interrupted run's work (OUT.elutq-work, Block-AP's OUT.stage1.gguf, --target-bpw's OUT.allocation.txt) instead of resuming");
   app.add_flag("--quantize-output", job.quantize_output,
                "also quantize the output head (lm_head), with the same method; by default it is "
                "kept as it is. A head tied to the token embedding gets its own quantized copy (the "

@@ -5,6 +5,8 @@
 #include <cstdarg>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
+#include <sstream>
 #include <utility>
 #include <vector>
 
@@ -104,6 +106,17 @@ bool finetunes(const QuantizeJob& job) { return job.block_ap || job.e2e_qp; }
 // The stage-1 file of a job with E2E-QP (what Block-AP produced), and its manifest beside it.
 std::string stage1_path(const QuantizeJob& job) { return job.out_path + ".stage1.gguf"; }
 std::string stage1_manifest_path(const QuantizeJob& job) { return stage1_path(job) + ".manifest"; }
+// --target-bpw's measured rules, kept until the job finishes so that a resumed run (in any stage)
+// does not measure again: on a 1.5B model that takes about a minute per block.
+std::string allocation_path(const QuantizeJob& job) { return job.out_path + ".allocation.txt"; }
+
+// A job started over (--restart) leaves nothing of the interrupted one behind.
+void discard_interrupted_run(const QuantizeJob& job) {
+  ResumeDir::discard(job.out_path);
+  std::error_code ec;
+  for (const std::string& p : {stage1_path(job), stage1_manifest_path(job), allocation_path(job)})
+    fs::remove(p, ec);
+}
 
 
 // The decoder layers' format: method awq stores uniform RTN codes.
@@ -338,6 +351,8 @@ QuantizeResult run_planned_job(const QuantizeJob& job, std::unique_ptr<ModelSour
                                const Reporter& out);
 std::vector<std::string> plan_target_bpw(const QuantizeJob& job, const ModelSource& src,
                                          const Reporter& out);
+std::optional<std::vector<std::string>> read_saved_allocation(const QuantizeJob& job,
+                                                              const std::string& header);
 
 }  // namespace
 
@@ -414,8 +429,15 @@ QuantizeResult run_quantize_job(const QuantizeJob& job, std::unique_ptr<ModelSou
   // The measured allocation becomes tensor-spec rules; the run records them in its manifest,
   // and a resumed run measures again (deterministic: the same rules) to check that it matches.
   QuantizeJob planned = job;
-  planned.tensor_specs = plan_target_bpw(job, *source, Reporter(callbacks));
-  return run_planned_job(planned, std::move(source), Reporter(callbacks));
+  if (job.restart) {
+    discard_interrupted_run(job);
+    planned.restart = false;
+  }
+  planned.tensor_specs = plan_target_bpw(planned, *source, Reporter(callbacks));
+  QuantizeResult result = run_planned_job(planned, std::move(source), Reporter(callbacks));
+  std::error_code ec;
+  fs::remove(allocation_path(job), ec);
+  return result;
 }
 
 namespace {
@@ -451,10 +473,7 @@ QuantizeResult run_planned_job(const QuantizeJob& job, std::unique_ptr<ModelSour
     store = calibrate(job, *src, budget, bq, plan, manifest, out, &seqs);
   QuantizeResult result;
   result.spec = spec;
-  if (job.e2e_qp && job.restart) {
-    fs::remove(stage1_path(job));
-    fs::remove(stage1_manifest_path(job));
-  }
+  if (job.restart) discard_interrupted_run(job);
   const bool stage1_done = job.e2e_qp && fs::is_regular_file(stage1_path(job)) &&
                            fs::is_regular_file(stage1_manifest_path(job)) &&
                            read_whole_file(stage1_manifest_path(job)) == manifest.text();
@@ -494,12 +513,24 @@ std::vector<std::string> plan_target_bpw(const QuantizeJob& job, const ModelSour
   co.nsamples = std::min(job.sensitivity_samples,
                          job.nsamples.value_or(data_free ? kDataFreeSamples : 128));
   co.seqlen = std::min(job.seqlen.value_or(data_free ? kDataFreeSeqlen : 2048), cfg.max_seq_len);
+  std::string widths;
+  for (const QuantSpec& c : choices) widths += (widths.empty() ? "" : ", ") + c.name();
+  // Everything the rules follow from; a saved allocation is reused only under the same key.
+  RunManifest key = run_manifest(job, body_spec(opt), method_spec(blockwise_output_layer(opt)));
+  key.set("calibration", data_free ? "data-free" : file_identity(job.calib_path));
+  key.set("sensitivity", format_line("%d x %d seed=%llu threads=%d widths=%s", co.nsamples,
+                                     co.seqlen, static_cast<unsigned long long>(co.seed),
+                                     job.n_threads, widths.c_str()));
+  const std::string saved_header = key.text() + "rules:\n";
+  if (std::optional<std::vector<std::string>> rules = read_saved_allocation(job, saved_header)) {
+    out.log("resuming: bit allocation as measured by the interrupted run (" +
+            allocation_path(job) + ")");
+    return *rules;
+  }
   const Tokenizer tok(src.tokenizer());
   const std::vector<std::vector<int>> seqs =
       data_free ? sample_from_model(src, tok, co, memory_budget(job), job.n_threads, out)
                 : calibration_from_file(job.calib_path, job.calib_jsonl, tok, co);
-  std::string widths;
-  for (const QuantSpec& c : choices) widths += (widths.empty() ? "" : ", ") + c.name();
   out.log(format_line("bit allocation: target %.4g bits per weight over %s, measured on %d x %d "
                       "tokens", *job.target_bpw, widths.c_str(), co.nsamples, co.seqlen));
   out.begin("sensitivity", cfg.n_layers);
@@ -521,7 +552,24 @@ std::vector<std::string> plan_target_bpw(const QuantizeJob& job, const ModelSour
                         100.0 * share[c] / total);
   out.log(format_line("bit allocation: %.4f bits per weight: %s",
                       allocation_bpw(sens, choices, chosen), dist.c_str()));
-  return allocation_rules(sens, choices, chosen);
+  std::vector<std::string> rules = allocation_rules(sens, choices, chosen);
+  std::string text = saved_header;
+  for (const std::string& r : rules) text += r + "\n";
+  write_file_atomic(allocation_path(job), text);
+  return rules;
+}
+
+std::optional<std::vector<std::string>> read_saved_allocation(const QuantizeJob& job,
+                                                              const std::string& header) {
+  if (!fs::is_regular_file(allocation_path(job))) return std::nullopt;
+  const std::string text = read_whole_file(allocation_path(job));
+  if (text.compare(0, header.size(), header) != 0) return std::nullopt;  // other settings
+  std::vector<std::string> rules;
+  std::istringstream lines(text.substr(header.size()));
+  for (std::string line; std::getline(lines, line);)
+    if (!line.empty()) rules.push_back(line);
+  if (rules.empty()) return std::nullopt;
+  return rules;
 }
 
 QuantReport run_blockwise(const QuantizeJob& job, const ModelSource& src, BlockwiseQuantizer& bq,

@@ -1,9 +1,11 @@
 // --target-bpw: the greedy allocation keeps the budget, upgrades where the error falls most per
 // bit, and matches exhaustive search on small cases; the sensitivity measurement behaves like an
 // error should (wider is better); the quantize job writes a file within the target, the same
-// twice.
+// twice, and an interrupted one resumes with the allocation it measured (not measuring again) to
+// the same file.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +17,7 @@
 #include "core/error.h"
 #include "quant/bit_allocation.h"
 #include "quant/quantize_job.h"
+#include "quant/resume_checkpoint.h"
 #include "runtime/open_model.h"
 #include "test_util.h"
 
@@ -183,6 +186,73 @@ TEST(BitAllocation, QuantizeJobStaysWithinTheTargetAndRepeats) {
   job.tensor_specs = {"ffn_down=w3"};
   EXPECT_NE(test::error_of([&] { validate_quantize_job(job); }).find("drop --tensor-spec"),
             std::string::npos);
+}
+
+struct SimulatedCrash {};
+
+TEST(BitAllocation, AnInterruptedJobResumesWithTheAllocationItMeasured) {
+  const std::string model = test::shared_file("models/stories260K/stories260K.bin");
+  ELUTQ_REQUIRE_FILE(model, "stories260K");
+  test::TempDir dir;
+  QuantizeJob job;
+  job.source_path = model;
+  job.method = QuantMethod::Hlq;
+  job.bits = 2;
+  job.group = 32;
+  job.target_bpw = 3.6;
+  job.n_threads = 1;
+  job.out_path = dir.file("whole.gguf");
+  run_quantize_job(job, open_model(model));
+  EXPECT_FALSE(fs::exists(job.out_path + ".allocation.txt"));  // removed with the work directory
+
+  std::vector<std::string> events;
+  std::string stage;
+  QuantizeCallbacks cb;
+  cb.log = [&](const std::string& line) { events.push_back(line); };
+  cb.stage_begin = [&](const std::string& name, int64_t) {
+    stage = name;
+    events.push_back("begin " + name);
+  };
+  // In the quantize stage an update with no status follows a block's checkpoint.
+  cb.stage_update = [&](int64_t done, const std::string& status) {
+    if (stage == "quantize" && done == 2 && status.empty()) throw SimulatedCrash{};
+  };
+  job.out_path = dir.file("resumed.gguf");
+  EXPECT_THROW(run_quantize_job(job, open_model(model), cb), SimulatedCrash);
+  ASSERT_TRUE(fs::exists(job.out_path + ".allocation.txt"));
+  EXPECT_NE(std::find(events.begin(), events.end(), "begin sensitivity"), events.end());
+
+  events.clear();
+  cb.stage_update = nullptr;
+  run_quantize_job(job, open_model(model), cb);
+  EXPECT_EQ(std::find(events.begin(), events.end(), "begin sensitivity"), events.end());
+  EXPECT_NE(std::find_if(events.begin(), events.end(),
+                         [](const std::string& e) {
+                           return e.rfind("resuming: bit allocation as measured", 0) == 0;
+                         }),
+            events.end());
+  EXPECT_TRUE(read_whole_file(job.out_path) == read_whole_file(dir.file("whole.gguf")));
+  EXPECT_FALSE(fs::exists(job.out_path + ".allocation.txt"));
+
+  // Other settings measure again instead of taking the saved rules (and the interrupted run's
+  // work is then refused as another run's); --restart measures again too.
+  job.out_path = dir.file("other.gguf");
+  cb.stage_update = [&](int64_t done, const std::string& status) {
+    if (stage == "quantize" && done == 2 && status.empty()) throw SimulatedCrash{};
+  };
+  EXPECT_THROW(run_quantize_job(job, open_model(model), cb), SimulatedCrash);
+  cb.stage_update = nullptr;
+  job.target_bpw = 4.2;
+  events.clear();
+  const std::string refused = test::error_of([&] { run_quantize_job(job, open_model(model), cb); });
+  EXPECT_NE(refused.find("other settings"), std::string::npos) << refused;
+  EXPECT_NE(std::find(events.begin(), events.end(), "begin sensitivity"), events.end());
+  job.target_bpw = 3.6;
+  job.restart = true;
+  events.clear();
+  run_quantize_job(job, open_model(model), cb);
+  EXPECT_NE(std::find(events.begin(), events.end(), "begin sensitivity"), events.end());
+  EXPECT_TRUE(read_whole_file(job.out_path) == read_whole_file(dir.file("whole.gguf")));
 }
 
 }  // namespace
