@@ -157,17 +157,23 @@ TEST(BitAllocation, WiderWidthsMeasureSmallerErrors) {
   }
 }
 
-TEST(BitAllocation, QuantizeJobStaysWithinTheTargetAndRepeats) {
-  const std::string model = test::shared_file("models/stories260K/stories260K.bin");
-  ELUTQ_REQUIRE_FILE(model, "stories260K");
-  test::TempDir dir;
+// stories260K, HLQ w2g32 from data-free calibration, widths chosen for target_bpw.
+QuantizeJob stories_target_job(const std::string& model, double target_bpw) {
   QuantizeJob job;
   job.source_path = model;
   job.method = QuantMethod::Hlq;
   job.bits = 2;
   job.group = 32;
-  job.target_bpw = 4.2;
+  job.target_bpw = target_bpw;
   job.n_threads = 1;
+  return job;
+}
+
+TEST(BitAllocation, QuantizeJobStaysWithinTheTargetAndRepeats) {
+  const std::string model = test::shared_file("models/stories260K/stories260K.bin");
+  ELUTQ_REQUIRE_FILE(model, "stories260K");
+  test::TempDir dir;
+  QuantizeJob job = stories_target_job(model, 4.2);
   std::vector<std::string> bytes;
   for (const char* name : {"a.gguf", "b.gguf"}) {
     job.out_path = dir.file(name);
@@ -194,13 +200,7 @@ TEST(BitAllocation, AnInterruptedJobResumesWithTheAllocationItMeasured) {
   const std::string model = test::shared_file("models/stories260K/stories260K.bin");
   ELUTQ_REQUIRE_FILE(model, "stories260K");
   test::TempDir dir;
-  QuantizeJob job;
-  job.source_path = model;
-  job.method = QuantMethod::Hlq;
-  job.bits = 2;
-  job.group = 32;
-  job.target_bpw = 3.6;
-  job.n_threads = 1;
+  QuantizeJob job = stories_target_job(model, 3.6);
   job.out_path = dir.file("whole.gguf");
   run_quantize_job(job, open_model(model));
   EXPECT_FALSE(fs::exists(job.out_path + ".allocation.txt"));  // removed with the work directory
@@ -214,9 +214,10 @@ TEST(BitAllocation, AnInterruptedJobResumesWithTheAllocationItMeasured) {
     events.push_back("begin " + name);
   };
   // In the quantize stage an update with no status follows a block's checkpoint.
-  cb.stage_update = [&](int64_t done, const std::string& status) {
+  const auto crash_after_block_1 = [&](int64_t done, const std::string& status) {
     if (stage == "quantize" && done == 2 && status.empty()) throw SimulatedCrash{};
   };
+  cb.stage_update = crash_after_block_1;
   job.out_path = dir.file("resumed.gguf");
   EXPECT_THROW(run_quantize_job(job, open_model(model), cb), SimulatedCrash);
   ASSERT_TRUE(fs::exists(job.out_path + ".allocation.txt"));
@@ -237,9 +238,7 @@ TEST(BitAllocation, AnInterruptedJobResumesWithTheAllocationItMeasured) {
   // Other settings measure again instead of taking the saved rules (and the interrupted run's
   // work is then refused as another run's); --restart measures again too.
   job.out_path = dir.file("other.gguf");
-  cb.stage_update = [&](int64_t done, const std::string& status) {
-    if (stage == "quantize" && done == 2 && status.empty()) throw SimulatedCrash{};
-  };
+  cb.stage_update = crash_after_block_1;
   EXPECT_THROW(run_quantize_job(job, open_model(model), cb), SimulatedCrash);
   cb.stage_update = nullptr;
   job.target_bpw = 4.2;
