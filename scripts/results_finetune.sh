@@ -14,7 +14,9 @@
 #   SMOL_NSAMPLES=64 SMOL_SEQLEN=512  QWEN_NSAMPLES=32 QWEN_SEQLEN=512  WINDOWS=4
 #   FT_ARGS=""  extra quantize flags for the finetuned runs (e.g. "--ft-epochs 3")
 #   THREADS=2 BUILD=build WORK=build/results_finetune UPDATE_DOCS=1
-# Finished runs are kept in $WORK (logs) and reused; delete $WORK to start over.
+# Finished runs are kept in $WORK (logs) and reused; an interrupted quantize run resumes where it
+# stopped (its wall time then counts the last part only, and its row says so); delete $WORK to
+# start over.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="${BUILD:-$ROOT/build}"
@@ -36,8 +38,10 @@ MODELS_DIR="${ELUTQ_CACHE:-$HOME/.cache/elutq}/models"
 # Mixed widths by name (the issue's "w2 with some layers at 3 bits"): quantize flags of each.
 # mix2.9: 2-bit g128 feed-forward gate/up, 3-bit attention q/o and ffn_down, 4-bit k/v, 3-bit
 # gate/up in the first and last block: 2.904 bits per weight on Qwen2.5-Coder-1.5B.
+# tb2.92: the widths chosen by measurement (--target-bpw) within Q2_K-with-imatrix's 2.92 bits.
 declare -A MIX=(
   [mix2.9]='--bits 2 --group 128 --tensor-spec attn_(k|v)=w4g128 --tensor-spec attn_(q|output)=w3g128 --tensor-spec ffn_down=w3g128 --tensor-spec blk\.(0|27)\.ffn_(gate|up)=w3g128'
+  [tb2.92]='--bits 2 --group 128 --target-bpw 2.92 --width-choices w2g128,w2g64,w3g128,w4g128'
 )
 
 # shellcheck source=lib/results_common.sh
@@ -50,8 +54,15 @@ quantize() {  # SRC OUT LOG ARGS...
   local src="$1" out="$2" log="$3"; shift 3
   grep -q '^summary:' "$log" 2>/dev/null && return 0
   echo "== $(basename "$log" .quant.log)" >&2
-  "$ELUTQ" quantize "$src" "$out" "$@" -t "$THREADS" -q --restart > "$log" 2>&1 ||
+  # Resume an interrupted run of the same settings; one of other settings is started over.
+  "$ELUTQ" quantize "$src" "$out" "$@" -t "$THREADS" -q > "$log" 2>&1 ||
+    { grep -q 'interrupted run with other settings' "$log" &&
+        "$ELUTQ" quantize "$src" "$out" "$@" -t "$THREADS" -q --restart > "$log" 2>&1; } ||
     { echo "failed: $log" >&2; tail -3 "$log" >&2; return 1; }
+}
+wall_of() {  # LOG -> the summary's wall seconds, marked when the run was resumed
+  local w; w="$(summary_field "$1" wall)"
+  if grep -q '^resuming:' "$1"; then echo "$w (resumed: last part only)"; else echo "$w"; fi
 }
 
 table="$WORK/table.md"
@@ -91,7 +102,7 @@ for model in $MODELS; do
       qlog="$base.$stage.quant.log"; [[ $stage == bap ]] && qlog="$base.ft.quant.log"
       grep -q '^summary:' "$qlog" 2>/dev/null || continue
       title="HLQ-GPTQ"; [[ $stage == bap ]] && title="+ Block-AP"; [[ $stage == ft ]] && title="+ Block-AP + E2E-QP"
-      wall="$(summary_field "$qlog" wall)"; rss="$(summary_field "$qlog" RSS)"
+      wall="$(wall_of "$qlog")"; rss="$(summary_field "$qlog" RSS)"
       [[ $stage == bap ]] && wall="(in e2e row)" && rss="-"
       echo "| $model | $cfg | $title | $(summary_field "$qlog" bpw) | $(ppl_of "$WORK/$model.$cfg.$stage.wiki.log") | $(ppl_of "$WORK/$model.$cfg.$stage.c4.log") | $wall | $rss |" >> "$table"
     done
