@@ -1,4 +1,4 @@
-// `elutq finetune IN OUT`: E2E-QP on a model elutq has already quantized (HLQ or uniform): every
+// `elutq finetune IN OUT`: E2E-QP on a model elutq has already quantized (HLQ, HLQC or uniform): every
 // block projection's scales and zeros are trained on next-token loss over calibration text with
 // the codes frozen, and the model is written again with the trained parameters. `elutq quantize
 // --method hlq-ft` runs the same stage after Block-AP; this verb finetunes any existing file.

@@ -172,7 +172,8 @@ int run_quantize(int argc, char** argv) {
   app.add_option("--ft-stages", ft_stages,
                  "finetuning stages after quantizing: block (Block-AP), e2e (E2E-QP), block,e2e, "
                  "or none (default for hlq-ft: block,e2e; other methods: none). Any method "
-                 "storing hlq or uniform parameters can be finetuned")
+                 "storing hlq, hlqc (--hlq-params compact: s_0 and midpoint trained, plane-scale "
+                 "ratios kept) or uniform parameters can be finetuned")
       ->check(CLI::IsMember({"block", "e2e", "block,e2e", "none"}));
   app.add_option("--ft-epochs", bap.epochs, "Block-AP: epochs over the calibration set per block (default 2)");
   app.add_option("--ft-lr-weights", bap.lr_weights,

@@ -282,9 +282,10 @@ BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOp
   require(!(opt.awq_clip && !I.awq), "AWQ clip search needs AWQ (--method awq or --awq)");
   if (opt.block_ap) {
     const QuantSpec spec = method_spec(I.layer);
-    require(spec.kind == QuantKind::HLQ || spec.kind == QuantKind::Uniform,
-            "Block-AP trains HLQ or uniform parameters; ", spec.name(), " cannot be finetuned",
-            spec.kind == QuantKind::HLQC ? " (drop --hlq-compact)" : "");
+    require(spec.kind == QuantKind::HLQ || spec.kind == QuantKind::HLQC ||
+                spec.kind == QuantKind::Uniform,
+            "Block-AP trains HLQ, HLQC or uniform parameters; ", spec.name(),
+            " cannot be finetuned");
     require(!opt.fold_only, "Block-AP and fold_only exclude each other");
   }
   const ModelConfig& c = src.config();
@@ -309,8 +310,9 @@ BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOp
       require_group_fits(spec, linear_shape(c, s).second, name,
                          r < 0 ? "--group" : "--tensor-spec '" + opt.tensor_rules[size_t(r)].text + "'");
       if (opt.block_ap)
-        require(spec.kind == QuantKind::HLQ || spec.kind == QuantKind::Uniform,
-                "Block-AP trains HLQ or uniform parameters; ", spec.name(), " cannot be finetuned");
+        require(spec.kind != QuantKind::Codebook,
+                "Block-AP trains HLQ, HLQC or uniform parameters; ", spec.name(),
+                " cannot be finetuned");
     }
   for (size_t r = 0; r < used.size(); ++r)
     require(used[r], "--tensor-spec '", opt.tensor_rules[r].text,

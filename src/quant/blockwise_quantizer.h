@@ -62,7 +62,7 @@ struct BlockwiseOptions {
   // the method is layer's. AWQ's scale search trials layer's width for every projection.
   std::vector<TensorSpecRule> tensor_rules;
   int n_threads = 0;            // <= 0: all cores
-  // Block-AP after each block's quantization (HLQ or uniform formats, calibrated): the block's
+  // Block-AP after each block's quantization (HLQ, HLQC or uniform formats, calibrated): the block's
   // latent weights and parameters are trained to reproduce the fp block's outputs on its inputs
   // (train/block_ap.h); the finetuned block then produces the next block's inputs.
   std::optional<BlockApOptions> block_ap;

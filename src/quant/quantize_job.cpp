@@ -391,9 +391,10 @@ void validate_quantize_job(const QuantizeJob& job) {
   const QuantSpec spec = body_spec(opt);
   method_spec(blockwise_output_layer(opt));
   if (finetunes(job)) {
-    require(spec.kind == QuantKind::HLQ || spec.kind == QuantKind::Uniform,
-            "finetuning (--method hlq-ft / --ft-stages) trains HLQ or uniform parameters, not ",
-            spec.name(), spec.kind == QuantKind::HLQC ? "; drop --hlq-params compact" : "");
+    require(spec.kind == QuantKind::HLQ || spec.kind == QuantKind::HLQC ||
+                spec.kind == QuantKind::Uniform,
+            "finetuning (--method hlq-ft / --ft-stages) trains HLQ, HLQC or uniform parameters, "
+            "not ", spec.name());
   }
   if (const auto& b = job.block_ap) {
     require(b->epochs >= 0, "--ft-epochs must be >= 0, got ", b->epochs);

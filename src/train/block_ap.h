@@ -55,7 +55,7 @@ using SequenceReader = std::function<void(int64_t i, float* x)>;
 // progress(epoch (1-based), step within it, steps per epoch, mean training loss so far)
 using BlockApProgress = std::function<void(int epoch, int step, int steps, double loss)>;
 
-// Trains q (the block's fitted projections, per LinearSlot; HLQ or uniform) in place. block gives
+// Trains q (the block's fitted projections, per LinearSlot; HLQ, HLQC or uniform) in place. block gives
 // the config, norms, biases and RoPE frequencies (its projections are not used). count sequences
 // of `tokens` rows each are read through inputs / targets.
 BlockApResult block_ap(const DecoderBlock& block, std::array<QuantizedMatrix, kLinearSlots>& q,

@@ -36,9 +36,10 @@ const TensorInfo& trainable_projection(const ModelSource& src, int layer, Linear
           t.name, "' of this ", src.format_name(), " model is stored as ", dtype_name(t.dtype),
           " (quantize the model first)");
   *spec = inspect_quantized_blob(t.data, t.nbytes).spec;
-  require(spec->kind == QuantKind::HLQ || spec->kind == QuantKind::Uniform,
-          "E2E-QP trains HLQ or uniform parameters, but tensor '", t.name, "' is ", spec->name(),
-          " (quantize with an HLQ or uniform method, without --hlq-compact)");
+  require(spec->kind == QuantKind::HLQ || spec->kind == QuantKind::HLQC ||
+              spec->kind == QuantKind::Uniform,
+          "E2E-QP trains HLQ, HLQC or uniform parameters, but tensor '", t.name, "' is ",
+          spec->name(), " (quantize with an HLQ or uniform method)");
   return t;
 }
 
@@ -68,8 +69,10 @@ E2eQpModel::E2eQpModel(const ModelSource& src, ThreadPool& pool)
       p.rows = q.rows;
       p.cols = q.cols;
       p.codes = PackedCodes(q.codes.data(), int64_t(q.codes.size()), q.spec.bits);
-      p.params = std::move(q.params);
+      p.params = trainable_params(q);
       p.grad.assign(p.params.size(), 0.0f);
+      p.ratio_codes = std::move(q.ratio_codes);
+      p.ratio_codebook = std::move(q.ratio_codebook);
     }
     b.vectors = load_block_vectors(src, l);
   }
@@ -100,7 +103,8 @@ uint64_t E2eQpModel::estimate_bytes(const ModelSource& src,
       const auto [rows, cols] = linear_shape(c, s);
       trained += uint64_t(rows * cols) * uint64_t(PackedCodes::width_for(spec.bits)) / 8 +
                  uint64_t(rows) * uint64_t(spec.groups_per_row(cols)) *
-                     uint64_t(spec.params_per_group()) * 18;
+                     (uint64_t(trainable_params_per_group(spec)) * 18 +
+                      (spec.kind == QuantKind::HLQC ? uint64_t(spec.bits - 1) : 0));
     }
   // The live block: effective weights, unpacked codes and weight gradients (9 bytes a weight),
   // its tape, the residual stream and the checkpoints of every block input.
@@ -153,7 +157,9 @@ QuantizedMatrix E2eQpModel::projection(int layer, LinearSlot s) const {
   pool_.run(p.rows, [&](int, int64_t r0, int64_t r1) {
     p.codes.unpack(r0 * p.cols, r1 * p.cols, q.codes.data() + r0 * p.cols);
   });
-  q.params = p.params;
+  q.ratio_codes = p.ratio_codes;
+  q.ratio_codebook = p.ratio_codebook;
+  expand_trainable_params(p.params, q);
   return q;
 }
 

@@ -35,7 +35,7 @@ namespace elutq {
 class E2eQpModel {
  public:
   // Reads src, an elutq quantized model file: every block projection must be stored quantized
-  // (HLQ or uniform); throws Error naming the tensor otherwise. src and pool must outlive the
+  // (HLQ, HLQC or uniform); throws Error naming the tensor otherwise. src and pool must outlive the
   // model (embedding rows are read from src as tokens need them).
   E2eQpModel(const ModelSource& src, ThreadPool& pool);
   ~E2eQpModel();
@@ -74,7 +74,9 @@ class E2eQpModel {
     QuantSpec spec;
     int64_t rows = 0, cols = 0;      // linear_shape(cfg, slot)
     PackedCodes codes;               // (rows * cols), frozen
-    std::vector<float> params, grad;  // QuantizedMatrix::params layout
+    std::vector<float> params, grad;  // trainable_params' layout (HLQC: s_0 and m per group)
+    std::vector<uint8_t> ratio_codes;  // HLQC only, frozen (QuantizedMatrix's fields)
+    std::vector<float> ratio_codebook;
   };
   struct Block {
     BlockVectors vectors;  // norms, biases, q/k norms (frozen)

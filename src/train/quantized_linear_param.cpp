@@ -9,31 +9,93 @@ namespace elutq {
 
 namespace {
 
-// d(value)/d(param k) of a code: HLQ (s_0..s_{B-1}, z): bit_k(code) for k < B, 1 for z;
-// uniform (scale, zero): code, 1.
-inline float param_derivative(const QuantSpec& spec, int k, uint8_t code) {
-  if (spec.kind == QuantKind::Uniform) return k == 0 ? float(code) : 1.0f;
-  return k < spec.bits ? float(code >> k & 1) : 1.0f;
+bool hlqc(const QuantSpec& spec) { return spec.kind == QuantKind::HLQC; }
+
+// Group g's (B + 1) expanded HLQC parameters from its trained (s_0, m).
+void expand_hlqc_group(const QuantizedMatrix& q, const float* trained, int64_t g, float* params) {
+  const int B = q.spec.bits;
+  hlqc_expand(B, trained[0], trained[1], q.ratio_codes.data() + g * (B - 1),
+              q.ratio_codebook.data(), params);
+}
+
+// d(value)/d(trained param k) of every code of a group (np x 2^B, parameter-major):
+//   HLQ (s_0..s_{B-1}, z): bit_k(code) for k < B, 1 for z;  uniform (scale, zero): code, 1;
+//   HLQC (s_0, m): sum_b ratio_b (bit_b(code) - 1/2) with ratio_0 = 1 (s_b = s_0 ratio_b), 1.
+void code_derivatives(const QuantizedMatrix& q, int64_t g, float* out) {
+  const QuantSpec& spec = q.spec;
+  const int B = spec.bits, nc = 1 << B, np = trainable_params_per_group(spec);
+  for (int c = 0; c < nc; ++c) {
+    if (spec.kind == QuantKind::Uniform) {
+      out[c] = float(c);
+    } else if (hlqc(spec)) {
+      const uint8_t* k = q.ratio_codes.data() + g * (B - 1);
+      float d = (c & 1) ? 0.5f : -0.5f;
+      for (int b = 1; b < B; ++b) {
+        const float ratio = q.ratio_codebook[size_t((b - 1) * kHlqcRatios + k[b - 1])];
+        d += (c >> b & 1) ? 0.5f * ratio : -0.5f * ratio;
+      }
+      out[c] = d;
+    } else {
+      for (int k = 0; k < B; ++k) out[k * nc + c] = float(c >> k & 1);
+    }
+    out[(np - 1) * nc + c] = 1.0f;  // the zero / midpoint
+  }
 }
 
 }  // namespace
 
+int trainable_params_per_group(const QuantSpec& spec) {
+  return hlqc(spec) ? 2 : spec.params_per_group();
+}
+
+std::vector<float> trainable_params(const QuantizedMatrix& q) {
+  if (!hlqc(q.spec)) return q.params;
+  const int B = q.spec.bits;
+  const int64_t groups = int64_t(q.params.size()) / (B + 1);
+  std::vector<float> t(size_t(2 * groups));
+  for (int64_t g = 0; g < groups; ++g) {
+    t[size_t(2 * g)] = q.params[size_t(g * (B + 1))];
+    t[size_t(2 * g + 1)] = q.params[size_t(g * (B + 1) + B)];
+  }
+  return t;
+}
+
+void expand_trainable_params(const std::vector<float>& trained, QuantizedMatrix& q) {
+  if (!hlqc(q.spec)) {
+    q.params = trained;
+    return;
+  }
+  const int B = q.spec.bits;
+  const int64_t groups = int64_t(trained.size()) / 2;
+  q.params.resize(size_t(groups * (B + 1)));
+  for (int64_t g = 0; g < groups; ++g)
+    expand_hlqc_group(q, trained.data() + 2 * g, g, q.params.data() + g * (B + 1));
+}
+
 QuantizedLinearParam::QuantizedLinearParam(QuantizedMatrix fitted, bool with_latent,
                                            ThreadPool* pool)
     : q_(std::move(fitted)) {
-  require(q_.spec.kind == QuantKind::HLQ || q_.spec.kind == QuantKind::Uniform,
-          "finetuning trains HLQ or uniform parameters, not ", q_.spec.name(),
-          " (quantize with --method hlq-gptq without --hlq-compact)");
+  require(q_.spec.kind == QuantKind::HLQ || q_.spec.kind == QuantKind::Uniform || hlqc(q_.spec),
+          "finetuning trains HLQ, HLQC or uniform parameters, not ", q_.spec.name(),
+          " (quantize with --method hlq-gptq, or gptq)");
   require(q_.codes.size() == size_t(q_.rows * q_.cols), "quantized matrix holds ", q_.codes.size(),
           " codes for ", q_.rows, " x ", q_.cols);
   require(q_.params.size() ==
               size_t(q_.rows * q_.spec.groups_per_row(q_.cols) * q_.spec.params_per_group()),
           "quantized matrix holds ", q_.params.size(), " parameters for ", q_.rows, " x ",
           q_.cols, " in ", q_.spec.name());
+  if (hlqc(q_.spec)) {  // (check_hlqc would also want fp16 s_0 and m, which training leaves)
+    const int B = q_.spec.bits;
+    require(q_.ratio_codes.size() == size_t(q_.rows * q_.spec.groups_per_row(q_.cols) * (B - 1)) &&
+                q_.ratio_codebook.size() == size_t((B - 1) * kHlqcRatios),
+            "HLQC matrix without its ratio codes or codebook");
+    for (uint8_t k : q_.ratio_codes) require(k < kHlqcRatios, "HLQC ratio code ", int(k), " >= 16");
+  }
+  trained_ = trainable_params(q_);
   eff_.resize(q_.codes.size());
   update_effective(/*reassign_codes=*/false, pool);
   if (with_latent) latent_ = eff_;
-  grad_params_.assign(q_.params.size(), 0.0f);
+  grad_params_.assign(trained_.size(), 0.0f);
 }
 
 void QuantizedLinearParam::update_effective(bool reassign_codes, ThreadPool& pool) {
@@ -48,7 +110,13 @@ void QuantizedLinearParam::update_effective(bool reassign_codes, ThreadPool* poo
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t gi = 0; gi < ng; ++gi) {
         const int64_t c0 = gi * g, n = std::min(g, cols - c0), at = r * cols + c0;
-        const float* p = q_.group_params(r, gi);
+        const int64_t group = r * ng + gi;
+        float* p = q_.params.data() + group * q_.spec.params_per_group();
+        if (hlqc(q_.spec))
+          expand_hlqc_group(q_, trained_.data() + 2 * group, group, p);
+        else
+          std::copy_n(trained_.data() + group * q_.spec.params_per_group(),
+                      q_.spec.params_per_group(), p);
         if (reassign_codes)
           assign_nearest(q_.spec, p, latent_.data() + at, int(n), q_.codes.data() + at);
         float vals[256];  // the group's representable values, by code (B <= 8)
@@ -65,7 +133,7 @@ void QuantizedLinearParam::update_effective(bool reassign_codes, ThreadPool* poo
 void QuantizedLinearParam::accumulate_grads(const float* d_eff, bool with_latent,
                                             ThreadPool& pool) {
   const int64_t cols = q_.cols, g = q_.spec.group_len(cols), ng = q_.spec.groups_per_row(cols);
-  const int np = q_.spec.params_per_group();
+  const int np = trainable_params_per_group(q_.spec), nc = 1 << q_.spec.bits;
   require(!with_latent || latent_.size() == eff_.size(),
           "internal: latent gradients asked of a projection without latent weights");
   if (with_latent && grad_latent_.size() != latent_.size()) grad_latent_.assign(latent_.size(), 0.0f);
@@ -73,11 +141,13 @@ void QuantizedLinearParam::accumulate_grads(const float* d_eff, bool with_latent
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t gi = 0; gi < ng; ++gi) {
         const int64_t c0 = gi * g, n = std::min(g, cols - c0), at = r * cols + c0;
-        double acc[9] = {};  // per parameter of the group (B + 1 <= 9), summed in double
+        float deriv[9 * 256];  // per trained parameter (<= B + 1 <= 9) and code (B <= 8)
+        code_derivatives(q_, r * ng + gi, deriv);
+        double acc[9] = {};  // per parameter of the group, summed in double
         for (int64_t i = 0; i < n; ++i) {
           const float d = d_eff[at + i];
           const uint8_t code = q_.codes[size_t(at + i)];
-          for (int k = 0; k < np; ++k) acc[k] += double(d) * param_derivative(q_.spec, k, code);
+          for (int k = 0; k < np; ++k) acc[k] += double(d) * deriv[k * nc + code];
         }
         float* gp = grad_params_.data() + (r * ng + gi) * np;
         for (int k = 0; k < np; ++k) gp[k] += float(acc[k]);
@@ -94,7 +164,9 @@ void QuantizedLinearParam::zero_grads() {
 
 QuantizedMatrix QuantizedLinearParam::finish(bool reassign_codes, ThreadPool& pool) const {
   QuantizedMatrix out = q_;
-  round_params_to_fp16(out.params);
+  std::vector<float> trained = trained_;
+  round_params_to_fp16(trained);  // HLQC: s_0 and m; its s_b are s_0 times codebook ratios
+  expand_trainable_params(trained, out);
   if (!reassign_codes) return out;
   require(latent_.size() == eff_.size(), "internal: no latent weights to assign codes to");
   const int64_t cols = out.cols, g = out.spec.group_len(cols), ng = out.spec.groups_per_row(cols);

@@ -41,6 +41,30 @@ QuantizedMatrix random_fit(QuantKind kind, int bits, int group, int64_t rows, in
   for (uint8_t& c : q.codes) c = uint8_t(rng() % (1u << bits));
   q.params.resize(size_t(rows * q.spec.groups_per_row(cols) * q.spec.params_per_group()));
   for (float& p : q.params) p = u(rng);
+  // HLQC: s_0 > 0 and m fp16, ratio codes into an ascending codebook whose plane-1 ratios
+  // (2..2.6) sum with 1 below every plane-2 ratio (4..5.2), so no two of a group's levels meet.
+  if (kind == QuantKind::HLQC) {
+    const int64_t groups = rows * q.spec.groups_per_row(cols);
+    q.ratio_codebook.resize(size_t((bits - 1) * kHlqcRatios));
+    for (int b = 1; b < bits; ++b)
+      for (int k = 0; k < kHlqcRatios; ++k)
+        q.ratio_codebook[size_t((b - 1) * kHlqcRatios + k)] = float(1 << b) * (1.0f + 0.02f * k);
+    q.ratio_codes.resize(size_t(groups * (bits - 1)));
+    for (uint8_t& k : q.ratio_codes) k = uint8_t(rng() % kHlqcRatios);
+    round_params_to_fp16(q.params);
+    for (int64_t g = 0; g < groups; ++g) {
+      float* p = q.params.data() + g * (bits + 1);
+      hlqc_expand(bits, std::fabs(p[0]) + 0.05f, p[bits], q.ratio_codes.data() + g * (bits - 1),
+                  q.ratio_codebook.data(), p);
+    }
+    round_params_to_fp16(q.params);  // s_0 + 0.05 back onto fp16
+    for (int64_t g = 0; g < groups; ++g) {
+      float* p = q.params.data() + g * (bits + 1);
+      hlqc_expand(bits, p[0], p[bits], q.ratio_codes.data() + g * (bits - 1),
+                  q.ratio_codebook.data(), p);
+    }
+    check_hlqc(q);
+  }
   return q;
 }
 
@@ -48,8 +72,10 @@ QuantizedMatrix random_fit(QuantKind kind, int bits, int group, int64_t rows, in
 // central differences must match accumulate_grads.
 TEST(QuantizedLinearParam, ParameterGradientsMatchFiniteDifferences) {
   ThreadPool pool(2);
-  for (QuantKind kind : {QuantKind::HLQ, QuantKind::Uniform}) {
+  for (QuantKind kind : {QuantKind::HLQ, QuantKind::Uniform, QuantKind::HLQC}) {
     QuantizedLinearParam p(random_fit(kind, 3, 8, 5, 24, 11));
+    // HLQC trains s_0 and m per group; its s_1, s_2 follow s_0 through the frozen ratios.
+    EXPECT_EQ(p.params().size(), size_t(5 * 3 * (kind == QuantKind::HLQC ? 2 : kind == QuantKind::HLQ ? 4 : 2)));
     std::mt19937 rng(5);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     std::vector<float> T(5 * 24);
@@ -92,6 +118,18 @@ TEST(QuantizedLinearParam, StartsOnItsOwnCodesAndRefusesOtherFormats) {
   EXPECT_EQ(f.codes, q.codes);
   EXPECT_EQ(f.params, q.params);
   EXPECT_THROW(QuantizedLinearParam(random_fit(QuantKind::Codebook, 2, 0, 4, 16, 3)), Error);
+
+  // HLQC: the same, and what it finishes is a valid HLQC matrix (s_b = s_0 * ratio exactly).
+  const QuantizedMatrix c = random_fit(QuantKind::HLQC, 3, 8, 4, 16, 4);
+  QuantizedLinearParam pc(c);
+  pc.update_effective(true, pool);
+  EXPECT_EQ(pc.current().codes, c.codes);  // each latent weight sits on its own level
+  for (float& v : pc.params()) v *= 1.01f;  // a step off fp16
+  pc.update_effective(false, pool);
+  const QuantizedMatrix fc = pc.finish(true, pool);
+  EXPECT_NO_THROW(check_hlqc(fc));
+  EXPECT_EQ(fc.ratio_codes, c.ratio_codes);
+  EXPECT_EQ(fc.ratio_codebook, c.ratio_codebook);
 }
 
 // A tiny model quantized with HLQ-GPTQ w2g16, with and without Block-AP.
@@ -108,9 +146,11 @@ struct TinyRun {
     }
   }
   std::unique_ptr<test::RebuiltModel> quantize(std::optional<BlockApOptions> ft,
-                                               QuantReport* report = nullptr) {
+                                               QuantReport* report = nullptr,
+                                               bool compact = false) {
     BlockwiseOptions opt;
     opt.layer.method = QuantMethod::HlqGptq;
+    opt.layer.hlq_compact = compact;
     opt.layer.bits = 2;
     opt.layer.group = 16;
     opt.n_threads = 2;
@@ -168,6 +208,25 @@ TEST(BlockAp, LowersTheBlockOutputErrorBelowHlqGptq) {
   EXPECT_EQ(rounded, q.params);
 }
 
+// HLQC (compact parameters): Block-AP trains s_0, the midpoint and the weights, the ratio codes
+// and codebook frozen, and the file stays HLQC.
+TEST(BlockAp, LowersTheBlockOutputErrorOfHlqc) {
+  TinyRun run;
+  auto gptq = run.quantize(std::nullopt, nullptr, /*compact=*/true);
+  BlockApOptions ft;
+  ft.epochs = 6;
+  ft.lr_weights = 2e-3f;
+  ft.lr_params = 2e-3f;
+  auto tuned = run.quantize(ft, nullptr, /*compact=*/true);
+  const double e_gptq = run.block0_error(*gptq), e_ft = run.block0_error(*tuned);
+  EXPECT_LT(e_ft, 0.9 * e_gptq) << "Block-AP: " << e_ft << " vs HLQC-GPTQ " << e_gptq;
+  std::printf("block 0 mse: HLQC-GPTQ %.4g, + Block-AP %.4g\n", e_gptq, e_ft);
+  const QuantizedMatrix& q = tuned->quantized.at("blk.0.attn_q.weight");
+  EXPECT_EQ(q.spec.name(), "hlqc-w2g16");
+  EXPECT_NO_THROW(check_hlqc(q));
+  EXPECT_EQ(q.ratio_codes, gptq->quantized.at("blk.0.attn_q.weight").ratio_codes);
+}
+
 TEST(BlockAp, KeepsTheStartWhenTrainingOnlyMakesItWorse) {
   TinyRun run;
   auto gptq = run.quantize(std::nullopt);
@@ -188,12 +247,8 @@ TEST(BlockAp, KeepsTheStartWhenTrainingOnlyMakesItWorse) {
 TEST(BlockAp, RefusesFormatsItCannotTrain) {
   TinyRun run;
   BlockwiseOptions opt;
-  opt.layer.method = QuantMethod::HlqGptq;
-  opt.layer.hlq_compact = true;
   opt.layer.group = 16;
   opt.block_ap = BlockApOptions{};
-  EXPECT_THROW(BlockwiseQuantizer(run.src, opt), Error);
-  opt.layer.hlq_compact = false;
   opt.layer.method = QuantMethod::Ganq;
   EXPECT_THROW(BlockwiseQuantizer(run.src, opt), Error);
 }
@@ -351,9 +406,9 @@ TEST(BlockAp, CliRefusesFinetuningFlagsWithoutTheirStage) {
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("--ft-stages block"), std::string::npos) << r.out;
   const test::CommandResult c = test::run_elutq(
-      "quantize in.gguf out.gguf --method hlq-ft --hlq-params compact");
+      "quantize in.gguf out.gguf --method ganq --ft-stages block");
   EXPECT_NE(c.code, 0);
-  EXPECT_NE(c.out.find("HLQ or uniform"), std::string::npos) << c.out;
+  EXPECT_NE(c.out.find("HLQ, HLQC or uniform"), std::string::npos) << c.out;
 }
 #endif
 
