@@ -38,10 +38,12 @@ MODELS_DIR="${ELUTQ_CACHE:-$HOME/.cache/elutq}/models"
 # Mixed widths by name (the "w2 with some layers at 3 bits"): quantize flags of each.
 # mix2.9: 2-bit g128 feed-forward gate/up, 3-bit attention q/o and ffn_down, 4-bit k/v, 3-bit
 # gate/up in the first and last block: 2.904 bits per weight on Qwen2.5-Coder-1.5B.
-# tb2.92: the widths chosen by measurement (--target-bpw) within Q2_K-with-imatrix's 2.92 bits.
+# tb2.92: the widths chosen by measurement (--target-bpw) within Q2_K-with-imatrix's 2.92 bits;
+# tbc2.92: the same in HLQC (compact parameters: hlqc-w2g128 2.28, w3g128 3.31 bits per weight).
 declare -A MIX=(
   [mix2.9]='--bits 2 --group 128 --tensor-spec attn_(k|v)=w4g128 --tensor-spec attn_(q|output)=w3g128 --tensor-spec ffn_down=w3g128 --tensor-spec blk\.(0|27)\.ffn_(gate|up)=w3g128'
   [tb2.92]='--bits 2 --group 128 --target-bpw 2.92 --width-choices w2g128,w2g64,w3g128,w4g128'
+  [tbc2.92]='--bits 2 --group 128 --hlq-params compact --target-bpw 2.92 --width-choices w2g128,w2g64,w3g128,w4g128'
 )
 
 # shellcheck source=lib/results_common.sh
