@@ -1,6 +1,12 @@
 // The format trait table: one row per QuantKind, in enum order, and every row's name, size and
-// reference decoding agree with what the formats are defined to be (tensor/qformat.h).
+// reference decoding agree with what the formats are defined to be (tensor/qformat.h), and
+// assign_nearest picks what nearest_level picks, weight by weight.
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
 
 #include "core/error.h"
 #include "tensor/qformat.h"
@@ -49,6 +55,49 @@ TEST(FormatTraits, SizesAndDecodingFollowTheDefinitions) {
   const float uni[2] = {0.25f, -1.0f};
   s.kind = QuantKind::Uniform;
   EXPECT_EQ(dequant_code(s, uni, 6), -1.0f + 1.5f);
+}
+
+// The nearest level as defined, with branches: the lowest code among the nearest levels.
+int nearest_as_defined(const std::vector<float>& vals, float x) {
+  int best = 0;
+  for (size_t c = 1; c < vals.size(); ++c)
+    if (std::fabs(x - vals[c]) < std::fabs(x - vals[size_t(best)])) best = int(c);
+  return best;
+}
+
+// assign_nearest and nearest_level (branch-free) against the definition: every kind and width,
+// weights exactly on the levels and half-way between two (ties go to the lowest code),
+// coincident levels, infinities and NaN.
+TEST(FormatTraits, AssignNearestIsTheLowestNearestCode) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (QuantKind kind : {QuantKind::Uniform, QuantKind::HLQ, QuantKind::Codebook, QuantKind::HLQC}) {
+    for (int bits = 1; bits <= format_traits(kind).max_bits; ++bits) {
+      const QuantSpec spec{kind, bits, format_traits(kind).per_row ? 0 : 64};
+      std::vector<float> p(static_cast<size_t>(spec.params_per_group()));
+      for (float& v : p) v = u(rng);
+      if (spec.params_per_group() > 2) p[1] = p[0];  // coincident levels where the kind allows
+      const int nv = 1 << bits;
+      std::vector<float> vals(static_cast<size_t>(nv));
+      for (int c = 0; c < nv; ++c) vals[size_t(c)] = dequant_code(spec, p.data(), uint8_t(c));
+      std::vector<float> w;
+      for (int i = 0; i < 600; ++i) w.push_back(2.0f * u(rng));
+      for (int c = 0; c < nv; ++c) {
+        w.push_back(vals[size_t(c)]);
+        for (int d = 0; d < nv; ++d) w.push_back(0.5f * (vals[size_t(c)] + vals[size_t(d)]));
+      }
+      w.push_back(std::numeric_limits<float>::infinity());
+      w.push_back(-std::numeric_limits<float>::infinity());
+      w.push_back(std::numeric_limits<float>::quiet_NaN());
+      std::vector<uint8_t> codes(w.size());
+      assign_nearest(spec, p.data(), w.data(), int(w.size()), codes.data());
+      for (size_t i = 0; i < w.size(); ++i) {
+        ASSERT_EQ(int(codes[i]), nearest_as_defined(vals, w[i]))
+            << spec.name() << " weight " << i << " = " << w[i];
+        ASSERT_EQ(nearest_level(vals.data(), nv, w[i]), int(codes[i])) << spec.name();
+      }
+    }
+  }
 }
 
 }  // namespace
