@@ -1,5 +1,5 @@
-// `elutq finetune IN OUT`: E2E-QP on a model elutq has already quantized (HLQ, HLQC or uniform): every
-// block projection's scales and zeros are trained on next-token loss over calibration text with
+// `elutq finetune IN OUT`: E2E-QP on a model elutq has already quantized (HLQ, HLQC or uniform):
+// every block projection's scales and zeros are trained on next-token loss over calibration text with
 // the codes frozen, and the model is written again with the trained parameters. `elutq quantize
 // --method hlq-ft` runs the same stage after Block-AP; this verb finetunes any existing file.
 #include <chrono>
@@ -24,7 +24,7 @@ namespace {
 
 int run_finetune(int argc, char** argv) {
   CLI::App app(
-      "E2E-QP: train the HLQ (or uniform) scales and zeros of every block projection of an elutq "
+      "E2E-QP: train the HLQ (HLQC, uniform) scales and zeros of every block projection of an elutq "
       "quantized model on next-token loss over calibration text, codes frozen, and write the "
       "model again.\n\nexample:\n"
       "  elutq finetune model-hlq-w2g64.gguf model-ft.gguf --calib c4.jsonl --nsamples 32 "
