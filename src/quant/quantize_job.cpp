@@ -110,9 +110,11 @@ std::string stage1_manifest_path(const QuantizeJob& job) { return stage1_path(jo
 // does not measure again: on a 1.5B model that takes about a minute per block.
 std::string allocation_path(const QuantizeJob& job) { return job.out_path + ".allocation.txt"; }
 
-// A job started over (--restart) leaves nothing of the interrupted one behind.
+// A job started over (--restart) leaves nothing of the interrupted one behind: neither work
+// directory (with E2E-QP the blockwise stage writes the stage-1 file, and works beside it).
 void discard_interrupted_run(const QuantizeJob& job) {
   ResumeDir::discard(job.out_path);
+  ResumeDir::discard(stage1_path(job));
   std::error_code ec;
   for (const std::string& p : {stage1_path(job), stage1_manifest_path(job), allocation_path(job)})
     fs::remove(p, ec);

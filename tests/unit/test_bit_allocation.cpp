@@ -254,5 +254,29 @@ TEST(BitAllocation, AnInterruptedJobResumesWithTheAllocationItMeasured) {
   EXPECT_TRUE(read_whole_file(job.out_path) == read_whole_file(dir.file("whole.gguf")));
 }
 
+// --restart with --target-bpw and E2E-QP starts over even where Block-AP's stage left a work
+// directory of other settings beside its stage-1 file (OUT.stage1.gguf.elutq-work).
+TEST(BitAllocation, RestartDiscardsTheStageOneWorkDirectoryToo) {
+  const std::string model = test::shared_file("models/stories260K/stories260K.bin");
+  ELUTQ_REQUIRE_FILE(model, "stories260K");
+  test::TempDir dir;
+  QuantizeJob job = stories_target_job(model, 3.6);
+  job.method = QuantMethod::HlqGptq;
+  job.nsamples = 4;
+  job.seqlen = 32;
+  job.e2e_qp = E2eQpOptions{};
+  job.e2e_qp->epochs = 1;
+  job.out_path = dir.file("e2e.gguf");
+  const std::string stale = job.out_path + ".stage1.gguf.elutq-work";
+  fs::create_directories(stale);
+  std::ofstream(stale + "/manifest.txt") << "format=some-other-run\n";
+  EXPECT_NE(test::error_of([&] { run_quantize_job(job, open_model(model)); }).find("other settings"),
+            std::string::npos);
+  job.restart = true;
+  run_quantize_job(job, open_model(model));
+  EXPECT_TRUE(fs::exists(job.out_path));
+  EXPECT_FALSE(fs::exists(stale));
+}
+
 }  // namespace
 }  // namespace elutq
