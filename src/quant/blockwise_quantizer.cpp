@@ -16,6 +16,7 @@
 #include "quant/hessian.h"
 #include "quant/rtn.h"
 #include "tensor/tensor_names.h"
+#include "train/quantized_linear_param.h"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -282,8 +283,7 @@ BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOp
   require(!(opt.awq_clip && !I.awq), "AWQ clip search needs AWQ (--method awq or --awq)");
   if (opt.block_ap) {
     const QuantSpec spec = method_spec(I.layer);
-    require(spec.kind == QuantKind::HLQ || spec.kind == QuantKind::HLQC ||
-                spec.kind == QuantKind::Uniform,
+    require(trainable_format(spec),
             "Block-AP trains HLQ, HLQC or uniform parameters; ", spec.name(),
             " cannot be finetuned");
     require(!opt.fold_only, "Block-AP and fold_only exclude each other");
@@ -310,7 +310,7 @@ BlockwiseQuantizer::BlockwiseQuantizer(const ModelSource& src, const BlockwiseOp
       require_group_fits(spec, linear_shape(c, s).second, name,
                          r < 0 ? "--group" : "--tensor-spec '" + opt.tensor_rules[size_t(r)].text + "'");
       if (opt.block_ap)
-        require(spec.kind != QuantKind::Codebook,
+        require(trainable_format(spec),
                 "Block-AP trains HLQ, HLQC or uniform parameters; ", spec.name(),
                 " cannot be finetuned");
     }

@@ -28,6 +28,7 @@
 #include "tensor/tensor_names.h"
 #include "tokenizer/tokenizer.h"
 #include "train/e2e_qp_model.h"
+#include "train/quantized_linear_param.h"
 
 namespace elutq {
 namespace {
@@ -393,8 +394,7 @@ void validate_quantize_job(const QuantizeJob& job) {
   const QuantSpec spec = body_spec(opt);
   method_spec(blockwise_output_layer(opt));
   if (finetunes(job)) {
-    require(spec.kind == QuantKind::HLQ || spec.kind == QuantKind::HLQC ||
-                spec.kind == QuantKind::Uniform,
+    require(trainable_format(spec),
             "finetuning (--method hlq-ft / --ft-stages) trains HLQ, HLQC or uniform parameters, "
             "not ", spec.name());
   }

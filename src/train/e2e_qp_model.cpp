@@ -36,8 +36,7 @@ const TensorInfo& trainable_projection(const ModelSource& src, int layer, Linear
           t.name, "' of this ", src.format_name(), " model is stored as ", dtype_name(t.dtype),
           " (quantize the model first)");
   *spec = inspect_quantized_blob(t.data, t.nbytes).spec;
-  require(spec->kind == QuantKind::HLQ || spec->kind == QuantKind::HLQC ||
-              spec->kind == QuantKind::Uniform,
+  require(trainable_format(*spec),
           "E2E-QP trains HLQ, HLQC or uniform parameters, but tensor '", t.name, "' is ",
           spec->name(), " (quantize with an HLQ or uniform method)");
   return t;

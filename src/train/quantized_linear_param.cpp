@@ -11,14 +11,19 @@ namespace {
 
 bool hlqc(const QuantSpec& spec) { return spec.kind == QuantKind::HLQC; }
 
-// Group g's (B + 1) expanded HLQC parameters from its trained (s_0, m).
-void expand_hlqc_group(const QuantizedMatrix& q, const float* trained, int64_t g, float* params) {
+// Group g's QuantizedMatrix::params from its trained ones: HLQC's (B + 1) expanded from (s_0, m)
+// with the group's ratio codes, the other formats' as they are.
+void expand_group(const QuantizedMatrix& q, const float* trained, int64_t g, float* params) {
   const int B = q.spec.bits;
-  hlqc_expand(B, trained[0], trained[1], q.ratio_codes.data() + g * (B - 1),
-              q.ratio_codebook.data(), params);
+  if (hlqc(q.spec))
+    hlqc_expand(B, trained[0], trained[1], q.ratio_codes.data() + g * (B - 1),
+                q.ratio_codebook.data(), params);
+  else
+    std::copy_n(trained, q.spec.params_per_group(), params);
 }
 
-// d(value)/d(trained param k) of every code of a group (np x 2^B, parameter-major):
+// d(value)/d(trained param k) of every code of a group (np x 2^B, parameter-major; only HLQC's
+// depend on the group):
 //   HLQ (s_0..s_{B-1}, z): bit_k(code) for k < B, 1 for z;  uniform (scale, zero): code, 1;
 //   HLQC (s_0, m): sum_b ratio_b (bit_b(code) - 1/2) with ratio_0 = 1 (s_b = s_0 ratio_b), 1.
 void code_derivatives(const QuantizedMatrix& q, int64_t g, float* out) {
@@ -44,6 +49,11 @@ void code_derivatives(const QuantizedMatrix& q, int64_t g, float* out) {
 
 }  // namespace
 
+bool trainable_format(const QuantSpec& spec) {
+  return spec.kind == QuantKind::HLQ || spec.kind == QuantKind::HLQC ||
+         spec.kind == QuantKind::Uniform;
+}
+
 int trainable_params_per_group(const QuantSpec& spec) {
   return hlqc(spec) ? 2 : spec.params_per_group();
 }
@@ -61,21 +71,17 @@ std::vector<float> trainable_params(const QuantizedMatrix& q) {
 }
 
 void expand_trainable_params(const std::vector<float>& trained, QuantizedMatrix& q) {
-  if (!hlqc(q.spec)) {
-    q.params = trained;
-    return;
-  }
-  const int B = q.spec.bits;
-  const int64_t groups = int64_t(trained.size()) / 2;
-  q.params.resize(size_t(groups * (B + 1)));
+  const int nt = trainable_params_per_group(q.spec), np = q.spec.params_per_group();
+  const int64_t groups = int64_t(trained.size()) / nt;
+  q.params.resize(size_t(groups * np));
   for (int64_t g = 0; g < groups; ++g)
-    expand_hlqc_group(q, trained.data() + 2 * g, g, q.params.data() + g * (B + 1));
+    expand_group(q, trained.data() + g * nt, g, q.params.data() + g * np);
 }
 
 QuantizedLinearParam::QuantizedLinearParam(QuantizedMatrix fitted, bool with_latent,
                                            ThreadPool* pool)
     : q_(std::move(fitted)) {
-  require(q_.spec.kind == QuantKind::HLQ || q_.spec.kind == QuantKind::Uniform || hlqc(q_.spec),
+  require(trainable_format(q_.spec),
           "finetuning trains HLQ, HLQC or uniform parameters, not ", q_.spec.name(),
           " (quantize with --method hlq-gptq, or gptq)");
   require(q_.codes.size() == size_t(q_.rows * q_.cols), "quantized matrix holds ", q_.codes.size(),
@@ -112,11 +118,7 @@ void QuantizedLinearParam::update_effective(bool reassign_codes, ThreadPool* poo
         const int64_t c0 = gi * g, n = std::min(g, cols - c0), at = r * cols + c0;
         const int64_t group = r * ng + gi;
         float* p = q_.params.data() + group * q_.spec.params_per_group();
-        if (hlqc(q_.spec))
-          expand_hlqc_group(q_, trained_.data() + 2 * group, group, p);
-        else
-          std::copy_n(trained_.data() + group * q_.spec.params_per_group(),
-                      q_.spec.params_per_group(), p);
+        expand_group(q_, trained_.data() + group * trainable_params_per_group(q_.spec), group, p);
         if (reassign_codes)
           assign_nearest(q_.spec, p, latent_.data() + at, int(n), q_.codes.data() + at);
         float vals[256];  // the group's representable values, by code (B <= 8)
@@ -137,12 +139,14 @@ void QuantizedLinearParam::accumulate_grads(const float* d_eff, bool with_latent
   require(!with_latent || latent_.size() == eff_.size(),
           "internal: latent gradients asked of a projection without latent weights");
   if (with_latent && grad_latent_.size() != latent_.size()) grad_latent_.assign(latent_.size(), 0.0f);
+  const bool per_group = hlqc(q_.spec);
   pool.run(q_.rows, [&](int, int64_t r0, int64_t r1) {
+    float deriv[9 * 256];  // per trained parameter (<= B + 1 <= 9) and code (B <= 8)
+    if (!per_group) code_derivatives(q_, 0, deriv);
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t gi = 0; gi < ng; ++gi) {
         const int64_t c0 = gi * g, n = std::min(g, cols - c0), at = r * cols + c0;
-        float deriv[9 * 256];  // per trained parameter (<= B + 1 <= 9) and code (B <= 8)
-        code_derivatives(q_, r * ng + gi, deriv);
+        if (per_group) code_derivatives(q_, r * ng + gi, deriv);
         double acc[9] = {};  // per parameter of the group, summed in double
         for (int64_t i = 0; i < n; ++i) {
           const float d = d_eff[at + i];

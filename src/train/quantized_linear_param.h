@@ -23,6 +23,8 @@
 
 namespace elutq {
 
+// The formats finetuning trains: HLQ, HLQC and uniform (not GANQ's per-row codebooks).
+bool trainable_format(const QuantSpec& spec);
 // Trained parameters per group of a format (HLQC: 2, fewer than the B + 1 it holds expanded).
 int trainable_params_per_group(const QuantSpec& spec);
 // A matrix's trained parameters (params() below) from its QuantizedMatrix::params, and back
