@@ -182,19 +182,7 @@ double hlqc_project_group(const float* w, int n, int bits, const GroupWeights& h
     double mid_free = p_free[bits];
     for (int b = 0; b < bits; ++b) mid_free += 0.5 * p_free[b];
     double sz[2] = {p_free[0], mid_free};
-    // A round is a function of (ratio codes, codes, s_0 and m) at its start: once a round hands
-    // the next one the state it began with, every later round repeats it.
-    uint8_t last_kk[kMaxBits];
-    std::vector<uint8_t> last_cur;
-    double last_sz[2];
     for (int round = 0; round < 4; ++round) {
-      if (round > 0 && std::equal(kk, kk + kMaxBits, last_kk) && cur == last_cur &&
-          sz[0] == last_sz[0] && sz[1] == last_sz[1])
-        break;
-      std::copy(kk, kk + kMaxBits, last_kk);
-      last_cur = cur;
-      last_sz[0] = sz[0];
-      last_sz[1] = sz[1];
       float ratio[kMaxBits] = {1.0f};
       for (int b = 1; b < bits; ++b) ratio[b] = codebook[(b - 1) * kHlqcRatios + kk[b - 1]];
       double out[2];
