@@ -57,7 +57,8 @@ class RecordingSink final : public QuantizedTensorSink {
 };
 
 // Report lines of one block as text (tab-separated, one line each; logs with their newlines and
-// tabs escaped) and back.
+// tabs escaped) and back. The format is the last field; checkpoints written before it was kept
+// have 8 fields and give their lines an empty format.
 std::string escape(const std::string& s) {
   std::string r;
   for (char c : s) {
@@ -88,7 +89,7 @@ std::string report_lines_text(const std::vector<LayerReport>& lines) {
     std::snprintf(buf, sizeof buf, "\t%lld\t%lld\t%.17g\t%.17g\t%.17g\t%.17g\t",
                   (long long)r.rows, (long long)r.cols, r.rel_weight_error, r.rel_output_error,
                   r.bits_per_weight, r.seconds);
-    s += escape(r.name) + buf + escape(r.log) + "\n";
+    s += escape(r.name) + buf + escape(r.log) + "\t" + escape(r.format) + "\n";
   }
   return s;
 }
@@ -102,7 +103,7 @@ std::vector<LayerReport> parse_report_lines(const std::string& text) {
     size_t a = 0;
     for (size_t b; (b = line.find('\t', a)) != std::string::npos; a = b + 1) f.push_back(line.substr(a, b - a));
     f.push_back(line.substr(a));
-    if (f.size() != 8) continue;  // notes we did not write; ignore
+    if (f.size() != 8 && f.size() != 9) continue;  // notes we did not write; ignore
     LayerReport r;
     r.name = unescape(f[0]);
     r.rows = std::stoll(f[1]);
@@ -112,6 +113,7 @@ std::vector<LayerReport> parse_report_lines(const std::string& text) {
     r.bits_per_weight = std::stod(f[5]);
     r.seconds = std::stod(f[6]);
     r.log = unescape(f[7]);
+    if (f.size() == 9) r.format = unescape(f[8]);
     out.push_back(std::move(r));
   }
   return out;

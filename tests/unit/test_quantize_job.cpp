@@ -109,7 +109,9 @@ TEST(QuantizeJob, ResumesAnInterruptedRunToTheSameFile) {
   ELUTQ_REQUIRE_FILE(model, "stories260K");
   test::TempDir dir;
   const QuantizeJob whole = stories_job(model, dir.file("whole.gguf"));
-  run_quantize_job(whole, open_model(model));
+  const QuantReport whole_report = run_quantize_job(whole, open_model(model)).report;
+  ASSERT_FALSE(whole_report.layers.empty());
+  ASSERT_FALSE(whole_report.layers[0].format.empty());
 
   const QuantizeJob job = stories_job(model, dir.file("resumed.gguf"));
   Recorder crash;
@@ -128,6 +130,8 @@ TEST(QuantizeJob, ResumesAnInterruptedRunToTheSameFile) {
                       "resuming: 2 of 5 blocks were finished by an earlier run"),
             again.events.end());
   EXPECT_EQ(r.report.layers.size(), 35u);  // the replayed blocks' lines included
+  for (const LayerReport& l : r.report.layers)  // the replayed lines keep their format
+    EXPECT_EQ(l.format, whole_report.layers[0].format) << l.name;
   EXPECT_TRUE(read_bytes(job.out_path) == read_bytes(whole.out_path));
   EXPECT_FALSE(fs::exists(job.out_path + ".elutq-work"));
 }
