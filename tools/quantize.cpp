@@ -36,11 +36,12 @@ void print_report(const QuantizeResult& r, const std::string& method_name, const
   std::map<std::string, int64_t> weights_per_format;
   for (const LayerReport& l : r.report.layers) {
     const std::string shape = std::to_string(l.rows) + "x" + std::to_string(l.cols);
-    std::printf("%-28s %14s %-16s %11s %11s %6.3f %7.2f  %s\n", l.name.c_str(), shape.c_str(),
-                l.format.c_str(), fmt_err(l.rel_weight_error).c_str(),
-                fmt_err(l.rel_output_error).c_str(), l.bits_per_weight, l.seconds, l.log.c_str());
     // Blocks resumed from checkpoints written before their lines kept a format have none.
-    weights_per_format[l.format.empty() ? "(format not recorded)" : l.format] += l.rows * l.cols;
+    const std::string format = l.format.empty() ? "(not recorded)" : l.format;
+    std::printf("%-28s %14s %-16s %11s %11s %6.3f %7.2f  %s\n", l.name.c_str(), shape.c_str(),
+                format.c_str(), fmt_err(l.rel_weight_error).c_str(),
+                fmt_err(l.rel_output_error).c_str(), l.bits_per_weight, l.seconds, l.log.c_str());
+    weights_per_format[format] += l.rows * l.cols;
   }
   for (const std::string& n : r.report.notes) std::printf("note: %s\n", n.c_str());
   std::printf(
