@@ -27,6 +27,7 @@ IsaKernels scalar_table() {
   k.gemv_rows_q8_0_tokens = kern::gemv_rows_q8_0_tokens_scalar;
   k.block_product_f32_f64 = kern::block_product_f32_f64_scalar;
   k.sub_scaled_f32 = kern::sub_scaled_f32_scalar;
+  k.add_scaled_f32_f64 = kern::add_scaled_f32_f64_scalar;
   k.gemv_rows_f16 = kern::gemv_rows_f16_scalar;
   k.gemv_rows_bf16 = kern::gemv_rows_bf16_scalar;
   k.gemm_rows_q4_k = kern::gemm_rows_q4_k_scalar;
@@ -57,6 +58,7 @@ IsaKernels avx2_table() {
   k.gemv_rows_q8_0_tokens = kern::gemv_rows_q8_0_tokens_avx2;
   k.block_product_f32_f64 = kern::block_product_f32_f64_avx2;
   k.sub_scaled_f32 = kern::sub_scaled_f32_avx2;
+  k.add_scaled_f32_f64 = kern::add_scaled_f32_f64_avx2;
   k.gemv_rows_f16 = kern::gemv_rows_f16_avx2;
   k.gemv_rows_bf16 = kern::gemv_rows_bf16_avx2;
   k.gemm_rows_q4_k = kern::gemm_rows_q4_k_avx2;  // AVX-512 hosts keep these too
@@ -86,6 +88,7 @@ IsaKernels avx512_table() {
   k.attention_weighted_sum_add = kern::attention_weighted_sum_add_avx512;
   k.block_product_f32_f64 = kern::block_product_f32_f64_avx512;
   k.sub_scaled_f32 = kern::sub_scaled_f32_avx512;
+  k.add_scaled_f32_f64 = kern::add_scaled_f32_f64_avx512;
   k.gemv_rows_f16 = kern::gemv_rows_f16_avx512;
   k.gemv_rows_bf16 = kern::gemv_rows_bf16_avx512;
   k.stream_read = stream_read_avx512;

@@ -63,6 +63,9 @@ struct IsaKernels {
   // y[j] = y[j] - a * x[j] for j < n, the product rounded before the subtraction (no fused
   // multiply-add), so every ISA gives the scalar loop's result: GPTQ's error propagation.
   void (*sub_scaled_f32)(float* y, const float* x, float a, int64_t n) = nullptr;
+  // y[j] += a * x[j] in double, the product rounded first (the same bits on every ISA): the group
+  // fits' code-column products, updated a changed code at a time.
+  void (*add_scaled_f32_f64)(double* y, const float* x, double a, int64_t n) = nullptr;
   // out (n, m) = H (n, n, float) V (n, m, double), sums in double: the group fits' products.
   void (*block_product_f32_f64)(const float* H, int64_t n, const double* V, int m,
                                 double* out) = nullptr;

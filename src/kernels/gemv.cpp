@@ -24,6 +24,10 @@ void sub_scaled_f32(float* y, const float* x, float a, int64_t n) {
   active_kernels().sub_scaled_f32(y, x, a, n);
 }
 
+void add_scaled_f32_f64(double* y, const float* x, double a, int64_t n) {
+  active_kernels().add_scaled_f32_f64(y, x, a, n);
+}
+
 float dot_f32(const float* a, const float* b, int64_t n) {
   return active_kernels().dot_f32(a, b, n);
 }

@@ -21,6 +21,8 @@ void gemv2_rows_f32(const float* W, const float* x0, const float* x1, int64_t n,
 void block_product_f32_f64(const float* H, int64_t n, const double* V, int m, double* out);
 // y[j] -= a * x[j] for j < n, the product rounded first (the same result on every ISA).
 void sub_scaled_f32(float* y, const float* x, float a, int64_t n);
+// y[j] += a * x[j] in double for j < n, the product rounded first (the same result on every ISA).
+void add_scaled_f32_f64(double* y, const float* x, double a, int64_t n);
 // Dot product of two length-n vectors.
 float dot_f32(const float* a, const float* b, int64_t n);
 // y[r] = sum_k w[r, k] * x[k] for rows [r0, r1) of a stored (rows, n) matrix of type t (Q8_0

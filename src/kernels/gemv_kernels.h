@@ -47,6 +47,9 @@ void attention_weighted_sum_add_scalar(const float* w, const float* v, int64_t s
 // order: equal to the scalar sums within double rounding, and each column's sums independent of m.
 void block_product_f32_f64_scalar(const float* H, int64_t n, const double* V, int m, double* out);
 void sub_scaled_f32_scalar(float* y, const float* x, float a, int64_t n);
+// y[j] += a * x[j] in double for j < n, the product rounded before the addition (no fused
+// multiply-add): every ISA gives the scalar loop's bits (exact sums for small-integer a).
+void add_scaled_f32_f64_scalar(double* y, const float* x, double a, int64_t n);
 void gemv_rows_f32_scalar(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y);
 // Two tokens over the same rows: y0 = W x0 and y1 = W x1 for rows [r0, r1), each equal bit for bit
 // to gemv_rows_f32 of the same ISA (one pass over the rows for both).
@@ -90,8 +93,10 @@ void attention_weighted_sum_add_avx2(const float* w, const float* v, int64_t str
                                      int64_t count, int hd, float* out);
 void block_product_f32_f64_avx2(const float* H, int64_t n, const double* V, int m, double* out);
 void sub_scaled_f32_avx2(float* y, const float* x, float a, int64_t n);
+void add_scaled_f32_f64_avx2(double* y, const float* x, double a, int64_t n);
 void block_product_f32_f64_avx512(const float* H, int64_t n, const double* V, int m, double* out);
 void sub_scaled_f32_avx512(float* y, const float* x, float a, int64_t n);
+void add_scaled_f32_f64_avx512(double* y, const float* x, double a, int64_t n);
 // Attention at twice AVX2's width (head dimensions a multiple of 16; others go to the AVX2
 // kernels): scores in groups of four rows from the first, like every version.
 void attention_scores_avx512(const float* q, const float* k, int64_t stride, int64_t count, int hd,

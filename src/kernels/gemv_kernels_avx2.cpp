@@ -275,6 +275,17 @@ void sub_scaled_f32_avx2(float* y, const float* x, float a, int64_t n) {
   sub_scaled_f32_scalar(y + j, x + j, a, n - j);
 }
 
+void add_scaled_f32_f64_avx2(double* y, const float* x, double a, int64_t n) {
+  const __m256d av = _mm256_set1_pd(a);
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    __m256d t = _mm256_mul_pd(av, _mm256_cvtps_pd(_mm_loadu_ps(x + j)));
+    asm("" : "+v"(t));
+    _mm256_storeu_pd(y + j, _mm256_add_pd(_mm256_loadu_pd(y + j), t));
+  }
+  add_scaled_f32_f64_scalar(y + j, x + j, a, n - j);
+}
+
 void block_product_f32_f64_avx2(const float* H, int64_t n, const double* V, int m, double* out) {
   const double* vt = columns_of(V, n, m);
   switch (m) {

@@ -246,6 +246,17 @@ void sub_scaled_f32_avx512(float* y, const float* x, float a, int64_t n) {
   sub_scaled_f32_scalar(y + j, x + j, a, n - j);
 }
 
+void add_scaled_f32_f64_avx512(double* y, const float* x, double a, int64_t n) {
+  const __m512d av = _mm512_set1_pd(a);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m512d t = _mm512_mul_pd(av, _mm512_cvtps_pd(_mm256_loadu_ps(x + j)));
+    asm("" : "+v"(t));
+    _mm512_storeu_pd(y + j, _mm512_add_pd(_mm512_loadu_pd(y + j), t));
+  }
+  add_scaled_f32_f64_scalar(y + j, x + j, a, n - j);
+}
+
 void block_product_f32_f64_avx512(const float* H, int64_t n, const double* V, int m, double* out) {
   const double* vt = columns_of(V, n, m);
   switch (m) {

@@ -41,6 +41,13 @@ void sub_scaled_f32_scalar(float* y, const float* x, float a, int64_t n) {
   }
 }
 
+void add_scaled_f32_f64_scalar(double* y, const float* x, double a, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    const double t = a * double(x[j]);
+    y[j] += t;
+  }
+}
+
 void gemv_rows_f32_scalar(const float* W, const float* x, int64_t n, int64_t r0, int64_t r1, float* y) {
   for (int64_t r = r0; r < r1; ++r) y[r] = dot_f32_scalar(W + r * n, x, n);
 }

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <vector>
 
 #include "core/error.h"
@@ -253,6 +254,11 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
           if (hb) gw.full = hb->data();
           // H 1 and H w of this group, for every round's refit (empty without refit rounds).
           const FullBlockProducts fb(w0.data(), n, opt.refit_rounds > 0 ? gw : GroupWeights{});
+          // The bit planes' products under this block, following each round's codes.
+          std::optional<CodeColumnProducts> cp;
+          if (opt.refit_rounds > 0 && gw.full)
+            cp.emplace(gw.full, n, spec.bits, CodeColumnProducts::Columns::BitPlanes);
+          CodeColumnProducts* cpp = cp ? &*cp : nullptr;
           for (int round = 0; round <= opt.refit_rounds; ++round) {
             if (round > 0) {
               // A round is a function of P2 (and K2) alone: the sweep from w0 gives its codes and
@@ -264,13 +270,13 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
                 float pz[5];
                 std::copy(P2.begin(), P2.end(), pz);
                 for (int b = 0; b < spec.bits; ++b) pz[spec.bits] -= 0.5f * P2[b];
-                hlq_refit_params(w0.data(), n, spec.bits, ct.data(), gw, pz, free_p, &fb);
+                hlq_refit_params(w0.data(), n, spec.bits, ct.data(), gw, pz, free_p, &fb, cpp);
                 tmp_codes = ct;
                 hlqc_project_group(w0.data(), n, spec.bits, gw, q.ratio_codebook.data(), free_p,
                                    tmp_codes.data(), P2.data(), K2);
               } else {
                 hlq_refit_params(w0.data(), n, spec.bits, ct.data(), gw, P2.data(), P2.data(),
-                                 &fb);
+                                 &fb, cpp);
                 round_params_to_fp16(P2);
               }
               bool finite = true;

@@ -1,6 +1,7 @@
 // Shared per-group fitting helpers (see group_fit.h).
 #include "quant/group_fit.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "core/error.h"
@@ -52,6 +53,73 @@ double weighted_error(const float* w, const float* q, int n, const GroupWeights&
     e[i % kLanes] += (h.diag ? double(h.diag[i]) : 1.0) * r * r;
   }
   return lanes_total(e);
+}
+
+CodeColumnProducts::CodeColumnProducts(const float* H, int n, int columns, Columns kind)
+    : H_(H), n_(n), columns_(columns), kind_(kind), codes_(size_t(n)),
+      HA_(size_t(columns) * size_t(n)) {
+  require(H && n > 0, "code-column products: need a full block of at least one weight");
+  require(kind == Columns::CodeValue ? columns == 1 : columns >= 1 && columns <= kMaxPlanes,
+          "code-column products: ", columns, " columns (code values: 1; bit planes: 1..",
+          kMaxPlanes, ")");
+}
+
+void CodeColumnProducts::update(const uint8_t* codes) {
+  int changed = 0;
+  if (valid_)
+    for (int i = 0; i < n_; ++i) changed += codes[i] != codes_[size_t(i)];
+  if (valid_ && changed == 0) return;
+  // Sums started afresh when most codes moved: as cheap as the updates, and no drift builds up.
+  const bool afresh = !valid_ || 2 * changed > n_;
+  if (afresh) std::fill(HA_.begin(), HA_.end(), 0.0);
+  for (int i = 0; i < n_; ++i) {
+    if (!afresh && codes[i] == codes_[size_t(i)]) continue;
+    for (int k = 0; k < columns_; ++k) {
+      const double d = entry(codes[i], k) - (afresh ? 0.0 : entry(codes_[size_t(i)], k));
+      if (d != 0) add_scaled_f32_f64(HA_.data() + size_t(k) * size_t(n_), H_ + size_t(i) * size_t(n_), d, n_);
+    }
+  }
+  std::copy(codes, codes + n_, codes_.begin());
+  valid_ = true;
+}
+
+namespace {
+// error_from_products for M columns; q_of(code) gives z + sum_k coef_k a_k of a code.
+template <int M, typename QOf>
+double error_with_columns(const float* w, int n, const uint8_t* codes, const FullBlockProducts& fb,
+                          const double* const* col, const double* coef, double z, QOf q_of) {
+  double e[kLanes] = {};
+  for (int i = 0; i < n; ++i) {
+    double hr = fb.Hw[size_t(i)] - z * fb.H1[size_t(i)];
+    for (int k = 0; k < M; ++k) hr -= coef[k] * col[k][i];
+    e[i % kLanes] += (double(w[i]) - q_of(codes[i])) * hr;
+  }
+  return lanes_total(e);
+}
+}  // namespace
+
+double error_from_products(const float* w, int n, const uint8_t* codes, const FullBlockProducts& fb,
+                           const CodeColumnProducts& cp, const double* coef, double z) {
+  const int m = cp.columns();
+  const double* col[CodeColumnProducts::kMaxPlanes];
+  for (int k = 0; k < m; ++k) col[k] = cp.column(k);
+  if (cp.kind() == CodeColumnProducts::Columns::CodeValue)
+    return error_with_columns<1>(w, n, codes, fb, col, coef, z,
+                                 [&](uint8_t c) { return z + coef[0] * double(c); });
+  double vals[1 << CodeColumnProducts::kMaxPlanes];  // the values of the 2^m codes
+  for (int c = 0; c < (1 << m); ++c) {
+    double q = z;
+    for (int k = 0; k < m; ++k)
+      if (c >> k & 1) q += coef[k];
+    vals[c] = q;
+  }
+  auto q_of = [&](uint8_t c) { return vals[c]; };
+  switch (m) {
+    case 1: return error_with_columns<1>(w, n, codes, fb, col, coef, z, q_of);
+    case 2: return error_with_columns<2>(w, n, codes, fb, col, coef, z, q_of);
+    case 3: return error_with_columns<3>(w, n, codes, fb, col, coef, z, q_of);
+    default: return error_with_columns<4>(w, n, codes, fb, col, coef, z, q_of);
+  }
 }
 
 QuantizedMatrix quantize_groupwise(const float* W, int64_t rows, int64_t cols,

@@ -24,9 +24,10 @@ struct GroupWeights {
 double weighted_error(const float* w, const float* q, int n, const GroupWeights& h);
 
 // out (n, m) = H V for a full block H (n, n) of floats and V (n, m) of doubles, both row-major,
-// m = 1..6, sums in double on the active ISA's kernel (kernels/gemv.h): the fits spend most of
-// their time here. Each column's sums do not depend on the other columns, so H 1 and H w made once
-// (FullBlockProducts) equal those of a product with more columns bit for bit.
+// m = 1..6, sums in double on the active ISA's kernel (kernels/gemv.h): H 1 and H w of a group
+// (its codes' products follow the codes instead: CodeColumnProducts below). Each column's sums
+// do not depend on the other columns, so H 1 and H w made once (FullBlockProducts) equal those of
+// a product with more columns bit for bit.
 void full_block_product(const float* H, int n, const double* V, int m, double* out);
 
 // With a full block H, H 1 and H w depend only on the group's weights, not on its codes: the fits
@@ -35,6 +36,41 @@ struct FullBlockProducts {
   std::vector<double> H1, Hw;  // (n) each
   FullBlockProducts(const float* w, int n, const GroupWeights& h);
 };
+
+// H a_k for the columns a_k of a group's codes under a full block H: the bit planes of HLQ codes
+// (a_ik = bit k of code i, one column per plane) or the code values themselves (uniform codes, one
+// column). A fit's rounds change few codes, so the products follow the codes instead of being
+// made anew: H is symmetric, so a change d in a_ik adds d times row i of H to column k, n additions
+// per changed entry against n^2 multiply-adds per column for a whole product (kept only for the
+// first codes, or when most of them changed).
+class CodeColumnProducts {
+ public:
+  enum class Columns { BitPlanes, CodeValue };
+  static constexpr int kMaxPlanes = 4;
+  // columns: the planes (1..kMaxPlanes) for BitPlanes, 1 for CodeValue.
+  CodeColumnProducts(const float* H, int n, int columns, Columns kind);
+  // Makes the products those of `codes` (n).
+  void update(const uint8_t* codes);
+  int columns() const { return columns_; }
+  Columns kind() const { return kind_; }
+  double entry(uint8_t code, int k) const {  // a_ik for a weight with this code
+    return kind_ == Columns::BitPlanes ? double(code >> k & 1) : double(code);
+  }
+  const double* column(int k) const { return HA_.data() + size_t(k) * size_t(n_); }  // (n) H a_k
+
+ private:
+  const float* H_;
+  int n_, columns_;
+  Columns kind_;
+  bool valid_ = false;
+  std::vector<uint8_t> codes_;  // (n) the codes the products are of
+  std::vector<double> HA_;      // (columns, n)
+};
+
+// r^T H r for r = w - q, q_i = z + sum_k coef_k a_ik (in double), from the group's products H w
+// and H 1 and its code columns' products (already updated to `codes`): O(n) per evaluation.
+double error_from_products(const float* w, int n, const uint8_t* codes, const FullBlockProducts& fb,
+                           const CodeColumnProducts& cp, const double* coef, double z);
 
 // A group fitter: fits params (spec.params_per_group() floats, fp16-representable) and codes (n)
 // for the n weights w of group `group` of row `row`.

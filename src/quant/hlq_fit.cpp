@@ -29,15 +29,37 @@ void hlq_values(const float* p, int bits, float* vals) {
   }
 }
 
-// Assigns nearest codes under p and returns the weighted error; q (n) gets the values.
-double assign_and_error(const float* w, int n, int bits, const GroupWeights& h, const float* p,
-                        uint8_t* codes, float* q) {
-  hlq_assign(w, n, bits, p, codes);
-  float vals[1 << kMaxBits];
-  hlq_values(p, bits, vals);
-  for (int i = 0; i < n; ++i) q[i] = vals[codes[i]];
-  return weighted_error(w, q, n, h);
-}
+// Nearest codes under p and their weighted error. With a full block the error comes from the bit
+// planes' products, which follow the codes from one call to the next (group_fit.h), and the
+// refits reuse them; else from the values directly.
+struct HlqObjective {
+  const float* w;
+  int n, bits;
+  const GroupWeights& h;
+  const FullBlockProducts& fb;
+  std::optional<CodeColumnProducts> cp;  // with a full block
+  std::vector<float> q;                  // (n) values, without one
+
+  HlqObjective(const float* w_, int n_, int bits_, const GroupWeights& h_,
+               const FullBlockProducts& fb_)
+      : w(w_), n(n_), bits(bits_), h(h_), fb(fb_), q(size_t(n_)) {
+    if (h.full) cp.emplace(h.full, n, bits, CodeColumnProducts::Columns::BitPlanes);
+  }
+  CodeColumnProducts* products() { return cp ? &*cp : nullptr; }
+  double assign(const float* p, uint8_t* codes) {
+    hlq_assign(w, n, bits, p, codes);
+    if (cp) {
+      cp->update(codes);
+      double coef[4];
+      for (int b = 0; b < bits; ++b) coef[b] = p[b];
+      return error_from_products(w, n, codes, fb, *cp, coef, p[bits]);
+    }
+    float vals[1 << kMaxBits];
+    hlq_values(p, bits, vals);
+    for (int i = 0; i < n; ++i) q[size_t(i)] = vals[codes[i]];
+    return weighted_error(w, q.data(), n, h);
+  }
+};
 
 void uniform_to_hlq(float scale, float zero, int bits, float* p) {
   for (int b = 0; b < bits; ++b) p[b] = scale * float(1 << b);  // exact: power-of-two multiple
@@ -69,21 +91,21 @@ struct Fitted {
 };
 
 // One alternating run from p0; returns the last iterate, or the best one if keep_best.
-Fitted run_alternating(const float* w, int n, int bits, const GroupWeights& h,
-                       const FullBlockProducts& fb, const HlqFitOptions& opt, const float* p0,
-                       uint8_t* codes, float* q) {
+Fitted run_alternating(HlqObjective& obj, const HlqFitOptions& opt, const float* p0,
+                       uint8_t* codes) {
+  const int n = obj.n, bits = obj.bits;
   Fitted cur, best;
   std::copy(p0, p0 + bits + 1, cur.p);
   best = cur;
-  double best_e = assign_and_error(w, n, bits, h, cur.p, codes, q);
+  double best_e = obj.assign(cur.p, codes);
   // A fixed point ends the run early with the same result: once a refit returns the parameters
   // it started from and they assign the same codes, every later round repeats it exactly.
   thread_local std::vector<uint8_t> prev_codes;
   for (int t = 0; t < opt.iterations; ++t) {
     Fitted before = cur;
     prev_codes.assign(codes, codes + n);
-    hlq_refit_params(w, n, bits, codes, h, cur.p, cur.p, &fb);
-    double e = assign_and_error(w, n, bits, h, cur.p, codes, q);
+    hlq_refit_params(obj.w, n, bits, codes, obj.h, cur.p, cur.p, &obj.fb, obj.products());
+    double e = obj.assign(cur.p, codes);
     if (e < best_e) {
       best_e = e;
       best = cur;
@@ -96,22 +118,26 @@ Fitted run_alternating(const float* w, int n, int bits, const GroupWeights& h,
 }
 
 // Adam on (s, z) with codes reassigned each step (straight-through); keeps the best iterate.
-Fitted run_gradient(const float* w, int n, int bits, const GroupWeights& h,
-                    const HlqFitOptions& opt, const float* p0, uint8_t* codes, float* q) {
-  const int np = bits + 1;
+Fitted run_gradient(HlqObjective& obj, const HlqFitOptions& opt, const float* p0,
+                    uint8_t* codes) {
+  const float* w = obj.w;
+  const int n = obj.n, bits = obj.bits, np = bits + 1;
+  const GroupWeights& h = obj.h;
   Fitted cur, best;
   std::copy(p0, p0 + np, cur.p);
   best = cur;
   double m[kMaxParams] = {}, v[kMaxParams] = {};
   const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-  double best_e = assign_and_error(w, n, bits, h, cur.p, codes, q);
+  double best_e = obj.assign(cur.p, codes);
   std::vector<double> hr(n), rf(n);  // (n) H r, r
+  float vals[1 << kMaxBits];
   for (int t = 1; t <= opt.grad_iterations; ++t) {
+    hlq_values(cur.p, bits, vals);  // the values of the current codes (q holds them without H)
     if (h.full) {
-      for (int j = 0; j < n; ++j) rf[size_t(j)] = w[j] - q[j];  // float difference, then double
+      for (int j = 0; j < n; ++j) rf[size_t(j)] = w[j] - vals[codes[j]];  // float difference
       full_block_product(h.full, n, rf.data(), 1, hr.data());
     } else {
-      for (int i = 0; i < n; ++i) hr[i] = (h.diag ? h.diag[i] : 1.0) * (double(w[i]) - q[i]);
+      for (int i = 0; i < n; ++i) hr[i] = (h.diag ? h.diag[i] : 1.0) * (double(w[i]) - vals[codes[i]]);
     }
     double g[kMaxParams] = {};  // d/dp of (1/n) r^T H r = -(2/n) A^T H r
     for (int i = 0; i < n; ++i) {
@@ -125,7 +151,7 @@ Fitted run_gradient(const float* w, int n, int bits, const GroupWeights& h,
       double mh = m[k] / (1 - std::pow(b1, t)), vh = v[k] / (1 - std::pow(b2, t));
       cur.p[k] = float(cur.p[k] - opt.lr * mh / (std::sqrt(vh) + eps));
     }
-    double e = assign_and_error(w, n, bits, h, cur.p, codes, q);
+    double e = obj.assign(cur.p, codes);
     if (e < best_e) {
       best_e = e;
       best = cur;
@@ -246,25 +272,24 @@ void normal_equations(const float* w, int n, const uint8_t* codes, const float* 
 
 bool hlq_refit_params(const float* w, int n, int bits, const uint8_t* codes,
                       const GroupWeights& h, const float* p_prev, float* params,
-                      const FullBlockProducts* fb) {
+                      const FullBlockProducts* fb, CodeColumnProducts* cp) {
   require(bits >= 1 && bits <= kMaxBits, "HLQ refit: bits must be 1..4, got ", bits);
   const int np = bits + 1;
   double M[kMaxParams * kMaxParams] = {}, rhs[kMaxParams] = {};  // (np, np), (np)
-  std::vector<double> HAw;  // (n, np + 1) H [A w] with a full block
+  thread_local std::vector<double> HAw;  // (n, np + 1) H [A w] with a full block
   if (h.full) {
-    // Only the bit planes' columns depend on the codes; H 1 and H w come from fb (made here if the
-    // caller has none). Each column's sums are independent of the others', so this equals the
-    // product of all B + 2 columns at once bit for bit.
+    // Only the bit planes' columns depend on the codes (their products follow the codes in cp,
+    // made here if the caller has none); H 1 and H w come from fb.
     std::optional<FullBlockProducts> own;
     if (!fb) fb = &own.emplace(w, n, h);
-    std::vector<double> A(size_t(n) * bits), HA(A.size());
-    for (int j = 0; j < n; ++j)
-      for (int k = 0; k < bits; ++k) A[size_t(j) * bits + k] = design_column(codes[j], k, bits);
-    full_block_product(h.full, n, A.data(), bits, HA.data());
+    std::optional<CodeColumnProducts> own_cp;
+    if (!cp) cp = &own_cp.emplace(h.full, n, bits, CodeColumnProducts::Columns::BitPlanes);
+    require(cp->columns() == bits, "HLQ refit: products of ", cp->columns(), " planes for ", bits);
+    cp->update(codes);
     HAw.resize(size_t(n) * (np + 1));
     for (int i = 0; i < n; ++i) {
       double* row = HAw.data() + size_t(i) * (np + 1);
-      std::copy(HA.begin() + i * bits, HA.begin() + (i + 1) * bits, row);
+      for (int k = 0; k < bits; ++k) row[k] = cp->column(k)[i];
       row[bits] = fb->H1[size_t(i)];
       row[np] = fb->Hw[size_t(i)];
     }
@@ -288,13 +313,14 @@ double hlq_fit_group(const float* w, int n, int bits, const GroupWeights& h,
   require(bits >= 1 && bits <= kMaxBits, "HLQ fit: bits must be 1..4, got ", bits);
   require(n > 0, "HLQ fit: empty group");
   const int np = bits + 1;
-  std::vector<float> q(n);          // (n) dequantized values of the current candidate
   std::vector<uint8_t> tmp(n);      // (n) scratch codes
+  const FullBlockProducts fb(w, n, h);  // shared by the uniform fits and every start's refits
+  HlqObjective obj(w, n, bits, h, fb);
 
   // Uniform fits (RTN, fp16-rounded) serve as starts and, with keep_best, as candidates.
   float rtn_p[2];
   RtnOptions ro;
-  rtn_fit_group(w, n, bits, h, ro, rtn_p, tmp.data());
+  rtn_fit_group(w, n, bits, h, ro, rtn_p, tmp.data(), &fb);
   std::vector<Fitted> starts, candidates;
   Fitted f;
   uniform_to_hlq(rtn_p[0], rtn_p[1], bits, f.p);
@@ -303,7 +329,7 @@ double hlq_fit_group(const float* w, int n, int bits, const GroupWeights& h,
   if (opt.keep_best) candidates.push_back(f);
   if (opt.start_clipped) {
     ro.clip_search = true;
-    rtn_fit_group(w, n, bits, h, ro, rtn_p, tmp.data());
+    rtn_fit_group(w, n, bits, h, ro, rtn_p, tmp.data(), &fb);
     uniform_to_hlq(rtn_p[0], rtn_p[1], bits, f.p);
     starts.push_back(f);
     if (opt.keep_best) candidates.push_back(f);
@@ -312,11 +338,10 @@ double hlq_fit_group(const float* w, int n, int bits, const GroupWeights& h,
     greedy_start(w, n, bits, f.p);
     starts.push_back(f);
   }
-  const FullBlockProducts fb(w, n, h);  // shared by every start's refits
   for (const Fitted& s : starts) {
     candidates.push_back(opt.method == HlqFitMethod::Alternating
-                             ? run_alternating(w, n, bits, h, fb, opt, s.p, tmp.data(), q.data())
-                             : run_gradient(w, n, bits, h, opt, s.p, tmp.data(), q.data()));
+                             ? run_alternating(obj, opt, s.p, tmp.data())
+                             : run_gradient(obj, opt, s.p, tmp.data()));
   }
   // Final choice after fp16 rounding, codes assigned to the rounded parameters.
   double best_e = std::numeric_limits<double>::infinity();
@@ -327,7 +352,7 @@ double hlq_fit_group(const float* w, int n, int bits, const GroupWeights& h,
     bool finite = true;
     for (float v : rp) finite = finite && std::isfinite(v);
     if (!finite) continue;  // a parameter overflowed fp16
-    double e = assign_and_error(w, n, bits, h, rp.data(), tmp.data(), q.data());
+    double e = obj.assign(rp.data(), tmp.data());
     if (e < best_e || best_e == std::numeric_limits<double>::infinity()) {
       best_e = e;
       std::copy(rp.begin(), rp.end(), params);

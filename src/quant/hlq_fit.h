@@ -48,12 +48,13 @@ void hlq_assign(const float* w, int n, int bits, const float* params, uint8_t* c
 
 // Least squares for params given codes: minimises r^T H r, r = w - A p. p_prev (B+1) is kept along
 // directions the codes leave undetermined (e.g. a bit plane that is all zeros). params may alias
-// p_prev. With a full block, fb (made from the same w and h) saves recomputing H 1 and H w; the
-// result is the same bit for bit. Returns false if the system was degenerate beyond repair
+// p_prev. With a full block, fb (made from the same w and h) saves recomputing H 1 and H w, and cp
+// (bit planes over the same block) carries the planes' products from the caller's last codes,
+// updated here to these. Returns false if the system was degenerate beyond repair
 // (params = p_prev).
 bool hlq_refit_params(const float* w, int n, int bits, const uint8_t* codes,
                       const GroupWeights& h, const float* p_prev, float* params,
-                      const FullBlockProducts* fb = nullptr);
+                      const FullBlockProducts* fb = nullptr, CodeColumnProducts* cp = nullptr);
 
 // Fits params (B+1, fp16-representable) and codes (n) for one group. Returns r^T H r.
 double hlq_fit_group(const float* w, int n, int bits, const GroupWeights& h,

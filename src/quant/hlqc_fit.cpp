@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -71,8 +72,8 @@ int nearest_ratio(const float* codebook, int b, double ratio) {
 // u(c) = sum_b ratio_b * (bit_b(c) - 1/2), ratio_0 = 1. prev (2) is kept along undetermined
 // directions.
 void refit_scale_mid(const float* w, int n, int bits, const uint8_t* codes, const GroupWeights& h,
-                     const FullBlockProducts& fb, const float* ratio, const double* prev,
-                     double* out) {
+                     const FullBlockProducts& fb, CodeColumnProducts* cp, const float* ratio,
+                     const double* prev, double* out) {
   double u_of[1 << kMaxBits];
   for (int c = 0; c < (1 << bits); ++c) {
     double u = 0;
@@ -82,12 +83,13 @@ void refit_scale_mid(const float* w, int n, int bits, const uint8_t* codes, cons
   }
   double M[4] = {}, rhs[2] = {};
   if (h.full) {
-    std::vector<double> u_codes(static_cast<size_t>(n)), Hu(u_codes.size());  // (n) u(c_j), H u
-    for (int j = 0; j < n; ++j) u_codes[size_t(j)] = u_of[codes[j]];
-    full_block_product(h.full, n, u_codes.data(), 1, Hu.data());
+    // H u = sum_b ratio_b (H bit_b - H 1 / 2), from the bit planes' products.
+    cp->update(codes);
     for (int i = 0; i < n; ++i) {
-      const double u = u_codes[size_t(i)];
-      M[0] += u * Hu[size_t(i)];
+      const double u = u_of[codes[i]];
+      double hu = 0;
+      for (int b = 0; b < bits; ++b) hu += double(ratio[b]) * (cp->column(b)[i] - 0.5 * fb.H1[size_t(i)]);
+      M[0] += u * hu;
       M[1] += u * fb.H1[size_t(i)];
       M[3] += fb.H1[size_t(i)];
       rhs[0] += u * fb.Hw[size_t(i)];
@@ -107,11 +109,22 @@ void refit_scale_mid(const float* w, int n, int bits, const uint8_t* codes, cons
   solve_proximal_spd(M, rhs, prev, 2, 1e-9, out);
 }
 
-// HLQC parameters (s_0 .. s_{B-1}, m): nearest codes, their values in q, the weighted error.
-double assign_and_error(const float* w, int n, int bits, const GroupWeights& h, const float* p,
+// HLQC parameters (s_0 .. s_{B-1}, m): nearest codes and their weighted error (with a full block
+// from the bit planes' products in cp, else from the values, q (n) scratch).
+double assign_and_error(const float* w, int n, int bits, const GroupWeights& h,
+                        const FullBlockProducts& fb, CodeColumnProducts* cp, const float* p,
                         uint8_t* codes, std::vector<float>& q) {
   const QuantSpec spec{QuantKind::HLQC, bits, 0};
   assign_nearest(spec, p, w, n, codes);
+  if (cp) {  // values m + sum_b s_b (bit_b - 1/2) = z + sum_b s_b bit_b, z = m - sum_b s_b / 2
+    cp->update(codes);
+    double coef[kMaxBits], z = p[bits];
+    for (int b = 0; b < bits; ++b) {
+      coef[b] = p[b];
+      z -= 0.5 * double(p[b]);
+    }
+    return error_from_products(w, n, codes, fb, *cp, coef, z);
+  }
   for (int i = 0; i < n; ++i) q[i] = dequant_code(spec, p, codes[i]);
   return weighted_error(w, q.data(), n, h);
 }
@@ -172,6 +185,9 @@ double hlqc_project_group(const float* w, int n, int bits, const GroupWeights& h
   uint8_t best_k[kMaxBits] = {};
   double best_e = std::numeric_limits<double>::infinity();
   const FullBlockProducts fb(w, n, h);
+  std::optional<CodeColumnProducts> own_cp;  // the bit planes' products, with a full block
+  if (h.full) own_cp.emplace(h.full, n, bits, CodeColumnProducts::Columns::BitPlanes);
+  CodeColumnProducts* cp = own_cp ? &*own_cp : nullptr;
   // Two starts: the ratios of the free fit, and the uniform shape (ratios nearest 2^b).
   for (int start = 0; start < 2; ++start) {
     uint8_t kk[kMaxBits] = {};
@@ -186,14 +202,14 @@ double hlqc_project_group(const float* w, int n, int bits, const GroupWeights& h
       float ratio[kMaxBits] = {1.0f};
       for (int b = 1; b < bits; ++b) ratio[b] = codebook[(b - 1) * kHlqcRatios + kk[b - 1]];
       double out[2];
-      refit_scale_mid(w, n, bits, cur.data(), h, fb, ratio, sz, out);
+      refit_scale_mid(w, n, bits, cur.data(), h, fb, cp, ratio, sz, out);
       const float s0 = fp16_to_f32(f32_to_fp16(float(out[0])));
       const float mid = fp16_to_f32(f32_to_fp16(float(out[1])));
       if (!std::isfinite(s0) || !std::isfinite(mid)) break;  // beyond fp16: keep what we have
       sz[0] = s0;
       sz[1] = mid;
       hlqc_expand(bits, s0, mid, kk, codebook, p);
-      const double e = assign_and_error(w, n, bits, h, p, cur.data(), q);
+      const double e = assign_and_error(w, n, bits, h, fb, cp, p, cur.data(), q);
       if (e < best_e) {
         best_e = e;
         std::copy(p, p + np, best_p);
@@ -205,7 +221,7 @@ double hlqc_project_group(const float* w, int n, int bits, const GroupWeights& h
       float pf[kMaxBits + 1], pz[kMaxBits + 1];  // free refit, from p in HLQ (zero) form
       std::copy(p, p + np, pz);
       pz[bits] = zero_of(p, bits);
-      hlq_refit_params(w, n, bits, cur.data(), h, pz, pf, &fb);
+      hlq_refit_params(w, n, bits, cur.data(), h, pz, pf, &fb, cp);
       for (int b = 1; b < bits; ++b) kk[b - 1] = uint8_t(nearest_ratio(codebook, b, double(pf[b]) / pf[0]));
     }
   }

@@ -20,9 +20,11 @@ struct RtnOptions {
 void uniform_assign(const float* w, int n, int bits, const float* params, uint8_t* codes);
 
 // Fits params {scale, zero} (rounded to fp16) and codes for one group of n weights.
-// Returns the weighted error r^T H r after fp16 rounding.
+// Returns the weighted error r^T H r after fp16 rounding. With a full block, fb (H 1 and H w of
+// the same w and h) may be passed to save making them again.
 double rtn_fit_group(const float* w, int n, int bits, const GroupWeights& h,
-                     const RtnOptions& opt, float* params, uint8_t* codes);
+                     const RtnOptions& opt, float* params, uint8_t* codes,
+                     const FullBlockProducts* fb = nullptr);
 
 // Quantizes W (rows, cols) row-major with spec.kind == Uniform.
 QuantizedMatrix quantize_rtn(const float* W, int64_t rows, int64_t cols, const QuantSpec& spec,

@@ -233,5 +233,112 @@ TEST(GroupFitExact, AssignEqualsThePlainLoop) {
     }
 }
 
+// A Hessian-like symmetric block: X^T X / rows plus damping.
+std::vector<float> hessian_block(std::mt19937& rng, int n) {
+  std::vector<float> X = random_floats(rng, size_t(2 * n) * n, 1.0f), H(size_t(n) * n);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) {
+      double acc = 0;
+      for (int t = 0; t < 2 * n; ++t) acc += double(X[size_t(t) * n + i]) * X[size_t(t) * n + j];
+      H[size_t(i) * n + j] = float(acc / (2 * n)) + (i == j ? 0.01f : 0.0f);
+    }
+  return H;
+}
+
+// The code columns' products follow the codes through long runs of small and large changes and
+// stay equal to a whole product of the current codes (within double rounding of its sums); the
+// error made from them equals the weighted error of the dequantized values.
+TEST(GroupFitExact, CodeColumnProductsFollowTheCodes) {
+  std::mt19937 rng(16);
+  for (int n : {1, 5, 128}) {
+    const std::vector<float> H = hessian_block(rng, n);
+    const std::vector<float> w = random_floats(rng, n, 0.02f);
+    GroupWeights gw;
+    gw.full = H.data();
+    const FullBlockProducts fb(w.data(), n, gw);
+    for (int kind = 0; kind < 2; ++kind)
+      for (int bits = 1; bits <= 4; ++bits) {
+        const bool planes = kind == 0;
+        const int m = planes ? bits : 1;
+        CodeColumnProducts cp(H.data(), n, m,
+                              planes ? CodeColumnProducts::Columns::BitPlanes
+                                     : CodeColumnProducts::Columns::CodeValue);
+        std::vector<uint8_t> codes(n);
+        for (auto& c : codes) c = uint8_t(rng() % (1u << bits));
+        for (int step = 0; step < 60; ++step) {
+          // Mostly a few codes move (the incremental path), sometimes most of them (afresh).
+          const int moves = step % 10 == 9 ? n : 1 + int(rng() % 4);
+          for (int t = 0; t < moves; ++t) codes[rng() % n] = uint8_t(rng() % (1u << bits));
+          cp.update(codes.data());
+          std::vector<double> A(size_t(n) * m), HA(A.size());
+          for (int j = 0; j < n; ++j)
+            for (int k = 0; k < m; ++k)
+              A[size_t(j) * m + k] = planes ? double(codes[j] >> k & 1) : double(codes[j]);
+          kern::block_product_f32_f64_scalar(H.data(), n, A.data(), m, HA.data());
+          for (int k = 0; k < m; ++k)
+            for (int i = 0; i < n; ++i) {
+              double mag = 0;
+              for (int j = 0; j < n; ++j) mag += std::fabs(double(H[size_t(i) * n + j])) * 15.0;
+              ASSERT_NEAR(cp.column(k)[i], HA[size_t(i) * m + k], 64 * 1.2e-16 * mag * 60)
+                  << "n " << n << " kind " << kind << " bits " << bits << " step " << step;
+            }
+          // Parameters as the fits have them (fp16-like floats); the error two ways.
+          float p[5];
+          for (int k = 0; k <= m; ++k) p[k] = 0.01f * float(1 + k) * (k == m ? -1.0f : 1.0f);
+          std::vector<float> q(n);
+          for (int j = 0; j < n; ++j) {
+            double v = p[m];
+            for (int k = 0; k < m; ++k) v += double(p[k]) * A[size_t(j) * m + k];
+            q[size_t(j)] = float(v);
+          }
+          double coef[4];
+          for (int k = 0; k < m; ++k) coef[k] = p[k];
+          const double e = error_from_products(w.data(), n, codes.data(), fb, cp, coef, p[m]);
+          const double want = weighted_error(w.data(), q.data(), n, gw);
+          ASSERT_NEAR(e, want, 1e-5 * want + 1e-12) << "n " << n << " bits " << bits;
+        }
+      }
+  }
+  EXPECT_THROW(CodeColumnProducts(nullptr, 4, 1, CodeColumnProducts::Columns::BitPlanes),
+               std::exception);
+  std::vector<float> H(16, 1.0f);
+  EXPECT_THROW(CodeColumnProducts(H.data(), 4, 2, CodeColumnProducts::Columns::CodeValue),
+               std::exception);
+  EXPECT_THROW(CodeColumnProducts(H.data(), 4, 5, CodeColumnProducts::Columns::BitPlanes),
+               std::exception);
+}
+
+// What a fit with a full block reports is the weighted error of what it returns, and it is never
+// worse than the uniform fit of the same group (a candidate it keeps).
+TEST(GroupFitExact, FullBlockFitsReportTheirOwnError) {
+  std::mt19937 rng(17);
+  const int n = 128;
+  const std::vector<float> H = hessian_block(rng, n);
+  GroupWeights gw;
+  gw.full = H.data();
+  for (int bits = 1; bits <= 4; ++bits)
+    for (int g = 0; g < 8; ++g) {
+      const std::vector<float> w = random_floats(rng, n, 0.02f);
+      float p[5], up[2];
+      std::vector<uint8_t> codes(n), ucodes(n);
+      const double e = hlq_fit_group(w.data(), n, bits, gw, HlqFitOptions{}, p, codes.data());
+      std::vector<float> q(n);
+      for (int j = 0; j < n; ++j) {
+        float v = p[bits];
+        for (int b = 0; b < bits; ++b)
+          if (codes[size_t(j)] >> b & 1) v += p[b];
+        q[size_t(j)] = v;
+      }
+      const double want = weighted_error(w.data(), q.data(), n, gw);
+      EXPECT_NEAR(e, want, 1e-6 * want) << "bits " << bits;
+      RtnOptions ro;
+      ro.clip_search = true;
+      const double eu = rtn_fit_group(w.data(), n, bits, gw, ro, up, ucodes.data());
+      for (int j = 0; j < n; ++j) q[size_t(j)] = up[1] + up[0] * float(ucodes[size_t(j)]);
+      EXPECT_NEAR(eu, weighted_error(w.data(), q.data(), n, gw), 1e-6 * eu) << "bits " << bits;
+      EXPECT_LE(e, eu * (1 + 1e-9)) << "bits " << bits;
+    }
+}
+
 }  // namespace
 }  // namespace elutq

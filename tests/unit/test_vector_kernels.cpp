@@ -109,6 +109,32 @@ TEST(VectorKernels, SubScaledEqualsTheScalarLoopBitForBit) {
   }
 }
 
+TEST(VectorKernels, AddScaledToDoublesEqualsTheScalarLoopBitForBit) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (int64_t n : {0, 1, 3, 4, 5, 7, 8, 9, 17, 128, 1000})
+    for (double a : {1.0, -1.0, 3.0, double(nd(rng))}) {
+      std::vector<float> x(static_cast<size_t>(n) + 1);
+      std::vector<double> y(x.size());
+      for (auto& v : x) v = nd(rng);
+      for (auto& v : y) v = nd(rng);
+      std::vector<double> want = y;
+      isa_kernels(Isa::Scalar).add_scaled_f32_f64(want.data(), x.data(), a, n);
+      for (int64_t j = 0; j < n; ++j) {
+        volatile double t = a * double(x[size_t(j)]);  // rounded, then added
+        ASSERT_EQ(std::bit_cast<uint64_t>(want[size_t(j)]), std::bit_cast<uint64_t>(y[size_t(j)] + t));
+      }
+      EXPECT_EQ(want[size_t(n)], y[size_t(n)]) << "wrote past n";
+      for (Isa isa : runnable_isas()) {
+        std::vector<double> got = y;
+        isa_kernels(isa).add_scaled_f32_f64(got.data(), x.data(), a, n);
+        for (size_t j = 0; j < got.size(); ++j)
+          ASSERT_EQ(std::bit_cast<uint64_t>(got[j]), std::bit_cast<uint64_t>(want[j]))
+              << "isa " << int(isa) << " n " << n << " at " << j;
+      }
+    }
+}
+
 TEST(VecMath, ExpOfNonPositiveValuesIsCloseToExp) {
   std::vector<float> x;
   for (float v = -86.9f; v <= 0.0f; v += 0.0137f) x.push_back(v);
