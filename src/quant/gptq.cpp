@@ -110,6 +110,9 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
                                        pool ? pool->size() : 1);
   Hp = {};
   res.log = ph.log;
+  res.damp = ph.damp;
+  res.dead.assign(size_t(cols), 0);
+  for (int64_t i = 0; i < cols; ++i) res.dead[size_t(perm[i])] = ph.dead[size_t(i)];
   const std::vector<float>& U = ph.U;  // (cols, cols) upper factor of H^{-1}, sweep order
 
   std::vector<float> Wk(size_t(rows * cols));  // (rows, cols) working weights, sweep order

@@ -50,8 +50,12 @@ struct GptqResult {
   QuantizedMatrix q;
   std::string log;         // damping retries and other notes; the library never prints
   // Sum of the squared GPTQ column errors. By the OBS identity this equals
-  // trace((W - Q) H_damped (W - Q)^T), the layer's output error under the damped Hessian.
+  // trace((W' - Q) H_damped (W' - Q)^T), the layer's output error under the damped Hessian, where
+  // H_damped = H + damp I with each dead input's diagonal (always-zero input: its row and column
+  // of H are zero) first set to 1, and W' is W with the dead inputs' columns zeroed.
   double proxy_loss = 0;
+  double damp = 0;
+  std::vector<uint8_t> dead;  // (cols) 1 for a dead input, in W's column order
 };
 
 GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H,

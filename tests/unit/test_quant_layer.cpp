@@ -106,5 +106,42 @@ TEST(QuantLayer, OutputErrorOfAWideLayerOnThePool) {
   EXPECT_NEAR(pooled.rel_output_error, direct, 1e-3 * direct);
 }
 
+// The GPTQ methods' output error comes from their own summed column errors with the damping taken
+// off (no second trace): equal to the direct error on the calibration inputs, also with dead
+// inputs (always zero: their H row and column vanish, and GPTQ quantizes their weights to zero),
+// act-order, HLQC, and at 4 bits where the damping is a large part of the loss.
+TEST(QuantLayer, GptqOutputErrorFromItsLossEqualsTheDirectError) {
+  std::mt19937 rng(8);
+  const int rows = 32, cols = 256, n = 400;
+  std::vector<float> X = test::correlated_inputs(rng, n, cols), W(rows * cols);
+  for (int s = 0; s < n; ++s)
+    for (int j : {3, 100, 255}) X[size_t(s) * cols + j] = 0.0f;  // dead inputs
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  for (float& v : W) v = nd(rng);
+  HessianAccumulator acc(cols);
+  acc.add(X.data(), n);
+  const std::vector<float> H = acc.hessian();
+  const std::vector<float> zeros(rows * cols, 0.0f);
+  const double ref = test::output_error(W, zeros, X, rows, cols);
+  ThreadPool pool(2);
+  for (const char* m : {"gptq", "hlq-gptq"})
+    for (int bits : {2, 4})
+      for (int variant = 0; variant < 3; ++variant) {  // plain, act-order, compact parameters
+        LayerQuantOptions o;
+        o.method = parse_quant_method(m);
+        o.bits = bits;
+        o.group = 64;
+        o.act_order = variant == 1;
+        o.hlq_compact = variant == 2 && o.method == QuantMethod::HlqGptq;
+        const LayerQuantResult r = quantize_layer(W.data(), rows, cols, o, &H, nullptr, &pool);
+        std::vector<float> D(rows * cols);
+        dequantize(r.q, D.data());
+        const double direct = test::output_error(W, D, X, rows, cols) / ref;
+        EXPECT_GT(direct, 1e-5);
+        EXPECT_NEAR(r.rel_output_error, direct, 1e-3 * direct)
+            << m << " bits " << bits << " variant " << variant;
+      }
+}
+
 }  // namespace
 }  // namespace elutq
