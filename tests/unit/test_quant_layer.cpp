@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <initializer_list>
 #include <map>
 #include <random>
 #include <vector>
@@ -78,19 +79,40 @@ TEST(QuantLayer, EveryMethodOnACorrelatedLayer) {
   EXPECT_LE(out["awq"], out["rtn"] * (1 + 1e-6));  // alpha = 0 is RTN itself
 }
 
+// A random layer W (rows, cols) with n correlated calibration inputs X (the inputs `dead` always
+// zero), their Hessian H and ||W X^T||^2, the report's denominator.
+struct CalibratedLayer {
+  std::vector<float> X, W, H;
+  double ref = 0;
+};
+
+CalibratedLayer calibrated_layer(std::mt19937& rng, int rows, int cols, int n,
+                                 std::initializer_list<int> dead = {}) {
+  CalibratedLayer l;
+  l.X = test::correlated_inputs(rng, n, cols);
+  for (int s = 0; s < n; ++s)
+    for (int j : dead) l.X[size_t(s) * cols + j] = 0.0f;
+  l.W.resize(size_t(rows) * cols);
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  for (float& v : l.W) v = nd(rng);
+  HessianAccumulator acc(cols);
+  acc.add(l.X.data(), n);
+  l.H = acc.hessian();
+  const std::vector<float> zeros(size_t(rows) * cols, 0.0f);
+  l.ref = test::output_error(l.W, zeros, l.X, rows, cols);
+  return l;
+}
+
 // The report's traces are made a block of 256 columns at a time on the pool's threads: a layer of
 // 600 inputs (two whole blocks and a part) gives the direct output error, with and without a pool.
 TEST(QuantLayer, OutputErrorOfAWideLayerOnThePool) {
   std::mt19937 rng(5);
   const int rows = 40, cols = 600, n = 700;
-  std::vector<float> X = test::correlated_inputs(rng, n, cols), W(rows * cols);
-  std::normal_distribution<float> nd(0.0f, 0.05f);
-  for (float& v : W) v = nd(rng);
-  HessianAccumulator acc(cols);
-  acc.add(X.data(), n);
-  const std::vector<float> H = acc.hessian();
-  const std::vector<float> zeros(rows * cols, 0.0f);
-  const double ref = test::output_error(W, zeros, X, rows, cols);
+  const CalibratedLayer l = calibrated_layer(rng, rows, cols, n);
+  const std::vector<float>& X = l.X;  // (n, cols)
+  const std::vector<float>& W = l.W;  // (rows, cols)
+  const std::vector<float>& H = l.H;  // (cols, cols)
+  const double ref = l.ref;
   LayerQuantOptions o;
   o.method = QuantMethod::Rtn;
   o.bits = 2;
@@ -113,16 +135,11 @@ TEST(QuantLayer, OutputErrorOfAWideLayerOnThePool) {
 TEST(QuantLayer, GptqOutputErrorFromItsLossEqualsTheDirectError) {
   std::mt19937 rng(8);
   const int rows = 32, cols = 256, n = 400;
-  std::vector<float> X = test::correlated_inputs(rng, n, cols), W(rows * cols);
-  for (int s = 0; s < n; ++s)
-    for (int j : {3, 100, 255}) X[size_t(s) * cols + j] = 0.0f;  // dead inputs
-  std::normal_distribution<float> nd(0.0f, 0.05f);
-  for (float& v : W) v = nd(rng);
-  HessianAccumulator acc(cols);
-  acc.add(X.data(), n);
-  const std::vector<float> H = acc.hessian();
-  const std::vector<float> zeros(rows * cols, 0.0f);
-  const double ref = test::output_error(W, zeros, X, rows, cols);
+  const CalibratedLayer l = calibrated_layer(rng, rows, cols, n, {3, 100, 255});
+  const std::vector<float>& X = l.X;  // (n, cols)
+  const std::vector<float>& W = l.W;  // (rows, cols)
+  const std::vector<float>& H = l.H;  // (cols, cols)
+  const double ref = l.ref;
   ThreadPool pool(2);
   for (const char* m : {"gptq", "hlq-gptq"})
     for (int bits : {2, 4})
