@@ -48,10 +48,25 @@ double weighted_error(const float* w, const float* q, int n, const GroupWeights&
     for (int i = 0; i < n; ++i) e[i % kLanes] += r[size_t(i)] * Hr[size_t(i)];
     return lanes_total(e);
   }
-  for (int i = 0; i < n; ++i) {
+  // Terms (h_i r_i) r_i, or r_i r_i without weights (the same value: 1.0 r is r), each lane's in
+  // order. The lanes are named once per pass of four, not indexed by i % 4, so they stay in
+  // registers (as e[i % 4] they went through memory, each add waiting on a store).
+  auto term = [&](int i) {
     const double r = double(w[i]) - q[i];
-    e[i % kLanes] += (h.diag ? double(h.diag[i]) : 1.0) * r * r;
+    return h.diag ? double(h.diag[i]) * r * r : r * r;
+  };
+  int i = 0;
+  if (h.diag) {
+    for (; i + kLanes <= n; i += kLanes)
+      for (int l = 0; l < kLanes; ++l) e[l] += term(i + l);
+  } else {
+    for (; i + kLanes <= n; i += kLanes)
+      for (int l = 0; l < kLanes; ++l) {
+        const double r = double(w[i + l]) - q[i + l];
+        e[l] += r * r;
+      }
   }
+  for (int l = 0; i < n; ++i, ++l) e[l] += term(i);
   return lanes_total(e);
 }
 

@@ -29,6 +29,46 @@ void hlq_values(const float* p, int bits, float* vals) {
   }
 }
 
+// The lowest code among the nearest levels, as nearest_level (tensor/qformat.h) picks
+// it; written as selects over a compile-time level count, so the loop over weights vectorizes
+// (with -fno-trapping-math) instead of branching on every comparison.
+// With q, also the chosen values (vals[codes[i]]), picked in the same selects: a lookup per weight
+// afterwards did not vectorize.
+template <int kLevels, bool kValues>
+void assign_levels(const float* w, int n, const float* vals, uint8_t* codes, float* q) {
+  for (int i = 0; i < n; ++i) {
+    const float x = w[i];
+    float bd = std::fabs(x - vals[0]), bv = vals[0];
+    int best = 0;
+    for (int c = 1; c < kLevels; ++c) {
+      const float d = std::fabs(x - vals[c]);
+      const bool take = d < bd;
+      best = take ? c : best;
+      bd = take ? d : bd;
+      bv = take ? vals[c] : bv;
+    }
+    codes[i] = uint8_t(best);
+    if constexpr (kValues) q[i] = bv;
+  }
+}
+
+void assign_with_values(const float* w, int n, int bits, const float* params, uint8_t* codes,
+                        float* q) {
+  float vals[1 << kMaxBits];
+  hlq_values(params, bits, vals);
+  switch (bits) {
+    case 1: return q ? assign_levels<2, true>(w, n, vals, codes, q)
+                     : assign_levels<2, false>(w, n, vals, codes, q);
+    case 2: return q ? assign_levels<4, true>(w, n, vals, codes, q)
+                     : assign_levels<4, false>(w, n, vals, codes, q);
+    case 3: return q ? assign_levels<8, true>(w, n, vals, codes, q)
+                     : assign_levels<8, false>(w, n, vals, codes, q);
+    case 4: return q ? assign_levels<16, true>(w, n, vals, codes, q)
+                     : assign_levels<16, false>(w, n, vals, codes, q);
+    default: fail("hlq_assign: ", bits, " bits (1..4 supported)");
+  }
+}
+
 // Nearest codes under p and their weighted error. With a full block the error comes from the bit
 // planes' products, which follow the codes from one call to the next (group_fit.h), and the
 // refits reuse them; else from the values directly.
@@ -47,16 +87,14 @@ struct HlqObjective {
   }
   CodeColumnProducts* products() { return cp ? &*cp : nullptr; }
   double assign(const float* p, uint8_t* codes) {
-    hlq_assign(w, n, bits, p, codes);
     if (cp) {
+      hlq_assign(w, n, bits, p, codes);
       cp->update(codes);
       double coef[4];
       for (int b = 0; b < bits; ++b) coef[b] = p[b];
       return error_from_products(w, n, codes, fb, *cp, coef, p[bits]);
     }
-    float vals[1 << kMaxBits];
-    hlq_values(p, bits, vals);
-    for (int i = 0; i < n; ++i) q[size_t(i)] = vals[codes[i]];
+    assign_with_values(w, n, bits, p, codes, q.data());
     return weighted_error(w, q.data(), n, h);
   }
 };
@@ -162,37 +200,8 @@ Fitted run_gradient(HlqObjective& obj, const HlqFitOptions& opt, const float* p0
 
 }  // namespace
 
-namespace {
-// The lowest code among the nearest levels, as nearest_level (tensor/qformat.h) picks
-// it; written as selects over a compile-time level count, so the loop over weights vectorizes
-// (with -fno-trapping-math) instead of branching on every comparison.
-template <int kLevels>
-void assign_levels(const float* w, int n, const float* vals, uint8_t* codes) {
-  for (int i = 0; i < n; ++i) {
-    const float x = w[i];
-    float bd = std::fabs(x - vals[0]);
-    int best = 0;
-    for (int c = 1; c < kLevels; ++c) {
-      const float d = std::fabs(x - vals[c]);
-      const bool take = d < bd;
-      best = take ? c : best;
-      bd = take ? d : bd;
-    }
-    codes[i] = uint8_t(best);
-  }
-}
-}  // namespace
-
 void hlq_assign(const float* w, int n, int bits, const float* params, uint8_t* codes) {
-  float vals[1 << kMaxBits];
-  hlq_values(params, bits, vals);
-  switch (bits) {
-    case 1: return assign_levels<2>(w, n, vals, codes);
-    case 2: return assign_levels<4>(w, n, vals, codes);
-    case 3: return assign_levels<8>(w, n, vals, codes);
-    case 4: return assign_levels<16>(w, n, vals, codes);
-    default: fail("hlq_assign: ", bits, " bits (1..4 supported)");
-  }
+  assign_with_values(w, n, bits, params, codes, nullptr);
 }
 
 namespace {
@@ -204,26 +213,32 @@ inline double design_column(uint8_t code, int k, int bits) {
 }
 
 // Unweighted (no H): A^T A counts the weights whose codes set both bits (or one, with the zero's
-// column of ones), so it comes exactly from the codes' histogram, in 2^B terms instead of n; A^T w
-// keeps the plain loop's order of additions. Integer counts are exact in double in any order, so
-// the results equal those of the general loop below bit for bit.
+// column of ones), so it comes exactly from the codes' histogram, in 2^B terms instead of n. A^T w
+// sums in four lanes (weights i mod 4), each lane in order, added at the end: one running sum per
+// column made every weight wait for the add before it, and this runs at every refit of every
+// group. (Sums of one group's floats in double are exact unless their magnitudes span more than
+// about 2^22, so the order rarely changes a bit.)
 template <int kBits>
 void normal_equations_unweighted(const float* w, int n, const uint8_t* codes, double* M,
                                  double* rhs) {
-  constexpr int np = kBits + 1;
-  int64_t count[1 << kBits] = {};
-  double r[np] = {};
-  for (int i = 0; i < n; ++i) {
-    ++count[codes[i]];
-    for (int k = 0; k < np; ++k) r[k] += design_column(codes[i], k, kBits) * w[i];
-  }
+  constexpr int np = kBits + 1, kLanes = 4;
+  int64_t count[kLanes][1 << kBits] = {};
+  double r[kLanes][np] = {};
+  auto add = [&](int lane, int i) {
+    ++count[lane][codes[i]];
+    for (int k = 0; k < np; ++k) r[lane][k] += design_column(codes[i], k, kBits) * w[i];
+  };
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) add(l, i + l);
+  for (int l = 0; i < n; ++i, ++l) add(l, i);
   for (int k = 0; k < np; ++k) {
-    rhs[k] = r[k];
+    rhs[k] = (r[0][k] + r[1][k]) + (r[2][k] + r[3][k]);
     for (int l = 0; l < np; ++l) {
       int64_t both = 0;
       for (int c = 0; c < (1 << kBits); ++c)
         if (design_column(uint8_t(c), k, kBits) != 0 && design_column(uint8_t(c), l, kBits) != 0)
-          both += count[c];
+          both += count[0][c] + count[1][c] + count[2][c] + count[3][c];
       M[k * np + l] = double(both);
     }
   }
