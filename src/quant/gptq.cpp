@@ -196,11 +196,17 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
   for (int64_t i1 = 0; i1 < cols; i1 += block) {
     const int64_t i2 = std::min(i1 + block, cols), bs = i2 - i1;
     // Effective Hessian blocks of the groups that start in this block (shared by all rows).
+    // And H 1 of each, for the refit rounds: the same for every row.
     std::vector<std::vector<float>> heff;  // per group starting in [i1, i2): (n, n)
+    std::vector<std::vector<double>> heff_ones;  // per group: (n)
     const bool need_heff = !static_groups && (ours || opt.fit_weight == GroupFitWeight::HessianBlock);
     if (need_heff)
       for (int64_t a = i1; a < i2; a += g)
-        if (a % g == 0) heff.push_back(effective_block(U, cols, a, int(std::min(g, cols - a))));
+        if (a % g == 0) {
+          const int n = int(std::min(g, cols - a));
+          heff.push_back(effective_block(U, cols, a, n));
+          if (ours && opt.refit_rounds > 0) heff_ones.push_back(block_times_ones(heff.back().data(), n));
+        }
 
     auto do_rows = [&](int, int64_t r0, int64_t r1) {
       std::vector<float> w0, wt, diag_buf, P2(ppg), Pbest(ppg), Pprev(ppg);  // group scratch
@@ -256,7 +262,10 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
           GroupWeights gw;
           if (hb) gw.full = hb->data();
           // H 1 and H w of this group, for every round's refit (empty without refit rounds).
-          const FullBlockProducts fb(w0.data(), n, opt.refit_rounds > 0 ? gw : GroupWeights{});
+          const FullBlockProducts fb =
+              opt.refit_rounds > 0 && hb
+                  ? FullBlockProducts(w0.data(), n, gw, heff_ones[size_t((a - i1) / g)])
+                  : FullBlockProducts(w0.data(), n, GroupWeights{});
           // The bit planes' products under this block, following each round's codes.
           std::optional<CodeColumnProducts> cp;
           if (opt.refit_rounds > 0 && gw.full)
@@ -276,7 +285,7 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::
                 hlq_refit_params(w0.data(), n, spec.bits, ct.data(), gw, pz, free_p, &fb, cpp);
                 tmp_codes = ct;
                 hlqc_project_group(w0.data(), n, spec.bits, gw, q.ratio_codebook.data(), free_p,
-                                   tmp_codes.data(), P2.data(), K2);
+                                   tmp_codes.data(), P2.data(), K2, &fb);
               } else {
                 hlq_refit_params(w0.data(), n, spec.bits, ct.data(), gw, P2.data(), P2.data(),
                                  &fb, cpp);

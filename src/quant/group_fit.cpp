@@ -31,6 +31,22 @@ FullBlockProducts::FullBlockProducts(const float* w, int n, const GroupWeights& 
   }
 }
 
+FullBlockProducts::FullBlockProducts(const float* w, int n, const GroupWeights& h,
+                                     const std::vector<double>& h1) {
+  if (!h.full) return;
+  require(int(h1.size()) == n, "full-block products: H 1 of ", h1.size(), " weights for ", n);
+  H1 = h1;
+  std::vector<double> V(w, w + n);
+  Hw.resize(size_t(n));
+  full_block_product(h.full, n, V.data(), 1, Hw.data());
+}
+
+std::vector<double> block_times_ones(const float* H, int n) {
+  std::vector<double> ones(size_t(n), 1.0), out(static_cast<size_t>(n));
+  full_block_product(H, n, ones.data(), 1, out.data());
+  return out;
+}
+
 // The sums run in four lanes (terms i mod 4), added at the end: one running sum made every term
 // wait for the one before (a double add's latency per weight), and the fits evaluate this error
 // dozens of times per group.

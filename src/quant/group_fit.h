@@ -35,7 +35,13 @@ void full_block_product(const float* H, int n, const double* V, int m, double* o
 struct FullBlockProducts {
   std::vector<double> H1, Hw;  // (n) each
   FullBlockProducts(const float* w, int n, const GroupWeights& h);
+  // With H 1 given (block_times_ones of the same block: every row's group under one block shares
+  // it), only H w is made; the result equals the constructor's above bit for bit.
+  FullBlockProducts(const float* w, int n, const GroupWeights& h, const std::vector<double>& h1);
 };
+
+// H 1 of a full block H (n, n), as FullBlockProducts makes it.
+std::vector<double> block_times_ones(const float* H, int n);
 
 // H a_k for the columns a_k of a group's codes under a full block H: the bit planes of HLQ codes
 // (a_ik = bit k of code i, one column per plane) or the code values themselves (uniform codes, one

@@ -177,14 +177,15 @@ std::vector<float> hlqc_fit_codebook(const float* W, int64_t rows, int64_t cols,
 
 double hlqc_project_group(const float* w, int n, int bits, const GroupWeights& h,
                           const float* codebook, const float* p_free, uint8_t* codes,
-                          float* params, uint8_t* k) {
+                          float* params, uint8_t* k, const FullBlockProducts* given_fb) {
   const int np = bits + 1;
   std::vector<float> q(n);
   std::vector<uint8_t> cur(codes, codes + n), best_codes(codes, codes + n);
   float p[kMaxBits + 1], best_p[kMaxBits + 1];
   uint8_t best_k[kMaxBits] = {};
   double best_e = std::numeric_limits<double>::infinity();
-  const FullBlockProducts fb(w, n, h);
+  std::optional<FullBlockProducts> own_fb;
+  const FullBlockProducts& fb = given_fb ? *given_fb : own_fb.emplace(w, n, h);
   std::optional<CodeColumnProducts> own_cp;  // the bit planes' products, with a full block
   if (h.full) own_cp.emplace(h.full, n, bits, CodeColumnProducts::Columns::BitPlanes);
   CodeColumnProducts* cp = own_cp ? &*own_cp : nullptr;

@@ -38,10 +38,10 @@ std::vector<float> hlqc_fit_codebook(const float* W, int64_t rows, int64_t cols,
 // Projects a group's free HLQ parameters p_free (B + 1, zero form) onto the codebook. codes (n)
 // holds the starting codes on entry and the final ones on return. Writes params (B + 1, HLQC's
 // expanded form: s_0 and the midpoint m fp16 values, s_b = s_0 * ratio) and k (B - 1 ratio codes).
-// Returns r^T H r.
+// Returns r^T H r. fb: the group's H 1 and H w under h's full block, if the caller has them.
 double hlqc_project_group(const float* w, int n, int bits, const GroupWeights& h,
                           const float* codebook, const float* p_free, uint8_t* codes,
-                          float* params, uint8_t* k);
+                          float* params, uint8_t* k, const FullBlockProducts* fb = nullptr);
 
 // Quantizes W (rows, cols) with spec.kind == HLQC, unweighted per group (data-free).
 QuantizedMatrix quantize_hlqc(const float* W, int64_t rows, int64_t cols, const QuantSpec& spec,
