@@ -97,6 +97,26 @@ TEST(GroupFitExact, WeightedErrorEqualsThePlainLoop) {
   }
 }
 
+// H 1 made once for a group's block and shared by its rows gives the same products, bit for bit,
+// as H [1 w] made with each row's weights (GPTQ's refit rounds rely on it).
+TEST(GroupFitExact, SharedOnesProductEqualsTheTwoColumnProduct) {
+  std::mt19937 rng(17);
+  for (int n : {1, 7, 64, 128}) {
+    const std::vector<float> H = random_floats(rng, size_t(n) * n, 1.0f);
+    GroupWeights gw;
+    gw.full = H.data();
+    const std::vector<double> h1 = block_times_ones(H.data(), n);
+    for (int row = 0; row < 3; ++row) {
+      const std::vector<float> w = random_floats(rng, n, 0.02f);
+      const FullBlockProducts both(w.data(), n, gw), shared(w.data(), n, gw, h1);
+      for (int i = 0; i < n; ++i) {
+        EXPECT_TRUE(same_bits(both.H1[size_t(i)], shared.H1[size_t(i)])) << n << " " << i;
+        EXPECT_TRUE(same_bits(both.Hw[size_t(i)], shared.Hw[size_t(i)])) << n << " " << i;
+      }
+    }
+  }
+}
+
 // The least-squares step as it was written before: normal equations by plain loops (terms with
 // a zero bit skipped in the diagonal case), then the same solver.
 std::vector<float> refit_reference(const float* w, int n, int bits, const uint8_t* codes,
