@@ -107,6 +107,8 @@ bool finetunes(const QuantizeJob& job) { return job.block_ap || job.e2e_qp; }
 // The stage-1 file of a job with E2E-QP (what Block-AP produced), and its manifest beside it.
 std::string stage1_path(const QuantizeJob& job) { return job.out_path + ".stage1.gguf"; }
 std::string stage1_manifest_path(const QuantizeJob& job) { return stage1_path(job) + ".manifest"; }
+// Its quantization report (layer lines), so that a run resumed at E2E-QP reports the whole file.
+std::string stage1_report_path(const QuantizeJob& job) { return stage1_path(job) + ".report"; }
 // --target-bpw's measured rules, kept until the job finishes so that a resumed run (in any stage)
 // does not measure again: on a 1.5B model that takes about a minute per block.
 std::string allocation_path(const QuantizeJob& job) { return job.out_path + ".allocation.txt"; }
@@ -117,7 +119,8 @@ void discard_interrupted_run(const QuantizeJob& job) {
   ResumeDir::discard(job.out_path);
   ResumeDir::discard(stage1_path(job));
   std::error_code ec;
-  for (const std::string& p : {stage1_path(job), stage1_manifest_path(job), allocation_path(job)})
+  for (const std::string& p : {stage1_path(job), stage1_manifest_path(job),
+                               stage1_report_path(job), allocation_path(job)})
     fs::remove(p, ec);
 }
 
@@ -483,9 +486,21 @@ QuantizeResult run_planned_job(const QuantizeJob& job, std::unique_ptr<ModelSour
   if (stage1_done) {
     out.log("resuming: Block-AP's result " + stage1_path(job) +
             " is complete; going on with E2E-QP");
+    // Its layers' lines as stage 1 reported them (none from a stage 1 written before they were
+    // kept: the summary then counts no layers).
+    std::error_code ec;
+    if (fs::is_regular_file(stage1_report_path(job), ec))
+      for (LayerReport& l : parse_report_lines(read_whole_file(stage1_report_path(job)))) {
+        result.report.quantized_weights += l.rows * l.cols;
+        result.report.quantized_bits += l.bits_per_weight * double(l.rows * l.cols);
+        result.report.layers.push_back(std::move(l));
+      }
   } else {
     result.report = run_blockwise(job, *src, bq, store.get(), plan, manifest, blockwise_out, out);
-    if (job.e2e_qp) write_file_atomic(stage1_manifest_path(job), manifest.text());
+    if (job.e2e_qp) {  // the report first: the manifest marks the stage as complete
+      write_file_atomic(stage1_report_path(job), report_lines_text(result.report.layers));
+      write_file_atomic(stage1_manifest_path(job), manifest.text());
+    }
   }
   store.reset();
   if (job.e2e_qp) {
@@ -495,6 +510,7 @@ QuantizeResult run_planned_job(const QuantizeJob& job, std::unique_ptr<ModelSour
     else
       fs::remove(stage1_path(job));
     fs::remove(stage1_manifest_path(job));
+    fs::remove(stage1_report_path(job));
   }
   result.file_bytes = fs::file_size(job.out_path);
   summarize(result);

@@ -82,6 +82,8 @@ std::string unescape(const std::string& s) {
   return r;
 }
 
+}  // namespace
+
 std::string report_lines_text(const std::vector<LayerReport>& lines) {
   std::string s;
   char buf[256];
@@ -118,8 +120,6 @@ std::vector<LayerReport> parse_report_lines(const std::string& text) {
   }
   return out;
 }
-
-}  // namespace
 
 QuantReport run_resumable(BlockwiseQuantizer& q, const ModelSource& src,
                               ActivationStore* store, QuantizedTensorSink& sink,

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "quant/blockwise_quantizer.h"
 #include "quant/resume.h"
@@ -37,5 +38,11 @@ QuantReport run_resumable(BlockwiseQuantizer& q, const ModelSource& src,
                               ActivationStore* store, QuantizedTensorSink& sink,
                               const ResumableRunOptions& opt,
                               const std::function<void()>& finish_output);
+
+// Report lines as text, one layer a line (tab-separated, escaped), and back; lines of another
+// shape are skipped. Checkpoints keep their blocks' lines this way, and a finished stage 1 of
+// HLQ-Finetuning keeps its whole report beside its file.
+std::string report_lines_text(const std::vector<LayerReport>& lines);
+std::vector<LayerReport> parse_report_lines(const std::string& text);
 
 }  // namespace elutq

@@ -284,10 +284,11 @@ QuantizeJob stories_ft_job(const std::string& model, const std::string& out, boo
   return job;
 }
 
-// Crashes at the first update whose stage and status satisfy crash_at, then reruns.
-void crash_and_resume(const QuantizeJob& job,
-                      const std::function<bool(const std::string&, int64_t, const std::string&)>&
-                          crash_at) {
+// Crashes at the first update whose stage and status satisfy crash_at, then reruns it; returns the
+// rerun's result.
+QuantizeResult crash_and_resume(
+    const QuantizeJob& job,
+    const std::function<bool(const std::string&, int64_t, const std::string&)>& crash_at) {
   QuantizeCallbacks cb;
   std::string stage;
   cb.stage_begin = [&](const std::string& s, int64_t) { stage = s; };
@@ -296,7 +297,7 @@ void crash_and_resume(const QuantizeJob& job,
   };
   EXPECT_THROW(run_quantize_job(job, open_model(job.source_path), cb), SimulatedCrash);
   EXPECT_FALSE(fs::exists(job.out_path));
-  run_quantize_job(job, open_model(job.source_path));
+  return run_quantize_job(job, open_model(job.source_path));
 }
 
 TEST(BlockAp, InterruptedFinetuningResumesToTheSameFile) {
@@ -323,14 +324,21 @@ TEST(BlockAp, InterruptedE2eStageResumesFromTheBlockStageFile) {
   ELUTQ_REQUIRE_FILE(model, "stories260K");
   test::TempDir dir;
   const QuantizeJob whole = stories_ft_job(model, dir.file("whole.gguf"), true);
-  run_quantize_job(whole, open_model(model));
+  const QuantizeResult whole_result = run_quantize_job(whole, open_model(model));
   EXPECT_FALSE(fs::exists(whole.out_path + ".stage1.gguf")) << "stage-1 file left behind";
   const QuantizeJob job = stories_ft_job(model, dir.file("resumed.gguf"), true);
-  crash_and_resume(job, [](const std::string& stage, int64_t, const std::string&) {
-    return stage.rfind("e2e-qp", 0) == 0;
-  });
+  const QuantizeResult r =
+      crash_and_resume(job, [](const std::string& stage, int64_t, const std::string&) {
+        return stage.rfind("e2e-qp", 0) == 0;
+      });
   EXPECT_TRUE(read_bytes(job.out_path) == read_bytes(whole.out_path));
-  EXPECT_FALSE(fs::exists(job.out_path + ".stage1.gguf"));
+  // The resumed run reports the whole file, from stage 1's kept report.
+  ASSERT_FALSE(whole_result.report.layers.empty());
+  EXPECT_EQ(r.report.layers.size(), whole_result.report.layers.size());
+  EXPECT_EQ(r.report.quantized_weights, whole_result.report.quantized_weights);
+  EXPECT_DOUBLE_EQ(r.bits_per_weight, whole_result.bits_per_weight);
+  for (const char* left : {".stage1.gguf", ".stage1.gguf.manifest", ".stage1.gguf.report"})
+    EXPECT_FALSE(fs::exists(job.out_path + left)) << left << " left behind";
 }
 
 #ifdef ELUTQ_CLI_PATH
