@@ -13,6 +13,7 @@
 #   MODELS="smollm2 qwen15b"  CONFIGS="w2g64 w2g128 w3g128"  (also a name of MIX below)
 #   SMOL_NSAMPLES=64 SMOL_SEQLEN=512  QWEN_NSAMPLES=32 QWEN_SEQLEN=512  WINDOWS=4
 #   FT_ARGS=""  extra quantize flags for the finetuned runs (e.g. "--ft-epochs 3")
+#   STAGES="gptq ft"  which runs to make: the HLQ-GPTQ row (gptq), the finetuned rows (ft)
 #   THREADS=2 BUILD=build WORK=build/results_finetune UPDATE_DOCS=1
 # Finished runs are kept in $WORK (logs) and reused; an interrupted quantize run resumes where it
 # stopped (its wall time then counts the last part only, and its row says so); delete $WORK to
@@ -32,6 +33,7 @@ QWEN_NSAMPLES="${QWEN_NSAMPLES:-32}"
 QWEN_SEQLEN="${QWEN_SEQLEN:-512}"
 WINDOWS="${WINDOWS:-4}"
 FT_ARGS="${FT_ARGS:-}"
+STAGES="${STAGES:-gptq ft}"
 UPDATE_DOCS="${UPDATE_DOCS:-1}"
 MODELS_DIR="${ELUTQ_CACHE:-$HOME/.cache/elutq}/models"
 
@@ -92,13 +94,17 @@ for model in $MODELS; do
       width=(--bits "$bits" --group "$group")
     fi
     base="$WORK/$model.$cfg"
-    quantize "$src" "$base.gptq.gguf" "$base.gptq.quant.log" --method hlq-gptq "${width[@]}" \
-      "${calib[@]}" && [[ -f "$base.gptq.gguf" ]] && evaluate "$base.gptq.gguf" 2048 "$WINDOWS" "$model.$cfg.gptq"
-    # shellcheck disable=SC2086
-    quantize "$src" "$base.ft.gguf" "$base.ft.quant.log" --method hlq-ft "${width[@]}" \
-      "${calib[@]}" --ft-keep-stage1 "$base.bap.gguf" $FT_ARGS &&
-      { [[ -f "$base.bap.gguf" ]] && evaluate "$base.bap.gguf" 2048 "$WINDOWS" "$model.$cfg.bap";
-        [[ -f "$base.ft.gguf" ]] && evaluate "$base.ft.gguf" 2048 "$WINDOWS" "$model.$cfg.ft"; }
+    if [[ " $STAGES " == *" gptq "* ]]; then
+      quantize "$src" "$base.gptq.gguf" "$base.gptq.quant.log" --method hlq-gptq "${width[@]}" \
+        "${calib[@]}" && [[ -f "$base.gptq.gguf" ]] && evaluate "$base.gptq.gguf" 2048 "$WINDOWS" "$model.$cfg.gptq"
+    fi
+    if [[ " $STAGES " == *" ft "* ]]; then
+      # shellcheck disable=SC2086
+      quantize "$src" "$base.ft.gguf" "$base.ft.quant.log" --method hlq-ft "${width[@]}" \
+        "${calib[@]}" --ft-keep-stage1 "$base.bap.gguf" $FT_ARGS &&
+        { [[ -f "$base.bap.gguf" ]] && evaluate "$base.bap.gguf" 2048 "$WINDOWS" "$model.$cfg.bap";
+          [[ -f "$base.ft.gguf" ]] && evaluate "$base.ft.gguf" 2048 "$WINDOWS" "$model.$cfg.ft"; }
+    fi
     rm -f "$base.gptq.gguf" "$base.bap.gguf" "$base.ft.gguf"
     for stage in gptq bap ft; do
       qlog="$base.$stage.quant.log"; [[ $stage == bap ]] && qlog="$base.ft.quant.log"
