@@ -224,9 +224,14 @@ void normal_equations_unweighted(const float* w, int n, const uint8_t* codes, do
   constexpr int np = kBits + 1, kLanes = 4;
   int64_t count[kLanes][1 << kBits] = {};
   double r[kLanes][np] = {};
+  // A zero bit adds +0 (a sum that starts at +0 never becomes -0, so adding nothing, +0 or
+  // 0 * w gives the same sums): a select instead of converting the bit and multiplying.
   auto add = [&](int lane, int i) {
-    ++count[lane][codes[i]];
-    for (int k = 0; k < np; ++k) r[lane][k] += design_column(codes[i], k, kBits) * w[i];
+    const uint8_t c = codes[i];
+    const double wi = w[i];
+    ++count[lane][c];
+    for (int k = 0; k < kBits; ++k) r[lane][k] += (c >> k & 1) ? wi : 0.0;
+    r[lane][kBits] += wi;
   };
   int i = 0;
   for (; i + kLanes <= n; i += kLanes)
@@ -290,7 +295,7 @@ bool hlq_refit_params(const float* w, int n, int bits, const uint8_t* codes,
                       const FullBlockProducts* fb, CodeColumnProducts* cp) {
   require(bits >= 1 && bits <= kMaxBits, "HLQ refit: bits must be 1..4, got ", bits);
   const int np = bits + 1;
-  double M[kMaxParams * kMaxParams] = {}, rhs[kMaxParams] = {};  // (np, np), (np)
+  double M[kMaxParams * kMaxParams], rhs[kMaxParams];  // (np, np), (np): every entry written below
   thread_local std::vector<double> HAw;  // (n, np + 1) H [A w] with a full block
   if (h.full) {
     // Only the bit planes' columns depend on the codes (their products follow the codes in cp,
