@@ -16,7 +16,11 @@ namespace {
 // row-major, by Cholesky F = L L^T; false if a pivot is not positive. Our own loop, not LAPACKE:
 // the fits call this for 2..6 unknowns hundreds of millions of times, and LAPACKE's row-major
 // wrapper allocates and OpenBLAS's tiny factorisations take a lock per call.
-bool cholesky_solve(double* F, int n, double* x) {
+// kN > 0: the size known at compile time (the fits' 2..5 unknowns), so the loops unroll; the same
+// operations in the same order as the run-time size (kN = 0, n given), so the same results.
+template <int kN>
+bool cholesky_solve(double* F, int n_runtime, double* x) {
+  const int n = kN > 0 ? kN : n_runtime;
   for (int j = 0; j < n; ++j) {  // L in the lower triangle of F
     double d = F[j * n + j];
     for (int k = 0; k < j; ++k) d -= F[j * n + k] * F[j * n + k];
@@ -61,7 +65,15 @@ bool solve_proximal_spd(const double* M, const double* rhs, const double* p_prev
     double F[64 * 64], x[64];
     for (int i = 0; i < n * n; ++i) F[i] = A[i];
     for (int i = 0; i < n; ++i) x[i] = b[i];
-    if (cholesky_solve(F, n, x)) {
+    bool solved;
+    switch (n) {
+      case 2: solved = cholesky_solve<2>(F, n, x); break;
+      case 3: solved = cholesky_solve<3>(F, n, x); break;
+      case 4: solved = cholesky_solve<4>(F, n, x); break;
+      case 5: solved = cholesky_solve<5>(F, n, x); break;
+      default: solved = cholesky_solve<0>(F, n, x); break;
+    }
+    if (solved) {
       bool finite = true;
       for (int i = 0; i < n; ++i) finite = finite && std::isfinite(x[i]);
       if (finite) {
