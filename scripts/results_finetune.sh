@@ -128,9 +128,9 @@ sys.path.insert(0, sys.argv[1])
 from results_table import splice_rows
 doc, table, cpu, threads = sys.argv[2], open(sys.argv[3]).read(), sys.argv[4], sys.argv[5]
 order = {"FP (as stored)": 0, "HLQ-GPTQ": 1, "+ Block-AP": 2, "+ Block-AP + E2E-QP": 3}
-def config_key(c):  # source first, then w2g64, w2g128, w3g128, ...
+def config_key(c):  # source first, then w2g64, w2g128, w3g128, ..., then mixes by name
     m = re.match(r"w(\d+)g(\d+)", c)
-    return (0, 0, 0) if c == "source" else (1, int(m.group(1)), int(m.group(2))) if m else (2, 0, 0)
+    return (0, 0, 0) if c == "source" else (1, int(m.group(1)), int(m.group(2))) if m else (2, c)
 splice_rows(doc, "finetune", table,
             ["| model | config | stage | bpw | WikiText-2 ppl | C4 ppl | quantize wall s | peak RSS MiB | measured |",
              "|---|---|---|---:|---:|---:|---:|---:|---|"],
