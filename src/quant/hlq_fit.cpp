@@ -32,8 +32,8 @@ void hlq_values(const float* p, int bits, float* vals) {
 // The lowest code among the nearest levels, as nearest_level (tensor/qformat.h) picks
 // it; written as selects over a compile-time level count, so the loop over weights vectorizes
 // (with -fno-trapping-math) instead of branching on every comparison.
-// With q, also the chosen values (vals[codes[i]]), picked in the same selects: a lookup per weight
-// afterwards did not vectorize.
+// With q, also the chosen values (vals[codes[i]]), picked in the same selects up to 8 levels: a
+// lookup per weight afterwards does not vectorize.
 template <int kLevels, bool kValues>
 void assign_levels(const float* w, int n, const float* vals, uint8_t* codes, float* q) {
   for (int i = 0; i < n; ++i) {
@@ -63,8 +63,11 @@ void assign_with_values(const float* w, int n, int bits, const float* params, ui
                      : assign_levels<4, false>(w, n, vals, codes, q);
     case 3: return q ? assign_levels<8, true>(w, n, vals, codes, q)
                      : assign_levels<8, false>(w, n, vals, codes, q);
-    case 4: return q ? assign_levels<16, true>(w, n, vals, codes, q)
-                     : assign_levels<16, false>(w, n, vals, codes, q);
+    case 4:  // 16 levels: a third select per level costs more than looking the values up after
+      assign_levels<16, false>(w, n, vals, codes, nullptr);
+      if (q)
+        for (int i = 0; i < n; ++i) q[i] = vals[codes[i]];
+      return;
     default: fail("hlq_assign: ", bits, " bits (1..4 supported)");
   }
 }
