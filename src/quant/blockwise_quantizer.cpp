@@ -686,8 +686,7 @@ void BlockwiseQuantizer::quantize_block(int l, CalibActivations* store, Quantize
       if (I.model) I.install_quantized(l, m);
       report_.layers.push_back({name, R, C, r.rel_weight_error, r.rel_output_error,
                                 r.bits_per_weight, seconds_since(t0), log + r.log, spec.name()});
-      report_.quantized_weights += R * C;
-      report_.quantized_bits += r.bits_per_weight * double(R * C);
+      report_.add_totals(report_.layers.back());
     }
   }
   if (targets) {
@@ -764,8 +763,7 @@ void BlockwiseQuantizer::emit_tail(CalibActivations* store, QuantizedTensorSink&
     report_.layers.push_back({name, R, C, r.rel_weight_error, r.rel_output_error,
                               r.bits_per_weight, seconds_since(t0), r.log,
                               method_spec(I.head_layer).name()});
-    report_.quantized_weights += R * C;
-    report_.quantized_bits += r.bits_per_weight * double(R * C);
+    report_.add_totals(report_.layers.back());
   }
 }
 

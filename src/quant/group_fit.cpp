@@ -2,6 +2,7 @@
 #include "quant/group_fit.h"
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -15,27 +16,14 @@ void full_block_product(const float* H, int n, const double* V, int m, double* o
   block_product_f32_f64(H, n, V, m, out);
 }
 
-FullBlockProducts::FullBlockProducts(const float* w, int n, const GroupWeights& h) {
-  if (!h.full) return;
-  std::vector<double> V(size_t(n) * 2), HV(size_t(n) * 2);  // columns 1 and w
-  for (int j = 0; j < n; ++j) {
-    V[size_t(j) * 2] = 1.0;
-    V[size_t(j) * 2 + 1] = w[j];
-  }
-  full_block_product(h.full, n, V.data(), 2, HV.data());
-  H1.resize(size_t(n));
-  Hw.resize(size_t(n));
-  for (int i = 0; i < n; ++i) {
-    H1[size_t(i)] = HV[size_t(i) * 2];
-    Hw[size_t(i)] = HV[size_t(i) * 2 + 1];
-  }
-}
+FullBlockProducts::FullBlockProducts(const float* w, int n, const GroupWeights& h)
+    : FullBlockProducts(w, n, h, h.full ? block_times_ones(h.full, n) : std::vector<double>{}) {}
 
 FullBlockProducts::FullBlockProducts(const float* w, int n, const GroupWeights& h,
-                                     const std::vector<double>& h1) {
+                                     std::vector<double> h1) {
   if (!h.full) return;
   require(int(h1.size()) == n, "full-block products: H 1 of ", h1.size(), " weights for ", n);
-  H1 = h1;
+  H1 = std::move(h1);
   std::vector<double> V(w, w + n);
   Hw.resize(size_t(n));
   full_block_product(h.full, n, V.data(), 1, Hw.data());
@@ -53,6 +41,22 @@ std::vector<double> block_times_ones(const float* H, int n) {
 namespace {
 constexpr int kLanes = 4;
 double lanes_total(const double (&e)[kLanes]) { return (e[0] + e[1]) + (e[2] + e[3]); }
+
+// e[i mod 4] += (h_i r_i) r_i, or r_i r_i without weights (the same value: 1.0 r is r), each lane
+// in order. The lanes are named once per pass of four, not indexed by i % 4, so they stay in
+// registers (as e[i % 4] they went through memory, each add waiting on a store).
+template <bool kDiag>
+void add_in_lanes(const float* w, const float* q, const float* diag, int n, double (&e)[kLanes]) {
+  auto term = [&](int i) {
+    const double r = double(w[i]) - q[i];
+    if constexpr (kDiag) return double(diag[i]) * r * r;
+    else return r * r;
+  };
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) e[l] += term(i + l);
+  for (int l = 0; i < n; ++i, ++l) e[l] += term(i);
+}
 }  // namespace
 
 double weighted_error(const float* w, const float* q, int n, const GroupWeights& h) {
@@ -64,25 +68,8 @@ double weighted_error(const float* w, const float* q, int n, const GroupWeights&
     for (int i = 0; i < n; ++i) e[i % kLanes] += r[size_t(i)] * Hr[size_t(i)];
     return lanes_total(e);
   }
-  // Terms (h_i r_i) r_i, or r_i r_i without weights (the same value: 1.0 r is r), each lane's in
-  // order. The lanes are named once per pass of four, not indexed by i % 4, so they stay in
-  // registers (as e[i % 4] they went through memory, each add waiting on a store).
-  auto term = [&](int i) {
-    const double r = double(w[i]) - q[i];
-    return h.diag ? double(h.diag[i]) * r * r : r * r;
-  };
-  int i = 0;
-  if (h.diag) {
-    for (; i + kLanes <= n; i += kLanes)
-      for (int l = 0; l < kLanes; ++l) e[l] += term(i + l);
-  } else {
-    for (; i + kLanes <= n; i += kLanes)
-      for (int l = 0; l < kLanes; ++l) {
-        const double r = double(w[i + l]) - q[i + l];
-        e[l] += r * r;
-      }
-  }
-  for (int l = 0; i < n; ++i, ++l) e[l] += term(i);
+  if (h.diag) add_in_lanes<true>(w, q, h.diag, n, e);
+  else add_in_lanes<false>(w, q, nullptr, n, e);
   return lanes_total(e);
 }
 

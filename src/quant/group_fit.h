@@ -36,8 +36,8 @@ struct FullBlockProducts {
   std::vector<double> H1, Hw;  // (n) each
   FullBlockProducts(const float* w, int n, const GroupWeights& h);
   // With H 1 given (block_times_ones of the same block: every row's group under one block shares
-  // it), only H w is made; the result equals the constructor's above bit for bit.
-  FullBlockProducts(const float* w, int n, const GroupWeights& h, const std::vector<double>& h1);
+  // it), only H w is made; the constructor above makes H 1 itself.
+  FullBlockProducts(const float* w, int n, const GroupWeights& h, std::vector<double> h1);
 };
 
 // H 1 of a full block H (n, n), as FullBlockProducts makes it.

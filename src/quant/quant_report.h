@@ -25,6 +25,12 @@ struct QuantReport {
   int64_t quantized_weights = 0;
   double quantized_bits = 0;  // storage bits of the quantized tensors, parameters included
   std::vector<std::string> notes;  // things the user should know (e.g. a fold that was skipped)
+
+  // Counts a layer's weights and storage bits into the totals (not into layers).
+  void add_totals(const LayerReport& l) {
+    quantized_weights += l.rows * l.cols;
+    quantized_bits += l.bits_per_weight * double(l.rows * l.cols);
+  }
 };
 
 }  // namespace elutq

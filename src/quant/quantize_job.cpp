@@ -491,8 +491,7 @@ QuantizeResult run_planned_job(const QuantizeJob& job, std::unique_ptr<ModelSour
     std::error_code ec;
     if (fs::is_regular_file(stage1_report_path(job), ec))
       for (LayerReport& l : parse_report_lines(read_whole_file(stage1_report_path(job)))) {
-        result.report.quantized_weights += l.rows * l.cols;
-        result.report.quantized_bits += l.bits_per_weight * double(l.rows * l.cols);
+        result.report.add_totals(l);
         result.report.layers.push_back(std::move(l));
       }
   } else {

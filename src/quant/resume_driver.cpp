@@ -177,10 +177,7 @@ QuantReport run_resumable(BlockwiseQuantizer& q, const ModelSource& src,
   if (finish_output) finish_output();
   rd.remove();
 
-  for (const auto& r : replayed) {
-    rep.quantized_weights += r.rows * r.cols;
-    rep.quantized_bits += r.bits_per_weight * double(r.rows * r.cols);
-  }
+  for (const auto& r : replayed) rep.add_totals(r);
   rep.layers.insert(rep.layers.begin(), replayed.begin(), replayed.end());
   return rep;
 }

@@ -97,8 +97,9 @@ TEST(GroupFitExact, WeightedErrorEqualsThePlainLoop) {
   }
 }
 
-// H 1 made once for a group's block and shared by its rows gives the same products, bit for bit,
-// as H [1 w] made with each row's weights (GPTQ's refit rounds rely on it).
+// H 1 made once for a group's block and shared by its rows, and H w made per row, equal bit for
+// bit the two-column product H [1 w] the fits made before (so their files are unchanged), with H 1
+// shared or made by the products themselves.
 TEST(GroupFitExact, SharedOnesProductEqualsTheTwoColumnProduct) {
   std::mt19937 rng(17);
   for (int n : {1, 7, 64, 128}) {
@@ -108,11 +109,18 @@ TEST(GroupFitExact, SharedOnesProductEqualsTheTwoColumnProduct) {
     const std::vector<double> h1 = block_times_ones(H.data(), n);
     for (int row = 0; row < 3; ++row) {
       const std::vector<float> w = random_floats(rng, n, 0.02f);
-      const FullBlockProducts both(w.data(), n, gw), shared(w.data(), n, gw, h1);
-      for (int i = 0; i < n; ++i) {
-        EXPECT_TRUE(same_bits(both.H1[size_t(i)], shared.H1[size_t(i)])) << n << " " << i;
-        EXPECT_TRUE(same_bits(both.Hw[size_t(i)], shared.Hw[size_t(i)])) << n << " " << i;
+      std::vector<double> V(size_t(n) * 2), both(V.size());  // columns 1 and w
+      for (int j = 0; j < n; ++j) {
+        V[size_t(j) * 2] = 1.0;
+        V[size_t(j) * 2 + 1] = w[j];
       }
+      full_block_product(H.data(), n, V.data(), 2, both.data());
+      const FullBlockProducts own(w.data(), n, gw), shared(w.data(), n, gw, h1);
+      for (const FullBlockProducts* fb : {&own, &shared})
+        for (int i = 0; i < n; ++i) {
+          EXPECT_TRUE(same_bits(both[size_t(i) * 2], fb->H1[size_t(i)])) << n << " " << i;
+          EXPECT_TRUE(same_bits(both[size_t(i) * 2 + 1], fb->Hw[size_t(i)])) << n << " " << i;
+        }
     }
   }
 }
